@@ -1,0 +1,100 @@
+// swift-tools-version:6.1
+//===----------------------------------------------------------------------===//
+// DeltaKit — delta writing for server-side Swift.
+//===----------------------------------------------------------------------===//
+
+import PackageDescription
+
+let package = Package(
+    name: "DeltaKit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "DeltaKit", targets: ["DeltaKit"]),
+        .library(name: "DeltaKitKafka", targets: ["DeltaKitKafka"]),
+        .library(name: "DeltaKitRisingWave", targets: ["DeltaKitRisingWave"]),
+        .library(name: "DeltaKitTesting", targets: ["DeltaKitTesting"]),
+        .executable(name: "UserEvents", targets: ["UserEvents"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+    ],
+    targets: [
+        // MARK: Core (Foundation only)
+        .target(name: "DeltaKit"),
+
+        // MARK: C system libraries — each imported by exactly one folder of its backend
+        .systemLibrary(
+            name: "CDeltaKitRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
+        ),
+        .systemLibrary(
+            name: "CDeltaKitLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
+
+        // MARK: Backends
+        .target(
+            name: "DeltaKitKafka",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                .target(name: "CDeltaKitRdKafka"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "DeltaKitRisingWave",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                .target(name: "CDeltaKitLibPQ"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+
+        // MARK: Test support
+        .target(name: "DeltaKitTesting", dependencies: [.target(name: "DeltaKit")]),
+
+        // MARK: Example
+        .executableTarget(
+            name: "UserEvents",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                .target(name: "DeltaKitTesting"),
+                .target(name: "DeltaKitKafka"),
+                .target(name: "DeltaKitRisingWave"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/UserEvents"
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "DeltaKitTests", dependencies: ["DeltaKit", "DeltaKitTesting"]),
+        .testTarget(name: "DeltaKitTestingTests", dependencies: ["DeltaKit", "DeltaKitTesting"]),
+        .testTarget(name: "DeltaKitKafkaTests", dependencies: ["DeltaKit", "DeltaKitKafka", "DeltaKitTesting"]),
+        .testTarget(
+            name: "DeltaKitRisingWaveTests",
+            dependencies: ["DeltaKit", "DeltaKitRisingWave", "DeltaKitTesting"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitTesting"]
+        ),
+    ]
+)
+
+// MARK: Settings for every Swift target
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    target.swiftSettings = settings
+}

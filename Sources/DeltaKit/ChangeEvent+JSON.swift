@@ -1,0 +1,264 @@
+public import Foundation
+
+/// The names of the envelope fields that sit next to the record's own fields on the wire.
+public enum ChangeEventField {
+    /// `"op"`: insert, update or delete.
+    public static let operation = "op"
+    /// `"event_order"`: the event's order (``ChangeEvent/order``).
+    public static let order = "event_order"
+    /// `"ts"`: the event's timestamp (``ChangeEvent/timestamp``).
+    public static let timestamp = "ts"
+}
+
+// MARK: - Fast wire encoding and decoding
+
+extension ChangeEvent {
+    /// Encodes the event as its wire JSON: the record's fields in declaration order, then
+    /// `op`, `event_order` and `ts`. A delete writes the key and explicit `null` for every other field;
+    /// an optional field that is `nil` is written as `null` too, so every event has the same keys.
+    ///
+    /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/serializationFailed``) if a field is not a
+    ///   supported scalar or a floating-point value is not finite.
+    public func jsonData() throws -> Data {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(128)
+        try encodeJSON(into: &bytes)
+        return Data(bytes)
+    }
+
+    /// Appends the event's wire JSON to `buffer` (see ``jsonData()``); the allocation-free path for producers.
+    public func encodeJSON(into buffer: inout [UInt8]) throws {
+        let schema = try Record.schema
+        let writer = FlatJSONWriter(buffer: buffer)
+        buffer = []
+        defer { buffer = writer.buffer }
+        writer.buffer.append(UInt8(ascii: "{"))
+        do {
+            if let record {
+                try record.encode(to: FlatJSONEncoder(writer: writer))
+                if writer.written.count < schema.fields.count {
+                    for field in schema.fields where !writer.written.contains(field.name) {
+                        writer.key(field.name)
+                        writer.null()
+                    }
+                }
+            } else {
+                writer.key(schema.keyField)
+                try key.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: schema.keyField))
+                for field in schema.valueFields {
+                    writer.key(field.name)
+                    writer.null()
+                }
+            }
+        } catch let error as DeltaKitError {
+            throw error
+        } catch {
+            throw DeltaKitError(
+                code: .serializationFailed,
+                message: "cannot encode \(Record.self) with key \(key): \(error)",
+                underlying: error
+            )
+        }
+        writer.key(ChangeEventField.operation)
+        writer.string(operation.rawValue)
+        writer.key(ChangeEventField.order)
+        writer.integer(order)
+        writer.key(ChangeEventField.timestamp)
+        writer.string(EventTimestamp.format(timestamp))
+        writer.buffer.append(UInt8(ascii: "}"))
+    }
+
+    /// Decodes one event from its wire JSON (DeltaKit's own output or the original demo producer's).
+    ///
+    /// - Throws: ``ChangeEventDecodingError`` naming the field and the offending value when the input is
+    ///   not JSON, has an unknown `op`, misses a field, has a value of the wrong type, or is a delete
+    ///   that carries values.
+    public init(jsonData: some DataProtocol) throws {
+        let data = Data(jsonData)
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = EventTimestamp.parse(text) else {
+                throw DecodingError.dataCorruptedError(
+                    in: container,
+                    debugDescription: "expected an ISO-8601 timestamp"
+                )
+            }
+            return date
+        }
+        do {
+            self = try decoder.decode(Self.self, from: data)
+        } catch let error as ChangeEventDecodingError {
+            throw error
+        } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
+            throw ChangeEventDecodingError(field: nil, value: nil, reason: "expected a JSON object")
+        } catch {
+            let snippet = String(decoding: data.prefix(80), as: UTF8.self)
+            throw ChangeEventDecodingError(
+                field: nil,
+                value: "\"\(snippet)\"",
+                reason: "not valid JSON (\(Self.summary(of: error)))"
+            )
+        }
+    }
+
+    fileprivate static func summary(of error: any Error) -> String {
+        if case DecodingError.dataCorrupted(let context) = error {
+            return context.underlyingError.map { "\($0)" } ?? context.debugDescription
+        }
+        return "\(error)"
+    }
+}
+
+// MARK: - Codable (any encoder or decoder)
+
+extension ChangeEvent: Codable {
+    /// Encodes the flat wire shape into any `Encoder` (the fast path is ``jsonData()``).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: AnyCodingKey.self)
+        let schema = try Record.schema
+        if let record {
+            try record.encode(to: encoder)
+        } else {
+            try container.encode(key, forKey: AnyCodingKey(schema.keyField))
+            for field in schema.valueFields { try container.encodeNil(forKey: AnyCodingKey(field.name)) }
+        }
+        try container.encode(operation.rawValue, forKey: AnyCodingKey(ChangeEventField.operation))
+        try container.encode(order, forKey: AnyCodingKey(ChangeEventField.order))
+        try container.encode(EventTimestamp.format(timestamp), forKey: AnyCodingKey(ChangeEventField.timestamp))
+    }
+
+    /// Decodes the flat wire shape from any `Decoder`, with errors naming the field and value
+    /// (``ChangeEventDecodingError``).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: AnyCodingKey.self)
+        let fields = FieldReader(container: container)
+        let opText = try fields.required(String.self, ChangeEventField.operation)
+        guard let operation = ChangeOperation(rawValue: opText) else {
+            throw ChangeEventDecodingError(
+                field: ChangeEventField.operation,
+                value: fields.rawText(ChangeEventField.operation),
+                reason: "expected one of insert, update, delete"
+            )
+        }
+        let order = try fields.required(Int64.self, ChangeEventField.order)
+        let tsText = try fields.required(String.self, ChangeEventField.timestamp)
+        guard let timestamp = EventTimestamp.parse(tsText) else {
+            throw ChangeEventDecodingError(
+                field: ChangeEventField.timestamp,
+                value: fields.rawText(ChangeEventField.timestamp),
+                reason: "expected an ISO-8601 timestamp such as 2024-05-01T12:30:45.123456+00:00"
+            )
+        }
+        let schema: RecordSchema
+        do { schema = try Record.schema } catch {
+            throw ChangeEventDecodingError(field: nil, value: nil, reason: "\(error)")
+        }
+        if operation == .delete {
+            let key = try fields.required(Record.Key.self, schema.keyField)
+            for field in schema.valueFields {
+                let codingKey = AnyCodingKey(field.name)
+                if container.contains(codingKey), (try? container.decodeNil(forKey: codingKey)) == false {
+                    throw ChangeEventDecodingError(
+                        field: field.name,
+                        value: fields.rawText(field.name),
+                        reason: "a delete event carries only the key; expected null"
+                    )
+                }
+            }
+            self = .delete(key: key, order: order, timestamp: timestamp)
+        } else {
+            let record: Record
+            do {
+                record = try Record(from: decoder)
+            } catch let error as DecodingError {
+                throw fields.translate(error)
+            }
+            self.init(operation: operation, record: record, order: order, timestamp: timestamp)
+        }
+    }
+}
+
+/// A `CodingKey` for any field name.
+struct AnyCodingKey: CodingKey, Hashable {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ string: String) { stringValue = string }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// Reads envelope fields and turns decoding failures into errors that show the offending value.
+private struct FieldReader {
+    let container: KeyedDecodingContainer<AnyCodingKey>
+
+    func required<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {
+        let key = AnyCodingKey(name)
+        guard container.contains(key) else {
+            throw ChangeEventDecodingError(field: name, value: nil, reason: "missing; expected \(typeName(T.self))")
+        }
+        if (try? container.decodeNil(forKey: key)) == true {
+            throw ChangeEventDecodingError(field: name, value: "null", reason: "expected \(typeName(T.self))")
+        }
+        do {
+            return try container.decode(T.self, forKey: key)
+        } catch {
+            throw ChangeEventDecodingError(field: name, value: rawText(name), reason: "expected \(typeName(T.self))")
+        }
+    }
+
+    /// The value under `name` as JSON-ish text, for error messages.
+    func rawText(_ name: String) -> String? {
+        let key = AnyCodingKey(name)
+        guard container.contains(key) else { return nil }
+        if (try? container.decodeNil(forKey: key)) == true { return "null" }
+        if let v = try? container.decode(Bool.self, forKey: key) { return String(v) }
+        if let v = try? container.decode(Int64.self, forKey: key) { return String(v) }
+        if let v = try? container.decode(Double.self, forKey: key) { return String(v) }
+        if let v = try? container.decode(String.self, forKey: key) { return "\"\(v)\"" }
+        return "a JSON object or array"
+    }
+
+    func translate(_ error: DecodingError) -> ChangeEventDecodingError {
+        switch error {
+        case .keyNotFound(let key, _):
+            return ChangeEventDecodingError(field: key.stringValue, value: nil, reason: "missing")
+        case .typeMismatch(let type, let context):
+            let name = context.codingPath.first?.stringValue
+            return ChangeEventDecodingError(
+                field: name,
+                value: name.flatMap(rawText),
+                reason: "expected \(typeName(type))"
+            )
+        case .valueNotFound(let type, let context):
+            return ChangeEventDecodingError(
+                field: context.codingPath.first?.stringValue,
+                value: "null",
+                reason: "expected \(typeName(type))"
+            )
+        case .dataCorrupted(let context):
+            let name = context.codingPath.first?.stringValue
+            return ChangeEventDecodingError(
+                field: name,
+                value: name.flatMap(rawText),
+                reason: context.debugDescription
+            )
+        @unknown default:
+            return ChangeEventDecodingError(field: nil, value: nil, reason: "\(error)")
+        }
+    }
+
+    private func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Bool.Type: return "a boolean"
+        case is Double.Type, is Float.Type: return "a number"
+        case is Int.Type, is Int64.Type, is Int32.Type, is Int16.Type, is Int8.Type, is UInt.Type, is UInt64.Type,
+            is UInt32.Type, is UInt16.Type, is UInt8.Type:
+            return "an integer"
+        case is Date.Type: return "an ISO-8601 timestamp"
+        default: return "a value of type \(type)"
+        }
+    }
+}

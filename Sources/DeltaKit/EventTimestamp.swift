@@ -1,0 +1,131 @@
+public import Foundation
+
+/// The `ts` wire format: ISO-8601 with microseconds and an explicit `+00:00` offset.
+///
+/// RisingWave turns a trailing `Z` into NULL in a TIMESTAMP column, and Python's
+/// `datetime.now(timezone.utc).isoformat()` (the demo producer) writes `+00:00`, so DeltaKit
+/// writes `2024-05-01T12:30:45.123456+00:00` and accepts any RFC 3339 form when reading.
+public enum EventTimestamp {
+    /// Rounds a date to whole microseconds, the precision of the wire format and of SQL timestamps.
+    public static func truncatedToMicroseconds(_ date: Date) -> Date {
+        Date(timeIntervalSince1970: Double(microseconds(date)) / 1_000_000)
+    }
+
+    /// Microseconds since 1970-01-01T00:00:00Z, rounded to the nearest microsecond.
+    public static func microseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    }
+
+    /// Formats a date as `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`.
+    public static func format(_ date: Date) -> String {
+        let micros = microseconds(date)
+        var seconds = micros.floorDiv(1_000_000)
+        let fraction = micros - seconds * 1_000_000
+        let days = seconds.floorDiv(86_400)
+        seconds -= days * 86_400
+        let (y, m, d) = civil(fromDays: days)
+        var out = ""
+        out.reserveCapacity(32)
+        out += pad(y, 4) + "-" + pad(m, 2) + "-" + pad(d, 2) + "T"
+        out += pad(seconds / 3600, 2) + ":" + pad(seconds / 60 % 60, 2) + ":" + pad(seconds % 60, 2)
+        out += "." + pad(fraction, 6) + "+00:00"
+        return out
+    }
+
+    /// Parses an RFC 3339 / ISO-8601 timestamp: `T` or space separator, 0–9 fractional digits
+    /// (rounded to microseconds), and `Z`, `+hh:mm`, `-hh:mm`, `+hhmm` or no offset (read as UTC).
+    /// Returns `nil` when the text is not such a timestamp.
+    public static func parse(_ text: String) -> Date? {
+        var p = Array(text.utf8)[...]
+        func number(_ n: Int) -> Int64? {
+            guard p.count >= n else { return nil }
+            var v: Int64 = 0
+            for c in p.prefix(n) {
+                guard c >= 48, c <= 57 else { return nil }
+                v = v * 10 + Int64(c - 48)
+            }
+            p = p.dropFirst(n)
+            return v
+        }
+        func expect(_ c: UInt8) -> Bool {
+            guard p.first == c else { return false }
+            p = p.dropFirst()
+            return true
+        }
+        guard let y = number(4), expect(0x2D), let mo = number(2), expect(0x2D), let d = number(2) else { return nil }
+        guard p.first == 0x54 || p.first == 0x74 || p.first == 0x20 else { return nil }
+        p = p.dropFirst()
+        guard let h = number(2), expect(0x3A), let mi = number(2), expect(0x3A), let s = number(2) else { return nil }
+        guard (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61 else { return nil }
+        var micros: Int64 = 0
+        if expect(0x2E) {
+            var digits = 0
+            var frac: Int64 = 0
+            var roundUp = false
+            while let c = p.first, c >= 48, c <= 57 {
+                if digits < 6 {
+                    frac = frac * 10 + Int64(c - 48)
+                } else if digits == 6 {
+                    roundUp = c >= 53
+                }
+                digits += 1
+                p = p.dropFirst()
+            }
+            guard digits > 0 else { return nil }
+            for _ in digits..<max(digits, 6) { frac *= 10 }
+            micros = frac + (roundUp ? 1 : 0)
+        }
+        var offsetSeconds: Int64 = 0
+        if let c = p.first {
+            if c == 0x5A || c == 0x7A {
+                p = p.dropFirst()
+            } else if c == 0x2B || c == 0x2D {
+                p = p.dropFirst()
+                guard let oh = number(2) else { return nil }
+                _ = expect(0x3A)
+                let om = number(2) ?? 0
+                offsetSeconds = (oh * 3600 + om * 60) * (c == 0x2D ? -1 : 1)
+            } else {
+                return nil
+            }
+        }
+        guard p.isEmpty else { return nil }
+        let days = days(fromCivil: y, mo, d)
+        let total = (days * 86_400 + h * 3600 + mi * 60 + s - offsetSeconds) * 1_000_000 + micros
+        return Date(timeIntervalSince1970: Double(total) / 1_000_000)
+    }
+
+    private static func pad(_ v: Int64, _ width: Int) -> String {
+        let s = String(v)
+        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+    }
+
+    // Howard Hinnant's civil-from-days / days-from-civil algorithms (proleptic Gregorian calendar).
+    private static func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719_468
+        let era = z.floorDiv(146_097)
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    private static func days(fromCivil y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = y.floorDiv(400)
+        let yoe = y - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+}
+
+extension Int64 {
+    fileprivate func floorDiv(_ d: Int64) -> Int64 {
+        let q = self / d
+        return (self % d != 0 && (self < 0) != (d < 0)) ? q - 1 : q
+    }
+}

@@ -1,0 +1,278 @@
+import Foundation
+
+/// Writes one flat JSON object of scalar fields straight into a byte buffer.
+///
+/// Used by ``ChangeEvent/encodeJSON(into:)``: it keeps the record's declaration order (the demo's
+/// `id,name,age,…`), writes `nil` optionals as explicit `null`, and avoids `JSONEncoder`'s
+/// intermediate tree. A `final class` so the containers the `Encoder` API hands out share one buffer;
+/// it lives only for the duration of one encode call on one thread.
+final class FlatJSONWriter {
+    var buffer: [UInt8]
+    var written: [String] = []
+    private var needsComma = false
+
+    init(buffer: [UInt8]) { self.buffer = buffer }
+
+    func key(_ name: String) {
+        if needsComma { buffer.append(UInt8(ascii: ",")) }
+        needsComma = true
+        written.append(name)
+        string(name)
+        buffer.append(UInt8(ascii: ":"))
+    }
+
+    func null() { buffer.append(contentsOf: [110, 117, 108, 108]) }
+
+    func bool(_ value: Bool) {
+        if value { buffer.append(contentsOf: [116, 114, 117, 101]) } else {
+            buffer.append(contentsOf: [102, 97, 108, 115, 101])
+        }
+    }
+
+    func integer<T: BinaryInteger>(_ value: T) {
+        if value == 0 {
+            buffer.append(UInt8(ascii: "0"))
+            return
+        }
+        var magnitude = value.magnitude
+        if value < 0 { buffer.append(UInt8(ascii: "-")) }
+        let start = buffer.count
+        while magnitude > 0 {
+            buffer.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10))
+            magnitude /= 10
+        }
+        buffer[start...].reverse()
+    }
+
+    func floatingPoint<T: BinaryFloatingPoint & LosslessStringConvertible>(_ value: T, field: String) throws {
+        guard value.isFinite else {
+            throw DeltaKitError(
+                code: .serializationFailed,
+                message: "field '\(field)' is \(value); JSON has no representation for non-finite numbers"
+            )
+        }
+        buffer.append(contentsOf: String(value).utf8)
+    }
+
+    func string(_ value: String) {
+        buffer.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): buffer.append(contentsOf: [92, 34])
+            case UInt8(ascii: "\\"): buffer.append(contentsOf: [92, 92])
+            case 0x0A: buffer.append(contentsOf: [92, 110])
+            case 0x0D: buffer.append(contentsOf: [92, 114])
+            case 0x09: buffer.append(contentsOf: [92, 116])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                buffer.append(contentsOf: [92, 117, 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: buffer.append(byte)
+            }
+        }
+        buffer.append(UInt8(ascii: "\""))
+    }
+
+    /// Writes a value that `Foundation` types encode specially; returns `false` for anything else.
+    func special(_ value: some Encodable) -> Bool {
+        switch value {
+        case let date as Date: string(EventTimestamp.format(date))
+        case let uuid as UUID: string(uuid.uuidString.lowercased())
+        case let decimal as Decimal: buffer.append(contentsOf: decimal.description.utf8)
+        case let url as URL: string(url.absoluteString)
+        default: return false
+        }
+        return true
+    }
+}
+
+struct FlatJSONEncoder: Encoder {
+    let writer: FlatJSONWriter
+    /// Set when this encoder encodes the value of one field (its key is already written).
+    var singleValueKey: String? = nil
+    var codingPath: [any CodingKey] { singleValueKey.map { [AnyCodingKey($0)] } ?? [] }
+    var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+        KeyedEncodingContainer(FlatKeyedContainer<Key>(writer: writer, nestedField: singleValueKey))
+    }
+    func unkeyedContainer() -> any UnkeyedEncodingContainer {
+        FailingUnkeyedContainer(field: singleValueKey ?? "<record>")
+    }
+    func singleValueContainer() -> any SingleValueEncodingContainer {
+        FlatSingleValueContainer(writer: writer, field: singleValueKey)
+    }
+}
+
+private func notScalar(_ field: String) -> DeltaKitError {
+    DeltaKitError(
+        code: .serializationFailed,
+        message:
+            "field '\(field)' is not a scalar; a ChangeRecord's fields must be Int, Double, Bool, String, Date, Decimal, UUID or optionals of these"
+    )
+}
+
+private struct FlatKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
+    let writer: FlatJSONWriter
+    /// Non-nil when a field's value tried to encode itself as an object.
+    let nestedField: String?
+    var codingPath: [any CodingKey] { [] }
+
+    private func check() throws { if let nestedField { throw notScalar(nestedField) } }
+
+    mutating func encodeNil(forKey key: Key) throws {
+        try check()
+        writer.key(key.stringValue)
+        writer.null()
+    }
+    mutating func encode(_ value: Bool, forKey key: Key) throws {
+        try check()
+        writer.key(key.stringValue)
+        writer.bool(value)
+    }
+    mutating func encode(_ value: String, forKey key: Key) throws {
+        try check()
+        writer.key(key.stringValue)
+        writer.string(value)
+    }
+    mutating func encode(_ value: Double, forKey key: Key) throws {
+        try check()
+        writer.key(key.stringValue)
+        try writer.floatingPoint(value, field: key.stringValue)
+    }
+    mutating func encode(_ value: Float, forKey key: Key) throws {
+        try check()
+        writer.key(key.stringValue)
+        try writer.floatingPoint(value, field: key.stringValue)
+    }
+    mutating func encode(_ value: Int, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: Int8, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: Int16, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: Int32, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: Int64, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: UInt, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: UInt8, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: UInt16, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: UInt32, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: UInt64, forKey key: Key) throws { try int(value, key) }
+
+    private func int(_ value: some BinaryInteger, _ key: Key) throws {
+        try check()
+        writer.key(key.stringValue)
+        writer.integer(value)
+    }
+
+    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
+        try check()
+        writer.key(key.stringValue)
+        if !writer.special(value) {
+            try value.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: key.stringValue))
+        }
+    }
+
+    // Optionals are written as explicit null so every event carries every field.
+    mutating func encodeIfPresent<T: Encodable>(_ value: T?, forKey key: Key) throws {
+        if let value { try encode(value, forKey: key) } else { try encodeNil(forKey: key) }
+    }
+    mutating func encodeIfPresent(_ value: Bool?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: String?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: Double?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: Float?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: Int?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: Int8?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: Int16?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: Int32?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: Int64?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: UInt?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: UInt8?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: UInt16?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: UInt32?, forKey key: Key) throws { try opt(value, key) }
+    mutating func encodeIfPresent(_ value: UInt64?, forKey key: Key) throws { try opt(value, key) }
+
+    private mutating func opt<T: Encodable>(_ value: T?, _ key: Key) throws {
+        if let value { try encode(value, forKey: key) } else { try encodeNil(forKey: key) }
+    }
+
+    mutating func nestedContainer<NestedKey: CodingKey>(
+        keyedBy keyType: NestedKey.Type,
+        forKey key: Key
+    ) -> KeyedEncodingContainer<NestedKey> {
+        KeyedEncodingContainer(FlatKeyedContainer<NestedKey>(writer: writer, nestedField: key.stringValue))
+    }
+    mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
+        FailingUnkeyedContainer(field: key.stringValue)
+    }
+    mutating func superEncoder() -> any Encoder { FlatJSONEncoder(writer: writer, singleValueKey: "super") }
+    mutating func superEncoder(forKey key: Key) -> any Encoder {
+        FlatJSONEncoder(writer: writer, singleValueKey: key.stringValue)
+    }
+}
+
+private struct FlatSingleValueContainer: SingleValueEncodingContainer {
+    let writer: FlatJSONWriter
+    let field: String?
+    var codingPath: [any CodingKey] { [] }
+
+    private func check() throws {
+        guard field != nil else {
+            throw DeltaKitError(
+                code: .serializationFailed,
+                message: "a ChangeRecord must encode itself as an object of fields (a keyed container)"
+            )
+        }
+    }
+    mutating func encodeNil() throws {
+        try check()
+        writer.null()
+    }
+    mutating func encode(_ value: Bool) throws {
+        try check()
+        writer.bool(value)
+    }
+    mutating func encode(_ value: String) throws {
+        try check()
+        writer.string(value)
+    }
+    mutating func encode(_ value: Double) throws {
+        try check()
+        try writer.floatingPoint(value, field: field ?? "")
+    }
+    mutating func encode(_ value: Float) throws {
+        try check()
+        try writer.floatingPoint(value, field: field ?? "")
+    }
+    mutating func encode(_ value: Int) throws { try int(value) }
+    mutating func encode(_ value: Int8) throws { try int(value) }
+    mutating func encode(_ value: Int16) throws { try int(value) }
+    mutating func encode(_ value: Int32) throws { try int(value) }
+    mutating func encode(_ value: Int64) throws { try int(value) }
+    mutating func encode(_ value: UInt) throws { try int(value) }
+    mutating func encode(_ value: UInt8) throws { try int(value) }
+    mutating func encode(_ value: UInt16) throws { try int(value) }
+    mutating func encode(_ value: UInt32) throws { try int(value) }
+    mutating func encode(_ value: UInt64) throws { try int(value) }
+    private func int(_ value: some BinaryInteger) throws {
+        try check()
+        writer.integer(value)
+    }
+    mutating func encode<T: Encodable>(_ value: T) throws {
+        try check()
+        if !writer.special(value) {
+            try value.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: field))
+        }
+    }
+}
+
+private struct FailingUnkeyedContainer: UnkeyedEncodingContainer {
+    let field: String
+    var codingPath: [any CodingKey] { [] }
+    var count: Int { 0 }
+    mutating func encodeNil() throws { throw notScalar(field) }
+    mutating func encode<T: Encodable>(_ value: T) throws { throw notScalar(field) }
+    mutating func nestedContainer<NestedKey: CodingKey>(
+        keyedBy keyType: NestedKey.Type
+    ) -> KeyedEncodingContainer<NestedKey> {
+        KeyedEncodingContainer(FlatKeyedContainer<NestedKey>(writer: FlatJSONWriter(buffer: []), nestedField: field))
+    }
+    mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { self }
+    mutating func superEncoder() -> any Encoder { FlatJSONEncoder(writer: FlatJSONWriter(buffer: []), singleValueKey: field) }
+}

@@ -1,0 +1,96 @@
+public import DeltaKit
+import Synchronization
+
+/// An ``EventSink`` that keeps every event in memory: the fake to swap in for `KafkaEventSink`
+/// in unit tests.
+///
+/// It records what was sent (``events``), and can be told to fail on demand so that tests can
+/// exercise their error paths (``failNextSends(_:with:)``). A failed event is not recorded: like a
+/// real sink, nothing is silently kept or dropped.
+public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
+    private struct State {
+        var events: [ChangeEvent<Record>] = []
+        var failuresLeft = 0
+        var failForever = false
+        var failure: DeltaKitError = DeltaKitError(code: .injectedFailure, message: "injected failure")
+        var flushCount = 0
+    }
+    private let state = Mutex(State())
+    private let onDurable: (@Sendable (ChangeEvent<Record>) async throws -> Void)?
+
+    /// Creates an empty sink.
+    ///
+    /// - Parameter onDurable: Called with each event once it is recorded, before `send` returns;
+    ///   ``InMemoryPipeline`` uses it to apply events to a store. Default: `nil`.
+    public init(onDurable: (@Sendable (ChangeEvent<Record>) async throws -> Void)? = nil) {
+        self.onDurable = onDurable
+    }
+
+    /// Records `event`, or throws the injected failure.
+    public func send(_ event: ChangeEvent<Record>) async throws {
+        try state.withLock { state in
+            if state.failForever { throw state.failure }
+            if state.failuresLeft > 0 {
+                state.failuresLeft -= 1
+                throw state.failure
+            }
+            state.events.append(event)
+        }
+        try await onDurable?(event)
+    }
+
+    /// Records the events in order; stops at and throws the first injected failure (the events before it
+    /// stay recorded, those after it are not sent).
+    public func send(contentsOf events: [ChangeEvent<Record>]) async throws {
+        for event in events { try await send(event) }
+    }
+
+    /// Returns at once: recorded events are already durable.
+    public func flush() async throws {
+        state.withLock { $0.flushCount += 1 }
+    }
+
+    /// Every event recorded so far, in send order.
+    public var events: [ChangeEvent<Record>] { state.withLock { $0.events } }
+
+    /// How many times ``flush()`` was called.
+    public var flushCount: Int { state.withLock { $0.flushCount } }
+
+    /// Returns the recorded events and forgets them.
+    public func popEvents() -> [ChangeEvent<Record>] {
+        state.withLock { state in
+            defer { state.events.removeAll() }
+            return state.events
+        }
+    }
+
+    /// Forgets recorded events and any pending failure.
+    public func clear() {
+        state.withLock { $0 = State() }
+    }
+
+    /// Makes the next `count` events fail with `error` (default: a ``DeltaKitError`` with code
+    /// ``DeltaKitError/Code/injectedFailure``).
+    public func failNextSends(_ count: Int = 1, with error: DeltaKitError? = nil) {
+        state.withLock { state in
+            state.failuresLeft = count
+            if let error { state.failure = error }
+        }
+    }
+
+    /// Makes every send fail until ``stopFailing()`` — a broker that is down.
+    public func failAllSends(with error: DeltaKitError? = nil) {
+        state.withLock { state in
+            state.failForever = true
+            if let error { state.failure = error }
+        }
+    }
+
+    /// Ends injected failures.
+    public func stopFailing() {
+        state.withLock { state in
+            state.failForever = false
+            state.failuresLeft = 0
+        }
+    }
+}

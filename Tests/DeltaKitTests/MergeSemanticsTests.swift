@@ -1,0 +1,178 @@
+import DeltaKit
+import DeltaKitTesting
+import Foundation
+import Synchronization
+import Testing
+
+/// A plain reference: for each key, sort its events by the documented rule and take the last.
+/// Written independently of `LatestStateMerge` (no pairwise comparisons, no incremental state).
+func referenceState(_ events: [ChangeEvent<DemoUser>]) -> [DemoUser] {
+    var result: [DemoUser] = []
+    for (_, group) in Dictionary(grouping: events, by: \.key) {
+        let ranked = group.map { event in
+            (event.order, event.operation == .delete ? 1 : 0, Array(try! event.jsonData()), event)
+        }
+        let winner = ranked.max { a, b in
+            if a.0 != b.0 { return a.0 < b.0 }
+            if a.1 != b.1 { return a.1 < b.1 }
+            return a.2.lexicographicallyPrecedes(b.2)
+        }!
+        if let record = winner.3.record { result.append(record) }
+    }
+    return result.sorted { $0.id < $1.id }
+}
+
+/// Random streams with many ties: few keys, orders from a small range, random names and ages.
+func randomStream(seed: UInt64, count: Int) -> [ChangeEvent<DemoUser>] {
+    var random = SeededRandomNumberGenerator(seed: seed)
+    let names = ["Alice", "Bob", "Charlie", "Dana"]
+    return (0..<count).map { _ in
+        let id = Int.random(in: 1...8, using: &random)
+        let order = Int64.random(in: 1...40, using: &random)
+        let ts = Date(timeIntervalSince1970: 1_700_000_000 + Double(Int.random(in: 0...3, using: &random)))
+        switch Int.random(in: 0..<3, using: &random) {
+        case 0: return .delete(key: id, order: order, timestamp: ts)
+        case 1:
+            let user = DemoUser(id: id, name: names.randomElement(using: &random)!, age: Int.random(in: 20...40, using: &random))
+            return .insert(user, order: order, timestamp: ts)
+        default:
+            let user = DemoUser(id: id, name: names.randomElement(using: &random)!, age: Int.random(in: 20...40, using: &random))
+            return .update(user, order: order, timestamp: ts)
+        }
+    }
+}
+
+@Suite("Merge semantics")
+struct MergeSemanticsTests {
+    @Test("highest order wins; deletes hide; insert and update both upsert")
+    func basics() {
+        var state = LatestState<DemoUser>()
+        let alice = DemoUser(id: 1, name: "Alice", age: 25)
+        #expect(state.apply(.insert(alice, order: 1))?.kind == .insert)
+        #expect(state.apply(.update(DemoUser(id: 1, name: "Alice", age: 26), order: 3))?.kind == .update)
+        #expect(state.apply(.update(DemoUser(id: 1, name: "Alice", age: 99), order: 2)) == nil)
+        #expect(state.value(forKey: 1)?.age == 26)
+        #expect(state.apply(.delete(key: 1, order: 4))?.kind == .delete)
+        #expect(state.value(forKey: 1) == nil)
+        #expect(state.apply(.insert(alice, order: 3)) == nil, "an older insert must not resurrect a deleted key")
+        #expect(state.liveCount == 0 && state.tombstoneCount == 1)
+        #expect(state.apply(.update(alice, order: 5))?.kind == .insert, "an update after a delete upserts")
+        #expect(state.snapshot() == [alice])
+    }
+
+    @Test("ties: a delete beats an upsert, then the larger wire JSON wins, in either arrival order")
+    func ties() {
+        let a = ChangeEvent.update(DemoUser(id: 1, name: "Alice", age: 25), order: 5, timestamp: .init(timeIntervalSince1970: 0))
+        let b = ChangeEvent.update(DemoUser(id: 1, name: "Bob", age: 25), order: 5, timestamp: .init(timeIntervalSince1970: 0))
+        let d = ChangeEvent<DemoUser>.delete(key: 1, order: 5, timestamp: .init(timeIntervalSince1970: 0))
+        #expect(LatestStateMerge.supersedes(b, a) && !LatestStateMerge.supersedes(a, b))
+        #expect(LatestStateMerge.supersedes(d, b) && !LatestStateMerge.supersedes(b, d))
+        #expect(!LatestStateMerge.supersedes(a, a))
+        for events in [[a, b], [b, a]] {
+            var state = LatestState<DemoUser>()
+            for e in events { state.apply(e) }
+            #expect(state.value(forKey: 1)?.name == "Bob")
+        }
+        for events in [[a, d, b], [d, b, a], [b, a, d]] {
+            var state = LatestState<DemoUser>()
+            for e in events { state.apply(e) }
+            #expect(state.value(forKey: 1) == nil)
+        }
+    }
+
+    @Test("2,000 random streams, shuffled, duplicated and replayed, equal the plain reference")
+    func property() async throws {
+        for seed in UInt64(0)..<2_000 {
+            let stream = randomStream(seed: seed, count: 60)
+            let expected = referenceState(stream)
+            var random = SeededRandomNumberGenerator(seed: seed &* 31)
+            var variants: [[ChangeEvent<DemoUser>]] = [stream, stream.shuffled(using: &random)]
+            variants.append((stream + stream.prefix(20)).shuffled(using: &random))  // duplicates
+            variants.append(stream + stream)  // full replay
+            for (i, events) in variants.enumerated() {
+                let store = InMemoryStateStore<DemoUser>()
+                try await store.apply(contentsOf: events)
+                let snapshot = try await store.snapshot()
+                if snapshot != expected {
+                    Issue.record("seed \(seed) variant \(i): expected \(expected), got \(snapshot)")
+                    return
+                }
+                #expect(try await store.count() == expected.count)
+            }
+        }
+    }
+
+    @Test("memory is live keys plus tombstones, not events")
+    func boundedMemory() async throws {
+        var generator = DemoEventGenerator(seed: 5, users: 50)
+        let store = InMemoryStateStore<DemoUser>(historyLimit: 20)
+        for _ in 0..<20 { try await store.apply(contentsOf: generator.next(1_000)) }
+        #expect(try await store.count() + store.tombstoneCount == 50)
+        #expect(try await store.history(limit: 1_000).count == 20)
+    }
+
+    @Test("removing old tombstones keeps newer ones")
+    func tombstoneCompaction() {
+        var state = LatestState<DemoUser>()
+        state.apply(.delete(key: 1, order: 10))
+        state.apply(.delete(key: 2, order: 30))
+        state.apply(.insert(DemoUser(id: 3, name: "C", age: 1), order: 5))
+        state.removeTombstones(olderThan: 20)
+        #expect(state.tombstoneCount == 1 && state.liveCount == 1)
+        #expect(state.latestEvent(forKey: 2)?.operation == .delete)
+    }
+}
+
+@Suite("HybridLogicalClock")
+struct HybridLogicalClockTests {
+    final class FakeWall: Sendable {
+        let value = Mutex<Int64>(1_000_000)
+        var micros: Int64 {
+            get { value.withLock { $0 } }
+            set { value.withLock { $0 = newValue } }
+        }
+    }
+
+    @Test("strictly increasing even when the wall clock stalls or steps back")
+    func monotonic() {
+        let wall = FakeWall()
+        let clock = HybridLogicalClock { Date(timeIntervalSince1970: Double(wall.micros) / 1_000_000) }
+        let a = clock.next()
+        let b = clock.next()
+        wall.micros -= 500_000
+        let c = clock.next()
+        #expect(a == 1_000_000 && b == 1_000_001 && c == 1_000_002)
+        wall.micros += 10_000_000
+        #expect(clock.next() == 10_500_000)
+    }
+
+    @Test("a restarted producer continues above its old orders; the demo's counter would not")
+    func restart() {
+        // A burst of 1,000 events within one microsecond of wall time: the clock runs 1,000 µs ahead.
+        let first = HybridLogicalClock(now: { Date(timeIntervalSince1970: 1_700_000_000) })
+        let before = (0..<1_000).map { _ in first.next() }
+        // The restarted process comes up one second later (a restart never takes less than the lead).
+        let restarted = HybridLogicalClock(now: { Date(timeIntervalSince1970: 1_700_000_001) })
+        #expect(restarted.next() > before.last!)
+        // Seeding from the highest order seen survives a wall clock that went backwards.
+        let behind = HybridLogicalClock(floor: before.last!, now: { Date(timeIntervalSince1970: 0) })
+        #expect(behind.next() == before.last! + 1)
+    }
+
+    @Test("observing another producer's order moves this clock past it")
+    func observe() {
+        let clock = HybridLogicalClock(now: { Date(timeIntervalSince1970: 1) })
+        clock.observe(9_000_000_000)
+        #expect(clock.next() == 9_000_000_001)
+    }
+
+    @Test("concurrent callers never get the same order")
+    func concurrent() async {
+        let clock = HybridLogicalClock()
+        let orders = await withTaskGroup(of: [Int64].self) { group in
+            for _ in 0..<8 { group.addTask { (0..<5_000).map { _ in clock.next() } } }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(Set(orders).count == 40_000)
+    }
+}
