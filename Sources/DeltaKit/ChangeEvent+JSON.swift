@@ -262,3 +262,18 @@ private struct FieldReader {
         }
     }
 }
+
+// MARK: - Message keys
+
+extension ChangeEvent {
+    /// The event's key as message-key bytes: a `String` key as its UTF-8 text, any other key as its JSON
+    /// text (the demo user with id 1 → `1`). Canonical, so one key always maps to the same bytes and partition.
+    public var keyBytes: [UInt8] {
+        get throws {
+            if let text = key as? String { return Array(text.utf8) }
+            let writer = FlatJSONWriter(buffer: [])
+            try key.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: Record.keyField))
+            return writer.buffer
+        }
+    }
+}

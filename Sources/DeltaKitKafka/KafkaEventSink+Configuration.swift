@@ -1,0 +1,117 @@
+extension KafkaEventSink {
+    /// Producer settings for an ordered, loss-free change stream. Every property has a documented default.
+    public struct Configuration: Sendable {
+        /// The cluster. Default: `KafkaConfiguration()` (`localhost:9092`).
+        public var kafka: KafkaConfiguration
+        /// The topic events go to. Default: `"user-events"` (the demo's).
+        public var topic: String
+        /// Idempotent producer (`enable.idempotence`): no duplicates from retries, per-partition order kept.
+        /// Default: `true`.
+        public var idempotence: Bool
+        /// Acknowledgements required from the broker (`acks`). Default: ``Acks/all``.
+        public var acks: Acks
+        /// How long to wait to fill a batch (`linger.ms`). Default: 5 ms.
+        public var linger: Duration
+        /// Maximum batch size in bytes (`batch.size`). Default: 1,000,000.
+        public var batchBytes: Int
+        /// Maximum messages per batch (`batch.num.messages`). Default: 10,000.
+        public var batchMessages: Int
+        /// Compression codec (`compression.codec`). Default: ``Compression/none``.
+        public var compression: Compression
+        /// How long an event may take to be acknowledged, retries included (`message.timeout.ms`);
+        /// past it the event fails and the sink stops. Default: 120 seconds.
+        public var messageTimeout: Duration
+        /// Key → partition mapping (`partitioner`). Default: `"murmur2_random"`, the Java client's, so every
+        /// client puts a key on the same partition.
+        public var partitioner: String
+        /// Local queue bound in messages (`queue.buffering.max.messages`); a full queue suspends senders.
+        /// Default: 100,000.
+        public var queueMaxMessages: Int
+        /// How long ``KafkaEventSink/close()`` (and graceful shutdown) waits for outstanding deliveries before
+        /// purging them and reporting them as failed. Default: 30 seconds.
+        public var shutdownTimeout: Duration
+        /// When set, the sink creates its topic (if missing) with these settings on start. Default: `nil`.
+        public var createTopic: TopicSettings?
+
+        /// Creates a configuration.
+        public init(
+            kafka: KafkaConfiguration = KafkaConfiguration(),
+            topic: String = "user-events",
+            idempotence: Bool = true,
+            acks: Acks = .all,
+            linger: Duration = .milliseconds(5),
+            batchBytes: Int = 1_000_000,
+            batchMessages: Int = 10_000,
+            compression: Compression = .none,
+            messageTimeout: Duration = .seconds(120),
+            partitioner: String = "murmur2_random",
+            queueMaxMessages: Int = 100_000,
+            shutdownTimeout: Duration = .seconds(30),
+            createTopic: TopicSettings? = nil
+        ) {
+            self.kafka = kafka
+            self.topic = topic
+            self.idempotence = idempotence
+            self.acks = acks
+            self.linger = linger
+            self.batchBytes = batchBytes
+            self.batchMessages = batchMessages
+            self.compression = compression
+            self.messageTimeout = messageTimeout
+            self.partitioner = partitioner
+            self.queueMaxMessages = queueMaxMessages
+            self.shutdownTimeout = shutdownTimeout
+            self.createTopic = createTopic
+        }
+
+        /// Broker acknowledgement level.
+        public enum Acks: String, Sendable {
+            /// The leader waits for all in-sync replicas (`-1`).
+            case all = "all"
+            /// Only the leader (`1`). Not allowed with idempotence.
+            case leader = "1"
+            /// No acknowledgement (`0`). Not allowed with idempotence.
+            case none = "0"
+        }
+
+        /// Compression codecs.
+        public enum Compression: String, Sendable {
+            /// No compression.
+            case none, gzip, snappy, lz4, zstd
+        }
+
+        /// Settings for creating the topic.
+        public struct TopicSettings: Sendable {
+            /// Partition count. Default: 4.
+            public var partitions: Int
+            /// Replication factor. Default: 1.
+            public var replicationFactor: Int
+            /// Topic configuration. Default: empty.
+            public var config: [String: String]
+            /// Creates topic settings.
+            public init(partitions: Int = 4, replicationFactor: Int = 1, config: [String: String] = [:]) {
+                self.partitions = partitions
+                self.replicationFactor = replicationFactor
+                self.config = config
+            }
+        }
+
+        /// The librdkafka properties, in order (later entries win).
+        var properties: [(String, String)] {
+            var p = kafka.properties
+            p += [
+                ("enable.idempotence", idempotence ? "true" : "false"),
+                ("acks", acks.rawValue),
+                ("linger.ms", String(linger.milliseconds())),
+                ("batch.size", String(batchBytes)),
+                ("batch.num.messages", String(batchMessages)),
+                ("compression.codec", compression.rawValue),
+                ("message.timeout.ms", String(messageTimeout.milliseconds(minimum: 1))),
+                ("partitioner", partitioner),
+                ("queue.buffering.max.messages", String(queueMaxMessages)),
+            ]
+            p += kafka.additionalProperties.sorted { $0.key < $1.key }
+            return p
+        }
+    }
+}

@@ -1,0 +1,403 @@
+public import DeltaKit
+import Foundation
+public import Logging
+import Metrics
+public import ServiceLifecycle
+import Synchronization
+
+/// An ``DeltaKit/EventSink`` that publishes change events to a Kafka topic with librdkafka.
+///
+/// - Each message is keyed by the record key (``DeltaKit/ChangeEvent/keyBytes``), so per-key order holds on
+///   any number of partitions; the value is the event's wire JSON.
+/// - `send` returns once the broker acknowledged the event. A batch keeps many messages in flight.
+///   When librdkafka's local queue is full the caller is suspended, never failed and never dropped.
+/// - The first failed delivery stops the sink: that send throws ``DeltaKit/DeltaKitError/Code/deliveryFailed``
+///   with the librdkafka error, and every later call throws ``DeltaKit/DeltaKitError/Code/closed``. Nothing is
+///   silently skipped; recreate the sink and resend from the last acknowledged event.
+/// - One dedicated thread polls librdkafka; no thread of Swift's cooperative pool ever blocks.
+/// - As a swift-service-lifecycle `Service`, graceful shutdown waits for every outstanding delivery.
+///
+/// ```swift
+/// let sink = try await KafkaEventSink<User>(configuration: .init(
+///     kafka: .init(bootstrapServers: ["localhost:9092"]), topic: "user-events"))
+/// try await sink.send(.insert(User(id: 1, name: "Alice", age: 25), order: clock.next()))
+/// try await sink.close()
+/// ```
+public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
+    /// The topic events go to.
+    public let topic: String
+    private let core: SinkCore
+
+    /// Creates the producer, checks that a broker answers, creates the topic if asked to, and starts polling.
+    ///
+    /// - Throws: ``DeltaKit/DeltaKitError`` — ``DeltaKit/DeltaKitError/Code/invalidConfiguration`` with
+    ///   librdkafka's own message for an unknown or invalid property, or
+    ///   ``DeltaKit/DeltaKitError/Code/connectionFailed`` naming the servers when no broker answers within
+    ///   ``KafkaConfiguration/connectTimeout``.
+    public init(configuration: Configuration, logger: Logger = Logger(label: "deltakit.kafka.sink")) async throws {
+        try KafkaTopicName.validate(configuration.topic)
+        _ = try Record.schema
+        let callbacks = RdKafkaCallbacks(logger: logger)
+        let handle = try RdKafkaHandle(kind: .producer, properties: configuration.properties, callbacks: callbacks)
+        let core = SinkCore(handle: handle, configuration: configuration, logger: logger)
+        callbacks.onError { [weak core] error in core?.clientError(error) }
+        do {
+            let timeout = Int32(configuration.kafka.connectTimeout.milliseconds(minimum: 100))
+            let topic = configuration.topic
+            _ = try await DedicatedThread.run(name: "deltakit-kafka-connect") {
+                try handle.partitions(of: topic, timeoutMs: timeout)
+            }
+        } catch let error as KafkaError {
+            await core.shutdown()
+            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error)
+        }
+        if let settings = configuration.createTopic {
+            do {
+                let admin = try KafkaTopicAdmin(configuration: configuration.kafka, logger: logger)
+                try await admin.ensureTopic(
+                    configuration.topic,
+                    partitions: settings.partitions,
+                    replicationFactor: settings.replicationFactor,
+                    config: settings.config
+                )
+            } catch {
+                await core.shutdown()
+                throw error
+            }
+        }
+        self.topic = configuration.topic
+        self.core = core
+        logger.debug(
+            "Kafka sink ready",
+            metadata: ["topic": "\(topic)", "servers": "\(configuration.kafka.serversDescription)", "librdkafka": "\(RdKafka.versionString)"]
+        )
+    }
+
+    deinit { core.abandon() }
+
+    /// Sends one event and returns once the broker acknowledged it.
+    public func send(_ event: ChangeEvent<Record>) async throws {
+        try await send(contentsOf: [event])
+    }
+
+    /// Sends the events in order, keeping many in flight, and returns once all are acknowledged.
+    ///
+    /// If one fails, the events enqueued before it are still awaited, the rest are not sent, and the call
+    /// throws ``DeltaKit/DeltaKitError/Code/deliveryFailed``.
+    public func send(contentsOf events: [ChangeEvent<Record>]) async throws {
+        if events.isEmpty {
+            try core.checkOpen()
+            return
+        }
+        let batch = DeliveryBatch(core: core)
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(256)
+        var encodingError: (any Error)?
+        enqueue: for event in events {
+            do {
+                try core.checkOpen()
+                buffer.removeAll(keepingCapacity: true)
+                try event.encodeJSON(into: &buffer)
+            } catch {
+                encodingError = error
+                break enqueue
+            }
+            let key: [UInt8]
+            do { key = try event.keyBytes } catch {
+                encodingError = error
+                break enqueue
+            }
+            while true {
+                let result = try buffer.withUnsafeBytes { value in
+                    try key.withUnsafeBytes { key in
+                        try core.handle.produce(topic: topic, key: key, value: value, receiver: batch)
+                    }
+                }
+                switch result {
+                case .enqueued:
+                    batch.enqueued()
+                    core.enqueued()
+                    continue enqueue
+                case .queueFull:
+                    await core.waitForQueueSpace()
+                case .failed(let error):
+                    encodingError = core.fail(
+                        DeltaKitError(
+                            code: error.isFatal ? .closed : .deliveryFailed,
+                            message: "cannot enqueue the event for key \(event.key) on topic '\(topic)': \(error.message)",
+                            underlying: error
+                        )
+                    )
+                    break enqueue
+                }
+            }
+        }
+        let deliveryError = await batch.seal()
+        if let deliveryError { throw deliveryError }
+        if let encodingError { throw encodingError }
+    }
+
+    /// Returns once every event sent before the call is acknowledged.
+    ///
+    /// - Throws: the sink's failure if an event could not be delivered.
+    public func flush() async throws {
+        await core.waitUntilIdle(timeout: nil)
+        if let failure = core.failure { throw failure }
+    }
+
+    /// Stops accepting events, waits up to ``Configuration/shutdownTimeout`` for outstanding deliveries,
+    /// purges (and reports as failed) any still pending after that, and stops the poll thread.
+    ///
+    /// - Throws: ``DeltaKit/DeltaKitError/Code/deliveryFailed`` when events had to be purged.
+    public func close() async throws {
+        try await core.close()
+    }
+
+    /// Runs until graceful shutdown (or cancellation), then ``close()``s: nothing in flight is lost on SIGTERM.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await close()
+    }
+}
+
+/// A sink's shared state: the handle, its poll thread, outstanding counts and waiters.
+final class SinkCore: Sendable {
+    let handle: RdKafkaHandle
+    private let topic: String
+    private let shutdownTimeout: Duration
+    private let logger: Logger
+    private let pollLoop: Mutex<PollLoop?> = Mutex(nil)
+    private let metrics: SinkMetrics
+
+    private struct State {
+        var outstanding = 0
+        var failure: DeltaKitError?
+        var closed = false
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    init<R>(handle: RdKafkaHandle, configuration: KafkaEventSink<R>.Configuration, logger: Logger) {
+        self.handle = handle
+        self.topic = configuration.topic
+        self.shutdownTimeout = configuration.shutdownTimeout
+        self.logger = logger
+        self.metrics = SinkMetrics(topic: configuration.topic)
+        let loop = PollLoop(name: "deltakit-kafka-producer") { [weak self] in
+            guard let self else { return }
+            self.handle.poll(timeoutMs: 100)
+            self.resumeSpaceWaiters()
+        }
+        pollLoop.withLock { $0 = loop }
+    }
+
+    var failure: DeltaKitError? { state.withLock { $0.failure } }
+
+    func checkOpen() throws {
+        try state.withLock { state in
+            if let failure = state.failure {
+                throw DeltaKitError(
+                    code: .closed,
+                    message:
+                        "the Kafka sink for '\(topic)' stopped after an earlier failure (\(failure.message)); create a new sink and resend from the last acknowledged event",
+                    underlying: failure
+                )
+            }
+            if state.closed {
+                throw DeltaKitError(code: .closed, message: "the Kafka sink for '\(topic)' is closed")
+            }
+        }
+    }
+
+    func enqueued() {
+        state.withLock { $0.outstanding += 1 }
+        metrics.sent.increment()
+    }
+
+    /// Called on the poll thread for every delivery report.
+    func delivered(_ outcome: DeliveryOutcome) {
+        if let error = outcome.error {
+            metrics.failed.increment()
+            _ = fail(
+                DeltaKitError(
+                    code: .deliveryFailed,
+                    message:
+                        "the event for key \(outcome.key ?? "?") on '\(topic)' was not acknowledged: \(error.message)",
+                    underlying: error
+                )
+            )
+        } else {
+            metrics.acknowledged.increment()
+            if outcome.latencyMicros >= 0 { metrics.latency.recordNanoseconds(outcome.latencyMicros * 1000) }
+        }
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            state.outstanding -= 1
+            guard state.outstanding == 0 else { return [] }
+            defer { state.idleWaiters = [] }
+            return state.idleWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Records the first failure; returns the error to throw.
+    func fail(_ error: DeltaKitError) -> DeltaKitError {
+        state.withLock { state in
+            if state.failure == nil {
+                state.failure = error
+                logger.error("Kafka sink stopped: \(error)")
+            }
+            return error
+        }
+    }
+
+    /// librdkafka client-level errors: fatal ones stop the sink; others are logged (librdkafka retries them).
+    func clientError(_ error: KafkaError) {
+        if error.isFatal {
+            _ = fail(DeltaKitError(code: .closed, message: "fatal Kafka producer error: \(error.message)", underlying: error))
+            handle.purgeAll()
+        } else {
+            logger.warning("Kafka producer: \(error)")
+        }
+    }
+
+    func waitForQueueSpace() async {
+        await withCheckedContinuation { continuation in
+            state.withLock { $0.spaceWaiters.append(continuation) }
+        }
+    }
+
+    private func resumeSpaceWaiters() {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            defer { state.spaceWaiters = [] }
+            return state.spaceWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until no delivery is outstanding; `false` if `timeout` passed first.
+    @discardableResult
+    func waitUntilIdle(timeout: Duration?) async -> Bool {
+        let wait: @Sendable () async -> Void = { [self] in
+            await withCheckedContinuation { continuation in
+                let idle = state.withLock { state in
+                    if state.outstanding > 0 { state.idleWaiters.append(continuation) }
+                    return state.outstanding == 0
+                }
+                if idle { continuation.resume() }
+            }
+        }
+        guard let timeout else {
+            await wait()
+            return true
+        }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await wait()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next()!
+            if !first {
+                // Unblock the waiter: outstanding messages are purged and will report.
+                handle.purgeAll()
+            }
+            return await group.next().map { _ in first } ?? first
+        }
+    }
+
+    func close() async throws {
+        let alreadyClosed = state.withLock { state in
+            defer { state.closed = true }
+            return state.closed
+        }
+        if alreadyClosed { return }
+        let clean = await waitUntilIdle(timeout: shutdownTimeout)
+        await shutdown()
+        if !clean {
+            throw DeltaKitError(
+                code: .deliveryFailed,
+                message:
+                    "closing the Kafka sink for '\(topic)': events were still unacknowledged after \(shutdownTimeout) and were purged; their senders got the error",
+                underlying: failure
+            )
+        }
+    }
+
+    /// Stops the poll thread.
+    func shutdown() async {
+        let loop = pollLoop.withLock { $0.take() }
+        await loop?.stop()
+    }
+
+    /// The sink was dropped without `close()`: stop polling (outstanding messages are lost with the handle).
+    func abandon() {
+        pollLoop.withLock { $0.take() }?.requestStop()
+    }
+}
+
+/// Awaits the delivery reports of one `send` call. Retained once per message as librdkafka's opaque.
+final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
+    // All mutable state is in `state` (a Mutex); `core` is immutable.
+    private let core: SinkCore
+    private struct State {
+        var pending = 0
+        var sealed = false
+        var error: DeltaKitError?
+        var continuation: CheckedContinuation<DeltaKitError?, Never>?
+    }
+    private let state = Mutex(State())
+
+    init(core: SinkCore) { self.core = core }
+
+    func enqueued() { state.withLock { $0.pending += 1 } }
+
+    override func delivered(_ outcome: DeliveryOutcome) {
+        core.delivered(outcome)
+        let resume: (CheckedContinuation<DeltaKitError?, Never>, DeltaKitError?)? = state.withLock { state in
+            state.pending -= 1
+            if let error = outcome.error, state.error == nil {
+                state.error = DeltaKitError(
+                    code: .deliveryFailed,
+                    message: "the event for key \(outcome.key ?? "?") was not acknowledged by Kafka: \(error.message)",
+                    underlying: error
+                )
+            }
+            guard state.sealed, state.pending == 0, let continuation = state.continuation else { return nil }
+            state.continuation = nil
+            return (continuation, state.error)
+        }
+        if let (continuation, error) = resume { continuation.resume(returning: error) }
+    }
+
+    /// No more messages will be added; waits for the outstanding ones and returns the first failure.
+    func seal() async -> DeltaKitError? {
+        await withCheckedContinuation { continuation in
+            let done: DeltaKitError?? = state.withLock { state in
+                state.sealed = true
+                if state.pending == 0 { return .some(state.error) }
+                state.continuation = continuation
+                return .none
+            }
+            if case .some(let error) = done { continuation.resume(returning: error) }
+        }
+    }
+}
+
+struct SinkMetrics: Sendable {
+    let sent: Counter
+    let acknowledged: Counter
+    let failed: Counter
+    let latency: Metrics.Timer
+
+    init(topic: String) {
+        let dimensions = [("topic", topic)]
+        sent = Counter(label: "deltakit_kafka_events_sent_total", dimensions: dimensions)
+        acknowledged = Counter(label: "deltakit_kafka_events_acknowledged_total", dimensions: dimensions)
+        failed = Counter(label: "deltakit_kafka_events_failed_total", dimensions: dimensions)
+        latency = Metrics.Timer(label: "deltakit_kafka_delivery_latency", dimensions: dimensions)
+    }
+}

@@ -1,0 +1,136 @@
+import DeltaKit
+public import Logging
+
+/// Topic administration and connectivity checks (the demo's `ensure_topic`).
+public struct KafkaTopicAdmin: Sendable {
+    private let configuration: KafkaConfiguration
+    private let handle: RdKafkaHandle
+
+    /// The librdkafka version loaded at run time (`rd_kafka_version_str()`).
+    public static var librdkafkaVersion: String { RdKafka.versionString }
+
+    /// Creates an admin client. It connects lazily, on the first call.
+    ///
+    /// - Throws: ``DeltaKit/DeltaKitError`` (``DeltaKit/DeltaKitError/Code/invalidConfiguration``) with
+    ///   librdkafka's message when a property is unknown or invalid.
+    public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "deltakit.kafka.admin")) throws {
+        self.configuration = configuration
+        var properties = configuration.properties
+        properties.append(contentsOf: configuration.additionalProperties.sorted { $0.key < $1.key })
+        self.handle = try RdKafkaHandle(kind: .producer, properties: properties, callbacks: RdKafkaCallbacks(logger: logger))
+    }
+
+    /// Checks that a broker answers within ``KafkaConfiguration/connectTimeout`` and returns the number of brokers.
+    ///
+    /// - Throws: ``DeltaKit/DeltaKitError`` with code ``DeltaKit/DeltaKitError/Code/connectionFailed`` naming
+    ///   the servers and the fix.
+    @discardableResult
+    public func checkConnection() async throws -> Int {
+        let handle = self.handle
+        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
+        do {
+            return try await DedicatedThread.run(name: "deltakit-kafka-admin") {
+                try handle.clusterMetadata(timeoutMs: timeout).brokers
+            }
+        } catch let error as KafkaError {
+            throw unreachable(error)
+        }
+    }
+
+    /// The topics the cluster knows.
+    public func topics() async throws -> [String] {
+        let handle = self.handle
+        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
+        do {
+            return try await DedicatedThread.run(name: "deltakit-kafka-admin") {
+                try handle.clusterMetadata(timeoutMs: timeout).topics.sorted()
+            }
+        } catch let error as KafkaError {
+            throw unreachable(error)
+        }
+    }
+
+    /// The partition ids of `topic`, or `nil` if it does not exist.
+    public func partitions(of topic: String) async throws -> [Int32]? {
+        let handle = self.handle
+        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
+        do {
+            return try await DedicatedThread.run(name: "deltakit-kafka-admin") {
+                try handle.partitions(of: topic, timeoutMs: timeout)
+            }
+        } catch let error as KafkaError {
+            throw unreachable(error)
+        }
+    }
+
+    /// Creates `topic` if it does not exist yet; idempotent. Returns `true` when this call created it.
+    ///
+    /// - Parameters:
+    ///   - topic: A valid Kafka topic name (letters, digits, `.`, `_`, `-`; at most 249 characters).
+    ///   - partitions: Partition count. Default: 4.
+    ///   - replicationFactor: Replicas per partition. Default: 1 (use 3 in production).
+    ///   - config: Topic configuration, e.g. `["cleanup.policy": "compact"]`. Default: empty.
+    @discardableResult
+    public func ensureTopic(
+        _ topic: String,
+        partitions: Int = 4,
+        replicationFactor: Int = 1,
+        config: [String: String] = [:]
+    ) async throws -> Bool {
+        try KafkaTopicName.validate(topic)
+        let handle = self.handle
+        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
+        do {
+            return try await DedicatedThread.run(name: "deltakit-kafka-admin") {
+                try handle.createTopic(
+                    topic,
+                    partitions: Int32(partitions),
+                    replicationFactor: Int32(replicationFactor),
+                    config: config,
+                    timeoutMs: timeout
+                )
+            }
+        } catch let error as KafkaError {
+            if error.name == "_TRANSPORT" || error.name == "_TIMED_OUT" || error.name == "_ALL_BROKERS_DOWN" {
+                throw unreachable(error)
+            }
+            throw DeltaKitError(
+                code: .rejected,
+                message: "cannot create topic '\(topic)' on \(configuration.serversDescription): \(error.message)",
+                underlying: error
+            )
+        }
+    }
+
+    private func unreachable(_ error: KafkaError) -> DeltaKitError {
+        DeltaKitError.kafkaUnreachable(configuration, error)
+    }
+}
+
+extension DeltaKitError {
+    static func kafkaUnreachable(_ configuration: KafkaConfiguration, _ error: KafkaError) -> DeltaKitError {
+        DeltaKitError(
+            code: .connectionFailed,
+            message:
+                "no Kafka broker answered at \(configuration.serversDescription) within \(configuration.connectTimeout) (\(error.message)); start the broker (e.g. `docker compose up -d`) or pass the right address (--brokers)",
+            underlying: error
+        )
+    }
+}
+
+/// Kafka's topic-name rules.
+enum KafkaTopicName {
+    static func validate(_ name: String) throws {
+        let allowed = name.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F
+                || c == 0x2D
+        }
+        guard !name.isEmpty, name.utf8.count <= 249, allowed, name != ".", name != ".." else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "invalid Kafka topic name '\(name)': use 1–249 letters, digits, '.', '_' or '-' (and not '.' or '..')"
+            )
+        }
+    }
+}
