@@ -1,5 +1,6 @@
 import DeltaKit
 import DeltaKitKafka
+import DeltaKitRisingWave
 import Testing
 
 @Suite("Smoke: services reachable from Swift")
@@ -17,5 +18,17 @@ struct SmokeTests {
         let partitions = try await admin.partitions(of: topic)
         #expect(partitions == [0, 1, 2])
         #expect(try await admin.topics().contains(topic))
+    }
+}
+
+extension SmokeTests {
+    @Test("libpq runs SELECT 1 on PostgreSQL", .requiresPostgres)
+    func postgres() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        print("libpq version: \(RisingWaveConnection.libpqVersion)")
+        let connection = try await RisingWaveConnection(configuration: .init(url: url))
+        let rows = try await connection.query("SELECT 1 AS one")
+        #expect(rows.count == 1)
+        #expect(try rows[0].decode("one", as: Int.self) == 1)
     }
 }

@@ -1,0 +1,196 @@
+// The only folder that imports libpq. Nothing here is public; no C type leaves this folder.
+import CDeltaKitLibPQ
+import DeltaKit
+import Foundation
+import Logging
+
+/// A result row in text format: one optional string per column.
+typealias PQRowValues = [String?]
+
+/// Column metadata of a result.
+struct PQColumns: Sendable {
+    var names: [String]
+}
+
+/// Owns one `PGconn`. Not thread-safe: used only from its ``ConnectionThread``.
+final class PQConnection {
+    private var conn: OpaquePointer?
+    private let conninfo: String
+    private let logger: Logger
+    private var noticeContext: Unmanaged<NoticeContext>?
+
+    /// Connects (blocking). Throws ``RisingWaveError`` with libpq's message on failure.
+    init(conninfo: String, logger: Logger) throws {
+        self.conninfo = conninfo
+        self.logger = logger
+        try connect()
+    }
+
+    deinit {
+        if let conn { PQfinish(conn) }
+        noticeContext?.release()
+    }
+
+    private func connect() throws {
+        if let conn { PQfinish(conn) }
+        let c = PQconnectdb(conninfo)
+        conn = c
+        guard let c, PQstatus(c) == CONNECTION_OK else {
+            let message = c.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            throw RisingWaveError(
+                sqlState: nil,
+                message: message.trimmingCharacters(in: .whitespacesAndNewlines),
+                isConnectionError: true
+            )
+        }
+        let context = NoticeContext(logger: logger)
+        noticeContext?.release()
+        noticeContext = Unmanaged.passRetained(context)
+        PQsetNoticeProcessor(c, pqNotice, noticeContext!.toOpaque())
+    }
+
+    var isBroken: Bool { conn.map { PQstatus($0) != CONNECTION_OK } ?? true }
+
+    /// Re-establishes the connection (blocking).
+    func reconnect() throws { try connect() }
+
+    /// Server version number (e.g. 150004), or 0 if unknown.
+    var serverVersion: Int { conn.map { Int(PQserverVersion($0)) } ?? 0 }
+
+    /// Runs `sql` through the simple protocol (DDL, several `;`-separated statements allowed).
+    func simple(_ sql: String) throws {
+        guard let conn else { throw brokenError() }
+        let result = PQexec(conn, sql)
+        defer { PQclear(result) }
+        try check(result, statement: sql)
+    }
+
+    /// Runs one parameterized statement through the extended protocol and streams rows in single-row mode.
+    ///
+    /// `onColumns` is called once before the first row; `onRow` for each row (return `false` to stop early).
+    func query(
+        _ sql: String,
+        parameters: [String?],
+        onColumns: (PQColumns) throws -> Void,
+        onRow: (PQRowValues) throws -> Bool
+    ) throws {
+        guard let conn else { throw brokenError() }
+        let sent: Int32 = withCStrings(parameters) { values in
+            PQsendQueryParams(conn, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+        }
+        guard sent == 1 else {
+            throw RisingWaveError(
+                sqlState: nil,
+                message: String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines),
+                statement: sql,
+                isConnectionError: isBroken
+            )
+        }
+        _ = PQsetSingleRowMode(conn)
+        var columnsSent = false
+        var stop = false
+        var firstError: (any Error)?
+        while let result = PQgetResult(conn) {
+            defer { PQclear(result) }
+            if stop || firstError != nil { continue }  // drain the remaining results
+            let status = PQresultStatus(result)
+            if status == PGRES_SINGLE_TUPLE || status == PGRES_TUPLES_OK {
+                do {
+                    if !columnsSent {
+                        columnsSent = true
+                        let n = Int(PQnfields(result))
+                        try onColumns(PQColumns(names: (0..<n).map { String(cString: PQfname(result, Int32($0))) }))
+                    }
+                    let nfields = PQnfields(result)
+                    for row in 0..<PQntuples(result) {
+                        var values = PQRowValues()
+                        values.reserveCapacity(Int(nfields))
+                        for col in 0..<nfields {
+                            if PQgetisnull(result, row, col) == 1 {
+                                values.append(nil)
+                            } else {
+                                values.append(String(cString: PQgetvalue(result, row, col)))
+                            }
+                        }
+                        if try !onRow(values) {
+                            stop = true
+                            break
+                        }
+                    }
+                } catch {
+                    firstError = error
+                }
+            } else if status == PGRES_COMMAND_OK || status == PGRES_EMPTY_QUERY {
+                continue
+            } else {
+                do { try check(result, statement: sql) } catch { firstError = error }
+            }
+        }
+        if let firstError { throw firstError }
+    }
+
+    private func check(_ result: OpaquePointer?, statement: String) throws {
+        guard let result else {
+            throw RisingWaveError(
+                sqlState: nil,
+                message: conn.map { String(cString: PQerrorMessage($0)) } ?? "no connection",
+                statement: statement,
+                isConnectionError: isBroken
+            )
+        }
+        let status = PQresultStatus(result)
+        if status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY
+            || status == PGRES_SINGLE_TUPLE
+        {
+            return
+        }
+        func field(_ code: UInt8) -> String? {
+            PQresultErrorField(result, Int32(code)).map { String(cString: $0) }
+        }
+        let primary = field(UInt8(ascii: "M")) ?? String(cString: PQresultErrorMessage(result))
+        throw RisingWaveError(
+            sqlState: field(UInt8(ascii: "C")),
+            message: primary.trimmingCharacters(in: .whitespacesAndNewlines),
+            detail: field(UInt8(ascii: "D")),
+            hint: field(UInt8(ascii: "H")),
+            statement: statement,
+            isConnectionError: isBroken
+        )
+    }
+
+    private func brokenError() -> RisingWaveError {
+        RisingWaveError(sqlState: nil, message: "the connection is closed", isConnectionError: true)
+    }
+}
+
+/// Checks a connection string with libpq's own parser; returns libpq's message when it is invalid.
+func pqValidateConninfo(_ conninfo: String) -> String? {
+    var errmsg: UnsafeMutablePointer<CChar>?
+    guard let options = PQconninfoParse(conninfo, &errmsg) else {
+        defer { if let errmsg { PQfreemem(errmsg) } }
+        return errmsg.map { String(cString: $0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "invalid"
+    }
+    PQconninfoFree(options)
+    return nil
+}
+
+/// The libpq version in use (e.g. 150004).
+func pqLibraryVersion() -> Int { Int(PQlibVersion()) }
+
+private final class NoticeContext {
+    let logger: Logger
+    init(logger: Logger) { self.logger = logger }
+}
+
+private func pqNotice(_ arg: UnsafeMutableRawPointer?, _ message: UnsafePointer<CChar>?) {
+    guard let arg, let message else { return }
+    let context = Unmanaged<NoticeContext>.fromOpaque(arg).takeUnretainedValue()
+    context.logger.info("\(String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines))")
+}
+
+/// Calls `body` with a C array of NUL-terminated strings (NULL for nil) that lives for the call.
+private func withCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar>?]) throws -> R) rethrows -> R {
+    let storage: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0)! } }
+    defer { for p in storage { free(p) } }
+    return try body(storage.map { $0.map { UnsafePointer($0) } })
+}
