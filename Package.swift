@@ -85,7 +85,10 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitTesting"]
+            dependencies: [
+                "DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ]
 )

@@ -301,11 +301,14 @@ final class SinkCore: Sendable {
                 return false
             }
             let first = await group.next()!
-            if !first {
-                // Unblock the waiter: outstanding messages are purged and will report.
+            if first {
+                group.cancelAll()  // stops the timer
+            } else {
+                // Timed out: purge outstanding messages; their reports (failures) then unblock the waiter.
                 handle.purgeAll()
+                _ = await group.next()
             }
-            return await group.next().map { _ in first } ?? first
+            return first
         }
     }
 

@@ -1,0 +1,90 @@
+extension KafkaEventSource {
+    /// Consumer settings. Every property has a documented default.
+    public struct Configuration: Sendable {
+        /// The cluster. Default: `KafkaConfiguration()` (`localhost:9092`).
+        public var kafka: KafkaConfiguration
+        /// The topic to read. Default: `"user-events"`.
+        public var topic: String
+        /// The consumer group (`group.id`). With a group, partitions are balanced across its members and
+        /// acknowledged offsets are committed. `nil` reads every partition directly, without a group and
+        /// without commits — the fast way to read a topic once. Default: `"deltakit"`.
+        public var groupID: String?
+        /// Where to start when the group has no committed offset (or when there is no group).
+        /// Default: ``StartPosition/earliest``.
+        public var startPosition: StartPosition
+        /// What to do with a message that is not a valid change event. Default: ``MalformedPolicy/skip``.
+        public var malformedPolicy: MalformedPolicy
+        /// Messages buffered ahead of the application before partitions are paused (back-pressure; the
+        /// poll loop itself never stops). Default: 10,000.
+        public var bufferSize: Int
+        /// How long the group waits for a silent member before rebalancing (`session.timeout.ms`); heartbeats
+        /// go every third of it. Shorter joins and failovers, at the price of evictions under long pauses.
+        /// Default: 45 seconds (Kafka's).
+        public var sessionTimeout: Duration
+        /// End the event sequence once every assigned partition is caught up (partition EOF), for one-shot
+        /// reads. Default: `false`.
+        public var stopWhenCaughtUp: Bool
+
+        /// Creates a configuration.
+        public init(
+            kafka: KafkaConfiguration = KafkaConfiguration(),
+            topic: String = "user-events",
+            groupID: String? = "deltakit",
+            startPosition: StartPosition = .earliest,
+            malformedPolicy: MalformedPolicy = .skip,
+            bufferSize: Int = 10_000,
+            sessionTimeout: Duration = .seconds(45),
+            stopWhenCaughtUp: Bool = false
+        ) {
+            self.kafka = kafka
+            self.topic = topic
+            self.groupID = groupID
+            self.startPosition = startPosition
+            self.malformedPolicy = malformedPolicy
+            self.bufferSize = bufferSize
+            self.sessionTimeout = sessionTimeout
+            self.stopWhenCaughtUp = stopWhenCaughtUp
+        }
+
+        /// Where reading starts.
+        public enum StartPosition: Sendable {
+            /// The oldest retained message.
+            case earliest
+            /// Only messages produced from now on.
+            case latest
+        }
+
+        /// The handling of malformed messages. Either way the message never reaches state, the stream goes
+        /// on, and the message is reported (log, metric, `onMalformed`) with its topic, partition, offset and
+        /// decoding error.
+        public enum MalformedPolicy: Sendable {
+            /// Report and skip. The default.
+            case skip
+            /// Report, then copy the raw message to this topic (awaiting the broker's acknowledgement) before
+            /// moving past it.
+            case deadLetter(topic: String)
+        }
+
+        var properties: [(String, String)] {
+            var p = kafka.properties
+            p += [
+                ("enable.partition.eof", "true"),
+                ("auto.offset.reset", startPosition == .earliest ? "earliest" : "latest"),
+                ("enable.auto.offset.store", "false"),
+            ]
+            if let groupID {
+                let session = sessionTimeout.milliseconds(minimum: 1000)
+                p += [
+                    ("group.id", groupID), ("enable.auto.commit", "true"),
+                    ("session.timeout.ms", String(session)), ("heartbeat.interval.ms", String(max(100, session / 3))),
+                ]
+            } else {
+                p += [("group.id", "deltakit-unused"), ("enable.auto.commit", "false")]
+            }
+            p += kafka.additionalProperties.sorted { $0.key < $1.key }
+            return p
+        }
+    }
+}
+
+extension KafkaEventSource.Configuration.StartPosition: Equatable {}

@@ -1,0 +1,492 @@
+public import DeltaKit
+import Foundation
+public import Logging
+import Metrics
+public import ServiceLifecycle
+import Synchronization
+
+/// Reads change events from a Kafka topic: an `AsyncSequence` of decoded events with their partition and
+/// offset, at-least-once.
+///
+/// - With a consumer group (``Configuration/groupID``), an offset is committed only after the application
+///   calls ``acknowledge(_:)`` for that event. ``close()`` commits and leaves the group.
+/// - Back-pressure pauses partitions while ``Configuration/bufferSize`` events wait for the application; the
+///   poll loop (one dedicated thread) never stops, so the member is never evicted.
+/// - A malformed message never ends the stream and never reaches state: it is reported with topic,
+///   partition, offset and the decoding error, then skipped or forwarded to a dead-letter topic.
+/// - "Caught up" is decided by partition EOF on every assigned partition, never from end offsets.
+///
+/// ```swift
+/// let source = try await KafkaEventSource<User>(configuration: .init(topic: "user-events"))
+/// for try await consumed in source.events {
+///     try await store.apply(consumed.event)
+///     source.acknowledge(consumed)
+/// }
+/// ```
+public final class KafkaEventSource<Record: ChangeRecord>: Service {
+    private let core: SourceCore<Record>
+    /// The topic read.
+    public let topic: String
+
+    /// Connects, checks that the topic exists, and starts reading.
+    ///
+    /// - Parameters:
+    ///   - configuration: Consumer settings.
+    ///   - logger: Receives librdkafka's logs and malformed-message reports.
+    ///   - onMalformed: Called for each malformed message before it is skipped or dead-lettered. Default: `nil`.
+    /// - Throws: ``DeltaKit/DeltaKitError`` — ``DeltaKit/DeltaKitError/Code/connectionFailed`` naming the
+    ///   servers when no broker answers, ``DeltaKit/DeltaKitError/Code/invalidConfiguration`` for a bad
+    ///   property or a topic that does not exist.
+    public init(
+        configuration: Configuration,
+        logger: Logger = Logger(label: "deltakit.kafka.source"),
+        onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil
+    ) async throws {
+        try KafkaTopicName.validate(configuration.topic)
+        _ = try Record.schema
+        let callbacks = RdKafkaCallbacks(logger: logger)
+        let handle = try RdKafkaHandle(kind: .consumer, properties: configuration.properties, callbacks: callbacks)
+        let timeout = Int32(configuration.kafka.connectTimeout.milliseconds(minimum: 100))
+        let topic = configuration.topic
+        let partitions: [Int32]?
+        do {
+            partitions = try await DedicatedThread.run(name: "deltakit-kafka-connect") {
+                try handle.partitions(of: topic, timeoutMs: timeout)
+            }
+        } catch let error as KafkaError {
+            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error)
+        }
+        guard let partitions, !partitions.isEmpty else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "topic '\(topic)' does not exist on \(configuration.kafka.serversDescription); produce to it first (`UserEvents produce`) or create it with KafkaTopicAdmin.ensureTopic"
+            )
+        }
+        var deadLetter: RawProducer?
+        if case .deadLetter(let dlqTopic) = configuration.malformedPolicy {
+            try KafkaTopicName.validate(dlqTopic)
+            deadLetter = try RawProducer(configuration: configuration.kafka, logger: logger)
+        }
+        if configuration.groupID != nil {
+            try handle.subscribe([topic])
+        } else {
+            try handle.assign(topic: topic, partitions: partitions, offset: configuration.startPosition == .earliest ? -2 : -1)
+        }
+        self.topic = topic
+        self.core = SourceCore(
+            handle: handle,
+            configuration: configuration,
+            logger: logger,
+            onMalformed: onMalformed,
+            deadLetter: deadLetter
+        )
+        callbacks.onError { [weak core] error in core?.clientError(error) }
+    }
+
+    deinit { core.abandon() }
+
+    /// The events, in per-partition order. Iterate it from one task at a time.
+    public var events: KafkaEventSequence<Record> { KafkaEventSequence(core: core) }
+
+    /// Marks `event` as done: its offset (+1) is stored and committed by the next auto-commit or ``close()``.
+    /// Without a group this does nothing.
+    public func acknowledge(_ event: KafkaConsumedEvent<Record>) {
+        core.acknowledge(topic: event.topic, partition: event.partition, offset: event.offset)
+    }
+
+    /// `true` once every assigned partition reached its end and the application has taken every event
+    /// before that point.
+    public var isCaughtUp: Bool { core.isCaughtUp }
+
+    /// Waits until ``isCaughtUp`` becomes true (now or later).
+    public func waitUntilCaughtUp() async { await core.waitUntilCaughtUp() }
+
+    /// Commits every acknowledged offset now, instead of at the next auto-commit (every 5 s).
+    /// Without a group this does nothing.
+    public func commit() async throws { try await core.commit() }
+
+    /// Stops reading, commits acknowledged offsets, leaves the group and stops the poll thread.
+    /// The event sequence then ends.
+    public func close() async throws { try await core.close() }
+
+    /// Runs until graceful shutdown (or cancellation), then ``close()``s.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await close()
+    }
+
+    /// Committed offsets of this source's group for `topic`, per partition (for tests and tooling).
+    package func committedOffsets() async -> [Int32: Int64] { await core.committedOffsets() }
+}
+
+/// The events of a ``KafkaEventSource``.
+public struct KafkaEventSequence<Record: ChangeRecord>: AsyncSequence, Sendable {
+    public typealias Element = KafkaConsumedEvent<Record>
+    let core: SourceCore<Record>
+
+    public func makeAsyncIterator() -> Iterator { Iterator(core: core) }
+
+    /// Iterates events; malformed messages and caught-up markers are handled inside.
+    public struct Iterator: AsyncIteratorProtocol {
+        let core: SourceCore<Record>
+
+        public mutating func next() async throws -> KafkaConsumedEvent<Record>? {
+            while true {
+                guard let item = await core.take() else { return nil }
+                switch item {
+                case .event(let event):
+                    return event
+                case .malformed(let message):
+                    try await core.handleMalformed(message)
+                case .caughtUp:
+                    core.markCaughtUp()
+                    if core.stopWhenCaughtUp { return nil }
+                case .failure(let error):
+                    throw error
+                }
+            }
+        }
+    }
+}
+
+enum TakeAction<Record: ChangeRecord> {
+    case item(SourceItem<Record>)
+    case end
+    case wait
+}
+
+enum SourceItem<Record: ChangeRecord>: Sendable {
+    case event(KafkaConsumedEvent<Record>)
+    case malformed(MalformedMessage)
+    case caughtUp
+    case failure(DeltaKitError)
+}
+
+/// A source's shared state, driven by its poll thread.
+final class SourceCore<Record: ChangeRecord>: Sendable {
+    let handle: RdKafkaHandle
+    private let topic: String
+    private let hasGroup: Bool
+    private let bufferSize: Int
+    let stopWhenCaughtUp: Bool
+    private let logger: Logger
+    private let onMalformed: (@Sendable (MalformedMessage) -> Void)?
+    private let deadLetter: RawProducer?
+    private let deadLetterTopic: String?
+    private let pollLoop = Mutex<PollLoop?>(nil)
+    private let consumed: Counter
+    private let malformed: Counter
+
+    private struct State {
+        var items: [SourceItem<Record>] = []
+        var head = 0
+        var waiter: CheckedContinuation<SourceItem<Record>?, Never>?
+        var closed = false
+        var paused = false
+        var caughtUp = false
+        var caughtUpWaiters: [CheckedContinuation<Void, Never>] = []
+        var count: Int { items.count - head }
+    }
+    private let state = Mutex(State())
+    /// Touched only by the poll thread.
+    private let pollState = Mutex<(eof: Set<PartitionID>, markerPending: Bool)>(([], false))
+
+    init(
+        handle: RdKafkaHandle,
+        configuration: KafkaEventSource<Record>.Configuration,
+        logger: Logger,
+        onMalformed: (@Sendable (MalformedMessage) -> Void)?,
+        deadLetter: RawProducer?
+    ) {
+        self.handle = handle
+        self.topic = configuration.topic
+        self.hasGroup = configuration.groupID != nil
+        self.bufferSize = max(1, configuration.bufferSize)
+        self.stopWhenCaughtUp = configuration.stopWhenCaughtUp
+        self.logger = logger
+        self.onMalformed = onMalformed
+        self.deadLetter = deadLetter
+        if case .deadLetter(let t) = configuration.malformedPolicy { deadLetterTopic = t } else { deadLetterTopic = nil }
+        let dimensions = [("topic", configuration.topic)]
+        consumed = Counter(label: "deltakit_kafka_events_consumed_total", dimensions: dimensions)
+        malformed = Counter(label: "deltakit_kafka_messages_malformed_total", dimensions: dimensions)
+        let loop = PollLoop(name: "deltakit-kafka-consumer") { [weak self] in self?.pollOnce() }
+        pollLoop.withLock { $0 = loop }
+    }
+
+    // MARK: Poll thread
+
+    private func pollOnce() {
+        let message = handle.consumerPoll(timeoutMs: 100)
+        if let message { handle(message) }
+        let (count, paused) = state.withLock { ($0.count, $0.paused) }
+        if count >= bufferSize, !paused || message != nil {
+            handle.pause(handle.assignment())
+            state.withLock { $0.paused = true }
+        } else if paused, count <= bufferSize / 2 {
+            handle.resume(handle.assignment())
+            state.withLock { $0.paused = false }
+        }
+    }
+
+    private func handle(_ message: RdKafkaMessage) {
+        let partition = PartitionID(topic: message.topic, partition: message.partition)
+        if message.isPartitionEOF {
+            let assignment = Set(handle.assignment())
+            let reached: Bool = pollState.withLock { poll in
+                poll.eof.insert(partition)
+                guard !assignment.isEmpty, assignment.isSubset(of: poll.eof), !poll.markerPending else { return false }
+                poll.markerPending = true
+                return true
+            }
+            if reached { push(.caughtUp) }
+            return
+        }
+        if let error = message.error {
+            if error.isFatal {
+                push(.failure(DeltaKitError(code: .closed, message: "fatal Kafka consumer error: \(error.message)", underlying: error)))
+            } else {
+                logger.warning("Kafka consumer: \(error)")
+            }
+            return
+        }
+        pollState.withLock { poll in
+            poll.eof.remove(partition)
+            poll.markerPending = false
+        }
+        do {
+            let event = try ChangeEvent<Record>(jsonData: message.value ?? [])
+            push(.event(KafkaConsumedEvent(event: event, topic: message.topic, partition: message.partition, offset: message.offset)))
+        } catch let error as ChangeEventDecodingError {
+            push(
+                .malformed(
+                    MalformedMessage(
+                        topic: message.topic, partition: message.partition, offset: message.offset,
+                        key: message.key, value: message.value, error: error
+                    )
+                )
+            )
+        } catch {
+            push(
+                .malformed(
+                    MalformedMessage(
+                        topic: message.topic, partition: message.partition, offset: message.offset,
+                        key: message.key, value: message.value,
+                        error: ChangeEventDecodingError(field: nil, value: nil, reason: "\(error)")
+                    )
+                )
+            )
+        }
+    }
+
+    private func push(_ item: SourceItem<Record>) {
+        let waiter: CheckedContinuation<SourceItem<Record>?, Never>? = state.withLock { state in
+            if case .caughtUp = item {} else { state.caughtUp = false }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.items.append(item)
+            return nil
+        }
+        waiter?.resume(returning: item)
+    }
+
+    func clientError(_ error: KafkaError) {
+        if error.isFatal {
+            push(.failure(DeltaKitError(code: .closed, message: "fatal Kafka consumer error: \(error.message)", underlying: error)))
+        } else {
+            logger.warning("Kafka consumer: \(error)")
+        }
+    }
+
+    // MARK: Consumer side
+
+    /// The next item, or `nil` once closed (or the waiting task was cancelled).
+    func take() async -> SourceItem<Record>? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let action: TakeAction<Record> = state.withLock { state in
+                    if state.head < state.items.count {
+                        let item = state.items[state.head]
+                        state.head += 1
+                        if state.head > 1024, state.head * 2 > state.items.count {
+                            state.items.removeFirst(state.head)
+                            state.head = 0
+                        }
+                        return .item(item)
+                    }
+                    if state.closed || Task.isCancelled { return .end }
+                    state.waiter = continuation
+                    return .wait
+                }
+                switch action {
+                case .item(let item):
+                    if case .event = item { consumed.increment() }
+                    continuation.resume(returning: item)
+                case .end: continuation.resume(returning: nil)
+                case .wait: break
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+
+    func handleMalformed(_ message: MalformedMessage) async throws {
+        malformed.increment()
+        logger.warning(
+            "skipping malformed message",
+            metadata: [
+                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+                "error": "\(message.error)",
+            ]
+        )
+        onMalformed?(message)
+        if let deadLetter, let deadLetterTopic {
+            try await deadLetter.send(topic: deadLetterTopic, key: message.key, value: message.value ?? [])
+        }
+        acknowledge(topic: message.topic, partition: message.partition, offset: message.offset)
+    }
+
+    func acknowledge(topic: String, partition: Int32, offset: Int64) {
+        guard hasGroup else { return }
+        if let error = handle.storeOffset(PartitionID(topic: topic, partition: partition), next: offset + 1) {
+            logger.debug("offset not stored for \(topic)[\(partition)]@\(offset) (partition no longer assigned?): \(error)")
+        }
+    }
+
+    var isCaughtUp: Bool { state.withLock { $0.caughtUp } }
+
+    func markCaughtUp() {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            // Only if nothing newer arrived behind the marker.
+            guard state.head == state.items.count else { return [] }
+            state.caughtUp = true
+            defer { state.caughtUpWaiters = [] }
+            return state.caughtUpWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func waitUntilCaughtUp() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state in
+                if !state.caughtUp { state.caughtUpWaiters.append(continuation) }
+                return state.caughtUp
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func close() async throws {
+        let (alreadyClosed, waiter) = state.withLock { state in
+            defer {
+                state.closed = true
+                state.waiter = nil
+            }
+            return (state.closed, state.waiter)
+        }
+        waiter?.resume(returning: nil)
+        if alreadyClosed { return }
+        let loop = pollLoop.withLock { $0.take() }
+        await loop?.stop()
+        let handle = self.handle
+        let hasGroup = self.hasGroup
+        let error: KafkaError? = try await DedicatedThread.run(name: "deltakit-kafka-close") {
+            var first: KafkaError?
+            if hasGroup { first = handle.commitStored() }
+            let closeError = handle.closeConsumer()
+            return first ?? closeError
+        }
+        await deadLetter?.close()
+        if let error {
+            throw DeltaKitError(code: .rejected, message: "closing the Kafka consumer of '\(topic)': \(error.message)", underlying: error)
+        }
+    }
+
+    func commit() async throws {
+        guard hasGroup else { return }
+        let handle = self.handle
+        if let error = try await DedicatedThread.run(name: "deltakit-kafka-commit", { handle.commitStored() }) {
+            throw DeltaKitError(code: .rejected, message: "committing offsets of '\(topic)': \(error.message)", underlying: error)
+        }
+    }
+
+    func abandon() {
+        pollLoop.withLock { $0.take() }?.requestStop()
+    }
+
+    func committedOffsets() async -> [Int32: Int64] {
+        let handle = self.handle
+        let partitions = handle.assignment()
+        let result = try? await DedicatedThread.run(name: "deltakit-kafka-committed") {
+            handle.committed(partitions, timeoutMs: 5000)
+        }
+        return Dictionary(uniqueKeysWithValues: (result ?? [:]).map { ($0.key.partition, $0.value) })
+    }
+}
+
+/// A minimal producer for raw messages (the dead-letter topic), awaiting each delivery.
+final class RawProducer: Sendable {
+    private let handle: RdKafkaHandle
+    private let loop: PollLoop
+
+    init(configuration: KafkaConfiguration, logger: Logger) throws {
+        var properties = configuration.properties
+        properties += [("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0")]
+        properties += configuration.additionalProperties.sorted { $0.key < $1.key }
+        let handle = try RdKafkaHandle(kind: .producer, properties: properties, callbacks: RdKafkaCallbacks(logger: logger))
+        self.handle = handle
+        self.loop = PollLoop(name: "deltakit-kafka-dlq") { handle.poll(timeoutMs: 100) }
+    }
+
+    func send(topic: String, key: [UInt8]?, value: [UInt8]) async throws {
+        let receiver = SingleDelivery()
+        let outcome: DeliveryOutcome = try await withCheckedThrowingContinuation { continuation in
+            receiver.continuation.withLock { $0 = continuation }
+            do {
+                let result = try value.withUnsafeBytes { value in
+                    try (key ?? []).withUnsafeBytes { keyBytes in
+                        try handle.produce(topic: topic, key: key == nil ? nil : keyBytes, value: value, receiver: receiver)
+                    }
+                }
+                switch result {
+                case .enqueued: break
+                case .queueFull, .failed:
+                    receiver.continuation.withLock { $0 = nil }
+                    continuation.resume(
+                        throwing: DeltaKitError(code: .deliveryFailed, message: "cannot enqueue a dead-letter message to '\(topic)'")
+                    )
+                }
+            } catch {
+                receiver.continuation.withLock { $0 = nil }
+                continuation.resume(throwing: error)
+            }
+        }
+        if let error = outcome.error {
+            throw DeltaKitError(
+                code: .deliveryFailed,
+                message: "dead-letter message to '\(topic)' was not acknowledged: \(error.message)",
+                underlying: error
+            )
+        }
+    }
+
+    func close() async {
+        await loop.stop()
+    }
+}
+
+final class SingleDelivery: DeliveryReceiver, @unchecked Sendable {
+    // The only state is the Mutex-guarded continuation.
+    let continuation = Mutex<CheckedContinuation<DeliveryOutcome, any Error>?>(nil)
+    override func delivered(_ outcome: DeliveryOutcome) {
+        continuation.withLock { $0.take() }?.resume(returning: outcome)
+    }
+}

@@ -1,0 +1,218 @@
+import DeltaKit
+@testable import DeltaKitKafka
+import DeltaKitTesting
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@Suite("Kafka on a real broker", .requiresKafka, .timeLimit(.minutes(5)))
+struct KafkaIntegrationTests {
+    @Test("KafkaEventSink passes the EventSink conformance suite")
+    func sinkConformance() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        try await EventSinkConformance(
+            makeSink: { try await KafkaTestSupport.makeSink(brokers) },
+            readBack: { sink in
+                try await sink.flush()
+                return try await KafkaTestSupport.readAll(brokers, topic: sink.topic)
+            }
+        ).run()
+    }
+
+    @Test("KafkaEventSource and KafkaMaterializer pass the StateStore conformance suite")
+    func materializerConformance() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        try await StateStoreConformance { events in
+            let sink = try await KafkaTestSupport.makeSink(brokers)
+            try await sink.send(contentsOf: events)
+            try await sink.close()
+            let store = InMemoryStateStore<DemoUser>()
+            try await KafkaMaterializer.materialize(
+                .init(kafka: KafkaTestSupport.kafka(brokers), topic: sink.topic, groupID: nil),
+                into: store
+            )
+            return store
+        }.run()
+    }
+
+    @Test("10,000 seeded demo events on 4 partitions, materialized, equal the in-memory reference")
+    func tenThousand() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let sink = try await KafkaTestSupport.makeSink(brokers)
+        var generator = DemoEventGenerator(seed: 2024, users: 50)
+        let events = generator.next(10_000)
+        try await sink.send(contentsOf: events)
+        try await sink.close()
+        let store = InMemoryStateStore<DemoUser>()
+        let applied = try await KafkaMaterializer.materialize(
+            .init(kafka: KafkaTestSupport.kafka(brokers), topic: sink.topic, groupID: nil),
+            into: store
+        )
+        #expect(applied == 10_000)
+        #expect(try await store.snapshot() == KafkaTestSupport.reference(events))
+        let admin = try KafkaTopicAdmin(configuration: KafkaTestSupport.kafka(brokers))
+        #expect(try await admin.partitions(of: sink.topic)?.count == 4)
+    }
+
+    @Test("the bytes on the topic are the demo's JSON, keyed by id (read by an independent client)")
+    func wireBytes() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let sink = try await KafkaTestSupport.makeSink(brokers)
+        var generator = DemoEventGenerator(seed: 9)
+        let events = generator.next(30)
+        try await sink.send(contentsOf: events)
+        try await sink.close()
+        let raw = try KafkaTestSupport.rawMessagesViaPython(brokers, topic: sink.topic)
+        #expect(raw.count == 30)
+        var partitionOfKey: [String: String] = [:]
+        for message in raw {
+            let value = try #require(message["value"] ?? nil)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(value.utf8)) as? [String: Any])
+            #expect(Set(object.keys) == ["id", "name", "age", "op", "event_order", "ts"])
+            let key = try #require(message["key"] ?? nil)
+            #expect(key == "\(object["id"]!)", "the message key is the record key as text")
+            let partition = try #require(message["partition"] ?? nil)
+            #expect(partitionOfKey[key, default: partition] == partition, "one key, one partition")
+            partitionOfKey[key] = partition
+        }
+    }
+
+    @Test("malformed messages are reported with their offsets, never reach state, and the stream goes on")
+    func malformed() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let admin = try KafkaTopicAdmin(configuration: KafkaTestSupport.kafka(brokers))
+        try await admin.ensureTopic(topic, partitions: 1)
+        let sink = try await KafkaTestSupport.makeSink(brokers, topic: topic, partitions: 1)
+        let raw = try RawProducer(configuration: KafkaTestSupport.kafka(brokers), logger: .init(label: "test"))
+        let alice = DemoUser(id: 1, name: "Alice", age: 25)
+        try await sink.send(.insert(alice, order: 1))  // offset 0
+        try await raw.send(topic: topic, key: Array("1".utf8), value: Array("not json".utf8))  // offset 1
+        try await raw.send(
+            topic: topic,
+            key: Array("1".utf8),
+            value: Array(#"{"id":1,"name":"Mallory","age":1,"op":"upsert","event_order":99,"ts":"2024-01-01T00:00:00+00:00"}"#.utf8)
+        )  // offset 2
+        try await sink.send(.update(DemoUser(id: 1, name: "Alice", age: 26), order: 3))  // offset 3
+        await raw.close()
+        try await sink.close()
+
+        let reports = Mutex<[MalformedMessage]>([])
+        let dlq = TestEnvironment.uniqueTopic("dlq")
+        try await admin.ensureTopic(dlq, partitions: 1)
+        let store = InMemoryStateStore<DemoUser>()
+        let applied = try await KafkaMaterializer.materialize(
+            .init(kafka: KafkaTestSupport.kafka(brokers), topic: topic, groupID: nil, malformedPolicy: .deadLetter(topic: dlq)),
+            into: store,
+            onMalformed: { message in reports.withLock { $0.append(message) } }
+        )
+        #expect(applied == 2)
+        #expect(try await store.snapshot() == [DemoUser(id: 1, name: "Alice", age: 26)])
+        let seen = reports.withLock { $0 }
+        #expect(seen.map(\.offset) == [1, 2])
+        #expect(seen.allSatisfy { $0.topic == topic && $0.partition == 0 })
+        #expect(seen[0].error.field == nil)
+        #expect(seen[1].error.field == "op" && seen[1].error.value == "\"upsert\"")
+        let deadLettered = try KafkaTestSupport.rawMessagesViaPython(brokers, topic: dlq)
+        #expect(deadLettered.compactMap { $0["value"] ?? nil }.first == "not json")
+        #expect(deadLettered.count == 2)
+    }
+
+    @Test("a consumer group commits only acknowledged offsets and resumes after them")
+    func atLeastOnce() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let sink = try await KafkaTestSupport.makeSink(brokers, partitions: 1)
+        var generator = DemoEventGenerator(seed: 77)
+        let events = generator.next(100)
+        try await sink.send(contentsOf: events)
+        try await sink.close()
+        let group = "group-\(UUID().uuidString.prefix(8))"
+        let config = KafkaEventSource<DemoUser>.Configuration(
+            kafka: KafkaTestSupport.kafka(brokers),
+            topic: sink.topic,
+            groupID: group,
+            sessionTimeout: .seconds(6)  // the test broker answers a join after about half of it
+        )
+
+        let first = try await KafkaEventSource<DemoUser>(configuration: config)
+        var taken: [KafkaConsumedEvent<DemoUser>] = []
+        for try await consumed in first.events {
+            taken.append(consumed)
+            if taken.count <= 40 { first.acknowledge(consumed) }
+            if taken.count == 50 { break }
+        }
+        #expect(taken.map(\.event) == Array(events.prefix(50)))
+        try await first.close()
+
+        let second = try await KafkaEventSource<DemoUser>(configuration: config)
+        var rest: [ChangeEvent<DemoUser>] = []
+        for try await consumed in second.events {
+            rest.append(consumed.event)
+            second.acknowledge(consumed)
+            if rest.count == 60 { break }
+        }
+        #expect(rest == Array(events[40...]), "the 10 taken but unacknowledged events are delivered again")
+        try await second.commit()
+        #expect(await second.committedOffsets()[0] == 100)
+        try await second.close()
+    }
+
+    @Test("a full local queue suspends the sender; nothing fails and nothing is dropped")
+    func queueFull() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let sink = try await KafkaEventSink<DemoUser>(
+            configuration: .init(kafka: KafkaTestSupport.kafka(brokers), topic: topic, queueMaxMessages: 50, createTopic: .init())
+        )
+        var generator = DemoEventGenerator(seed: 5, users: 20)
+        let events = generator.next(3_000)
+        try await sink.send(contentsOf: events)
+        try await sink.close()
+        let read = try await KafkaTestSupport.readAll(brokers, topic: topic)
+        #expect(read.count == 3_000)
+        #expect(KafkaTestSupport.reference(read) == KafkaTestSupport.reference(events))
+    }
+
+    @Test("graceful shutdown waits for every outstanding delivery")
+    func shutdownDrains() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let sink = try await KafkaEventSink<DemoUser>(
+            configuration: .init(kafka: KafkaTestSupport.kafka(brokers), topic: topic, linger: .milliseconds(200), createTopic: .init())
+        )
+        var generator = DemoEventGenerator(seed: 6, users: 10)
+        let events = generator.next(2_000)
+        let sending = Task { try await sink.send(contentsOf: events) }
+        try await Task.sleep(for: .milliseconds(20))
+        try await sink.close()  // what a SIGTERM through ServiceGroup does
+        try await sending.value
+        #expect(try await KafkaTestSupport.readAll(brokers, topic: topic).count == 2_000)
+        await #expect(throws: DeltaKitError.self) { try await sink.send(events[0]) }
+    }
+
+    @Test("an unreachable broker fails fast with an error naming the servers")
+    func unreachable() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let error = await #expect(throws: DeltaKitError.self) {
+            _ = try await KafkaEventSink<DemoUser>(
+                configuration: .init(kafka: .init(bootstrapServers: ["127.0.0.1:1"], connectTimeout: .seconds(2)), topic: "t")
+            )
+        }
+        #expect(error?.code == .connectionFailed)
+        #expect(error?.message.contains("127.0.0.1:1") == true)
+        #expect(clock.now - start < .seconds(30), "never a hang")
+    }
+
+    @Test("an unknown librdkafka property fails construction with librdkafka's own message")
+    func invalidProperty() async throws {
+        let error = await #expect(throws: DeltaKitError.self) {
+            _ = try await KafkaEventSink<DemoUser>(
+                configuration: .init(kafka: .init(additionalProperties: ["no.such.property": "1"]), topic: "t")
+            )
+        }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.message.contains("No such configuration property") == true)
+    }
+}

@@ -1,0 +1,80 @@
+import DeltaKit
+import DeltaKitKafka
+import DeltaKitTesting
+import Foundation
+import Logging
+
+/// Helpers shared by the Kafka integration tests.
+enum KafkaTestSupport {
+    static func kafka(_ brokers: String) -> KafkaConfiguration {
+        KafkaConfiguration(bootstrapServers: [brokers], connectTimeout: .seconds(15))
+    }
+
+    /// A sink on a fresh topic with 4 partitions (Tansu's auto-create default, made explicit).
+    static func makeSink(_ brokers: String, topic: String = TestEnvironment.uniqueTopic(), partitions: Int = 4) async throws
+        -> KafkaEventSink<DemoUser>
+    {
+        try await KafkaEventSink<DemoUser>(
+            configuration: .init(
+                kafka: kafka(brokers),
+                topic: topic,
+                createTopic: .init(partitions: partitions)
+            )
+        )
+    }
+
+    /// Reads the whole topic once, without a group, until every partition reports EOF.
+    static func readAll(_ brokers: String, topic: String) async throws -> [ChangeEvent<DemoUser>] {
+        let source = try await KafkaEventSource<DemoUser>(
+            configuration: .init(kafka: kafka(brokers), topic: topic, groupID: nil, stopWhenCaughtUp: true)
+        )
+        var events: [ChangeEvent<DemoUser>] = []
+        for try await consumed in source.events { events.append(consumed.event) }
+        try await source.close()
+        return events
+    }
+
+    /// The reference state of `events`.
+    static func reference(_ events: [ChangeEvent<DemoUser>]) -> [DemoUser] {
+        var state = LatestState<DemoUser>()
+        for e in events { state.apply(e) }
+        return state.snapshot()
+    }
+
+    /// Raw `(key, value)` pairs of a topic, read by Python's confluent-kafka — an independent reader.
+    static func rawMessagesViaPython(_ brokers: String, topic: String) throws -> [[String: String?]] {
+        let python = ProcessInfo.processInfo.environment["DELTAKIT_PYTHON"] ?? "python3"
+        let script = #"""
+            import json, sys
+            from confluent_kafka import Consumer, TopicPartition, KafkaError
+            brokers, topic = sys.argv[1], sys.argv[2]
+            c = Consumer({"bootstrap.servers": brokers, "group.id": "raw-reader", "enable.partition.eof": True, "enable.auto.commit": False})
+            md = c.list_topics(topic, timeout=15)
+            parts = sorted(md.topics[topic].partitions)
+            c.assign([TopicPartition(topic, p, -2) for p in parts])
+            eof, out = set(), []
+            while len(eof) < len(parts):
+                m = c.poll(1.0)
+                if m is None: continue
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF: eof.add(m.partition()); continue
+                    raise Exception(m.error())
+                eof.discard(m.partition())
+                out.append({"key": m.key().decode() if m.key() is not None else None, "value": m.value().decode(), "partition": str(m.partition())})
+            c.close()
+            print(json.dumps(out))
+            """#
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python.hasPrefix("/") ? python : "/usr/bin/env")
+        process.arguments = (python.hasPrefix("/") ? [] : [python]) + ["-c", script, brokers, topic]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw DeltaKitError(code: .rejected, message: "python reader exited with \(process.terminationStatus)")
+        }
+        return try JSONDecoder().decode([[String: String?]].self, from: data)
+    }
+}
