@@ -26,7 +26,7 @@ import Synchronization
 public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     /// The topic events go to.
     public let topic: String
-    private let core: SinkCore
+    let core: SinkCore
 
     /// Creates the producer, checks that a broker answers, creates the topic if asked to, and starts polling.
     ///
@@ -345,7 +345,7 @@ final class SinkCore: Sendable {
 /// Awaits the delivery reports of one `send` call. Retained once per message as librdkafka's opaque.
 final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
     // All mutable state is in `state` (a Mutex); `core` is immutable.
-    private let core: SinkCore
+    let core: SinkCore
     private struct State {
         var pending = 0
         var sealed = false

@@ -1,0 +1,206 @@
+import DeltaKit
+@testable import DeltaKitKafka
+import DeltaKitTesting
+import Foundation
+import Testing
+
+/// Faults: librdkafka's in-process mock cluster (brokers down, injected request errors) and a private Tansu
+/// broker that is stopped and restarted.
+@Suite("Kafka faults", .timeLimit(.minutes(5)))
+struct KafkaFaultTests {
+    static func mockSink(topic: String, messageTimeout: Duration) async throws -> KafkaEventSink<DemoUser> {
+        try await KafkaEventSink<DemoUser>(
+            configuration: .init(
+                kafka: .init(
+                    bootstrapServers: ["unused:9092"],
+                    additionalProperties: ["test.mock.num.brokers": "3", "retry.backoff.ms": "50"]
+                ),
+                topic: topic,
+                messageTimeout: messageTimeout
+            )
+        )
+    }
+
+    @Test("acknowledged before, during and after broker outages and request errors: all in the final state")
+    func mockClusterOutage() async throws {
+        let topic = "faults"
+        let sink = try await Self.mockSink(topic: topic, messageTimeout: .seconds(60))
+        let mock = try #require(sink.mockCluster)
+        print("librdkafka \(KafkaTopicAdmin.librdkafkaVersion), mock cluster at \(mock.bootstrapServers)")
+        var generator = DemoEventGenerator(seed: 31, users: 12)
+        var acknowledged: [ChangeEvent<DemoUser>] = []
+
+        let before = generator.next(500)
+        try await sink.send(contentsOf: before)
+        acknowledged += before
+
+        // Retriable broker errors on Produce: NOT_LEADER_FOR_PARTITION (6) and REQUEST_TIMED_OUT (7).
+        mock.failProduceRequests(count: 3, errorCode: 6)
+        mock.failProduceRequests(count: 2, errorCode: 7)
+        let withErrors = generator.next(500)
+        try await sink.send(contentsOf: withErrors)
+        acknowledged += withErrors
+
+        // All brokers down while a batch is being sent; back up a second later.
+        for id: Int32 in 1...3 { mock.setBroker(id, up: false) }
+        let during = generator.next(500)
+        let sending = Task { try await sink.send(contentsOf: during) }
+        try await Task.sleep(for: .seconds(1))
+        for id: Int32 in 1...3 { mock.setBroker(id, up: true) }
+        try await sending.value
+        acknowledged += during
+
+        let after = generator.next(500)
+        try await sink.send(contentsOf: after)
+        acknowledged += after
+
+        let store = InMemoryStateStore<DemoUser>()
+        let applied = try await KafkaMaterializer.materialize(
+            .init(kafka: .init(bootstrapServers: [mock.bootstrapServers]), topic: topic, groupID: nil),
+            into: store
+        )
+        #expect(applied >= acknowledged.count, "no acknowledged event is missing (retries may duplicate)")
+        #expect(try await store.snapshot() == KafkaTestSupport.reference(acknowledged))
+        try await sink.close()
+    }
+
+    @Test("an event that cannot be delivered is reported, and the sink stops instead of skipping it")
+    func mockClusterPermanentOutage() async throws {
+        let sink = try await Self.mockSink(topic: "dead", messageTimeout: .seconds(2))
+        let mock = try #require(sink.mockCluster)
+        try await sink.send(.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1))
+        for id: Int32 in 1...3 { mock.setBroker(id, up: false) }
+        let failed = await #expect(throws: DeltaKitError.self) {
+            try await sink.send(.update(DemoUser(id: 1, name: "Alice", age: 26), order: 2))
+        }
+        #expect(failed?.code == .deliveryFailed)
+        #expect((failed?.underlying as? KafkaError)?.name == "_MSG_TIMED_OUT")
+        #expect(failed?.message.contains("key 1") == true)
+        for id: Int32 in 1...3 { mock.setBroker(id, up: true) }
+        let next = await #expect(throws: DeltaKitError.self) {
+            try await sink.send(.update(DemoUser(id: 1, name: "Alice", age: 27), order: 3))
+        }
+        #expect(next?.code == .closed, "a later send must not leave a gap behind a failed one")
+        await #expect(throws: DeltaKitError.self) { try await sink.flush() }
+        try? await sink.close()
+    }
+
+    @Test("Tansu stopped and restarted: sends wait or fail loudly; every acknowledged event is readable", .requiresKafka)
+    func tansuRestart() async throws {
+        _ = try TestEnvironment.requireKafka()
+        let tansu = try #require(ProcessInfo.processInfo.environment["DELTAKIT_TANSU_BIN"], "scripts/test exports DELTAKIT_TANSU_BIN")
+        let broker = try PrivateTansu(binary: tansu)
+        try await broker.start()
+        let brokers = broker.address
+        let topic = "restart"
+        let sink = try await KafkaEventSink<DemoUser>(
+            configuration: .init(
+                kafka: .init(bootstrapServers: [brokers], connectTimeout: .seconds(15)),
+                topic: topic,
+                messageTimeout: .seconds(20),
+                createTopic: .init(partitions: 1)
+            )
+        )
+        var generator = DemoEventGenerator(seed: 41, users: 5)
+        try await sink.send(contentsOf: generator.next(100))
+
+        await broker.stop()
+        let during = generator.next(100)
+        let sending = Task { try await sink.send(contentsOf: during) }
+        try await Task.sleep(for: .seconds(2))
+        try await broker.start()  // same port; Tansu's memory storage starts empty
+        let outcome = await sending.result
+
+        switch outcome {
+        case .success:
+            // Acknowledged after the restart: every one of them must be on the (new) topic.
+            let read = try await KafkaTestSupport.readAll(brokers, topic: topic)
+            #expect(Set(during).isSubset(of: Set(read)))
+        case .failure(let error):
+            // Not acknowledged: reported with a typed error, and the sink refuses to go on silently.
+            let error = try #require(error as? DeltaKitError)
+            #expect(error.code == .deliveryFailed || error.code == .closed)
+            await #expect(throws: DeltaKitError.self) { try await sink.send(generator.next()) }
+        }
+        try? await sink.close()
+        await broker.stop()
+    }
+}
+
+/// A Tansu broker of the test's own, on a free port, that can be stopped and restarted.
+final class PrivateTansu: @unchecked Sendable {
+    // Used from one test task at a time (start/stop are not called concurrently).
+    let binary: String
+    let port: Int
+    private var process: Process?
+
+    init(binary: String) throws {
+        self.binary = binary
+        self.port = try Self.freePort()
+    }
+
+    var address: String { "127.0.0.1:\(port)" }
+
+    func start() async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = [
+            "broker", "--listener-url", "tcp://\(address)", "--advertised-listener-url", "tcp://\(address)",
+            "--storage-engine", "memory://tansu/",
+        ]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        process = p
+        if let pidfile = ProcessInfo.processInfo.environment["DELTAKIT_TANSU_PIDFILE"] {
+            try? "\(p.processIdentifier)".write(toFile: pidfile, atomically: true, encoding: .utf8)
+        }
+        for _ in 0..<100 {
+            if Self.canConnect(port: port) { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw DeltaKitError(code: .connectionFailed, message: "private Tansu did not listen on \(address)")
+    }
+
+    /// Kills the broker (SIGKILL: an abrupt failure) and waits until it is gone.
+    func stop() async {
+        guard let p = process else { return }
+        process = nil
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        // Process.waitUntilExit spins on Linux off the main thread; poll instead.
+        for _ in 0..<100 where p.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+    }
+
+    deinit {
+        if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    }
+
+    static func canConnect(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
