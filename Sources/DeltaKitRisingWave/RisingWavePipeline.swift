@@ -1,0 +1,266 @@
+public import DeltaKit
+
+/// The RisingWave objects that turn a Kafka topic of change events into the latest state per key,
+/// generated from the record declaration (``DeltaKit/RecordSchema``) — the record is never described twice.
+///
+/// For the demo's `User` with the default configuration it generates:
+/// - `user_events`: a Kafka source with the record's columns plus `op`, `event_order`, `ts` (TIMESTAMPTZ, matching
+///   the `+00:00` timestamps the core writes), the partition and offset, `FORMAT PLAIN ENCODE JSON`;
+/// - `latest_user_state`: a materialized view in the Top-N form — per key, the row with the highest
+///   `event_order` (the Kafka offset breaks ties), dropped when it is a delete. On the append-only source
+///   RisingWave keeps one row per key, unlike the original demo's self-join on `MAX(event_order)`, which keeps
+///   every event as state;
+/// - `latest_user_state_progress`: a one-row view of the highest `event_order` ingested, for freshness checks;
+/// - `latest_user_state_changes`: a subscription on the view, for ``RisingWaveStateStore/watch(since:)``;
+/// - optionally a keyed `FORMAT UPSERT` table (``Configuration/upsertTable``).
+///
+/// ``apply(on:)`` and ``teardown(on:)`` are idempotent (`IF NOT EXISTS`, `DROP … IF EXISTS … CASCADE`).
+/// Names are validated and quoted, literals escaped: no SQL injection through a topic or relation name.
+public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
+    /// Names and connection settings of the generated objects. Every property has a documented default.
+    public struct Configuration: Sendable {
+        /// The Kafka topic. Default: `"user-events"`.
+        public var topic: String
+        /// The brokers *as RisingWave reaches them* (inside Docker, e.g. `redpanda:29092`).
+        /// Default: `"localhost:9092"`.
+        public var bootstrapServers: String
+        /// The source's name. Default: `"user_events"`.
+        public var sourceName: String
+        /// The latest-state view's name. Default: `"latest_user_state"`.
+        public var viewName: String
+        /// `scan.startup.mode`: `earliest` or `latest`. Default: `"earliest"`.
+        public var startupMode: String
+        /// Extra Kafka properties for RisingWave, without the `properties.` prefix (e.g. `security.protocol`).
+        /// Only keys RisingWave accepts are allowed. Default: empty.
+        public var kafkaProperties: [String: String]
+        /// When set, also create a keyed `FORMAT UPSERT` table with this name (latest message per Kafka key;
+        /// delete events stay as rows with `op = 'delete'`). Default: `nil`.
+        public var upsertTable: String?
+        /// The subscription's retention (how far back ``RisingWaveStateStore/watch(since:)`` can resume).
+        /// Default: `"1D"`.
+        public var subscriptionRetention: String
+
+        /// Creates a configuration.
+        public init(
+            topic: String = "user-events",
+            bootstrapServers: String = "localhost:9092",
+            sourceName: String = "user_events",
+            viewName: String = "latest_user_state",
+            startupMode: String = "earliest",
+            kafkaProperties: [String: String] = [:],
+            upsertTable: String? = nil,
+            subscriptionRetention: String = "1D"
+        ) {
+            self.topic = topic
+            self.bootstrapServers = bootstrapServers
+            self.sourceName = sourceName
+            self.viewName = viewName
+            self.startupMode = startupMode
+            self.kafkaProperties = kafkaProperties
+            self.upsertTable = upsertTable
+            self.subscriptionRetention = subscriptionRetention
+        }
+
+        /// The progress view's name: ``viewName`` + `_progress`.
+        public var progressViewName: String { viewName + "_progress" }
+        /// The subscription's name: ``viewName`` + `_changes`.
+        public var subscriptionName: String { viewName + "_changes" }
+    }
+
+    /// The configuration.
+    public let configuration: Configuration
+    /// The record's schema.
+    public let schema: RecordSchema
+
+    /// Kafka property keys RisingWave accepts in a source's `WITH` clause (anything else fails its DDL).
+    public static var allowedKafkaProperties: Set<String> {
+        [
+            "security.protocol", "sasl.mechanism", "sasl.username", "sasl.password", "sasl.oauthbearer.config",
+            "sasl.kerberos.service.name", "sasl.kerberos.keytab", "sasl.kerberos.principal", "sasl.kerberos.kinit.cmd",
+            "sasl.kerberos.min.time.before.relogin", "ssl.ca.location", "ssl.certificate.location", "ssl.key.location",
+            "ssl.ca.pem", "ssl.certificate.pem", "ssl.key.pem", "ssl.key.password", "ssl.endpoint.identification.algorithm",
+            "enable.ssl.certificate.verification", "client.id", "sync.call.timeout", "message.max.bytes",
+            "receive.message.max.bytes", "fetch.max.bytes", "fetch.min.bytes", "fetch.wait.max.ms",
+            "fetch.queue.backoff.ms", "fetch.message.max.bytes", "queued.min.messages", "queued.max.messages.kbytes",
+            "reconnect.backoff.ms", "reconnect.backoff.max.ms", "retry.backoff.ms", "retry.backoff.max.ms",
+            "socket.connection.setup.timeout.ms", "socket.keepalive.enable", "statistics.interval.ms",
+            "enable.auto.commit", "auto.commit.interval.ms",
+        ]
+    }
+
+    /// Validates the configuration against the record's schema.
+    ///
+    /// - Throws: ``DeltaKit/DeltaKitError`` (``DeltaKit/DeltaKitError/Code/invalidConfiguration``) naming the bad
+    ///   name, property or field.
+    public init(configuration: Configuration = Configuration()) throws {
+        let schema = try Record.schema
+        try SQLText.validateRelationName(configuration.sourceName, what: "source")
+        try SQLText.validateRelationName(configuration.viewName, what: "materialized view")
+        if let table = configuration.upsertTable { try SQLText.validateRelationName(table, what: "table") }
+        guard configuration.startupMode == "earliest" || configuration.startupMode == "latest" else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message: "scan.startup.mode must be 'earliest' or 'latest', not '\(configuration.startupMode)'"
+            )
+        }
+        for key in configuration.kafkaProperties.keys where !Self.allowedKafkaProperties.contains(key) {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "RisingWave does not accept the Kafka property '\(key)' (its DDL would fail with \"Unknown fields in the WITH clause\")"
+            )
+        }
+        let reserved: Set = [ChangeEventField.operation, ChangeEventField.order, ChangeEventField.timestamp, "kafka_partition", "kafka_offset", "kafka_key", "rn"]
+        for field in schema.fields where reserved.contains(field.name) {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message: "the record field '\(field.name)' collides with a column DeltaKit adds; rename it"
+            )
+        }
+        _ = try SQLText.literal(configuration.topic)
+        _ = try SQLText.literal(configuration.bootstrapServers)
+        self.configuration = configuration
+        self.schema = schema
+    }
+
+    // MARK: Column model
+
+    /// The SQL type of a record field.
+    public static func sqlType(_ type: RecordSchema.FieldType) -> String {
+        switch type {
+        case .bool: "BOOLEAN"
+        case .int32: "INT"
+        case .int64: "BIGINT"
+        case .float: "REAL"
+        case .double: "DOUBLE PRECISION"
+        case .decimal: "DECIMAL"
+        case .string, .uuid: "VARCHAR"
+        case .timestamp: "TIMESTAMPTZ"
+        }
+    }
+
+    /// `(name, SQL type)` of every column of an event: the record's fields, then `op`, `event_order`, `ts`.
+    public var eventColumns: [(name: String, type: String)] {
+        schema.fields.map { ($0.name, Self.sqlType($0.type)) } + [
+            (ChangeEventField.operation, "VARCHAR"), (ChangeEventField.order, "BIGINT"),
+            (ChangeEventField.timestamp, "TIMESTAMPTZ"),
+        ]
+    }
+
+    /// The columns of the latest-state view: the record's fields, `event_order` and `ts`.
+    public var stateColumns: [String] {
+        schema.fields.map(\.name) + [ChangeEventField.order, ChangeEventField.timestamp]
+    }
+
+    private func q(_ name: String) -> String { try! SQLText.identifier(name) }
+    private func lit(_ text: String) -> String { try! SQLText.literal(text) }
+
+    private var columnList: String {
+        eventColumns.map { "  \(q($0.name)) \($0.type)" }.joined(separator: ",\n")
+    }
+
+    private var withClause: String {
+        var options = [
+            "connector = 'kafka'", "topic = \(lit(configuration.topic))",
+            "properties.bootstrap.server = \(lit(configuration.bootstrapServers))",
+            "scan.startup.mode = \(lit(configuration.startupMode))",
+        ]
+        for (key, value) in configuration.kafkaProperties.sorted(by: { $0.key < $1.key }) {
+            options.append("properties.\(key) = \(lit(value))")
+        }
+        return "WITH (\n" + options.map { "  " + $0 }.joined(separator: ",\n") + "\n)"
+    }
+
+    // MARK: Statements
+
+    /// The Kafka source (`FORMAT PLAIN ENCODE JSON`).
+    public var createSourceSQL: String {
+        """
+        CREATE SOURCE IF NOT EXISTS \(q(configuration.sourceName)) (
+        \(columnList)
+        )
+        INCLUDE partition AS kafka_partition
+        INCLUDE offset AS kafka_offset
+        \(withClause) FORMAT PLAIN ENCODE JSON
+        """
+    }
+
+    /// The latest-state view's query (also run on plain PostgreSQL by DeltaKit's tests).
+    public var latestStateQuery: String {
+        let columns = stateColumns.map(q).joined(separator: ", ")
+        return """
+            SELECT \(columns)
+            FROM (
+              SELECT *, ROW_NUMBER() OVER (
+                PARTITION BY \(q(schema.keyField))
+                ORDER BY \(q(ChangeEventField.order)) DESC, kafka_offset::BIGINT DESC
+              ) AS rn
+              FROM \(q(configuration.sourceName))
+            ) AS ranked
+            WHERE rn = 1 AND \(q(ChangeEventField.operation)) <> 'delete'
+            """
+    }
+
+    /// The latest-state materialized view (Top-N form).
+    public var createViewSQL: String {
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS \(q(configuration.viewName)) AS\n\(latestStateQuery)"
+    }
+
+    /// The progress view's query: the highest order ingested.
+    public var progressQuery: String {
+        "SELECT max(\(q(ChangeEventField.order))) AS max_order FROM \(q(configuration.sourceName))"
+    }
+
+    /// The progress materialized view.
+    public var createProgressViewSQL: String {
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS \(q(configuration.progressViewName)) AS\n\(progressQuery)"
+    }
+
+    /// The subscription on the latest-state view.
+    public var createSubscriptionSQL: String {
+        "CREATE SUBSCRIPTION IF NOT EXISTS \(q(configuration.subscriptionName)) FROM \(q(configuration.viewName)) WITH (retention = \(lit(configuration.subscriptionRetention)))"
+    }
+
+    /// The keyed `FORMAT UPSERT` table, when configured.
+    public var createUpsertTableSQL: String? {
+        guard let table = configuration.upsertTable else { return nil }
+        return """
+            CREATE TABLE IF NOT EXISTS \(q(table)) (
+            \(columnList),
+              PRIMARY KEY (kafka_key)
+            )
+            INCLUDE KEY AS kafka_key
+            \(withClause) FORMAT UPSERT ENCODE JSON
+            """
+    }
+
+    /// Every statement of ``apply(on:)``, in order.
+    public var applyStatements: [String] {
+        [createSourceSQL, createViewSQL, createProgressViewSQL, createSubscriptionSQL] + [createUpsertTableSQL].compactMap { $0 }
+    }
+
+    /// Every statement of ``teardown(on:)``, in order.
+    public var teardownStatements: [String] {
+        var statements = [
+            "DROP SUBSCRIPTION IF EXISTS \(q(configuration.subscriptionName))",
+            "DROP MATERIALIZED VIEW IF EXISTS \(q(configuration.progressViewName)) CASCADE",
+            "DROP MATERIALIZED VIEW IF EXISTS \(q(configuration.viewName)) CASCADE",
+        ]
+        if let table = configuration.upsertTable { statements.append("DROP TABLE IF EXISTS \(q(table)) CASCADE") }
+        statements.append("DROP SOURCE IF EXISTS \(q(configuration.sourceName)) CASCADE")
+        return statements
+    }
+
+    /// The whole provisioning script, `;`-terminated (what `UserEvents provision --dry-run` prints).
+    public var script: String { applyStatements.map { $0 + ";" }.joined(separator: "\n\n") + "\n" }
+
+    /// Creates every object; idempotent. Each statement runs on its own (DDL is not transactional on RisingWave).
+    public func apply(on connection: RisingWaveConnection) async throws {
+        for statement in applyStatements { try await connection.execute(statement) }
+    }
+
+    /// Drops every object; idempotent.
+    public func teardown(on connection: RisingWaveConnection) async throws {
+        for statement in teardownStatements { try await connection.execute(statement) }
+    }
+}

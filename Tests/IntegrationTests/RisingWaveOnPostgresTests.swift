@@ -1,0 +1,155 @@
+import DeltaKit
+import DeltaKitRisingWave
+import DeltaKitTesting
+import Foundation
+import Testing
+
+@Suite("RisingWave state store on real PostgreSQL", .requiresPostgres, .timeLimit(.minutes(5)))
+struct RisingWaveOnPostgresTests {
+    @Test("seeded random streams — shuffled, duplicated, with deletes — snapshot equals the in-memory reference")
+    func seededStreams() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        for seed: UInt64 in [1, 2, 3, 4, 5] {
+            var emulation = try await PostgresEmulation.make(url)
+            var generator = DemoEventGenerator(seed: seed, users: 200)
+            let events = generator.next(3_000)
+            var random = SeededRandomNumberGenerator(seed: seed)
+            let arrival = (events + events.prefix(500) + events.suffix(300)).shuffled(using: &random)
+            try await emulation.load(arrival)
+            let store = emulation.store
+            var reference = LatestState<DemoUser>()
+            for e in events { reference.apply(e) }
+            #expect(try await store.snapshot() == reference.snapshot(), "seed \(seed)")
+            #expect(try await store.count() == reference.liveCount)
+            #expect(try await store.maxIngestedOrder() == events.map(\.order).max())
+            let history = try await store.history(limit: 20)
+            #expect(history.map(\.order) == Array(arrival.map(\.order).sorted(by: >).prefix(20)))
+        }
+    }
+
+    @Test("RisingWaveStateStore passes the StateStore conformance suite")
+    func conformance() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        try await StateStoreConformance { events in
+            var emulation = try await PostgresEmulation.make(url)
+            try await emulation.load(events)
+            return emulation.store
+        }.run()
+    }
+
+    @Test("value(forKey:) and history decode records, deletes and unicode")
+    func reads() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        var emulation = try await PostgresEmulation.make(url)
+        let zoe = DemoUser(id: 5, name: "Zoë 🚀 'quoted' \"double\"", age: 31)
+        try await emulation.load([
+            .insert(zoe, order: 1), .insert(DemoUser(id: 6, name: "Bob", age: 30), order: 2), .delete(key: 6, order: 3),
+        ])
+        let store = emulation.store
+        #expect(try await store.value(forKey: 5) == zoe)
+        #expect(try await store.value(forKey: 6) == nil)
+        let history = try await store.history(limit: 20)
+        #expect(history.map(\.operation) == [.delete, .insert, .insert])
+        #expect(history[0] == .delete(key: 6, order: 3, timestamp: history[0].timestamp))
+        #expect(history[2].record == zoe)
+    }
+
+    @Test("NULL in a non-optional column is an error naming the column")
+    func nullColumn() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let emulation = try await PostgresEmulation.make(url)
+        let table = emulation.pipeline.configuration.sourceName
+        try await emulation.connection.execute(
+            "INSERT INTO \"\(table)\" VALUES (1, 'Alice', NULL, 'insert', 1, now(), '0', '0')"
+        )
+        let error = await #expect(throws: RisingWaveDecodingError.self) { try await emulation.store.snapshot() }
+        #expect(error?.column == "age")
+        #expect(error?.reason == "is NULL")
+    }
+
+    @Test("a 100,000-row snapshot is streamed and correct")
+    func largeSnapshot() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let emulation = try await PostgresEmulation.make(url)
+        let table = emulation.pipeline.configuration.sourceName
+        try await emulation.connection.execute(
+            """
+            INSERT INTO "\(table)"
+            SELECT g, 'user ' || g, 20 + g % 50, 'insert', g, now(), '0', g::text FROM generate_series(1, 100000) AS g
+            """
+        )
+        var count = 0
+        var last = 0
+        for try await user in emulation.store.snapshotRecords() {
+            count += 1
+            #expect(user.id == last + 1)
+            last = user.id
+            if user.id == 99_999 { #expect(user == DemoUser(id: 99_999, name: "user 99999", age: 20 + 99_999 % 50)) }
+        }
+        #expect(count == 100_000)
+        #expect(try await emulation.store.count() == 100_000)
+    }
+
+    @Test("an abandoned stream does not wedge the connection")
+    func abandonedStream() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let connection = try await RisingWaveConnection(configuration: .init(url: url))
+        var seen = 0
+        for try await _ in connection.rows("SELECT g FROM generate_series(1, 50000) AS g") {
+            seen += 1
+            if seen == 10 { break }
+        }
+        let rows = try await connection.query("SELECT 42 AS answer")
+        #expect(try rows[0].decode("answer", as: Int.self) == 42)
+    }
+
+    @Test("freshness: waitUntilVisible returns once the order is ingested, and times out clearly otherwise")
+    func freshness() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        var emulation = try await PostgresEmulation.make(url)
+        try await emulation.load([.insert(DemoUser(id: 1, name: "A", age: 1), order: 10)])
+        let store = emulation.store
+        let writer = try await RisingWaveConnection(configuration: .init(url: url))
+        let table = emulation.pipeline.configuration.sourceName
+        Task {
+            try await Task.sleep(for: .milliseconds(300))
+            try await writer.execute("INSERT INTO \"\(table)\" VALUES (2, NULL, NULL, 'delete', 25, now(), '0', '9')")
+        }
+        try await store.waitUntilVisible(order: 25, timeout: .seconds(10), pollInterval: .milliseconds(50))
+        let error = await #expect(throws: DeltaKitError.self) {
+            try await store.waitUntilVisible(order: 26, timeout: .milliseconds(300), pollInterval: .milliseconds(50))
+        }
+        #expect(error?.code == .timedOut)
+        #expect(error?.message.contains("highest so far: 25") == true)
+    }
+
+    @Test("connection refused, wrong password and bad SQL give clear errors without credentials")
+    func errors() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let refused = await #expect(throws: DeltaKitError.self) {
+            _ = try await RisingWaveConnection(configuration: .init(url: "postgres://root:hunter2@127.0.0.1:1/dev", connectTimeout: .seconds(2)))
+        }
+        #expect(refused?.code == .connectionFailed)
+        #expect(refused?.message.contains("127.0.0.1:1") == true)
+        #expect(refused?.message.contains("hunter2") == false)
+        #expect("\(String(describing: refused))".contains("hunter2") == false)
+
+        let wrong = url.replacingOccurrences(of: "deltakit:deltakit@", with: "deltakit:wrong-secret@")
+        let denied = await #expect(throws: DeltaKitError.self) {
+            _ = try await RisingWaveConnection(configuration: .init(url: wrong))
+        }
+        #expect(denied?.code == .connectionFailed)
+        #expect(denied?.message.contains("password authentication failed") == true)
+        #expect("\(String(describing: denied))".contains("wrong-secret") == false)
+
+        let connection = try await RisingWaveConnection(configuration: .init(url: url))
+        let syntax = await #expect(throws: DeltaKitError.self) { try await connection.execute("SELEC 1") }
+        #expect((syntax?.underlying as? RisingWaveError)?.sqlState == "42601")
+        #expect((syntax?.underlying as? RisingWaveError)?.statement == "SELEC 1")
+        let missing = await #expect(throws: DeltaKitError.self) { _ = try await connection.query("SELECT * FROM no_such_table") }
+        #expect((missing?.underlying as? RisingWaveError)?.sqlState == "42P01")
+        #expect(missing?.code == .queryFailed)
+        // The connection still works after errors.
+        #expect(try await connection.query("SELECT NULL::int AS n, 'ü'::text AS u")[0].values == [nil, "ü"])
+    }
+}
