@@ -129,9 +129,12 @@ public final class RisingWaveConnection: Sendable {
         } else if error.message.contains("does not exist") {
             fix = "check the database name in the URL (RisingWave's default is `dev`)"
         }
+        let oneLine = error.message.split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .joined(separator: " ")
         return DeltaKitError(
             code: .connectionFailed,
-            message: "cannot connect to \(configuration.redactedURL): \(error.message); \(fix)",
+            message: "cannot connect to \(configuration.redactedURL): \(oneLine); \(fix)",
             underlying: error
         )
     }

@@ -1,0 +1,153 @@
+import ArgumentParser
+import DeltaKit
+import DeltaKitKafka
+import DeltaKitRisingWave
+import DeltaKitTesting
+import Foundation
+
+/// Where the reading commands get state from.
+struct SourceOptions: ParsableArguments {
+    @Option(help: "Read from RisingWave at this URL (e.g. postgres://root@localhost:4566/dev).")
+    var risingwave: String?
+    @Option(help: "Or read the topic from these Kafka brokers, materializing it in-process until caught up.")
+    var brokers: String?
+    @Option(help: "The topic (with --brokers; with --risingwave it selects the objects' names).")
+    var topic = "user-events"
+    @Option(help: "Seconds to wait for a broker or database before giving up.")
+    var connectTimeout: Int = 10
+
+    func validate() throws {
+        guard (risingwave == nil) != (brokers == nil) else {
+            throw ValidationError("pass exactly one of --risingwave URL or --brokers HOST:PORT")
+        }
+    }
+
+    var kafka: KafkaConfiguration {
+        KafkaConfiguration(
+            bootstrapServers: (brokers ?? "").split(separator: ",").map(String.init),
+            clientID: "user-events",
+            connectTimeout: .seconds(connectTimeout)
+        )
+    }
+
+    func risingWaveStore() async throws -> RisingWaveStateStore<DemoUser> {
+        let connection = try await RisingWaveConnection(
+            configuration: .init(url: risingwave!, connectTimeout: .seconds(connectTimeout))
+        )
+        return RisingWaveStateStore(connection: connection, pipeline: try RisingWavePipeline(configuration: .init(topic: topic)))
+    }
+
+    /// Reads the whole topic into memory (no consumer group), reporting malformed messages on stderr.
+    func materialized(historyLimit: Int) async throws -> InMemoryStateStore<DemoUser> {
+        let store = InMemoryStateStore<DemoUser>(historyLimit: historyLimit)
+        try await KafkaMaterializer.materialize(
+            .init(kafka: kafka, topic: topic, groupID: nil),
+            into: store,
+            onMalformed: { message in FileHandle.standardError.write(Data("skipped \(message)\n".utf8)) },
+            progress: { count in FileHandle.standardError.write(Data("\rread \(count) events…".utf8)) }
+        )
+        return store
+    }
+}
+
+struct Snapshot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the latest state per user, ordered by id.")
+    @OptionGroup var source: SourceOptions
+    @Option(help: "table, csv (id,name,age lines, no header) or json.")
+    var format: OutputFormat = .table
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        try await reportingErrors {
+            let users: [DemoUser]
+            if source.risingwave != nil {
+                users = try await source.risingWaveStore().snapshot()
+            } else {
+                users = try await source.materialized(historyLimit: 0).snapshot()
+            }
+            switch format {
+            case .table: printLine(Render.snapshotTable(users))
+            case .csv: Render.csv(users).forEach(printLine)
+            case .json: printLine(try Render.json(users))
+            }
+        }
+    }
+}
+
+struct History: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the most recent events, newest first.")
+    @OptionGroup var source: SourceOptions
+    @Option(help: "How many events.")
+    var limit = 20
+    @Option(help: "table, csv (event_order,op,id,name,age,ts lines) or json.")
+    var format: OutputFormat = .table
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        try await reportingErrors {
+            let events: [ChangeEvent<DemoUser>]
+            if source.risingwave != nil {
+                events = try await source.risingWaveStore().history(limit: limit)
+            } else {
+                events = try await source.materialized(historyLimit: limit).history(limit: limit)
+            }
+            switch format {
+            case .table: printLine(Render.historyTable(events))
+            case .csv:
+                for e in events {
+                    printLine(
+                        "\(e.order),\(e.operation.rawValue),\(e.key),\(Render.csvField(e.record?.name)),\(e.record.map { "\($0.age)" } ?? ""),\(EventTimestamp.format(e.timestamp))"
+                    )
+                }
+            case .json: printLine(try Render.json(events))
+            }
+        }
+    }
+}
+
+struct Watch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print live changes to the latest state until Ctrl-C.")
+    @OptionGroup var source: SourceOptions
+    @Option(help: "table or json lines.")
+    var format: OutputFormat = .table
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        try await reportingErrors {
+            if let url = source.risingwave {
+                let store = try await source.risingWaveStore()
+                for try await change in store.watch(connection: .init(url: url, connectTimeout: .seconds(source.connectTimeout))) {
+                    print(change.change)
+                }
+            } else {
+                let store = InMemoryStateStore<DemoUser>(historyLimit: 0)
+                let events = try await KafkaEventSource<DemoUser>(
+                    configuration: .init(kafka: source.kafka, topic: source.topic, groupID: nil)
+                )
+                for try await consumed in events.events {
+                    if let change = try await store.apply(consumed.event) { print(change) }
+                }
+            }
+        }
+    }
+
+    func print(_ change: StateChange<DemoUser>) {
+        switch format {
+        case .json:
+            let record = change.record.map { #"{"id":\#($0.id),"name":\#(Render.jsonString($0.name)),"age":\#($0.age)}"# } ?? "null"
+            printLine(#"{"change":"\#(change.kind.rawValue)","id":\#(change.key),"record":\#(record)}"#)
+        default:
+            let text = change.record.map { "\($0.name), \($0.age)" } ?? ""
+            printLine("\(change.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) id=\(change.key) \(text)")
+        }
+    }
+}
+
+extension Render {
+    static func jsonString(_ text: String) -> String {
+        String(decoding: (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8), as: UTF8.self)
+    }
+}

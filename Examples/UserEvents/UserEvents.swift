@@ -1,0 +1,118 @@
+import ArgumentParser
+import DeltaKit
+import DeltaKitKafka
+import DeltaKitRisingWave
+import DeltaKitTesting
+import Foundation
+import Logging
+
+/// The original Python demo, in Swift: publish user change events, keep the latest state per user, read it.
+@main
+struct UserEvents: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publish user change events and read the latest state per user (DeltaKit's demo).",
+        discussion: """
+            With no subcommand, runs the demo end to end on the embedded in-memory pipeline: no Kafka, no RisingWave.
+            The subcommands talk to a real Kafka (--brokers) and RisingWave (--risingwave); `docker compose up -d`
+            starts both on the demo's ports.
+            """,
+        subcommands: [Demo.self, Produce.self, Provision.self, Snapshot.self, History.self, Watch.self],
+        defaultSubcommand: Demo.self
+    )
+}
+
+// MARK: - Shared options
+
+struct LoggingOptions: ParsableArguments {
+    @Flag(name: .long, help: "Log librdkafka and libpq messages to stderr.")
+    var verbose = false
+
+    func bootstrap() {
+        let level: Logger.Level = verbose ? .info : .critical
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+struct KafkaOptions: ParsableArguments {
+    @Option(help: "Kafka bootstrap servers, comma-separated.")
+    var brokers = "localhost:9092"
+
+    @Option(help: "The topic.")
+    var topic = "user-events"
+
+    @Option(help: "Seconds to wait for a broker before giving up.")
+    var connectTimeout: Int = 10
+
+    @Option(name: .customLong("kafka-property"), help: "Extra librdkafka property as key=value (repeatable), e.g. security.protocol=sasl_ssl.")
+    var kafkaProperties: [String] = []
+
+    func configuration() throws -> KafkaConfiguration {
+        var extra: [String: String] = [:]
+        for item in kafkaProperties {
+            guard let eq = item.firstIndex(of: "=") else {
+                throw ValidationError("--kafka-property must be key=value, got '\(item)'")
+            }
+            extra[String(item[..<eq])] = String(item[item.index(after: eq)...])
+        }
+        return KafkaConfiguration(
+            bootstrapServers: brokers.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) },
+            clientID: "user-events",
+            connectTimeout: .seconds(connectTimeout),
+            additionalProperties: extra
+        )
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, csv, json
+}
+
+struct GeneratorOptions: ParsableArguments {
+    @Option(help: "How many events to send.")
+    var count = 100
+
+    @Option(help: "Random seed (the same seed gives the same events). Default: random.")
+    var seed: UInt64?
+
+    @Option(help: "Pause between events: 0 (default), 500ms, 1s (the original demo), 2m.")
+    var interval: IntervalArgument = IntervalArgument(duration: .zero)
+
+    var resolvedSeed: UInt64 { seed ?? UInt64.random(in: 0...UInt64(UInt32.max)) }
+}
+
+struct IntervalArgument: ExpressibleByArgument {
+    var duration: Duration
+    init(duration: Duration) { self.duration = duration }
+    init?(argument: String) {
+        let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            guard let value = Double(text.dropLast(suffix.count)), value >= 0 else { return nil }
+            duration = .milliseconds(Int64(value * factor * 1000))
+            return
+        }
+        guard let seconds = Double(text), seconds >= 0 else { return nil }
+        duration = .milliseconds(Int64(seconds * 1000))
+    }
+}
+
+/// Runs `body`, turning DeltaKit errors into one line on stderr and exit code 1 — never a stack trace.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as DeltaKitError {
+        FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as RisingWaveDecodingError {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func printLine(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
