@@ -1,0 +1,125 @@
+import DeltaKit
+import DeltaKitRisingWave
+import DeltaKitTesting
+import Foundation
+import Testing
+
+/// Runs the built `UserEvents` executable.
+enum CLI {
+    static var executable: URL {
+        // The test bundle sits in the build folder next to the executable.
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        return bundle.appendingPathComponent("UserEvents")
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ arguments: [String]) async throws -> Result {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        async let stdout = Task.detached { out.fileHandleForReading.readDataToEndOfFile() }.value
+        async let stderr = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }.value
+        let (o, e) = await (stdout, stderr)
+        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        return Result(
+            status: process.terminationStatus,
+            stdout: String(decoding: o, as: UTF8.self),
+            stderr: String(decoding: e, as: UTF8.self)
+        )
+    }
+
+    static func referenceCSV(seed: UInt64, count: Int) -> String {
+        var generator = DemoEventGenerator(seed: seed)
+        var state = LatestState<DemoUser>()
+        for e in generator.next(count) { state.apply(e) }
+        return state.snapshot().map { "\($0.id),\($0.name),\($0.age)\n" }.joined()
+    }
+}
+
+@Suite("UserEvents CLI", .timeLimit(.minutes(5)))
+struct UserEventsCLITests {
+    @Test("the default command runs the demo in memory and prints what the demo printed")
+    func demo() async throws {
+        let result = try await CLI.run(["--count", "30", "--seed", "4"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let sent = result.stdout.split(separator: "\n").filter { $0.hasPrefix("Sent: {") }
+        #expect(sent.count == 30)
+        #expect(result.stdout.contains("Event history (newest 20):"))
+        #expect(result.stdout.contains("Latest state"))
+        let csv = try await CLI.run(["--count", "30", "--seed", "4", "--format", "csv"])
+        #expect(csv.stdout == CLI.referenceCSV(seed: 4, count: 30))
+    }
+
+    @Test("produce, then snapshot --brokers --format csv equals the in-memory reference for the same seed", .requiresKafka)
+    func produceThenSnapshot() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic("cli")
+        let produced = try await CLI.run(["produce", "--brokers", brokers, "--topic", topic, "--count", "500", "--seed", "42", "--quiet"])
+        #expect(produced.status == 0, "\(produced.stderr)")
+        #expect(produced.stdout.hasPrefix("Sent 500 events to '\(topic)'"))
+        #expect(produced.stderr.contains("sent 500/500 events"))
+        let snapshot = try await CLI.run(["snapshot", "--brokers", brokers, "--topic", topic, "--format", "csv"])
+        #expect(snapshot.status == 0, "\(snapshot.stderr)")
+        #expect(snapshot.stdout == CLI.referenceCSV(seed: 42, count: 500))
+
+        let history = try await CLI.run(["history", "--brokers", brokers, "--topic", topic, "--format", "json", "--limit", "5"])
+        let events = try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [[String: Any]]
+        #expect(events?.count == 5)
+        let orders = events?.compactMap { $0["event_order"] as? Int64 } ?? []
+        #expect(orders == orders.sorted(by: >) && orders.count == 5)
+
+        // The bytes on the topic decode to the demo's JSON keys.
+        let raw = try KafkaTestSupport.rawMessagesViaPython(brokers, topic: topic)
+        #expect(raw.count == 500)
+        for message in raw.prefix(50) {
+            let value = try #require(message["value"] ?? nil)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(value.utf8)) as? [String: Any])
+            #expect(Set(object.keys) == ["id", "name", "age", "op", "event_order", "ts"])
+        }
+    }
+
+    @Test("produce prints each acknowledged event as the demo did", .requiresKafka)
+    func producePrints() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let result = try await CLI.run(["produce", "--brokers", brokers, "--topic", TestEnvironment.uniqueTopic("cli"), "--count", "5", "--seed", "1"])
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.filter { $0.hasPrefix("Sent: {\"id\":") }.count == 5)
+    }
+
+    @Test("provision --dry-run prints the pinned SQL without connecting")
+    func provisionDryRun() async throws {
+        let result = try await CLI.run(["provision", "--dry-run", "--rw-brokers", "redpanda:29092"])
+        #expect(result.status == 0)
+        let pipeline = try RisingWavePipeline<DemoUser>(configuration: .init(bootstrapServers: "redpanda:29092"))
+        #expect(result.stdout == pipeline.script)
+        #expect(result.stdout.hasPrefix("CREATE SOURCE IF NOT EXISTS \"user_events\" ("))
+        #expect(result.stdout.contains("CREATE MATERIALIZED VIEW IF NOT EXISTS \"latest_user_state\" AS"))
+        let teardown = try await CLI.run(["provision", "--dry-run", "--teardown"])
+        #expect(teardown.stdout.contains("DROP SOURCE IF EXISTS \"user_events\" CASCADE;"))
+    }
+
+    @Test("an unreachable broker or database: one clear line naming the address, non-zero exit, no hang")
+    func unreachable() async throws {
+        let kafka = try await CLI.run(["produce", "--brokers", "127.0.0.1:1", "--connect-timeout", "2"])
+        #expect(kafka.status == 1)
+        #expect(kafka.stderr.split(separator: "\n").count == 1)
+        #expect(kafka.stderr.hasPrefix("error: no Kafka broker answered at 127.0.0.1:1"))
+        let snapshot = try await CLI.run(["snapshot", "--brokers", "127.0.0.1:1", "--connect-timeout", "2"])
+        #expect(snapshot.status == 1)
+        #expect(snapshot.stderr.contains("127.0.0.1:1"))
+        let rw = try await CLI.run(["snapshot", "--risingwave", "postgres://root:pw@127.0.0.1:1/dev", "--connect-timeout", "2"])
+        #expect(rw.status == 1)
+        #expect(rw.stderr.split(separator: "\n").count == 1)
+        #expect(rw.stderr.contains("127.0.0.1:1") && !rw.stderr.contains(":pw@"))
+    }
+}
