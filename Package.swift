@@ -76,6 +76,19 @@ let package = Package(
             path: "Examples/UserEvents"
         ),
 
+        // MARK: Benchmarks (driven by Benchmarks/run; not a test)
+        .executableTarget(
+            name: "DeltaKitBenchmarks",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                .target(name: "DeltaKitKafka"),
+                .target(name: "DeltaKitRisingWave"),
+                .target(name: "DeltaKitTesting"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/Sources/DeltaKitBenchmarks"
+        ),
+
         // MARK: Tests
         .testTarget(name: "DeltaKitTests", dependencies: ["DeltaKit", "DeltaKitTesting"]),
         .testTarget(name: "DeltaKitTestingTests", dependencies: ["DeltaKit", "DeltaKitTesting"]),

@@ -28,44 +28,64 @@ extension ChangeEvent {
 
     /// Appends the event's wire JSON to `buffer` (see ``jsonData()``); the allocation-free path for producers.
     public func encodeJSON(into buffer: inout [UInt8]) throws {
-        let schema = try Record.schema
-        let writer = FlatJSONWriter(buffer: buffer)
-        buffer = []
-        defer { buffer = writer.buffer }
-        writer.buffer.append(UInt8(ascii: "{"))
+        try encodeJSON(into: &buffer, schema: try Record.schema)
+    }
+
+    /// Appends the wire JSON using an already looked-up schema (batch encoders look it up once).
+    package func encodeJSON(into buffer: inout [UInt8], schema: RecordSchema) throws {
+        let start = buffer.count
         do {
-            if let record {
-                try record.encode(to: FlatJSONEncoder(writer: writer))
-                if writer.written.count < schema.fields.count {
-                    for field in schema.fields where !writer.written.contains(field.name) {
-                        writer.key(field.name)
-                        writer.null()
-                    }
-                }
-            } else {
-                writer.key(schema.keyField)
-                try key.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: schema.keyField))
-                for field in schema.valueFields {
-                    writer.key(field.name)
-                    writer.null()
-                }
+            if try !encodeJSON(into: &buffer, schema: schema, recordingNames: false) {
+                // The record skipped some fields (a custom encode(to:)): write it again, filling them with null.
+                buffer.removeSubrange(start...)
+                _ = try encodeJSON(into: &buffer, schema: schema, recordingNames: true)
             }
         } catch let error as DeltaKitError {
+            buffer.removeSubrange(start...)
             throw error
         } catch {
+            buffer.removeSubrange(start...)
             throw DeltaKitError(
                 code: .serializationFailed,
                 message: "cannot encode \(Record.self) with key \(key): \(error)",
                 underlying: error
             )
         }
+    }
+
+    /// Returns `false` (with partial output) when fields were missing and `recordingNames` was off.
+    private func encodeJSON(into buffer: inout [UInt8], schema: RecordSchema, recordingNames: Bool) throws -> Bool {
+        let writer = FlatJSONWriter(buffer: buffer, recordsNames: recordingNames)
+        buffer = []
+        defer { buffer = writer.buffer }
+        writer.buffer.append(UInt8(ascii: "{"))
+        if let record {
+            try record.encode(to: FlatJSONEncoder(writer: writer))
+            if writer.fieldCount < schema.fields.count {
+                guard recordingNames else { return false }
+                for field in schema.fields where !writer.written.contains(field.name) {
+                    writer.key(field.name)
+                    writer.null()
+                }
+            }
+        } else {
+            writer.key(schema.keyField)
+            try key.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: schema.keyField))
+            for field in schema.valueFields {
+                writer.key(field.name)
+                writer.null()
+            }
+        }
         writer.key(ChangeEventField.operation)
         writer.string(operation.rawValue)
         writer.key(ChangeEventField.order)
         writer.integer(order)
         writer.key(ChangeEventField.timestamp)
-        writer.string(EventTimestamp.format(timestamp))
+        writer.buffer.append(UInt8(ascii: "\""))
+        EventTimestamp.format(timestamp, into: &writer.buffer)
+        writer.buffer.append(UInt8(ascii: "\""))
         writer.buffer.append(UInt8(ascii: "}"))
+        return true
     }
 
     /// Decodes one event from its wire JSON (DeltaKit's own output or the original demo producer's).
@@ -270,10 +290,27 @@ extension ChangeEvent {
     /// text (the demo user with id 1 → `1`). Canonical, so one key always maps to the same bytes and partition.
     public var keyBytes: [UInt8] {
         get throws {
-            if let text = key as? String { return Array(text.utf8) }
-            let writer = FlatJSONWriter(buffer: [])
+            var bytes: [UInt8] = []
+            try appendKeyBytes(to: &bytes)
+            return bytes
+        }
+    }
+
+    /// Appends ``keyBytes`` to `buffer`.
+    package func appendKeyBytes(to buffer: inout [UInt8]) throws {
+        switch key {
+        case let text as String:
+            buffer.append(contentsOf: text.utf8)
+        case let number as Int:
+            let writer = FlatJSONWriter(buffer: buffer)
+            buffer = []
+            writer.integer(number)
+            buffer = writer.buffer
+        default:
+            let writer = FlatJSONWriter(buffer: buffer)
+            buffer = []
+            defer { buffer = writer.buffer }
             try key.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: Record.keyField))
-            return writer.buffer
         }
     }
 }

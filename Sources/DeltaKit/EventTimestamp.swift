@@ -18,18 +18,63 @@ public enum EventTimestamp {
 
     /// Formats a date as `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`.
     public static func format(_ date: Date) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(32)
+        format(date, into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the `YYYY-MM-DDTHH:MM:SS.ffffff+00:00` form of `date` to `buffer` (no allocation).
+    public static func format(_ date: Date, into buffer: inout [UInt8]) {
         let micros = microseconds(date)
         var seconds = micros.floorDiv(1_000_000)
         let fraction = micros - seconds * 1_000_000
         let days = seconds.floorDiv(86_400)
         seconds -= days * 86_400
         let (y, m, d) = civil(fromDays: days)
-        var out = ""
-        out.reserveCapacity(32)
-        out += pad(y, 4) + "-" + pad(m, 2) + "-" + pad(d, 2) + "T"
-        out += pad(seconds / 3600, 2) + ":" + pad(seconds / 60 % 60, 2) + ":" + pad(seconds % 60, 2)
-        out += "." + pad(fraction, 6) + "+00:00"
-        return out
+        // Fixed-width fields written straight into a stack buffer, then appended at once.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 40) { out in
+            var i = 0
+            func put(_ byte: UInt8) {
+                out[i] = byte
+                i += 1
+            }
+            func digits(_ value: Int64, _ width: Int) {
+                var v = value
+                if v < 0 {
+                    put(UInt8(ascii: "-"))
+                    v = -v
+                }
+                var count = width
+                var probe = v
+                var needed = 0
+                repeat {
+                    needed += 1
+                    probe /= 10
+                } while probe > 0
+                count = max(count, needed)
+                for position in stride(from: count - 1, through: 0, by: -1) {
+                    out[i + position] = UInt8(ascii: "0") + UInt8(v % 10)
+                    v /= 10
+                }
+                i += count
+            }
+            digits(y, 4)
+            put(UInt8(ascii: "-"))
+            digits(m, 2)
+            put(UInt8(ascii: "-"))
+            digits(d, 2)
+            put(UInt8(ascii: "T"))
+            digits(seconds / 3600, 2)
+            put(UInt8(ascii: ":"))
+            digits(seconds / 60 % 60, 2)
+            put(UInt8(ascii: ":"))
+            digits(seconds % 60, 2)
+            put(UInt8(ascii: "."))
+            digits(fraction, 6)
+            for byte in "+00:00".utf8 { put(byte) }
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: out[0..<i]))
+        }
     }
 
     /// Parses an RFC 3339 / ISO-8601 timestamp: `T` or space separator, 0–9 fractional digits
@@ -93,11 +138,6 @@ public enum EventTimestamp {
         let days = days(fromCivil: y, mo, d)
         let total = (days * 86_400 + h * 3600 + mi * 60 + s - offsetSeconds) * 1_000_000 + micros
         return Date(timeIntervalSince1970: Double(total) / 1_000_000)
-    }
-
-    private static func pad(_ v: Int64, _ width: Int) -> String {
-        let s = String(v)
-        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
     }
 
     // Howard Hinnant's civil-from-days / days-from-civil algorithms (proleptic Gregorian calendar).

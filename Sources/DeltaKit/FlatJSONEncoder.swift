@@ -8,41 +8,33 @@ import Foundation
 /// it lives only for the duration of one encode call on one thread.
 final class FlatJSONWriter {
     var buffer: [UInt8]
+    /// Field names written, collected only when `recordsNames` is set (the slow path for records that skip fields).
     var written: [String] = []
+    var recordsNames = false
+    var fieldCount = 0
     private var needsComma = false
 
-    init(buffer: [UInt8]) { self.buffer = buffer }
+    init(buffer: [UInt8], recordsNames: Bool = false) {
+        self.buffer = buffer
+        self.recordsNames = recordsNames
+    }
+
+    // Each method touches `buffer` through one inout access: class-property exclusivity checks per byte
+    // would cost more than the encoding itself.
 
     func key(_ name: String) {
-        if needsComma { buffer.append(UInt8(ascii: ",")) }
+        fieldCount += 1
+        if recordsNames { written.append(name) }
+        let comma = needsComma
         needsComma = true
-        written.append(name)
-        string(name)
-        buffer.append(UInt8(ascii: ":"))
+        Self.appendKey(name, comma: comma, to: &buffer)
     }
 
-    func null() { buffer.append(contentsOf: [110, 117, 108, 108]) }
+    func null() { Self.appendLiteral("null", to: &buffer) }
 
-    func bool(_ value: Bool) {
-        if value { buffer.append(contentsOf: [116, 114, 117, 101]) } else {
-            buffer.append(contentsOf: [102, 97, 108, 115, 101])
-        }
-    }
+    func bool(_ value: Bool) { Self.appendLiteral(value ? "true" : "false", to: &buffer) }
 
-    func integer<T: BinaryInteger>(_ value: T) {
-        if value == 0 {
-            buffer.append(UInt8(ascii: "0"))
-            return
-        }
-        var magnitude = value.magnitude
-        if value < 0 { buffer.append(UInt8(ascii: "-")) }
-        let start = buffer.count
-        while magnitude > 0 {
-            buffer.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10))
-            magnitude /= 10
-        }
-        buffer[start...].reverse()
-    }
+    func integer<T: BinaryInteger>(_ value: T) { Self.appendInteger(value, to: &buffer) }
 
     func floatingPoint<T: BinaryFloatingPoint & LosslessStringConvertible>(_ value: T, field: String) throws {
         guard value.isFinite else {
@@ -54,19 +46,58 @@ final class FlatJSONWriter {
         buffer.append(contentsOf: String(value).utf8)
     }
 
-    func string(_ value: String) {
+    func string(_ value: String) { Self.appendString(value, to: &buffer) }
+
+    static func appendKey(_ name: String, comma: Bool, to buffer: inout [UInt8]) {
+        if comma { buffer.append(UInt8(ascii: ",")) }
+        appendString(name, to: &buffer)
+        buffer.append(UInt8(ascii: ":"))
+    }
+
+    static func appendLiteral(_ literal: StaticString, to buffer: inout [UInt8]) {
+        buffer.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
+    static func appendInteger<T: BinaryInteger>(_ value: T, to buffer: inout [UInt8]) {
+        if value == 0 {
+            buffer.append(UInt8(ascii: "0"))
+            return
+        }
+        if value < 0 { buffer.append(UInt8(ascii: "-")) }
+        var magnitude = UInt64(value.magnitude)
+        // Up to 20 digits, written backwards into a stack buffer, then appended at once.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var index = 20
+            while magnitude > 0 {
+                index -= 1
+                digits[index] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10)
+                magnitude /= 10
+            }
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: digits[index..<20]))
+        }
+    }
+
+    static func appendString(_ value: String, to buffer: inout [UInt8]) {
         buffer.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): buffer.append(contentsOf: [92, 34])
-            case UInt8(ascii: "\\"): buffer.append(contentsOf: [92, 92])
-            case 0x0A: buffer.append(contentsOf: [92, 110])
-            case 0x0D: buffer.append(contentsOf: [92, 114])
-            case 0x09: buffer.append(contentsOf: [92, 116])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                buffer.append(contentsOf: [92, 117, 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: buffer.append(byte)
+        var value = value
+        let clean = value.withUTF8 { bytes in
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            buffer.append(contentsOf: bytes)
+            return true
+        }
+        if !clean {
+            for byte in value.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""): buffer.append(contentsOf: [92, 34])
+                case UInt8(ascii: "\\"): buffer.append(contentsOf: [92, 92])
+                case 0x0A: buffer.append(contentsOf: [92, 110])
+                case 0x0D: buffer.append(contentsOf: [92, 114])
+                case 0x09: buffer.append(contentsOf: [92, 116])
+                case 0..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    buffer.append(contentsOf: [92, 117, 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                default: buffer.append(byte)
+                }
             }
         }
         buffer.append(UInt8(ascii: "\""))
@@ -75,7 +106,10 @@ final class FlatJSONWriter {
     /// Writes a value that `Foundation` types encode specially; returns `false` for anything else.
     func special(_ value: some Encodable) -> Bool {
         switch value {
-        case let date as Date: string(EventTimestamp.format(date))
+        case let date as Date:
+            buffer.append(UInt8(ascii: "\""))
+            EventTimestamp.format(date, into: &buffer)
+            buffer.append(UInt8(ascii: "\""))
         case let uuid as UUID: string(uuid.uuidString.lowercased())
         case let decimal as Decimal: buffer.append(contentsOf: decimal.description.utf8)
         case let url as URL: string(url.absoluteString)

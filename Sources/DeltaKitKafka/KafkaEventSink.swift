@@ -85,56 +85,69 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     /// If one fails, the events enqueued before it are still awaited, the rest are not sent, and the call
     /// throws ``DeltaKit/DeltaKitError/Code/deliveryFailed``.
     public func send(contentsOf events: [ChangeEvent<Record>]) async throws {
-        if events.isEmpty {
-            try core.checkOpen()
-            return
-        }
+        try core.checkOpen()
+        if events.isEmpty { return }
+        let schema = try Record.schema
         let batch = DeliveryBatch(core: core)
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(256)
-        var encodingError: (any Error)?
-        enqueue: for event in events {
-            do {
-                try core.checkOpen()
-                buffer.removeAll(keepingCapacity: true)
-                try event.encodeJSON(into: &buffer)
-            } catch {
-                encodingError = error
-                break enqueue
-            }
-            let key: [UInt8]
-            do { key = try event.keyBytes } catch {
-                encodingError = error
-                break enqueue
-            }
-            while true {
-                let result = try buffer.withUnsafeBytes { value in
-                    try key.withUnsafeBytes { key in
-                        try core.handle.produce(topic: topic, key: key, value: value, receiver: batch)
+        var value: [UInt8] = []
+        value.reserveCapacity(256)
+        var key: [UInt8] = []
+        key.reserveCapacity(32)
+        var failure: (any Error)?
+        var index = 0
+        // Deliveries are accounted for in chunks, reserved before producing (a report may arrive at once).
+        while index < events.count, failure == nil {
+            let chunkEnd = min(index + 256, events.count)
+            let reserved = chunkEnd - index
+            batch.reserve(reserved)
+            core.reserve(reserved)
+            var enqueued = 0
+            produce: while index < chunkEnd {
+                let event = events[index]
+                do {
+                    if core.isStopped { try core.checkOpen() }
+                    value.removeAll(keepingCapacity: true)
+                    try event.encodeJSON(into: &value, schema: schema)
+                    key.removeAll(keepingCapacity: true)
+                    try event.appendKeyBytes(to: &key)
+                } catch {
+                    failure = error
+                    break produce
+                }
+                while true {
+                    let result = try value.withUnsafeBytes { value in
+                        try key.withUnsafeBytes { key in
+                            try core.handle.produce(topic: topic, key: key, value: value, receiver: batch)
+                        }
+                    }
+                    switch result {
+                    case .enqueued:
+                        enqueued += 1
+                        index += 1
+                        continue produce
+                    case .queueFull:
+                        await core.waitForQueueSpace()
+                    case .failed(let error):
+                        failure = core.fail(
+                            DeltaKitError(
+                                code: error.isFatal ? .closed : .deliveryFailed,
+                                message: "cannot enqueue the event for key \(event.key) on topic '\(topic)': \(error.message)",
+                                underlying: error
+                            )
+                        )
+                        break produce
                     }
                 }
-                switch result {
-                case .enqueued:
-                    batch.enqueued()
-                    core.enqueued()
-                    continue enqueue
-                case .queueFull:
-                    await core.waitForQueueSpace()
-                case .failed(let error):
-                    encodingError = core.fail(
-                        DeltaKitError(
-                            code: error.isFatal ? .closed : .deliveryFailed,
-                            message: "cannot enqueue the event for key \(event.key) on topic '\(topic)': \(error.message)",
-                            underlying: error
-                        )
-                    )
-                    break enqueue
-                }
+            }
+            core.sent(enqueued)
+            if enqueued < reserved {
+                batch.release(reserved - enqueued)
+                core.release(reserved - enqueued)
             }
         }
         let deliveryError = await batch.seal()
         if let deliveryError { throw deliveryError }
-        if let encodingError { throw encodingError }
+        if let failure { throw failure }
     }
 
     /// Returns once every event sent before the call is acknowledged.
@@ -177,6 +190,7 @@ final class SinkCore: Sendable {
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
     }
     private let state = Mutex(State())
+    private let stopped = Atomic<Bool>(false)
 
     init<R>(handle: RdKafkaHandle, configuration: KafkaEventSink<R>.Configuration, logger: Logger) {
         self.handle = handle
@@ -210,10 +224,24 @@ final class SinkCore: Sendable {
         }
     }
 
-    func enqueued() {
-        state.withLock { $0.outstanding += 1 }
-        metrics.sent.increment()
+    /// `true` once the sink failed or was closed (a cheap check before each event).
+    var isStopped: Bool { stopped.load(ordering: .relaxed) }
+
+    /// Accounts for `count` deliveries about to be produced.
+    func reserve(_ count: Int) { state.withLock { $0.outstanding += count } }
+
+    /// Gives back reservations that were not produced.
+    func release(_ count: Int) {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            state.outstanding -= count
+            guard state.outstanding == 0 else { return [] }
+            defer { state.idleWaiters = [] }
+            return state.idleWaiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
+
+    func sent(_ count: Int) { if count > 0 { metrics.sent.increment(by: Int64(count)) } }
 
     /// Called on the poll thread for every delivery report.
     func delivered(_ outcome: DeliveryOutcome) {
@@ -242,7 +270,8 @@ final class SinkCore: Sendable {
 
     /// Records the first failure; returns the error to throw.
     func fail(_ error: DeltaKitError) -> DeltaKitError {
-        state.withLock { state in
+        stopped.store(true, ordering: .relaxed)
+        return state.withLock { state in
             if state.failure == nil {
                 state.failure = error
                 logger.error("Kafka sink stopped: \(error)")
@@ -313,6 +342,7 @@ final class SinkCore: Sendable {
     }
 
     func close() async throws {
+        stopped.store(true, ordering: .relaxed)
         let alreadyClosed = state.withLock { state in
             defer { state.closed = true }
             return state.closed
@@ -356,7 +386,10 @@ final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
 
     init(core: SinkCore) { self.core = core }
 
-    func enqueued() { state.withLock { $0.pending += 1 } }
+    func reserve(_ count: Int) { state.withLock { $0.pending += count } }
+
+    /// Gives back reservations that were not produced (before `seal`).
+    func release(_ count: Int) { state.withLock { $0.pending -= count } }
 
     override func delivered(_ outcome: DeliveryOutcome) {
         core.delivered(outcome)

@@ -84,7 +84,7 @@ public struct EventSinkConformance<Sink: EventSink>: Sendable where Sink.Record 
     }
 
     /// Compares as multisets and per key in order.
-    static func compare(sent: [ChangeEvent<DemoUser>], got: [ChangeEvent<DemoUser>]) -> String? {
+    package static func compare(sent: [ChangeEvent<DemoUser>], got: [ChangeEvent<DemoUser>]) -> String? {
         guard sent.count == got.count else { return "sent \(sent.count) events, read back \(got.count)" }
         let sentByKey = Dictionary(grouping: sent, by: \.key)
         let gotByKey = Dictionary(grouping: got, by: \.key)

@@ -215,4 +215,30 @@ struct KafkaIntegrationTests {
         #expect(error?.code == .invalidConfiguration)
         #expect(error?.message.contains("No such configuration property") == true)
     }
+
+    @Test("a slow consumer with a small buffer pauses partitions and still gets every event in order")
+    func backPressure() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let sink = try await KafkaTestSupport.makeSink(brokers)
+        var generator = DemoEventGenerator(seed: 8, users: 40)
+        let events = generator.next(3_000)
+        try await sink.send(contentsOf: events)
+        try await sink.close()
+        let source = try await KafkaEventSource<DemoUser>(
+            configuration: .init(
+                kafka: KafkaTestSupport.kafka(brokers),
+                topic: sink.topic,
+                groupID: nil,
+                bufferSize: 50,
+                stopWhenCaughtUp: true
+            )
+        )
+        var read: [ChangeEvent<DemoUser>] = []
+        for try await consumed in source.events {
+            read.append(consumed.event)
+            if read.count % 250 == 0 { try await Task.sleep(for: .milliseconds(100)) }  // a slow application
+        }
+        try await source.close()
+        #expect(EventSinkConformance<KafkaEventSink<DemoUser>>.compare(sent: events, got: read) == nil)
+    }
 }

@@ -152,4 +152,18 @@ struct RisingWaveOnPostgresTests {
         // The connection still works after errors.
         #expect(try await connection.query("SELECT NULL::int AS n, 'ü'::text AS u")[0].values == [nil, "ü"])
     }
+
+    @Test("a broken connection is re-established before the next query")
+    func reconnects() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let connection = try await RisingWaveConnection(configuration: .init(url: url, reconnectBackoff: .milliseconds(50)))
+        let pid = try await connection.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
+        let admin = try await RisingWaveConnection(configuration: .init(url: url))
+        _ = try await admin.query("SELECT pg_terminate_backend($1)", [pid])
+        // The first call after the server dropped us may fail (the break is noticed mid-query) …
+        _ = try? await connection.query("SELECT 1 AS one")
+        // … and the connection is back for the next one.
+        let rows = try await connection.query("SELECT pg_backend_pid() AS pid")
+        #expect(try rows[0].decode("pid", as: Int.self) != pid)
+    }
 }

@@ -1,0 +1,121 @@
+import ArgumentParser
+import DeltaKit
+import DeltaKitKafka
+import DeltaKitRisingWave
+import DeltaKitTesting
+import Foundation
+
+@main
+struct Benchmarks: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "DeltaKitBenchmarks",
+        abstract: "DeltaKit benchmarks (driven by Benchmarks/run).",
+        subcommands: [Generate.self, Produce.self, Snapshot.self, Encode.self]
+    )
+}
+
+/// The benchmark's events: the demo's shape, 1,000 users, reproducible.
+func benchmarkEvents(_ count: Int) -> [ChangeEvent<DemoUser>] {
+    var generator = DemoEventGenerator(seed: 2026, users: 1_000, startOrder: 1_732_500_000_000_000)
+    return generator.next(count)
+}
+
+func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write the events as `key<TAB>json` lines for kcat and Python.")
+    @Option var count = 200_000
+    @Option var out: String
+
+    func run() throws {
+        var text = ""
+        text.reserveCapacity(count * 140)
+        for event in benchmarkEvents(count) {
+            text += String(decoding: try event.keyBytes, as: UTF8.self) + "\t"
+            text += String(decoding: try event.jsonData(), as: UTF8.self) + "\n"
+        }
+        try text.write(toFile: out, atomically: true, encoding: .utf8)
+    }
+}
+
+struct Produce: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Publish the events with KafkaEventSink; prints events/s.")
+    @Option var brokers: String
+    @Option var topic: String
+    @Option var count = 200_000
+    @Option(help: "Events per send(contentsOf:) call; 0 sends them all in one call.") var batch = 0
+
+    func run() async throws {
+        let events = benchmarkEvents(count)
+        let sink = try await KafkaEventSink<DemoUser>(
+            configuration: .init(kafka: .init(bootstrapServers: [brokers]), topic: topic)
+        )
+        let clock = ContinuousClock()
+        let start = clock.now
+        var index = 0
+        while index < events.count {
+            let end = batch > 0 ? min(index + batch, events.count) : events.count
+            try await sink.send(contentsOf: Array(events[index..<end]))
+            index = end
+        }
+        try await sink.flush()
+        let elapsed = clock.now - start
+        try await sink.close()
+        print(String(format: "%.0f", Double(count) / seconds(elapsed)))
+    }
+}
+
+struct Snapshot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Read a view's snapshot with RisingWaveStateStore; prints rows/s.")
+    @Option var url: String
+    @Option var source: String
+    @Option var view: String
+    @Option var expect = 100_000
+
+    func run() async throws {
+        let connection = try await RisingWaveConnection(configuration: .init(url: url))
+        let pipeline = try RisingWavePipeline<DemoUser>(configuration: .init(sourceName: source, viewName: view))
+        let store = RisingWaveStateStore(connection: connection, pipeline: pipeline)
+        let clock = ContinuousClock()
+        let start = clock.now
+        var rows = 0
+        for try await _ in store.snapshotRecords() { rows += 1 }
+        let elapsed = clock.now - start
+        guard rows == expect else { throw ValidationError("read \(rows) rows, expected \(expect)") }
+        print(String(format: "%.0f", Double(rows) / seconds(elapsed)))
+    }
+}
+
+
+struct Encode: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Encode the events (value and key) without Kafka; prints events/s.")
+    @Option var count = 200_000
+
+    func run() throws {
+        let events = benchmarkEvents(count)
+        var buffer: [UInt8] = []
+        var bytes = 0
+        let clock = ContinuousClock()
+        var t = clock.now
+        for _ in events { _ = try DemoUser.schema }
+        print("schema lookups: \(clock.now - t)")
+        t = clock.now
+        for event in events { _ = try event.keyBytes }
+        print("keyBytes: \(clock.now - t)")
+        let schema = try DemoUser.schema
+        t = clock.now
+        for event in events {
+            buffer.removeAll(keepingCapacity: true)
+            try event.encodeJSON(into: &buffer, schema: schema)
+        }
+        print("values with schema: \(clock.now - t)")
+        let start = clock.now
+        for event in events {
+            buffer.removeAll(keepingCapacity: true)
+            try event.encodeJSON(into: &buffer)
+            bytes += buffer.count + (try event.keyBytes).count
+        }
+        let elapsed = clock.now - start
+        print(String(format: "%.0f events/s (%d bytes)", Double(count) / seconds(elapsed), bytes))
+    }
+}
