@@ -43,7 +43,10 @@ struct Produce: AsyncParsableCommand {
                         if clock.now - lastProgress >= .seconds(1) || sent == generator.count {
                             lastProgress = clock.now
                             FileHandle.standardError.write(
-                                Data("\rsent \(sent)/\(generator.count) events (\(Self.rate(sent, clock.now - start)) events/s)".utf8)
+                                Data(
+                                    "\rsent \(sent)/\(generator.count) events (\(Self.rate(sent, clock.now - start)) events/s)"
+                                        .utf8
+                                )
                             )
                         }
                     } else {
@@ -60,7 +63,9 @@ struct Produce: AsyncParsableCommand {
             }
             let elapsed = clock.now - start
             if quiet { FileHandle.standardError.write(Data("\n".utf8)) }
-            printLine("Sent \(sent) events to '\(kafka.topic)' in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) (\(Self.rate(sent, elapsed)) events/s)")
+            printLine(
+                "Sent \(sent) events to '\(kafka.topic)' in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) (\(Self.rate(sent, elapsed)) events/s)"
+            )
         }
     }
 

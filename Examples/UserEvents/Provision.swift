@@ -23,7 +23,9 @@ struct Provision: AsyncParsableCommand {
     func run() async throws {
         logging.bootstrap()
         try await reportingErrors {
-            let pipeline = try RisingWavePipeline<DemoUser>(configuration: .init(topic: topic, bootstrapServers: rwBrokers))
+            let pipeline = try RisingWavePipeline<DemoUser>(
+                configuration: .init(topic: topic, bootstrapServers: rwBrokers)
+            )
             if dryRun {
                 if teardown {
                     pipeline.teardownStatements.forEach { printLine($0 + ";") }
@@ -38,7 +40,9 @@ struct Provision: AsyncParsableCommand {
                 printLine("Dropped the DeltaKit objects for '\(topic)'.")
             } else {
                 try await pipeline.apply(on: connection)
-                printLine("Provisioned source '\(pipeline.configuration.sourceName)', view '\(pipeline.configuration.viewName)' and subscription '\(pipeline.configuration.subscriptionName)' for topic '\(topic)'.")
+                printLine(
+                    "Provisioned source '\(pipeline.configuration.sourceName)', view '\(pipeline.configuration.viewName)' and subscription '\(pipeline.configuration.subscriptionName)' for topic '\(topic)'."
+                )
             }
         }
     }

@@ -34,7 +34,10 @@ struct SourceOptions: ParsableArguments {
         let connection = try await RisingWaveConnection(
             configuration: .init(url: risingwave!, connectTimeout: .seconds(connectTimeout))
         )
-        return RisingWaveStateStore(connection: connection, pipeline: try RisingWavePipeline(configuration: .init(topic: topic)))
+        return RisingWaveStateStore(
+            connection: connection,
+            pipeline: try RisingWavePipeline(configuration: .init(topic: topic))
+        )
     }
 
     /// Reads the whole topic into memory (no consumer group), reporting malformed messages on stderr.
@@ -119,7 +122,9 @@ struct Watch: AsyncParsableCommand {
         try await reportingErrors {
             if let url = source.risingwave {
                 let store = try await source.risingWaveStore()
-                for try await change in store.watch(connection: .init(url: url, connectTimeout: .seconds(source.connectTimeout))) {
+                for try await change in store.watch(
+                    connection: .init(url: url, connectTimeout: .seconds(source.connectTimeout))
+                ) {
                     print(change.change)
                 }
             } else {
@@ -137,11 +142,15 @@ struct Watch: AsyncParsableCommand {
     func print(_ change: StateChange<DemoUser>) {
         switch format {
         case .json:
-            let record = change.record.map { #"{"id":\#($0.id),"name":\#(Render.jsonString($0.name)),"age":\#($0.age)}"# } ?? "null"
+            let record =
+                change.record.map { #"{"id":\#($0.id),"name":\#(Render.jsonString($0.name)),"age":\#($0.age)}"# }
+                ?? "null"
             printLine(#"{"change":"\#(change.kind.rawValue)","id":\#(change.key),"record":\#(record)}"#)
         default:
             let text = change.record.map { "\($0.name), \($0.age)" } ?? ""
-            printLine("\(change.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) id=\(change.key) \(text)")
+            printLine(
+                "\(change.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) id=\(change.key) \(text)"
+            )
         }
     }
 }

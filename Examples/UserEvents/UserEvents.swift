@@ -47,7 +47,10 @@ struct KafkaOptions: ParsableArguments {
     @Option(help: "Seconds to wait for a broker before giving up.")
     var connectTimeout: Int = 10
 
-    @Option(name: .customLong("kafka-property"), help: "Extra librdkafka property as key=value (repeatable), e.g. security.protocol=sasl_ssl.")
+    @Option(
+        name: .customLong("kafka-property"),
+        help: "Extra librdkafka property as key=value (repeatable), e.g. security.protocol=sasl_ssl."
+    )
     var kafkaProperties: [String] = []
 
     func configuration() throws -> KafkaConfiguration {

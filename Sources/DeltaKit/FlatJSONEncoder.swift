@@ -81,7 +81,9 @@ final class FlatJSONWriter {
         buffer.append(UInt8(ascii: "\""))
         var value = value
         let clean = value.withUTF8 { bytes in
-            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                return false
+            }
             buffer.append(contentsOf: bytes)
             return true
         }
@@ -308,5 +310,7 @@ private struct FailingUnkeyedContainer: UnkeyedEncodingContainer {
         KeyedEncodingContainer(FlatKeyedContainer<NestedKey>(writer: FlatJSONWriter(buffer: []), nestedField: field))
     }
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { self }
-    mutating func superEncoder() -> any Encoder { FlatJSONEncoder(writer: FlatJSONWriter(buffer: []), singleValueKey: field) }
+    mutating func superEncoder() -> any Encoder {
+        FlatJSONEncoder(writer: FlatJSONWriter(buffer: []), singleValueKey: field)
+    }
 }

@@ -69,7 +69,10 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         self.core = core
         logger.debug(
             "Kafka sink ready",
-            metadata: ["topic": "\(topic)", "servers": "\(configuration.kafka.serversDescription)", "librdkafka": "\(RdKafka.versionString)"]
+            metadata: [
+                "topic": "\(topic)", "servers": "\(configuration.kafka.serversDescription)",
+                "librdkafka": "\(RdKafka.versionString)",
+            ]
         )
     }
 
@@ -131,7 +134,8 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
                         failure = core.fail(
                             DeltaKitError(
                                 code: error.isFatal ? .closed : .deliveryFailed,
-                                message: "cannot enqueue the event for key \(event.key) on topic '\(topic)': \(error.message)",
+                                message:
+                                    "cannot enqueue the event for key \(event.key) on topic '\(topic)': \(error.message)",
                                 underlying: error
                             )
                         )
@@ -283,7 +287,9 @@ final class SinkCore: Sendable {
     /// librdkafka client-level errors: fatal ones stop the sink; others are logged (librdkafka retries them).
     func clientError(_ error: KafkaError) {
         if error.isFatal {
-            _ = fail(DeltaKitError(code: .closed, message: "fatal Kafka producer error: \(error.message)", underlying: error))
+            _ = fail(
+                DeltaKitError(code: .closed, message: "fatal Kafka producer error: \(error.message)", underlying: error)
+            )
             handle.purgeAll()
         } else {
             logger.warning("Kafka producer: \(error)")

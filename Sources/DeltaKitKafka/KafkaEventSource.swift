@@ -71,7 +71,11 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         if configuration.groupID != nil {
             try handle.subscribe([topic])
         } else {
-            try handle.assign(topic: topic, partitions: partitions, offset: configuration.startPosition == .earliest ? -2 : -1)
+            try handle.assign(
+                topic: topic,
+                partitions: partitions,
+                offset: configuration.startPosition == .earliest ? -2 : -1
+            )
         }
         self.topic = topic
         self.core = SourceCore(
@@ -207,7 +211,11 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         self.logger = logger
         self.onMalformed = onMalformed
         self.deadLetter = deadLetter
-        if case .deadLetter(let t) = configuration.malformedPolicy { deadLetterTopic = t } else { deadLetterTopic = nil }
+        if case .deadLetter(let t) = configuration.malformedPolicy {
+            deadLetterTopic = t
+        } else {
+            deadLetterTopic = nil
+        }
         let dimensions = [("topic", configuration.topic)]
         consumed = Counter(label: "deltakit_kafka_events_consumed_total", dimensions: dimensions)
         malformed = Counter(label: "deltakit_kafka_messages_malformed_total", dimensions: dimensions)
@@ -245,7 +253,15 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         }
         if let error = message.error {
             if error.isFatal {
-                push(.failure(DeltaKitError(code: .closed, message: "fatal Kafka consumer error: \(error.message)", underlying: error)))
+                push(
+                    .failure(
+                        DeltaKitError(
+                            code: .closed,
+                            message: "fatal Kafka consumer error: \(error.message)",
+                            underlying: error
+                        )
+                    )
+                )
             } else {
                 logger.warning("Kafka consumer: \(error)")
             }
@@ -257,13 +273,26 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         }
         do {
             let event = try ChangeEvent<Record>(jsonData: message.value ?? [])
-            push(.event(KafkaConsumedEvent(event: event, topic: message.topic, partition: message.partition, offset: message.offset)))
+            push(
+                .event(
+                    KafkaConsumedEvent(
+                        event: event,
+                        topic: message.topic,
+                        partition: message.partition,
+                        offset: message.offset
+                    )
+                )
+            )
         } catch let error as ChangeEventDecodingError {
             push(
                 .malformed(
                     MalformedMessage(
-                        topic: message.topic, partition: message.partition, offset: message.offset,
-                        key: message.key, value: message.value, error: error
+                        topic: message.topic,
+                        partition: message.partition,
+                        offset: message.offset,
+                        key: message.key,
+                        value: message.value,
+                        error: error
                     )
                 )
             )
@@ -271,8 +300,11 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             push(
                 .malformed(
                     MalformedMessage(
-                        topic: message.topic, partition: message.partition, offset: message.offset,
-                        key: message.key, value: message.value,
+                        topic: message.topic,
+                        partition: message.partition,
+                        offset: message.offset,
+                        key: message.key,
+                        value: message.value,
                         error: ChangeEventDecodingError(field: nil, value: nil, reason: "\(error)")
                     )
                 )
@@ -295,7 +327,15 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     func clientError(_ error: KafkaError) {
         if error.isFatal {
-            push(.failure(DeltaKitError(code: .closed, message: "fatal Kafka consumer error: \(error.message)", underlying: error)))
+            push(
+                .failure(
+                    DeltaKitError(
+                        code: .closed,
+                        message: "fatal Kafka consumer error: \(error.message)",
+                        underlying: error
+                    )
+                )
+            )
         } else {
             logger.warning("Kafka consumer: \(error)")
         }
@@ -357,7 +397,9 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     func acknowledge(topic: String, partition: Int32, offset: Int64) {
         guard hasGroup else { return }
         if let error = handle.storeOffset(PartitionID(topic: topic, partition: partition), next: offset + 1) {
-            logger.debug("offset not stored for \(topic)[\(partition)]@\(offset) (partition no longer assigned?): \(error)")
+            logger.debug(
+                "offset not stored for \(topic)[\(partition)]@\(offset) (partition no longer assigned?): \(error)"
+            )
         }
     }
 
@@ -406,7 +448,11 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         }
         await deadLetter?.close()
         if let error {
-            throw DeltaKitError(code: .rejected, message: "closing the Kafka consumer of '\(topic)': \(error.message)", underlying: error)
+            throw DeltaKitError(
+                code: .rejected,
+                message: "closing the Kafka consumer of '\(topic)': \(error.message)",
+                underlying: error
+            )
         }
     }
 
@@ -414,7 +460,11 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         guard hasGroup else { return }
         let handle = self.handle
         if let error = try await DedicatedThread.run(name: "deltakit-kafka-commit", { handle.commitStored() }) {
-            throw DeltaKitError(code: .rejected, message: "committing offsets of '\(topic)': \(error.message)", underlying: error)
+            throw DeltaKitError(
+                code: .rejected,
+                message: "committing offsets of '\(topic)': \(error.message)",
+                underlying: error
+            )
         }
     }
 
@@ -441,7 +491,11 @@ final class RawProducer: Sendable {
         var properties = configuration.properties
         properties += [("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0")]
         properties += configuration.additionalProperties.sorted { $0.key < $1.key }
-        let handle = try RdKafkaHandle(kind: .producer, properties: properties, callbacks: RdKafkaCallbacks(logger: logger))
+        let handle = try RdKafkaHandle(
+            kind: .producer,
+            properties: properties,
+            callbacks: RdKafkaCallbacks(logger: logger)
+        )
         self.handle = handle
         self.loop = PollLoop(name: "deltakit-kafka-dlq") { handle.poll(timeoutMs: 100) }
     }
@@ -453,7 +507,12 @@ final class RawProducer: Sendable {
             do {
                 let result = try value.withUnsafeBytes { value in
                     try (key ?? []).withUnsafeBytes { keyBytes in
-                        try handle.produce(topic: topic, key: key == nil ? nil : keyBytes, value: value, receiver: receiver)
+                        try handle.produce(
+                            topic: topic,
+                            key: key == nil ? nil : keyBytes,
+                            value: value,
+                            receiver: receiver
+                        )
                     }
                 }
                 switch result {
@@ -461,7 +520,10 @@ final class RawProducer: Sendable {
                 case .queueFull, .failed:
                     receiver.continuation.withLock { $0 = nil }
                     continuation.resume(
-                        throwing: DeltaKitError(code: .deliveryFailed, message: "cannot enqueue a dead-letter message to '\(topic)'")
+                        throwing: DeltaKitError(
+                            code: .deliveryFailed,
+                            message: "cannot enqueue a dead-letter message to '\(topic)'"
+                        )
                     )
                 }
             } catch {

@@ -21,7 +21,11 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     private let logger: Logger
 
     /// Creates a materializer; ``run()`` starts it.
-    public init(source: KafkaEventSource<Store.Record>, store: Store, logger: Logger = Logger(label: "deltakit.kafka.materializer")) {
+    public init(
+        source: KafkaEventSource<Store.Record>,
+        store: Store,
+        logger: Logger = Logger(label: "deltakit.kafka.materializer")
+    ) {
         self.source = source
         self.store = store
         self.logger = logger
@@ -78,7 +82,11 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ) async throws -> Int {
         var configuration = configuration
         configuration.stopWhenCaughtUp = true
-        let source = try await KafkaEventSource<Store.Record>(configuration: configuration, logger: logger, onMalformed: onMalformed)
+        let source = try await KafkaEventSource<Store.Record>(
+            configuration: configuration,
+            logger: logger,
+            onMalformed: onMalformed
+        )
         let materializer = KafkaMaterializer(source: source, store: store, logger: logger)
         do {
             let count = try await materializer.applyAll(progress: progress)

@@ -17,7 +17,11 @@ public struct KafkaTopicAdmin: Sendable {
         self.configuration = configuration
         var properties = configuration.properties
         properties.append(contentsOf: configuration.additionalProperties.sorted { $0.key < $1.key })
-        self.handle = try RdKafkaHandle(kind: .producer, properties: properties, callbacks: RdKafkaCallbacks(logger: logger))
+        self.handle = try RdKafkaHandle(
+            kind: .producer,
+            properties: properties,
+            callbacks: RdKafkaCallbacks(logger: logger)
+        )
     }
 
     /// Checks that a broker answers within ``KafkaConfiguration/connectTimeout`` and returns the number of brokers.

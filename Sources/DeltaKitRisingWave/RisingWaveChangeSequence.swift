@@ -34,7 +34,8 @@ public struct RisingWaveChangeSequence<Record: ChangeRecord>: AsyncSequence, Sen
 
         /// The cursor declaration for `subscription`, resuming after `since` when given.
         static func declareSQL(cursor: String, subscription: String, since: Int64?) throws -> String {
-            var sql = "DECLARE \(try SQLText.identifier(cursor)) SUBSCRIPTION CURSOR FOR \(try SQLText.identifier(subscription))"
+            var sql =
+                "DECLARE \(try SQLText.identifier(cursor)) SUBSCRIPTION CURSOR FOR \(try SQLText.identifier(subscription))"
             if let since { sql += " SINCE \(since + 1)" }
             return sql
         }
@@ -50,15 +51,26 @@ public struct RisingWaveChangeSequence<Record: ChangeRecord>: AsyncSequence, Sen
             case "UpdateInsert", "3": kind = .update
             case "UpdateDelete", "4": return nil
             default:
-                throw RisingWaveDecodingError(column: "op", value: op, expected: "a subscription operation", reason: "is unknown")
+                throw RisingWaveDecodingError(
+                    column: "op",
+                    value: op,
+                    expected: "a subscription operation",
+                    reason: "is unknown"
+                )
             }
             let record = try Record(from: SQLRowDecoder(row: row))
-            return RisingWaveChange(change: StateChange(kind: kind, key: record.key, record: record), timestamp: timestamp)
+            return RisingWaveChange(
+                change: StateChange(kind: kind, key: record.key, record: record),
+                timestamp: timestamp
+            )
         }
 
         public mutating func next() async throws -> RisingWaveChange<Record>? {
             if connection == nil {
-                let connection = try await RisingWaveConnection(configuration: sequence.configuration, logger: sequence.logger)
+                let connection = try await RisingWaveConnection(
+                    configuration: sequence.configuration,
+                    logger: sequence.logger
+                )
                 cursor = "deltakit_watch_\(UUID().uuidString.prefix(8).lowercased())"
                 try await connection.execute(
                     Self.declareSQL(cursor: cursor, subscription: sequence.subscription, since: sequence.since)

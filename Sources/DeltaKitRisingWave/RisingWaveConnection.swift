@@ -73,7 +73,9 @@ public final class RisingWaveConnection: Sendable {
             if let sslMode { extras.append(("sslmode", sslMode)) }
             if url.contains("://") {
                 let separator = url.contains("?") ? "&" : "?"
-                let query = extras.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0.1)" }
+                let query = extras.map {
+                    "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0.1)"
+                }
                 return url + separator + query.joined(separator: "&")
             }
             return url + " " + extras.map { "\($0.0)='\($0.1)'" }.joined(separator: " ")
@@ -235,7 +237,9 @@ public final class RisingWaveConnection: Sendable {
             } catch {
                 lastError = error
                 logger.warning("reconnect attempt \(attempt) to \(configuration.redactedURL) failed: \(error)")
-                Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
+                Thread.sleep(
+                    forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+                )
                 delay = min(delay * 2, .seconds(5))
             }
         }

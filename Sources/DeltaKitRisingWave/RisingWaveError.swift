@@ -38,7 +38,9 @@ public struct RisingWaveError: Error, Sendable, Hashable, CustomStringConvertibl
         s += message
         if let detail { s += " — detail: \(detail)" }
         if let hint { s += " — hint: \(hint)" }
-        if let statement { s += " — statement: \(statement.count > 300 ? String(statement.prefix(300)) + "…" : statement)" }
+        if let statement {
+            s += " — statement: \(statement.count > 300 ? String(statement.prefix(300)) + "…" : statement)"
+        }
         return s
     }
 }

@@ -78,7 +78,8 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
             "security.protocol", "sasl.mechanism", "sasl.username", "sasl.password", "sasl.oauthbearer.config",
             "sasl.kerberos.service.name", "sasl.kerberos.keytab", "sasl.kerberos.principal", "sasl.kerberos.kinit.cmd",
             "sasl.kerberos.min.time.before.relogin", "ssl.ca.location", "ssl.certificate.location", "ssl.key.location",
-            "ssl.ca.pem", "ssl.certificate.pem", "ssl.key.pem", "ssl.key.password", "ssl.endpoint.identification.algorithm",
+            "ssl.ca.pem", "ssl.certificate.pem", "ssl.key.pem", "ssl.key.password",
+            "ssl.endpoint.identification.algorithm",
             "enable.ssl.certificate.verification", "client.id", "sync.call.timeout", "message.max.bytes",
             "receive.message.max.bytes", "fetch.max.bytes", "fetch.min.bytes", "fetch.wait.max.ms",
             "fetch.queue.backoff.ms", "fetch.message.max.bytes", "queued.min.messages", "queued.max.messages.kbytes",
@@ -110,7 +111,10 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
                     "RisingWave does not accept the Kafka property '\(key)' (its DDL would fail with \"Unknown fields in the WITH clause\")"
             )
         }
-        let reserved: Set = [ChangeEventField.operation, ChangeEventField.order, ChangeEventField.timestamp, "kafka_partition", "kafka_offset", "kafka_key", "rn"]
+        let reserved: Set = [
+            ChangeEventField.operation, ChangeEventField.order, ChangeEventField.timestamp, "kafka_partition",
+            "kafka_offset", "kafka_key", "rn",
+        ]
         for field in schema.fields where reserved.contains(field.name) {
             throw DeltaKitError(
                 code: .invalidConfiguration,
@@ -236,7 +240,8 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
 
     /// Every statement of ``apply(on:)``, in order.
     public var applyStatements: [String] {
-        [createSourceSQL, createViewSQL, createProgressViewSQL, createSubscriptionSQL] + [createUpsertTableSQL].compactMap { $0 }
+        [createSourceSQL, createViewSQL, createProgressViewSQL, createSubscriptionSQL]
+            + [createUpsertTableSQL].compactMap { $0 }
     }
 
     /// Every statement of ``teardown(on:)``, in order.

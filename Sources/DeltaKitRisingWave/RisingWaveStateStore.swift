@@ -79,7 +79,11 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
     ///
     /// - Throws: ``DeltaKit/DeltaKitError`` with code ``DeltaKit/DeltaKitError/Code/timedOut`` naming the order
     ///   reached so far.
-    public func waitUntilVisible(order: Int64, timeout: Duration = .seconds(30), pollInterval: Duration = .milliseconds(200))
+    public func waitUntilVisible(
+        order: Int64,
+        timeout: Duration = .seconds(30),
+        pollInterval: Duration = .milliseconds(200)
+    )
         async throws
     {
         let clock = ContinuousClock()
@@ -141,10 +145,18 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
         if op == .delete {
             let schema = try Record.schema
             let keyText = try row.decode(schema.keyField, as: String.self)
-            let key = try JSONDecoder().decode(Record.Key.self, from: Data(Self.jsonFragment(keyText, schema.key.type).utf8))
+            let key = try JSONDecoder().decode(
+                Record.Key.self,
+                from: Data(Self.jsonFragment(keyText, schema.key.type).utf8)
+            )
             return .delete(key: key, order: order, timestamp: ts)
         }
-        return ChangeEvent(operation: op, record: try Record(from: SQLRowDecoder(row: row)), order: order, timestamp: ts)
+        return ChangeEvent(
+            operation: op,
+            record: try Record(from: SQLRowDecoder(row: row)),
+            order: order,
+            timestamp: ts
+        )
     }
 
     private static func jsonFragment(_ text: String, _ type: RecordSchema.FieldType) -> String {

@@ -100,7 +100,12 @@ public struct SQLRow: Sendable {
         }
         guard let text = values[index] else { return nil }
         guard let value = T(sqlText: text) else {
-            throw RisingWaveDecodingError(column: column, value: text, expected: "\(T.self)", reason: "cannot be parsed")
+            throw RisingWaveDecodingError(
+                column: column,
+                value: text,
+                expected: "\(T.self)",
+                reason: "cannot be parsed"
+            )
         }
         return value
     }

@@ -58,7 +58,12 @@ func parseSQLScalar<T>(_ type: T.Type, text: String, column: String) throws -> T
         guard let v = UUID(uuidString: text) else { throw fail() }
         return v as! T
     default:
-        throw RisingWaveDecodingError(column: column, value: text, expected: "\(T.self)", reason: "has an unsupported type")
+        throw RisingWaveDecodingError(
+            column: column,
+            value: text,
+            expected: "\(T.self)",
+            reason: "has an unsupported type"
+        )
     }
 }
 

@@ -33,7 +33,10 @@ enum SQLText {
     /// `'text'` with embedded quotes doubled; refuses NUL and backslashes (no escape-string surprises).
     static func literal(_ text: String) throws -> String {
         guard !text.contains("\0"), !text.contains("\\") else {
-            throw DeltaKitError(code: .invalidConfiguration, message: "invalid SQL string literal \(text.debugDescription)")
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message: "invalid SQL string literal \(text.debugDescription)"
+            )
         }
         return "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
     }

@@ -55,9 +55,13 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
                 .insert(DemoUser(id: 2, name: "Bob", age: 40), order: 13),
             ]
             let store = try await load(events)
-            if let value = try await store.value(forKey: 1) { return "key 1 was deleted at order 20, store has \(value)" }
+            if let value = try await store.value(forKey: 1) {
+                return "key 1 was deleted at order 20, store has \(value)"
+            }
             let bob = try await store.value(forKey: 2)
-            if bob != DemoUser(id: 2, name: "Bob", age: 40) { return "key 2 should be Bob 40, store has \(String(describing: bob))" }
+            if bob != DemoUser(id: 2, name: "Bob", age: 40) {
+                return "key 2 should be Bob 40, store has \(String(describing: bob))"
+            }
             let count = try await store.count()
             return count == 1 ? nil : "count should be 1, is \(count)"
         }
@@ -86,7 +90,8 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
         for key in Set(events.map(\.key)) {
             let value = try await store.value(forKey: key)
             if value != reference.value(forKey: key) {
-                return "value(forKey: \(key)): expected \(String(describing: reference.value(forKey: key))), got \(String(describing: value))"
+                return
+                    "value(forKey: \(key)): expected \(String(describing: reference.value(forKey: key))), got \(String(describing: value))"
             }
         }
         return nil

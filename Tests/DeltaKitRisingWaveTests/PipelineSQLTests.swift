@@ -1,8 +1,9 @@
 import DeltaKit
-@testable import DeltaKitRisingWave
 import DeltaKitTesting
 import Foundation
 import Testing
+
+@testable import DeltaKitRisingWave
 
 @Suite("RisingWave pipeline SQL")
 struct PipelineSQLTests {
@@ -65,18 +66,25 @@ struct PipelineSQLTests {
         #expect(upsert.hasSuffix("FORMAT UPSERT ENCODE JSON"))
     }
 
-    @Test("names are validated: no injection through a source, view or table name", arguments: [
-        "user_events; DROP TABLE x", "Users", "1abc", "", "a\"b", String(repeating: "a", count: 64),
-    ])
+    @Test(
+        "names are validated: no injection through a source, view or table name",
+        arguments: [
+            "user_events; DROP TABLE x", "Users", "1abc", "", "a\"b", String(repeating: "a", count: 64),
+        ]
+    )
     func badNames(name: String) {
         #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(sourceName: name)) }
         #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(viewName: name)) }
-        #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(upsertTable: name)) }
+        #expect(throws: DeltaKitError.self) {
+            try RisingWavePipeline<DemoUser>(configuration: .init(upsertTable: name))
+        }
     }
 
     @Test("literals are escaped: a quote in a topic or server cannot end the string")
     func literals() throws {
-        let pipeline = try RisingWavePipeline<DemoUser>(configuration: .init(topic: "a'b", bootstrapServers: "h:1'); DROP SOURCE x; --"))
+        let pipeline = try RisingWavePipeline<DemoUser>(
+            configuration: .init(topic: "a'b", bootstrapServers: "h:1'); DROP SOURCE x; --")
+        )
         #expect(pipeline.createSourceSQL.contains("topic = 'a''b'"))
         #expect(pipeline.createSourceSQL.contains("'h:1''); DROP SOURCE x; --'"))
         #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(topic: "a\\'b")) }
@@ -84,7 +92,9 @@ struct PipelineSQLTests {
 
     @Test("only Kafka properties RisingWave accepts are allowed")
     func properties() throws {
-        let ok = try RisingWavePipeline<DemoUser>(configuration: .init(kafkaProperties: ["security.protocol": "SASL_SSL"]))
+        let ok = try RisingWavePipeline<DemoUser>(
+            configuration: .init(kafkaProperties: ["security.protocol": "SASL_SSL"])
+        )
         #expect(ok.createSourceSQL.contains("properties.security.protocol = 'SASL_SSL'"))
         let error = #expect(throws: DeltaKitError.self) {
             try RisingWavePipeline<DemoUser>(configuration: .init(kafkaProperties: ["linger.ms": "5"]))
@@ -106,7 +116,8 @@ struct PipelineSQLTests {
         let pipeline = try RisingWavePipeline<Reading>()
         #expect(
             pipeline.eventColumns.map { "\($0.name) \($0.type)" } == [
-                "sensor VARCHAR", "value DOUBLE PRECISION", "ok BOOLEAN", "at TIMESTAMPTZ", "note VARCHAR", "op VARCHAR",
+                "sensor VARCHAR", "value DOUBLE PRECISION", "ok BOOLEAN", "at TIMESTAMPTZ", "note VARCHAR",
+                "op VARCHAR",
                 "event_order BIGINT", "ts TIMESTAMPTZ",
             ]
         )
@@ -147,7 +158,9 @@ struct ConnectionUnitTests {
         #expect(error?.description == "column 'name' value 'Zoë 🚀' cannot be parsed; expected Int")
         #expect(throws: RisingWaveDecodingError.self) { try row.decode("age", as: Int.self) }
         let record = SQLRow(columns: ["id", "name", "age"], values: ["1", "Alice", "x"])
-        let recordError = #expect(throws: RisingWaveDecodingError.self) { try DemoUser(from: SQLRowDecoder(row: record)) }
+        let recordError = #expect(throws: RisingWaveDecodingError.self) {
+            try DemoUser(from: SQLRowDecoder(row: record))
+        }
         #expect(recordError?.column == "age" && recordError?.value == "x")
     }
 
@@ -162,7 +175,10 @@ struct ConnectionUnitTests {
         }
         #expect(try It.change(from: row("Insert"))?.change.kind == .insert)
         #expect(try It.change(from: row("UpdateInsert"))?.change.kind == .update)
-        #expect(try It.change(from: row("Delete"))?.change == StateChange(kind: .delete, key: 1, record: DemoUser(id: 1, name: "Alice", age: 25)))
+        #expect(
+            try It.change(from: row("Delete"))?.change
+                == StateChange(kind: .delete, key: 1, record: DemoUser(id: 1, name: "Alice", age: 25))
+        )
         #expect(try It.change(from: row("UpdateDelete")) == nil)
         #expect(try It.change(from: row("Insert"))?.timestamp == 1_715_669_376_304)
         #expect(

@@ -9,7 +9,10 @@ struct EventTimestampTests {
         #expect(EventTimestamp.format(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000000+00:00")
         #expect(EventTimestamp.format(Date(timeIntervalSince1970: 951_782_400.5)) == "2000-02-29T00:00:00.500000+00:00")
         #expect(EventTimestamp.format(Date(timeIntervalSince1970: -1.25)) == "1969-12-31T23:59:58.750000+00:00")
-        #expect(EventTimestamp.format(Date(timeIntervalSince1970: 4_102_444_799.999999)) == "2099-12-31T23:59:59.999999+00:00")
+        #expect(
+            EventTimestamp.format(Date(timeIntervalSince1970: 4_102_444_799.999999))
+                == "2099-12-31T23:59:59.999999+00:00"
+        )
     }
 
     @Test("parses RFC 3339 variants")
@@ -23,7 +26,8 @@ struct EventTimestampTests {
             #expect(EventTimestamp.microseconds(date) == EventTimestamp.microseconds(expected), "\(text)")
         }
         #expect(EventTimestamp.parse("2024-05-01T12:30:45+00:00") == Date(timeIntervalSince1970: 1_714_566_645))
-        for bad in ["", "2024-05-01", "2024-13-01T00:00:00Z", "2024-05-01T12:30:45.+00:00", "2024-05-01T12:30:45 junk"] {
+        for bad in ["", "2024-05-01", "2024-13-01T00:00:00Z", "2024-05-01T12:30:45.+00:00", "2024-05-01T12:30:45 junk"]
+        {
             #expect(EventTimestamp.parse(bad) == nil, "\(bad)")
         }
     }

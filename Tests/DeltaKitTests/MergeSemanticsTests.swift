@@ -33,10 +33,18 @@ func randomStream(seed: UInt64, count: Int) -> [ChangeEvent<DemoUser>] {
         switch Int.random(in: 0..<3, using: &random) {
         case 0: return .delete(key: id, order: order, timestamp: ts)
         case 1:
-            let user = DemoUser(id: id, name: names.randomElement(using: &random)!, age: Int.random(in: 20...40, using: &random))
+            let user = DemoUser(
+                id: id,
+                name: names.randomElement(using: &random)!,
+                age: Int.random(in: 20...40, using: &random)
+            )
             return .insert(user, order: order, timestamp: ts)
         default:
-            let user = DemoUser(id: id, name: names.randomElement(using: &random)!, age: Int.random(in: 20...40, using: &random))
+            let user = DemoUser(
+                id: id,
+                name: names.randomElement(using: &random)!,
+                age: Int.random(in: 20...40, using: &random)
+            )
             return .update(user, order: order, timestamp: ts)
         }
     }
@@ -62,8 +70,16 @@ struct MergeSemanticsTests {
 
     @Test("ties: a delete beats an upsert, then the larger wire JSON wins, in either arrival order")
     func ties() {
-        let a = ChangeEvent.update(DemoUser(id: 1, name: "Alice", age: 25), order: 5, timestamp: .init(timeIntervalSince1970: 0))
-        let b = ChangeEvent.update(DemoUser(id: 1, name: "Bob", age: 25), order: 5, timestamp: .init(timeIntervalSince1970: 0))
+        let a = ChangeEvent.update(
+            DemoUser(id: 1, name: "Alice", age: 25),
+            order: 5,
+            timestamp: .init(timeIntervalSince1970: 0)
+        )
+        let b = ChangeEvent.update(
+            DemoUser(id: 1, name: "Bob", age: 25),
+            order: 5,
+            timestamp: .init(timeIntervalSince1970: 0)
+        )
         let d = ChangeEvent<DemoUser>.delete(key: 1, order: 5, timestamp: .init(timeIntervalSince1970: 0))
         #expect(LatestStateMerge.supersedes(b, a) && !LatestStateMerge.supersedes(a, b))
         #expect(LatestStateMerge.supersedes(d, b) && !LatestStateMerge.supersedes(b, d))

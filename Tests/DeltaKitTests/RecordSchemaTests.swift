@@ -52,8 +52,18 @@ struct RecordSchemaTests {
                 .init(name: "placedAt", type: .timestamp), .init(name: "quantity", type: .int32, isOptional: true),
             ]
         )
-        let order = Order(order_id: "o-1", amount: 9.5, paid: true, note: nil, placedAt: Date(timeIntervalSince1970: 0), quantity: nil)
-        let json = String(decoding: try ChangeEvent.insert(order, order: 1, timestamp: Date(timeIntervalSince1970: 0)).jsonData(), as: UTF8.self)
+        let order = Order(
+            order_id: "o-1",
+            amount: 9.5,
+            paid: true,
+            note: nil,
+            placedAt: Date(timeIntervalSince1970: 0),
+            quantity: nil
+        )
+        let json = String(
+            decoding: try ChangeEvent.insert(order, order: 1, timestamp: Date(timeIntervalSince1970: 0)).jsonData(),
+            as: UTF8.self
+        )
         #expect(
             json
                 == #"{"order_id":"o-1","amount":9.5,"paid":true,"note":null,"placedAt":"1970-01-01T00:00:00.000000+00:00","quantity":null,"op":"insert","event_order":1,"ts":"1970-01-01T00:00:00.000000+00:00"}"#

@@ -136,13 +136,17 @@ struct WireFormatTests {
     @Test("wrong type")
     func wrongType() throws {
         let age = try #require(
-            decodeError(#"{"id":1,"name":"A","age":"old","op":"insert","event_order":1,"ts":"2024-05-01T12:30:45+00:00"}"#)
+            decodeError(
+                #"{"id":1,"name":"A","age":"old","op":"insert","event_order":1,"ts":"2024-05-01T12:30:45+00:00"}"#
+            )
         )
         #expect(age.field == "age")
         #expect(age.value == "\"old\"")
         #expect(age.reason == "expected an integer")
         let order = try #require(
-            decodeError(#"{"id":1,"name":"A","age":1,"op":"insert","event_order":1.5,"ts":"2024-05-01T12:30:45+00:00"}"#)
+            decodeError(
+                #"{"id":1,"name":"A","age":1,"op":"insert","event_order":1.5,"ts":"2024-05-01T12:30:45+00:00"}"#
+            )
         )
         #expect(order.field == "event_order")
         #expect(order.value == "1.5")
@@ -161,7 +165,9 @@ struct WireFormatTests {
     @Test("a delete carrying values")
     func deleteWithValues() throws {
         let error = try #require(
-            decodeError(#"{"id":1,"name":"Alice","age":null,"op":"delete","event_order":1,"ts":"2024-05-01T12:30:45+00:00"}"#)
+            decodeError(
+                #"{"id":1,"name":"Alice","age":null,"op":"delete","event_order":1,"ts":"2024-05-01T12:30:45+00:00"}"#
+            )
         )
         #expect(error.field == "name")
         #expect(error.value == "\"Alice\"")

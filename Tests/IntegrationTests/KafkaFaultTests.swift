@@ -1,8 +1,9 @@
 import DeltaKit
-@testable import DeltaKitKafka
 import DeltaKitTesting
 import Foundation
 import Testing
+
+@testable import DeltaKitKafka
 
 /// Faults: librdkafka's in-process mock cluster (brokers down, injected request errors) and a private Tansu
 /// broker that is stopped and restarted.
@@ -85,10 +86,16 @@ struct KafkaFaultTests {
         try? await sink.close()
     }
 
-    @Test("Tansu stopped and restarted: sends wait or fail loudly; every acknowledged event is readable", .requiresKafka)
+    @Test(
+        "Tansu stopped and restarted: sends wait or fail loudly; every acknowledged event is readable",
+        .requiresKafka
+    )
     func tansuRestart() async throws {
         _ = try TestEnvironment.requireKafka()
-        let tansu = try #require(ProcessInfo.processInfo.environment["DELTAKIT_TANSU_BIN"], "scripts/test exports DELTAKIT_TANSU_BIN")
+        let tansu = try #require(
+            ProcessInfo.processInfo.environment["DELTAKIT_TANSU_BIN"],
+            "scripts/test exports DELTAKIT_TANSU_BIN"
+        )
         let broker = try PrivateTansu(binary: tansu)
         try await broker.start()
         let brokers = broker.address
@@ -183,7 +190,9 @@ final class PrivateTansu: @unchecked Sendable {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         } == 0
     }
 
@@ -195,7 +204,9 @@ final class PrivateTansu: @unchecked Sendable {
         addr.sin_port = 0
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         _ = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &addr) {

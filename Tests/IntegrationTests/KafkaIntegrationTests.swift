@@ -1,10 +1,11 @@
 import DeltaKit
-@testable import DeltaKitKafka
 import DeltaKitTesting
 import Foundation
 import Logging
 import Synchronization
 import Testing
+
+@testable import DeltaKitKafka
 
 @Suite("Kafka on a real broker", .requiresKafka, .timeLimit(.minutes(5)))
 struct KafkaIntegrationTests {
@@ -92,7 +93,10 @@ struct KafkaIntegrationTests {
         try await raw.send(
             topic: topic,
             key: Array("1".utf8),
-            value: Array(#"{"id":1,"name":"Mallory","age":1,"op":"upsert","event_order":99,"ts":"2024-01-01T00:00:00+00:00"}"#.utf8)
+            value: Array(
+                #"{"id":1,"name":"Mallory","age":1,"op":"upsert","event_order":99,"ts":"2024-01-01T00:00:00+00:00"}"#
+                    .utf8
+            )
         )  // offset 2
         try await sink.send(.update(DemoUser(id: 1, name: "Alice", age: 26), order: 3))  // offset 3
         await raw.close()
@@ -103,7 +107,12 @@ struct KafkaIntegrationTests {
         try await admin.ensureTopic(dlq, partitions: 1)
         let store = InMemoryStateStore<DemoUser>()
         let applied = try await KafkaMaterializer.materialize(
-            .init(kafka: KafkaTestSupport.kafka(brokers), topic: topic, groupID: nil, malformedPolicy: .deadLetter(topic: dlq)),
+            .init(
+                kafka: KafkaTestSupport.kafka(brokers),
+                topic: topic,
+                groupID: nil,
+                malformedPolicy: .deadLetter(topic: dlq)
+            ),
             into: store,
             onMalformed: { message in reports.withLock { $0.append(message) } }
         )
@@ -163,7 +172,12 @@ struct KafkaIntegrationTests {
         let brokers = try TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic()
         let sink = try await KafkaEventSink<DemoUser>(
-            configuration: .init(kafka: KafkaTestSupport.kafka(brokers), topic: topic, queueMaxMessages: 50, createTopic: .init())
+            configuration: .init(
+                kafka: KafkaTestSupport.kafka(brokers),
+                topic: topic,
+                queueMaxMessages: 50,
+                createTopic: .init()
+            )
         )
         var generator = DemoEventGenerator(seed: 5, users: 20)
         let events = generator.next(3_000)
@@ -179,7 +193,12 @@ struct KafkaIntegrationTests {
         let brokers = try TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic()
         let sink = try await KafkaEventSink<DemoUser>(
-            configuration: .init(kafka: KafkaTestSupport.kafka(brokers), topic: topic, linger: .milliseconds(200), createTopic: .init())
+            configuration: .init(
+                kafka: KafkaTestSupport.kafka(brokers),
+                topic: topic,
+                linger: .milliseconds(200),
+                createTopic: .init()
+            )
         )
         var generator = DemoEventGenerator(seed: 6, users: 10)
         let events = generator.next(2_000)
@@ -197,7 +216,10 @@ struct KafkaIntegrationTests {
         let start = clock.now
         let error = await #expect(throws: DeltaKitError.self) {
             _ = try await KafkaEventSink<DemoUser>(
-                configuration: .init(kafka: .init(bootstrapServers: ["127.0.0.1:1"], connectTimeout: .seconds(2)), topic: "t")
+                configuration: .init(
+                    kafka: .init(bootstrapServers: ["127.0.0.1:1"], connectTimeout: .seconds(2)),
+                    topic: "t"
+                )
             )
         }
         #expect(error?.code == .connectionFailed)

@@ -11,7 +11,8 @@ enum KafkaTestSupport {
     }
 
     /// A sink on a fresh topic with 4 partitions (Tansu's auto-create default, made explicit).
-    static func makeSink(_ brokers: String, topic: String = TestEnvironment.uniqueTopic(), partitions: Int = 4) async throws
+    static func makeSink(_ brokers: String, topic: String = TestEnvironment.uniqueTopic(), partitions: Int = 4)
+        async throws
         -> KafkaEventSink<DemoUser>
     {
         try await KafkaEventSink<DemoUser>(

@@ -17,9 +17,10 @@ struct PostgresEmulation {
             configuration: .init(sourceName: "ev_\(suffix)", viewName: "st_\(suffix)")
         )
         let connection = try await RisingWaveConnection(configuration: .init(url: url))
-        let columns = pipeline.eventColumns.map { "\"\($0.name)\" \($0.type)" } + [
-            "kafka_partition VARCHAR", "kafka_offset VARCHAR",
-        ]
+        let columns =
+            pipeline.eventColumns.map { "\"\($0.name)\" \($0.type)" } + [
+                "kafka_partition VARCHAR", "kafka_offset VARCHAR",
+            ]
         try await connection.execute(
             "CREATE TABLE \"\(pipeline.configuration.sourceName)\" (\(columns.joined(separator: ", ")))"
         )
@@ -44,10 +45,11 @@ struct PostgresEmulation {
             for event in events[chunk..<min(chunk + 500, events.count)] {
                 let base = parameters.count
                 tuples.append("(" + (1...8).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
-                parameters += [
-                    event.key, event.record?.name, event.record?.age, event.operation.rawValue, event.order,
-                    event.timestamp, "0", String(nextOffset),
-                ] as [(any SQLEncodable)?]
+                parameters +=
+                    [
+                        event.key, event.record?.name, event.record?.age, event.operation.rawValue, event.order,
+                        event.timestamp, "0", String(nextOffset),
+                    ] as [(any SQLEncodable)?]
                 nextOffset += 1
             }
             sql += tuples.joined(separator: ", ")

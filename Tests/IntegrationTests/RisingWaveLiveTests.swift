@@ -27,7 +27,12 @@ struct RisingWaveLiveTests {
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let topic = "deltakit-live-\(suffix)"
         let pipeline = try RisingWavePipeline<DemoUser>(
-            configuration: .init(topic: topic, bootstrapServers: rwBrokers, sourceName: "ev_\(suffix)", viewName: "st_\(suffix)")
+            configuration: .init(
+                topic: topic,
+                bootstrapServers: rwBrokers,
+                sourceName: "ev_\(suffix)",
+                viewName: "st_\(suffix)"
+            )
         )
         let connection = try await RisingWaveConnection(configuration: .init(url: url))
         let sink = try await KafkaEventSink<DemoUser>(

@@ -127,7 +127,9 @@ struct RisingWaveOnPostgresTests {
     func errors() async throws {
         let url = try TestEnvironment.requirePostgres()
         let refused = await #expect(throws: DeltaKitError.self) {
-            _ = try await RisingWaveConnection(configuration: .init(url: "postgres://root:hunter2@127.0.0.1:1/dev", connectTimeout: .seconds(2)))
+            _ = try await RisingWaveConnection(
+                configuration: .init(url: "postgres://root:hunter2@127.0.0.1:1/dev", connectTimeout: .seconds(2))
+            )
         }
         #expect(refused?.code == .connectionFailed)
         #expect(refused?.message.contains("127.0.0.1:1") == true)
@@ -146,7 +148,9 @@ struct RisingWaveOnPostgresTests {
         let syntax = await #expect(throws: DeltaKitError.self) { try await connection.execute("SELEC 1") }
         #expect((syntax?.underlying as? RisingWaveError)?.sqlState == "42601")
         #expect((syntax?.underlying as? RisingWaveError)?.statement == "SELEC 1")
-        let missing = await #expect(throws: DeltaKitError.self) { _ = try await connection.query("SELECT * FROM no_such_table") }
+        let missing = await #expect(throws: DeltaKitError.self) {
+            _ = try await connection.query("SELECT * FROM no_such_table")
+        }
         #expect((missing?.underlying as? RisingWaveError)?.sqlState == "42P01")
         #expect(missing?.code == .queryFailed)
         // The connection still works after errors.
@@ -156,7 +160,9 @@ struct RisingWaveOnPostgresTests {
     @Test("a broken connection is re-established before the next query")
     func reconnects() async throws {
         let url = try TestEnvironment.requirePostgres()
-        let connection = try await RisingWaveConnection(configuration: .init(url: url, reconnectBackoff: .milliseconds(50)))
+        let connection = try await RisingWaveConnection(
+            configuration: .init(url: url, reconnectBackoff: .milliseconds(50))
+        )
         let pid = try await connection.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self)
         let admin = try await RisingWaveConnection(configuration: .init(url: url))
         _ = try await admin.query("SELECT pg_terminate_backend($1)", [pid])

@@ -5,7 +5,8 @@ import Testing
 /// Service addresses exported by `scripts/test`. Without them the integration tests are skipped with a
 /// message saying how to run them; when `CI` is set, a missing service fails the run instead.
 enum TestEnvironment {
-    static let howToRun = "run `bash scripts/test` (it installs and starts Tansu and PostgreSQL), or export DELTAKIT_KAFKA_BROKERS / DELTAKIT_POSTGRES_URL"
+    static let howToRun =
+        "run `bash scripts/test` (it installs and starts Tansu and PostgreSQL), or export DELTAKIT_KAFKA_BROKERS / DELTAKIT_POSTGRES_URL"
 
     static var isCI: Bool {
         let value = ProcessInfo.processInfo.environment["CI"] ?? ""
@@ -21,11 +22,17 @@ enum TestEnvironment {
 
     /// The brokers, or a recorded failure (in CI) naming what is missing.
     static func requireKafka() throws -> String {
-        try #require(kafkaBrokers, "DELTAKIT_KAFKA_BROKERS is not set but CI is: the Kafka integration tests must run; \(howToRun)")
+        try #require(
+            kafkaBrokers,
+            "DELTAKIT_KAFKA_BROKERS is not set but CI is: the Kafka integration tests must run; \(howToRun)"
+        )
     }
 
     static func requirePostgres() throws -> String {
-        try #require(postgresURL, "DELTAKIT_POSTGRES_URL is not set but CI is: the PostgreSQL integration tests must run; \(howToRun)")
+        try #require(
+            postgresURL,
+            "DELTAKIT_POSTGRES_URL is not set but CI is: the PostgreSQL integration tests must run; \(howToRun)"
+        )
     }
 
     private static func nonEmpty(_ name: String) -> String? {

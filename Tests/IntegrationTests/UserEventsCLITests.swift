@@ -60,11 +60,16 @@ struct UserEventsCLITests {
         #expect(csv.stdout == CLI.referenceCSV(seed: 4, count: 30))
     }
 
-    @Test("produce, then snapshot --brokers --format csv equals the in-memory reference for the same seed", .requiresKafka)
+    @Test(
+        "produce, then snapshot --brokers --format csv equals the in-memory reference for the same seed",
+        .requiresKafka
+    )
     func produceThenSnapshot() async throws {
         let brokers = try TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic("cli")
-        let produced = try await CLI.run(["produce", "--brokers", brokers, "--topic", topic, "--count", "500", "--seed", "42", "--quiet"])
+        let produced = try await CLI.run([
+            "produce", "--brokers", brokers, "--topic", topic, "--count", "500", "--seed", "42", "--quiet",
+        ])
         #expect(produced.status == 0, "\(produced.stderr)")
         #expect(produced.stdout.hasPrefix("Sent 500 events to '\(topic)'"))
         #expect(produced.stderr.contains("sent 500/500 events"))
@@ -72,7 +77,9 @@ struct UserEventsCLITests {
         #expect(snapshot.status == 0, "\(snapshot.stderr)")
         #expect(snapshot.stdout == CLI.referenceCSV(seed: 42, count: 500))
 
-        let history = try await CLI.run(["history", "--brokers", brokers, "--topic", topic, "--format", "json", "--limit", "5"])
+        let history = try await CLI.run([
+            "history", "--brokers", brokers, "--topic", topic, "--format", "json", "--limit", "5",
+        ])
         let events = try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [[String: Any]]
         #expect(events?.count == 5)
         let orders = events?.compactMap { $0["event_order"] as? Int64 } ?? []
@@ -91,7 +98,10 @@ struct UserEventsCLITests {
     @Test("produce prints each acknowledged event as the demo did", .requiresKafka)
     func producePrints() async throws {
         let brokers = try TestEnvironment.requireKafka()
-        let result = try await CLI.run(["produce", "--brokers", brokers, "--topic", TestEnvironment.uniqueTopic("cli"), "--count", "5", "--seed", "1"])
+        let result = try await CLI.run([
+            "produce", "--brokers", brokers, "--topic", TestEnvironment.uniqueTopic("cli"), "--count", "5", "--seed",
+            "1",
+        ])
         let lines = result.stdout.split(separator: "\n")
         #expect(lines.filter { $0.hasPrefix("Sent: {\"id\":") }.count == 5)
     }
@@ -117,7 +127,9 @@ struct UserEventsCLITests {
         let snapshot = try await CLI.run(["snapshot", "--brokers", "127.0.0.1:1", "--connect-timeout", "2"])
         #expect(snapshot.status == 1)
         #expect(snapshot.stderr.contains("127.0.0.1:1"))
-        let rw = try await CLI.run(["snapshot", "--risingwave", "postgres://root:pw@127.0.0.1:1/dev", "--connect-timeout", "2"])
+        let rw = try await CLI.run([
+            "snapshot", "--risingwave", "postgres://root:pw@127.0.0.1:1/dev", "--connect-timeout", "2",
+        ])
         #expect(rw.status == 1)
         #expect(rw.stderr.split(separator: "\n").count == 1)
         #expect(rw.stderr.contains("127.0.0.1:1") && !rw.stderr.contains(":pw@"))

@@ -23,7 +23,9 @@ func benchmarkEvents(_ count: Int) -> [ChangeEvent<DemoUser>] {
 func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 
 struct Generate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write the events as `key<TAB>json` lines for kcat and Python.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write the events as `key<TAB>json` lines for kcat and Python."
+    )
     @Option var count = 200_000
     @Option var out: String
 
@@ -39,7 +41,9 @@ struct Generate: ParsableCommand {
 }
 
 struct Produce: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Publish the events with KafkaEventSink; prints events/s.")
+    static let configuration = CommandConfiguration(
+        abstract: "Publish the events with KafkaEventSink; prints events/s."
+    )
     @Option var brokers: String
     @Option var topic: String
     @Option var count = 200_000
@@ -66,7 +70,9 @@ struct Produce: AsyncParsableCommand {
 }
 
 struct Snapshot: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read a view's snapshot with RisingWaveStateStore; prints rows/s.")
+    static let configuration = CommandConfiguration(
+        abstract: "Read a view's snapshot with RisingWaveStateStore; prints rows/s."
+    )
     @Option var url: String
     @Option var source: String
     @Option var view: String
@@ -86,9 +92,10 @@ struct Snapshot: AsyncParsableCommand {
     }
 }
 
-
 struct Encode: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Encode the events (value and key) without Kafka; prints events/s.")
+    static let configuration = CommandConfiguration(
+        abstract: "Encode the events (value and key) without Kafka; prints events/s."
+    )
     @Option var count = 200_000
 
     func run() throws {

@@ -105,7 +105,13 @@ final class RdKafkaHandle: @unchecked Sendable {
         rd_kafka_conf_set_log_cb(conf, rdkafkaLog)
         rd_kafka_conf_set_error_cb(conf, rdkafkaError)
         if kind == .producer { rd_kafka_conf_set_dr_msg_cb(conf, rdkafkaDelivery) }
-        guard let rk = rd_kafka_new(kind == .producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, &errstr, errstr.count)
+        guard
+            let rk = rd_kafka_new(
+                kind == .producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER,
+                conf,
+                &errstr,
+                errstr.count
+            )
         else {
             rd_kafka_conf_destroy(conf)
             ref.release()
@@ -311,7 +317,10 @@ final class RdKafkaHandle: @unchecked Sendable {
         guard rd_kafka_assignment(pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
         defer { rd_kafka_topic_partition_list_destroy(list) }
         return (0..<Int(list.pointee.cnt)).map {
-            PartitionID(topic: String(cString: list.pointee.elems[$0].topic), partition: list.pointee.elems[$0].partition)
+            PartitionID(
+                topic: String(cString: list.pointee.elems[$0].topic),
+                partition: list.pointee.elems[$0].partition
+            )
         }
     }
 
@@ -325,8 +334,11 @@ final class RdKafkaHandle: @unchecked Sendable {
             list.pointee.elems[0].offset = offset
             let err = rd_kafka_offsets_store(pointer, list)
             let perPartition = list.pointee.elems[0].err
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR { result = RdKafka.error(err) }
-            else if perPartition != RD_KAFKA_RESP_ERR_NO_ERROR { result = RdKafka.error(perPartition) }
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                result = RdKafka.error(err)
+            } else if perPartition != RD_KAFKA_RESP_ERR_NO_ERROR {
+                result = RdKafka.error(perPartition)
+            }
         }
         return result
     }
@@ -369,25 +381,42 @@ final class RdKafkaHandle: @unchecked Sendable {
         }
         if msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
             return RdKafkaMessage(
-                topic: topic, partition: msg.partition, offset: msg.offset, key: nil, value: nil, error: nil,
+                topic: topic,
+                partition: msg.partition,
+                offset: msg.offset,
+                key: nil,
+                value: nil,
+                error: nil,
                 isPartitionEOF: true
             )
         }
         if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
             let text = String(cString: rd_kafka_message_errstr(m))
             return RdKafkaMessage(
-                topic: topic, partition: msg.partition, offset: msg.offset, key: nil, value: nil,
+                topic: topic,
+                partition: msg.partition,
+                offset: msg.offset,
+                key: nil,
+                value: nil,
                 error: RdKafka.error(msg.err, message: text, fatal: msg.err == RD_KAFKA_RESP_ERR__FATAL),
                 isPartitionEOF: false
             )
         }
         return RdKafkaMessage(
-            topic: topic, partition: msg.partition, offset: msg.offset, key: bytes(msg.key, msg.key_len),
-            value: bytes(msg.payload, msg.len), error: nil, isPartitionEOF: false
+            topic: topic,
+            partition: msg.partition,
+            offset: msg.offset,
+            key: bytes(msg.key, msg.key_len),
+            value: bytes(msg.payload, msg.len),
+            error: nil,
+            isPartitionEOF: false
         )
     }
 
-    private func withList(_ partitions: [PartitionID], _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void) {
+    private func withList(
+        _ partitions: [PartitionID],
+        _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void
+    ) {
         let list = rd_kafka_topic_partition_list_new(Int32(max(1, partitions.count)))!
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for p in partitions { rd_kafka_topic_partition_list_add(list, p.topic, p.partition) }
@@ -433,7 +462,12 @@ package struct PartitionID: Hashable, Sendable, CustomStringConvertible {
 
 // MARK: - C callbacks (no captures; context comes through the opaque pointers)
 
-private func rdkafkaLog(_ rk: OpaquePointer?, _ level: Int32, _ facility: UnsafePointer<CChar>?, _ text: UnsafePointer<CChar>?) {
+private func rdkafkaLog(
+    _ rk: OpaquePointer?,
+    _ level: Int32,
+    _ facility: UnsafePointer<CChar>?,
+    _ text: UnsafePointer<CChar>?
+) {
     guard let rk, let opaque = rd_kafka_opaque(rk) else { return }
     let callbacks = Unmanaged<RdKafkaCallbacks>.fromOpaque(opaque).takeUnretainedValue()
     let fac = facility.map { String(cString: $0) } ?? ""
@@ -448,11 +482,20 @@ private func rdkafkaLog(_ rk: OpaquePointer?, _ level: Int32, _ facility: Unsafe
     callbacks.logger.log(level: swiftLevel, "\(message)", metadata: ["librdkafka.facility": "\(fac)"])
 }
 
-private func rdkafkaError(_ rk: OpaquePointer?, _ err: Int32, _ reason: UnsafePointer<CChar>?, _ opaque: UnsafeMutableRawPointer?) {
+private func rdkafkaError(
+    _ rk: OpaquePointer?,
+    _ err: Int32,
+    _ reason: UnsafePointer<CChar>?,
+    _ opaque: UnsafeMutableRawPointer?
+) {
     guard let opaque else { return }
     let callbacks = Unmanaged<RdKafkaCallbacks>.fromOpaque(opaque).takeUnretainedValue()
     let code = rd_kafka_resp_err_t(rawValue: err)
-    var error = RdKafka.error(code, message: reason.map { String(cString: $0) }, fatal: code == RD_KAFKA_RESP_ERR__FATAL)
+    var error = RdKafka.error(
+        code,
+        message: reason.map { String(cString: $0) },
+        fatal: code == RD_KAFKA_RESP_ERR__FATAL
+    )
     if code == RD_KAFKA_RESP_ERR__FATAL, let rk {
         var errstr = [CChar](repeating: 0, count: 512)
         let underlying = rd_kafka_fatal_error(rk, &errstr, errstr.count)
