@@ -10,10 +10,11 @@ import Logging
 @main
 struct UserEvents: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "UserEvents",
         abstract: "Publish user change events and read the latest state per user (DeltaKit's demo).",
         discussion: """
-            With no subcommand, runs the demo end to end on the embedded in-memory pipeline: no Kafka, no RisingWave.
-            The subcommands talk to a real Kafka (--brokers) and RisingWave (--risingwave); `docker compose up -d`
+            With no subcommand, runs the demo end to end on the embedded in-memory pipeline: no Kafka, no RisingWave. \
+            The subcommands talk to a real Kafka (--brokers) and RisingWave (--risingwave); `docker compose up -d` \
             starts both on the demo's ports.
             """,
         subcommands: [Demo.self, Produce.self, Provision.self, Snapshot.self, History.self, Watch.self],

@@ -1,4 +1,4 @@
-/// An error reported by librdkafka, carried as ``DeltaKit/DeltaKitError/underlying``.
+/// An error reported by librdkafka, carried as `underlying`.
 public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     /// librdkafka's `rd_kafka_resp_err_t` value (negative for client-side errors, positive for broker errors).
     public var code: Int32

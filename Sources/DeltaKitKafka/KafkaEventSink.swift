@@ -5,14 +5,14 @@ import Metrics
 public import ServiceLifecycle
 import Synchronization
 
-/// An ``DeltaKit/EventSink`` that publishes change events to a Kafka topic with librdkafka.
+/// An `EventSink` that publishes change events to a Kafka topic with librdkafka.
 ///
-/// - Each message is keyed by the record key (``DeltaKit/ChangeEvent/keyBytes``), so per-key order holds on
+/// - Each message is keyed by the record key (`keyBytes`), so per-key order holds on
 ///   any number of partitions; the value is the event's wire JSON.
 /// - `send` returns once the broker acknowledged the event. A batch keeps many messages in flight.
 ///   When librdkafka's local queue is full the caller is suspended, never failed and never dropped.
-/// - The first failed delivery stops the sink: that send throws ``DeltaKit/DeltaKitError/Code/deliveryFailed``
-///   with the librdkafka error, and every later call throws ``DeltaKit/DeltaKitError/Code/closed``. Nothing is
+/// - The first failed delivery stops the sink: that send throws `deliveryFailed`
+///   with the librdkafka error, and every later call throws `closed`. Nothing is
 ///   silently skipped; recreate the sink and resend from the last acknowledged event.
 /// - One dedicated thread polls librdkafka; no thread of Swift's cooperative pool ever blocks.
 /// - As a swift-service-lifecycle `Service`, graceful shutdown waits for every outstanding delivery.
@@ -30,9 +30,9 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
 
     /// Creates the producer, checks that a broker answers, creates the topic if asked to, and starts polling.
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError`` — ``DeltaKit/DeltaKitError/Code/invalidConfiguration`` with
+    /// - Throws: `DeltaKitError` — `invalidConfiguration` with
     ///   librdkafka's own message for an unknown or invalid property, or
-    ///   ``DeltaKit/DeltaKitError/Code/connectionFailed`` naming the servers when no broker answers within
+    ///   `connectionFailed` naming the servers when no broker answers within
     ///   ``KafkaConfiguration/connectTimeout``.
     public init(configuration: Configuration, logger: Logger = Logger(label: "deltakit.kafka.sink")) async throws {
         try KafkaTopicName.validate(configuration.topic)
@@ -86,7 +86,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     /// Sends the events in order, keeping many in flight, and returns once all are acknowledged.
     ///
     /// If one fails, the events enqueued before it are still awaited, the rest are not sent, and the call
-    /// throws ``DeltaKit/DeltaKitError/Code/deliveryFailed``.
+    /// throws `deliveryFailed`.
     public func send(contentsOf events: [ChangeEvent<Record>]) async throws {
         try core.checkOpen()
         if events.isEmpty { return }
@@ -165,7 +165,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     /// Stops accepting events, waits up to ``Configuration/shutdownTimeout`` for outstanding deliveries,
     /// purges (and reports as failed) any still pending after that, and stops the poll thread.
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError/Code/deliveryFailed`` when events had to be purged.
+    /// - Throws: `deliveryFailed` when events had to be purged.
     public func close() async throws {
         try await core.close()
     }

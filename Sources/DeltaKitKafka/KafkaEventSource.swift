@@ -34,8 +34,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     ///   - configuration: Consumer settings.
     ///   - logger: Receives librdkafka's logs and malformed-message reports.
     ///   - onMalformed: Called for each malformed message before it is skipped or dead-lettered. Default: `nil`.
-    /// - Throws: ``DeltaKit/DeltaKitError`` — ``DeltaKit/DeltaKitError/Code/connectionFailed`` naming the
-    ///   servers when no broker answers, ``DeltaKit/DeltaKitError/Code/invalidConfiguration`` for a bad
+    /// - Throws: `DeltaKitError` — `connectionFailed` naming the
+    ///   servers when no broker answers, `invalidConfiguration` for a bad
     ///   property or a topic that does not exist.
     public init(
         configuration: Configuration,

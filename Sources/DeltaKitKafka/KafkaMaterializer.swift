@@ -3,10 +3,10 @@ public import Logging
 public import ServiceLifecycle
 
 /// Keeps the latest state in-process straight from Kafka: runs a ``KafkaEventSource`` into any
-/// ``DeltaKit/MutableStateStore`` (the in-memory one, typically) — the embedded alternative to RisingWave.
+/// `MutableStateStore` (the in-memory one, typically) — the embedded alternative to RisingWave.
 ///
 /// Each event is applied, then acknowledged, so a crash re-delivers at most what was not yet applied; since
-/// the merge is idempotent by order (``DeltaKit/LatestStateMerge``), the replay gives the same state.
+/// the merge is idempotent by order (`LatestStateMerge`), the replay gives the same state.
 ///
 /// ```swift
 /// let store = InMemoryStateStore<User>()
@@ -70,6 +70,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     /// - Parameters:
     ///   - configuration: The source settings; ``KafkaEventSource/Configuration/stopWhenCaughtUp`` is forced on.
     ///   - store: Where events are applied.
+    ///   - logger: Receives the source's logs. Default: a logger labelled `deltakit.kafka.materializer`.
+    ///   - onMalformed: Called for each malformed message before it is skipped or dead-lettered. Default: `nil`.
     ///   - progress: Called every 10,000 events with the count so far. Default: `nil`.
     /// - Returns: The number of events applied.
     @discardableResult

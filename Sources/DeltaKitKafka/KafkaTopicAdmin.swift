@@ -11,7 +11,7 @@ public struct KafkaTopicAdmin: Sendable {
 
     /// Creates an admin client. It connects lazily, on the first call.
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError`` (``DeltaKit/DeltaKitError/Code/invalidConfiguration``) with
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) with
     ///   librdkafka's message when a property is unknown or invalid.
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "deltakit.kafka.admin")) throws {
         self.configuration = configuration
@@ -26,7 +26,7 @@ public struct KafkaTopicAdmin: Sendable {
 
     /// Checks that a broker answers within ``KafkaConfiguration/connectTimeout`` and returns the number of brokers.
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError`` with code ``DeltaKit/DeltaKitError/Code/connectionFailed`` naming
+    /// - Throws: `DeltaKitError` with code `connectionFailed` naming
     ///   the servers and the fix.
     @discardableResult
     public func checkConnection() async throws -> Int {

@@ -89,8 +89,8 @@ public final class RisingWaveConnection: Sendable {
 
     /// Connects.
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError`` — ``DeltaKit/DeltaKitError/Code/invalidConfiguration`` for a URL
-    ///   libpq cannot parse, ``DeltaKit/DeltaKitError/Code/connectionFailed`` (with a ``RisingWaveError``)
+    /// - Throws: `DeltaKitError` — `invalidConfiguration` for a URL
+    ///   libpq cannot parse, `connectionFailed` (with a ``RisingWaveError``)
     ///   naming the redacted URL and the fix when the server cannot be reached or refuses the login.
     public init(
         configuration: Configuration = Configuration(),
@@ -143,7 +143,7 @@ public final class RisingWaveConnection: Sendable {
 
     /// Runs SQL through the simple protocol: DDL, or several `;`-separated statements (not atomic on RisingWave).
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError`` with code ``DeltaKit/DeltaKitError/Code/queryFailed`` carrying a
+    /// - Throws: `DeltaKitError` with code `queryFailed` carrying a
     ///   ``RisingWaveError`` (SQLSTATE, message, detail, statement).
     public func execute(_ sql: String) async throws {
         try await withConnection { connection in try connection.simple(sql) }

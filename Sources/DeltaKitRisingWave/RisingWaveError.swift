@@ -1,4 +1,4 @@
-/// An error from RisingWave (or PostgreSQL) via libpq; carried as ``DeltaKit/DeltaKitError/underlying``.
+/// An error from RisingWave (or PostgreSQL) via libpq; carried as `underlying`.
 ///
 /// Never contains credentials.
 public struct RisingWaveError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -1,7 +1,7 @@
 public import DeltaKit
 
 /// The RisingWave objects that turn a Kafka topic of change events into the latest state per key,
-/// generated from the record declaration (``DeltaKit/RecordSchema``) — the record is never described twice.
+/// generated from the record declaration (`RecordSchema`) — the record is never described twice.
 ///
 /// For the demo's `User` with the default configuration it generates:
 /// - `user_events`: a Kafka source with the record's columns plus `op`, `event_order`, `ts` (TIMESTAMPTZ, matching
@@ -11,7 +11,7 @@ public import DeltaKit
 ///   RisingWave keeps one row per key, unlike the original demo's self-join on `MAX(event_order)`, which keeps
 ///   every event as state;
 /// - `latest_user_state_progress`: a one-row view of the highest `event_order` ingested, for freshness checks;
-/// - `latest_user_state_changes`: a subscription on the view, for ``RisingWaveStateStore/watch(since:)``;
+/// - `latest_user_state_changes`: a subscription on the view, for ``RisingWaveStateStore/watch(since:connection:fetchTimeout:)``;
 /// - optionally a keyed `FORMAT UPSERT` table (``Configuration/upsertTable``).
 ///
 /// ``apply(on:)`` and ``teardown(on:)`` are idempotent (`IF NOT EXISTS`, `DROP … IF EXISTS … CASCADE`).
@@ -36,7 +36,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
         /// When set, also create a keyed `FORMAT UPSERT` table with this name (latest message per Kafka key;
         /// delete events stay as rows with `op = 'delete'`). Default: `nil`.
         public var upsertTable: String?
-        /// The subscription's retention (how far back ``RisingWaveStateStore/watch(since:)`` can resume).
+        /// The subscription's retention (how far back ``RisingWaveStateStore/watch(since:connection:fetchTimeout:)`` can resume).
         /// Default: `"1D"`.
         public var subscriptionRetention: String
 
@@ -91,7 +91,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
 
     /// Validates the configuration against the record's schema.
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError`` (``DeltaKit/DeltaKitError/Code/invalidConfiguration``) naming the bad
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming the bad
     ///   name, property or field.
     public init(configuration: Configuration = Configuration()) throws {
         let schema = try Record.schema

@@ -2,13 +2,13 @@ public import DeltaKit
 import Foundation
 public import Logging
 
-/// A read-only ``DeltaKit/StateStore`` over the objects of a ``RisingWavePipeline``.
+/// A read-only `StateStore` over the objects of a ``RisingWavePipeline``.
 ///
 /// - ``snapshot()`` reads the latest-state view ordered by key (the demo's
 ///   `SELECT * FROM latest_user_state ORDER BY id`), streaming rows;
 /// - ``history(limit:)`` reads the source newest first (`ORDER BY event_order DESC LIMIT n`);
-/// - ``waitUntilVisible(order:timeout:)`` polls until an order is ingested (freshness);
-/// - ``watch(since:)`` streams state changes from the view's subscription.
+/// - ``waitUntilVisible(order:timeout:pollInterval:)`` polls until an order is ingested (freshness);
+/// - ``watch(since:connection:fetchTimeout:)`` streams state changes from the view's subscription.
 ///
 /// Rows are decoded into the record type; a column that does not fit throws ``RisingWaveDecodingError``.
 public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
@@ -77,7 +77,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
 
     /// Waits until an event with order ≥ `order` is visible, polling every `pollInterval`.
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError`` with code ``DeltaKit/DeltaKitError/Code/timedOut`` naming the order
+    /// - Throws: `DeltaKitError` with code `timedOut` naming the order
     ///   reached so far.
     public func waitUntilVisible(
         order: Int64,
@@ -104,8 +104,11 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
 
     /// Streams changes to the latest state from the view's subscription, on a connection of its own.
     ///
-    /// - Parameter since: Resume after this RisingWave commit timestamp (milliseconds, as reported in
-    ///   ``RisingWaveChange/timestamp``); `nil` starts with the changes from now on.
+    /// - Parameters:
+    ///   - since: Resume after this RisingWave commit timestamp (milliseconds, as reported in
+    ///     ``RisingWaveChange/timestamp``); `nil` starts with the changes from now on.
+    ///   - configuration: How to open the watcher's own connection (a waiting `FETCH` occupies it).
+    ///   - fetchTimeout: How long one `FETCH` waits for changes before asking again (whole seconds). Default: 5 s.
     public func watch(
         since: Int64? = nil,
         connection configuration: RisingWaveConnection.Configuration,

@@ -1,7 +1,7 @@
 import DeltaKit
 import Foundation
 
-/// Decodes a ``ChangeRecord`` from a text-format row, column by field name.
+/// Decodes a `ChangeRecord` from a text-format row, column by field name.
 struct SQLRowDecoder: Decoder {
     let row: SQLRow
     var codingPath: [any CodingKey] { [] }

@@ -5,7 +5,7 @@ public import Foundation
 /// (ids 1–3), with random inserts, updates and deletes.
 ///
 /// As in the demo, an insert (re)creates a user with its base age, an update changes the age, and a
-/// delete removes the user. Unlike the demo, orders come from a ``HybridLogicalClock`` (or the
+/// delete removes the user. Unlike the demo, orders come from a `HybridLogicalClock` (or the
 /// ``init(seed:users:startOrder:startDate:)`` counter for reproducible tests), never restarting at 1.
 public struct DemoEventGenerator: Sendable {
     /// The demo's users: `(id, name, age)`.

@@ -3,7 +3,7 @@ public import DeltaKit
 /// The original demo's record: `{"id":1,"name":"Alice","age":25}`.
 ///
 /// Used by the example, the seeded ``DemoEventGenerator`` and DeltaKit's own tests; also a compact
-/// example of declaring a ``ChangeRecord``.
+/// example of declaring a `ChangeRecord`.
 public struct DemoUser: ChangeRecord, Comparable {
     /// The key field on the wire and in SQL.
     public static let keyField = "id"

@@ -1,6 +1,6 @@
 public import DeltaKit
 
-/// A reusable conformance suite for ``EventSink`` implementations.
+/// A reusable conformance suite for `EventSink` implementations.
 ///
 /// Every backend runs it against its own instance, with a way to read back what became durable:
 ///

@@ -1,7 +1,7 @@
 public import DeltaKit
 import Synchronization
 
-/// An ``EventSink`` that keeps every event in memory: the fake to swap in for `KafkaEventSink`
+/// An `EventSink` that keeps every event in memory: the fake to swap in for `KafkaEventSink`
 /// in unit tests.
 ///
 /// It records what was sent (``events``), and can be told to fail on demand so that tests can
@@ -69,8 +69,8 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
         state.withLock { $0 = State() }
     }
 
-    /// Makes the next `count` events fail with `error` (default: a ``DeltaKitError`` with code
-    /// ``DeltaKitError/Code/injectedFailure``).
+    /// Makes the next `count` events fail with `error` (default: a `DeltaKitError` with code
+    /// `injectedFailure`).
     public func failNextSends(_ count: Int = 1, with error: DeltaKitError? = nil) {
         state.withLock { state in
             state.failuresLeft = count

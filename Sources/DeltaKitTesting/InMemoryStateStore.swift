@@ -1,7 +1,7 @@
 public import DeltaKit
 import Synchronization
 
-/// A ``MutableStateStore`` in memory, applying ``LatestStateMerge``: the fake to swap in for
+/// A `MutableStateStore` in memory, applying `LatestStateMerge`: the fake to swap in for
 /// `RisingWaveStateStore`, and the default store of the in-process materializer.
 ///
 /// Memory is O(live keys + tombstones) plus a bounded history of the most recent
@@ -26,7 +26,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore {
         self.historyLimit = historyLimit
     }
 
-    /// Applies one event under ``LatestStateMerge`` and returns the visible change, if any.
+    /// Applies one event under `LatestStateMerge` and returns the visible change, if any.
     @discardableResult
     public func apply(_ event: ChangeEvent<Record>) async throws -> StateChange<Record>? {
         applyNow(event)

@@ -1,10 +1,10 @@
 public import DeltaKit
 
-/// A reusable conformance suite for ``StateStore`` implementations.
+/// A reusable conformance suite for `StateStore` implementations.
 ///
 /// The backend supplies `load`: given events (shuffled, duplicated, out of order), return a store whose
 /// state reflects exactly those events — apply them, or publish them and wait until they are visible.
-/// The suite compares the store with ``LatestState``, the reference semantics.
+/// The suite compares the store with `LatestState`, the reference semantics.
 ///
 /// It is framework-neutral: it throws ``ConformanceFailure`` instead of calling `#expect` or `XCTAssert`.
 public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Record == DemoUser {
