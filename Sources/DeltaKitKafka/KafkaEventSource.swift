@@ -252,19 +252,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             return
         }
         if let error = message.error {
-            if error.isFatal {
-                push(
-                    .failure(
-                        DeltaKitError(
-                            code: .closed,
-                            message: "fatal Kafka consumer error: \(error.message)",
-                            underlying: error
-                        )
-                    )
-                )
-            } else {
-                logger.warning("Kafka consumer: \(error)")
-            }
+            clientError(error)
             return
         }
         pollState.withLock { poll in
@@ -273,42 +261,26 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         }
         do {
             let event = try ChangeEvent<Record>(jsonData: message.value ?? [])
-            push(
-                .event(
-                    KafkaConsumedEvent(
-                        event: event,
-                        topic: message.topic,
-                        partition: message.partition,
-                        offset: message.offset
-                    )
-                )
+            let consumed = KafkaConsumedEvent(
+                event: event,
+                topic: message.topic,
+                partition: message.partition,
+                offset: message.offset
             )
-        } catch let error as ChangeEventDecodingError {
-            push(
-                .malformed(
-                    MalformedMessage(
-                        topic: message.topic,
-                        partition: message.partition,
-                        offset: message.offset,
-                        key: message.key,
-                        value: message.value,
-                        error: error
-                    )
-                )
-            )
+            push(.event(consumed))
         } catch {
-            push(
-                .malformed(
-                    MalformedMessage(
-                        topic: message.topic,
-                        partition: message.partition,
-                        offset: message.offset,
-                        key: message.key,
-                        value: message.value,
-                        error: ChangeEventDecodingError(field: nil, value: nil, reason: "\(error)")
-                    )
-                )
+            let decodingError =
+                error as? ChangeEventDecodingError
+                ?? ChangeEventDecodingError(field: nil, value: nil, reason: "\(error)")
+            let malformed = MalformedMessage(
+                topic: message.topic,
+                partition: message.partition,
+                offset: message.offset,
+                key: message.key,
+                value: message.value,
+                error: decodingError
             )
+            push(.malformed(malformed))
         }
     }
 
