@@ -214,14 +214,17 @@ struct KafkaIntegrationTests {
     func unreachable() async throws {
         let clock = ContinuousClock()
         let start = clock.now
+        let (logger, logs) = CapturingLogHandler.logger("unreachable")
         let error = await #expect(throws: DeltaKitError.self) {
             _ = try await KafkaEventSink<DemoUser>(
                 configuration: .init(
                     kafka: .init(bootstrapServers: ["127.0.0.1:1"], connectTimeout: .seconds(2)),
                     topic: "t"
-                )
+                ),
+                logger: logger
             )
         }
+        #expect(logs.messages.contains { $0.contains("127.0.0.1:1") }, "librdkafka's own log lines reach swift-log")
         #expect(error?.code == .connectionFailed)
         #expect(error?.message.contains("127.0.0.1:1") == true)
         #expect(clock.now - start < .seconds(30), "never a hang")

@@ -172,4 +172,13 @@ struct RisingWaveOnPostgresTests {
         let rows = try await connection.query("SELECT pg_backend_pid() AS pid")
         #expect(try rows[0].decode("pid", as: Int.self) != pid)
     }
+
+    @Test("server notices go to swift-log")
+    func notices() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let (logger, logs) = CapturingLogHandler.logger("notices")
+        let connection = try await RisingWaveConnection(configuration: .init(url: url), logger: logger)
+        try await connection.execute("DO $$ BEGIN RAISE NOTICE 'hello from the server'; END $$")
+        #expect(logs.messages.contains { $0.contains("hello from the server") })
+    }
 }
