@@ -102,6 +102,7 @@ let package = Package(
             dependencies: [
                 "DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitTesting",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
     ]

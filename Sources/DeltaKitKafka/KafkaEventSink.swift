@@ -1,7 +1,7 @@
 public import DeltaKit
 import Foundation
 public import Logging
-import Metrics
+public import Metrics
 public import ServiceLifecycle
 import Synchronization
 
@@ -34,12 +34,26 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     ///   librdkafka's own message for an unknown or invalid property, or
     ///   `connectionFailed` naming the servers when no broker answers within
     ///   ``KafkaConfiguration/connectTimeout``.
-    public init(configuration: Configuration, logger: Logger = Logger(label: "deltakit.kafka.sink")) async throws {
+    ///
+    /// - Parameters:
+    ///   - configuration: Producer settings.
+    ///   - logger: Receives librdkafka's logs and the sink's own. Default: a logger labelled `deltakit.kafka.sink`.
+    ///   - metricsFactory: Where the sink's metrics go. Default: `MetricsSystem.factory` (the bootstrapped backend).
+    public init(
+        configuration: Configuration,
+        logger: Logger = Logger(label: "deltakit.kafka.sink"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) async throws {
         try KafkaTopicName.validate(configuration.topic)
         _ = try Record.schema
         let callbacks = RdKafkaCallbacks(logger: logger)
         let handle = try RdKafkaHandle(kind: .producer, properties: configuration.properties, callbacks: callbacks)
-        let core = SinkCore(handle: handle, configuration: configuration, logger: logger)
+        let core = SinkCore(
+            handle: handle,
+            configuration: configuration,
+            logger: logger,
+            metricsFactory: metricsFactory
+        )
         callbacks.onError { [weak core] error in core?.clientError(error) }
         do {
             let timeout = Int32(configuration.kafka.connectTimeout.milliseconds(minimum: 100))
@@ -196,12 +210,17 @@ final class SinkCore: Sendable {
     private let state = Mutex(State())
     private let stopped = Atomic<Bool>(false)
 
-    init<R>(handle: RdKafkaHandle, configuration: KafkaEventSink<R>.Configuration, logger: Logger) {
+    init<R>(
+        handle: RdKafkaHandle,
+        configuration: KafkaEventSink<R>.Configuration,
+        logger: Logger,
+        metricsFactory: any MetricsFactory
+    ) {
         self.handle = handle
         self.topic = configuration.topic
         self.shutdownTimeout = configuration.shutdownTimeout
         self.logger = logger
-        self.metrics = SinkMetrics(topic: configuration.topic)
+        self.metrics = SinkMetrics(topic: configuration.topic, factory: metricsFactory)
         let loop = PollLoop(name: "deltakit-kafka-producer") { [weak self] in
             guard let self else { return }
             self.handle.poll(timeoutMs: 100)
@@ -435,11 +454,15 @@ struct SinkMetrics: Sendable {
     let failed: Counter
     let latency: Metrics.Timer
 
-    init(topic: String) {
+    init(topic: String, factory: any MetricsFactory) {
         let dimensions = [("topic", topic)]
-        sent = Counter(label: "deltakit_kafka_events_sent_total", dimensions: dimensions)
-        acknowledged = Counter(label: "deltakit_kafka_events_acknowledged_total", dimensions: dimensions)
-        failed = Counter(label: "deltakit_kafka_events_failed_total", dimensions: dimensions)
-        latency = Metrics.Timer(label: "deltakit_kafka_delivery_latency", dimensions: dimensions)
+        sent = Counter(label: "deltakit_kafka_events_sent_total", dimensions: dimensions, factory: factory)
+        acknowledged = Counter(
+            label: "deltakit_kafka_events_acknowledged_total",
+            dimensions: dimensions,
+            factory: factory
+        )
+        failed = Counter(label: "deltakit_kafka_events_failed_total", dimensions: dimensions, factory: factory)
+        latency = Metrics.Timer(label: "deltakit_kafka_delivery_latency", dimensions: dimensions, factory: factory)
     }
 }

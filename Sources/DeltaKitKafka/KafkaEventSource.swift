@@ -1,7 +1,7 @@
 public import DeltaKit
 import Foundation
 public import Logging
-import Metrics
+public import Metrics
 public import ServiceLifecycle
 import Synchronization
 
@@ -34,13 +34,15 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     ///   - configuration: Consumer settings.
     ///   - logger: Receives librdkafka's logs and malformed-message reports.
     ///   - onMalformed: Called for each malformed message before it is skipped or dead-lettered. Default: `nil`.
+    ///   - metricsFactory: Where the source's metrics go. Default: `MetricsSystem.factory`.
     /// - Throws: `DeltaKitError` — `connectionFailed` naming the
     ///   servers when no broker answers, `invalidConfiguration` for a bad
     ///   property or a topic that does not exist.
     public init(
         configuration: Configuration,
         logger: Logger = Logger(label: "deltakit.kafka.source"),
-        onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil
+        onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws {
         try KafkaTopicName.validate(configuration.topic)
         _ = try Record.schema
@@ -83,7 +85,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
             configuration: configuration,
             logger: logger,
             onMalformed: onMalformed,
-            deadLetter: deadLetter
+            deadLetter: deadLetter,
+            metricsFactory: metricsFactory
         )
         callbacks.onError { [weak core] error in core?.clientError(error) }
     }
@@ -140,6 +143,7 @@ public struct KafkaEventSequence<Record: ChangeRecord>: AsyncSequence, Sendable 
                 guard let item = await core.take() else { return nil }
                 switch item {
                 case .event(let event):
+                    core.consumed.increment()
                     return event
                 case .malformed(let message):
                     try await core.handleMalformed(message)
@@ -179,7 +183,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     private let deadLetter: RawProducer?
     private let deadLetterTopic: String?
     private let pollLoop = Mutex<PollLoop?>(nil)
-    private let consumed: Counter
+    let consumed: Counter
     private let malformed: Counter
 
     private struct State {
@@ -201,7 +205,8 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         configuration: KafkaEventSource<Record>.Configuration,
         logger: Logger,
         onMalformed: (@Sendable (MalformedMessage) -> Void)?,
-        deadLetter: RawProducer?
+        deadLetter: RawProducer?,
+        metricsFactory: any MetricsFactory
     ) {
         self.handle = handle
         self.topic = configuration.topic
@@ -217,8 +222,16 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             deadLetterTopic = nil
         }
         let dimensions = [("topic", configuration.topic)]
-        consumed = Counter(label: "deltakit_kafka_events_consumed_total", dimensions: dimensions)
-        malformed = Counter(label: "deltakit_kafka_messages_malformed_total", dimensions: dimensions)
+        consumed = Counter(
+            label: "deltakit_kafka_events_consumed_total",
+            dimensions: dimensions,
+            factory: metricsFactory
+        )
+        malformed = Counter(
+            label: "deltakit_kafka_messages_malformed_total",
+            dimensions: dimensions,
+            factory: metricsFactory
+        )
         let loop = PollLoop(name: "deltakit-kafka-consumer") { [weak self] in self?.pollOnce() }
         pollLoop.withLock { $0 = loop }
     }
@@ -335,7 +348,6 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 }
                 switch action {
                 case .item(let item):
-                    if case .event = item { consumed.increment() }
                     continuation.resume(returning: item)
                 case .end: continuation.resume(returning: nil)
                 case .wait: break

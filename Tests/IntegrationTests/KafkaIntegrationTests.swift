@@ -2,6 +2,7 @@ import DeltaKit
 import DeltaKitTesting
 import Foundation
 import Logging
+import MetricsTestKit
 import Synchronization
 import Testing
 
@@ -316,5 +317,46 @@ struct KafkaIntegrationTests {
         let before = try await store.snapshot()
         try await KafkaMaterializer.materialize(config("replay-\(UUID().uuidString.prefix(8))"), into: store)
         #expect(try await store.snapshot() == before)
+    }
+
+    @Test("swift-metrics: sent, acknowledged, latency, consumed and malformed are counted")
+    func metrics() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let metrics = TestMetrics()
+        let topic = TestEnvironment.uniqueTopic()
+        let sink = try await KafkaEventSink<DemoUser>(
+            configuration: .init(
+                kafka: KafkaTestSupport.kafka(brokers),
+                topic: topic,
+                createTopic: .init(partitions: 1)
+            ),
+            metricsFactory: metrics
+        )
+        var generator = DemoEventGenerator(seed: 10)
+        try await sink.send(contentsOf: generator.next(100))
+        try await sink.close()
+        let raw = try RawProducer(configuration: KafkaTestSupport.kafka(brokers), logger: .init(label: "test"))
+        try await raw.send(topic: topic, key: nil, value: Array("{}".utf8))
+        await raw.close()
+        let dimensions = [("topic", topic)]
+        #expect(try metrics.expectCounter("deltakit_kafka_events_sent_total", dimensions).totalValue == 100)
+        #expect(try metrics.expectCounter("deltakit_kafka_events_acknowledged_total", dimensions).totalValue == 100)
+        #expect(try metrics.expectTimer("deltakit_kafka_delivery_latency", dimensions).values.count == 100)
+
+        let source = try await KafkaEventSource<DemoUser>(
+            configuration: .init(
+                kafka: KafkaTestSupport.kafka(brokers),
+                topic: topic,
+                groupID: nil,
+                stopWhenCaughtUp: true
+            ),
+            metricsFactory: metrics
+        )
+        var consumed = 0
+        for try await _ in source.events { consumed += 1 }
+        try await source.close()
+        #expect(consumed == 100)
+        #expect(try metrics.expectCounter("deltakit_kafka_events_consumed_total", dimensions).totalValue == 100)
+        #expect(try metrics.expectCounter("deltakit_kafka_messages_malformed_total", dimensions).totalValue == 1)
     }
 }
