@@ -7,7 +7,7 @@ public import DeltaKit
 /// - `user_events`: a Kafka source with the record's columns plus `op`, `event_order`, `ts` (TIMESTAMPTZ, matching
 ///   the `+00:00` timestamps the core writes), the partition and offset, `FORMAT PLAIN ENCODE JSON`;
 /// - `latest_user_state`: a materialized view in the Top-N form — per key, the row with the highest
-///   `event_order` (the Kafka offset breaks ties), dropped when it is a delete. On the append-only source
+///   `event_order` (on a tie a delete wins, then the later Kafka offset), dropped when it is a delete. On the append-only source
 ///   RisingWave keeps one row per key, unlike the original demo's self-join on `MAX(event_order)`, which keeps
 ///   every event as state;
 /// - `latest_user_state_progress`: a one-row view of the highest `event_order` ingested, for freshness checks;
@@ -197,7 +197,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
             FROM (
               SELECT *, ROW_NUMBER() OVER (
                 PARTITION BY \(q(schema.keyField))
-                ORDER BY \(q(ChangeEventField.order)) DESC, kafka_offset::BIGINT DESC
+                ORDER BY \(q(ChangeEventField.order)) DESC, (\(q(ChangeEventField.operation)) = 'delete') DESC, kafka_offset::BIGINT DESC
               ) AS rn
               FROM \(q(configuration.sourceName))
             ) AS ranked

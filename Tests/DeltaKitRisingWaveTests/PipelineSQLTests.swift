@@ -33,7 +33,7 @@ struct PipelineSQLTests {
             FROM (
               SELECT *, ROW_NUMBER() OVER (
                 PARTITION BY "id"
-                ORDER BY "event_order" DESC, kafka_offset::BIGINT DESC
+                ORDER BY "event_order" DESC, ("op" = 'delete') DESC, kafka_offset::BIGINT DESC
               ) AS rn
               FROM "user_events"
             ) AS ranked

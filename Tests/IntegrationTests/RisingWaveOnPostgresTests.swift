@@ -181,4 +181,19 @@ struct RisingWaveOnPostgresTests {
         try await connection.execute("DO $$ BEGIN RAISE NOTICE 'hello from the server'; END $$")
         #expect(logs.messages.contains { $0.contains("hello from the server") })
     }
+
+    @Test("ties: on equal orders a delete wins in the view as in LatestStateMerge, whatever the arrival order")
+    func deleteWinsTies() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let upsert = ChangeEvent.update(DemoUser(id: 1, name: "Alice", age: 30), order: 5)
+        let delete = ChangeEvent<DemoUser>.delete(key: 1, order: 5)
+        for arrival in [[upsert, delete], [delete, upsert]] {
+            var emulation = try await PostgresEmulation.make(url)
+            try await emulation.load(arrival)
+            var reference = LatestState<DemoUser>()
+            for e in arrival { reference.apply(e) }
+            #expect(reference.value(forKey: 1) == nil)
+            #expect(try await emulation.store.value(forKey: 1) == nil)
+        }
+    }
 }
