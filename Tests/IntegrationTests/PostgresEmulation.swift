@@ -11,11 +11,25 @@ struct PostgresEmulation {
     let pipeline: RisingWavePipeline<DemoUser>
     private(set) var nextOffset = 0
 
+    /// An emulation with fresh, unique object names.
     static func make(_ url: String) async throws -> PostgresEmulation {
         let suffix = UUID().uuidString.prefix(8).lowercased()
-        let pipeline = try RisingWavePipeline<DemoUser>(
-            configuration: .init(sourceName: "ev_\(suffix)", viewName: "st_\(suffix)")
-        )
+        return try await make(url, configuration: .init(sourceName: "ev_\(suffix)", viewName: "st_\(suffix)"))
+    }
+
+    /// A database of its own (so the default names `user_events` / `latest_user_state` can be used); returns its URL.
+    static func freshDatabase(_ url: String) async throws -> String {
+        let name = "db_\(UUID().uuidString.prefix(8).lowercased())"
+        let admin = try await RisingWaveConnection(configuration: .init(url: url))
+        try await admin.execute("CREATE DATABASE \(name)")
+        let base = url[..<url.lastIndex(of: "/")!]
+        return "\(base)/\(name)"
+    }
+
+    static func make(_ url: String, configuration: RisingWavePipeline<DemoUser>.Configuration) async throws
+        -> PostgresEmulation
+    {
+        let pipeline = try RisingWavePipeline<DemoUser>(configuration: configuration)
         let connection = try await RisingWaveConnection(configuration: .init(url: url))
         let columns =
             pipeline.eventColumns.map { "\"\($0.name)\" \($0.type)" } + [

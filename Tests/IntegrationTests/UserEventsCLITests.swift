@@ -134,4 +134,24 @@ struct UserEventsCLITests {
         #expect(rw.stderr.split(separator: "\n").count == 1)
         #expect(rw.stderr.contains("127.0.0.1:1") && !rw.stderr.contains(":pw@"))
     }
+
+    @Test(
+        "snapshot and history --risingwave read the generated objects (on PostgreSQL standing in for RisingWave)",
+        .requiresPostgres
+    )
+    func readsRisingWaveObjects() async throws {
+        let url = try await PostgresEmulation.freshDatabase(try TestEnvironment.requirePostgres())
+        var emulation = try await PostgresEmulation.make(url, configuration: .init())
+        var generator = DemoEventGenerator(seed: 77)
+        let events = generator.next(200)
+        try await emulation.load(events)
+        let snapshot = try await CLI.run(["snapshot", "--risingwave", url, "--format", "csv"])
+        #expect(snapshot.status == 0, "\(snapshot.stderr)")
+        #expect(snapshot.stdout == CLI.referenceCSV(seed: 77, count: 200))
+        let table = try await CLI.run(["snapshot", "--risingwave", url])
+        #expect(table.stdout.hasPrefix("id | name"))
+        let history = try await CLI.run(["history", "--risingwave", url, "--format", "csv", "--limit", "3"])
+        let orders = history.stdout.split(separator: "\n").map { $0.split(separator: ",")[0] }
+        #expect(orders == ["200", "199", "198"])
+    }
 }
