@@ -172,7 +172,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     ///
     /// - Throws: the sink's failure if an event could not be delivered.
     public func flush() async throws {
-        await core.waitUntilIdle(timeout: nil)
+        await core.waitForBatchesInProgress()
         if let failure = core.failure { throw failure }
     }
 
@@ -201,6 +201,8 @@ final class SinkCore: Sendable {
     private let metrics: SinkMetrics
 
     private struct State {
+        var batches: [Int: DeliveryBatch] = [:]
+        var batchCounter = 0
         var outstanding = 0
         var failure: DeltaKitError?
         var closed = false
@@ -245,6 +247,22 @@ final class SinkCore: Sendable {
                 throw DeltaKitError(code: .closed, message: "the Kafka sink for '\(topic)' is closed")
             }
         }
+    }
+
+    func nextBatchID() -> Int {
+        state.withLock { state in
+            state.batchCounter += 1
+            return state.batchCounter
+        }
+    }
+
+    func register(_ batch: DeliveryBatch) { state.withLock { $0.batches[batch.id] = batch } }
+    func unregister(_ batch: DeliveryBatch) { _ = state.withLock { $0.batches.removeValue(forKey: batch.id) } }
+
+    /// Waits for every `send` call in progress now (not for those that start later).
+    func waitForBatchesInProgress() async {
+        let batches = state.withLock { Array($0.batches.values) }
+        for batch in batches { await batch.waitUntilDone() }
     }
 
     /// `true` once the sink failed or was closed (a cheap check before each event).
@@ -399,17 +417,26 @@ final class SinkCore: Sendable {
 
 /// Awaits the delivery reports of one `send` call. Retained once per message as librdkafka's opaque.
 final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
-    // All mutable state is in `state` (a Mutex); `core` is immutable.
+    // All mutable state is in `state` (a Mutex); `core` and `id` are immutable.
     let core: SinkCore
+    let id: Int
     private struct State {
         var pending = 0
         var sealed = false
+        var done = false
         var error: DeltaKitError?
         var continuation: CheckedContinuation<DeltaKitError?, Never>?
+        var doneWaiters: [CheckedContinuation<Void, Never>] = []
     }
     private let state = Mutex(State())
 
-    init(core: SinkCore) { self.core = core }
+    /// Creates a batch and registers it with the sink, so that `flush()` can wait for it.
+    init(core: SinkCore) {
+        self.core = core
+        self.id = core.nextBatchID()
+        super.init()
+        core.register(self)
+    }
 
     func reserve(_ count: Int) { state.withLock { $0.pending += count } }
 
@@ -418,7 +445,7 @@ final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
 
     override func delivered(_ outcome: DeliveryOutcome) {
         core.delivered(outcome)
-        let resume: (CheckedContinuation<DeltaKitError?, Never>, DeltaKitError?)? = state.withLock { state in
+        let finished = state.withLock { state in
             state.pending -= 1
             if let error = outcome.error, state.error == nil {
                 state.error = DeltaKitError(
@@ -427,24 +454,54 @@ final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
                     underlying: error
                 )
             }
-            guard state.sealed, state.pending == 0, let continuation = state.continuation else { return nil }
-            state.continuation = nil
-            return (continuation, state.error)
+            return Self.finishIfDone(&state)
         }
-        if let (continuation, error) = resume { continuation.resume(returning: error) }
+        finish(finished)
     }
 
     /// No more messages will be added; waits for the outstanding ones and returns the first failure.
     func seal() async -> DeltaKitError? {
         await withCheckedContinuation { continuation in
-            let done: DeltaKitError?? = state.withLock { state in
+            let finished = state.withLock { state in
                 state.sealed = true
-                if state.pending == 0 { return .some(state.error) }
                 state.continuation = continuation
-                return .none
+                return Self.finishIfDone(&state)
             }
-            if case .some(let error) = done { continuation.resume(returning: error) }
+            finish(finished)
         }
+    }
+
+    /// Waits until the batch is sealed and every message in it has a delivery report.
+    func waitUntilDone() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state in
+                if !state.done { state.doneWaiters.append(continuation) }
+                return state.done
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    private typealias Finished = (
+        continuation: CheckedContinuation<DeltaKitError?, Never>?, error: DeltaKitError?,
+        waiters: [CheckedContinuation<Void, Never>]
+    )
+
+    private static func finishIfDone(_ state: inout State) -> Finished? {
+        guard state.sealed, state.pending == 0, !state.done else { return nil }
+        state.done = true
+        defer {
+            state.continuation = nil
+            state.doneWaiters = []
+        }
+        return (state.continuation, state.error, state.doneWaiters)
+    }
+
+    private func finish(_ finished: Finished?) {
+        guard let finished else { return }
+        core.unregister(self)
+        finished.continuation?.resume(returning: finished.error)
+        for waiter in finished.waiters { waiter.resume() }
     }
 }
 

@@ -10,6 +10,10 @@ package struct KafkaMockCluster: Sendable {
     package func failProduceRequests(count: Int, errorCode: Int32) {
         handle.mockFailProduceRequests(count: count, errorCode: errorCode)
     }
+    /// Makes broker `broker` the leader of `topic[partition]`.
+    package func setLeader(topic: String, partition: Int32, broker: Int32) {
+        handle.mockSetLeader(topic: topic, partition: partition, broker: broker)
+    }
     /// Creates a topic on the mock cluster.
     package func createTopic(_ name: String, partitions: Int32) { handle.mockCreateTopic(name, partitions: partitions) }
 }

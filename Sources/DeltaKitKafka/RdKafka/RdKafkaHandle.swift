@@ -443,6 +443,11 @@ final class RdKafkaHandle: @unchecked Sendable {
         rd_kafka_mock_push_request_errors_array(cluster, 0, count, &errors)  // ApiKey 0 = Produce
     }
 
+    func mockSetLeader(topic: String, partition: Int32, broker: Int32) {
+        guard let cluster = rd_kafka_handle_mock_cluster(pointer) else { return }
+        _ = rd_kafka_mock_partition_set_leader(cluster, topic, partition, broker)
+    }
+
     func mockCreateTopic(_ name: String, partitions: Int32) {
         guard let cluster = rd_kafka_handle_mock_cluster(pointer) else { return }
         _ = rd_kafka_mock_topic_create(cluster, name, partitions, 1)
