@@ -110,7 +110,6 @@ export DELTAKIT_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export DELTAKIT_POSTGRES_URL="postgres://deltakit:deltakit@127.0.0.1:$PG_PORT/deltakit"
 export DELTAKIT_TANSU_BIN="$TANSU"
 export DELTAKIT_TANSU_PIDFILE="$RUN_DIR/tansu.pid"
-export DELTAKIT_TANSU_PID="$TANSU_PID"
 export DELTAKIT_PYTHON="$VENV/bin/python"
 export PATH="$PG_BIN:$PATH"
 
