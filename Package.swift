@@ -103,6 +103,7 @@ let package = Package(
                 "DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
     ]

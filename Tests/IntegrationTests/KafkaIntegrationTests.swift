@@ -3,6 +3,7 @@ import DeltaKitTesting
 import Foundation
 import Logging
 import MetricsTestKit
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -193,21 +194,37 @@ struct KafkaIntegrationTests {
     func shutdownDrains() async throws {
         let brokers = try TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic()
+        let metrics = TestMetrics()
         let sink = try await KafkaEventSink<DemoUser>(
             configuration: .init(
                 kafka: KafkaTestSupport.kafka(brokers),
                 topic: topic,
                 linger: .milliseconds(200),
                 createTopic: .init()
-            )
+            ),
+            metricsFactory: metrics
         )
+        let group = ServiceGroup(services: [sink], logger: Logger(label: "test.service-group"))
+        let running = Task { try await group.run() }
         var generator = DemoEventGenerator(seed: 6, users: 10)
-        let events = generator.next(2_000)
+        let events = generator.next(20_000)
         let sending = Task { try await sink.send(contentsOf: events) }
-        try await Task.sleep(for: .milliseconds(20))
-        try await sink.close()  // what a SIGTERM through ServiceGroup does
-        try await sending.value
-        #expect(try await KafkaTestSupport.readAll(brokers, topic: topic).count == 2_000)
+        let dimensions = [("topic", topic)]
+        let sent = { try metrics.expectCounter("deltakit_kafka_events_sent_total", dimensions).totalValue }
+        while try sent() == 0 { try await Task.sleep(for: .milliseconds(2)) }
+        await group.triggerGracefulShutdown()  // what SIGTERM does
+        try await running.value
+
+        // Whatever was enqueued when shutdown began was delivered; the rest was refused loudly, never dropped.
+        let enqueued = try sent()
+        #expect(
+            try metrics.expectCounter("deltakit_kafka_events_acknowledged_total", dimensions).totalValue == enqueued
+        )
+        switch await sending.result {
+        case .success: #expect(enqueued == 20_000)
+        case .failure(let error): #expect((error as? DeltaKitError)?.code == .closed)
+        }
+        #expect(Int64(try await KafkaTestSupport.readAll(brokers, topic: topic).count) == enqueued)
         await #expect(throws: DeltaKitError.self) { try await sink.send(events[0]) }
     }
 
