@@ -1,0 +1,118 @@
+import DeltaKit
+import DeltaKitTesting
+import Testing
+
+@testable import DeltaKitKafka
+
+/// Configuration lowering and validation: no broker needed.
+@Suite("Kafka configuration")
+struct KafkaConfigurationTests {
+    func dictionary(_ pairs: [(String, String)]) -> [String: String] {
+        Dictionary(pairs, uniquingKeysWith: { _, later in later })
+    }
+
+    @Test("the sink's defaults are an ordered, loss-free producer with the Java partitioner")
+    func sinkDefaults() {
+        let properties = dictionary(KafkaEventSink<DemoUser>.Configuration().properties)
+        #expect(properties["bootstrap.servers"] == "localhost:9092")
+        #expect(properties["enable.idempotence"] == "true")
+        #expect(properties["acks"] == "all")
+        #expect(properties["partitioner"] == "murmur2_random")
+        #expect(properties["linger.ms"] == "5")
+        #expect(properties["message.timeout.ms"] == "120000")
+        #expect(properties["queue.buffering.max.messages"] == "100000")
+        #expect(properties["compression.codec"] == "none")
+        #expect(properties["socket.nagle.disable"] == "true")
+    }
+
+    @Test("additional properties are applied last and win")
+    func escapeHatch() {
+        var configuration = KafkaEventSink<DemoUser>.Configuration()
+        configuration.kafka.additionalProperties = ["linger.ms": "50", "statistics.interval.ms": "1000"]
+        let properties = dictionary(configuration.properties)
+        #expect(properties["linger.ms"] == "50")
+        #expect(properties["statistics.interval.ms"] == "1000")
+    }
+
+    @Test("security settings map to librdkafka; secrets stay out of descriptions")
+    func security() {
+        let kafka = KafkaConfiguration(
+            bootstrapServers: ["a:9093", "b:9093"],
+            security: .init(
+                protocol: .saslSSL,
+                saslMechanism: "SCRAM-SHA-512",
+                saslUsername: "app",
+                saslPassword: "hunter2",
+                caLocation: "/etc/ca.pem"
+            )
+        )
+        let properties = dictionary(kafka.properties)
+        #expect(properties["bootstrap.servers"] == "a:9093,b:9093")
+        #expect(properties["security.protocol"] == "sasl_ssl")
+        #expect(properties["sasl.mechanisms"] == "SCRAM-SHA-512")
+        #expect(properties["sasl.password"] == "hunter2")
+        #expect(properties["ssl.ca.location"] == "/etc/ca.pem")
+        #expect(!kafka.description.contains("hunter2"))
+    }
+
+    @Test("the source's consumer settings: EOF for caught-up, manual offset store, group or no group")
+    func sourceProperties() {
+        let group = dictionary(KafkaEventSource<DemoUser>.Configuration(sessionTimeout: .seconds(6)).properties)
+        #expect(group["enable.partition.eof"] == "true")
+        #expect(group["enable.auto.offset.store"] == "false")
+        #expect(group["enable.auto.commit"] == "true")
+        #expect(group["group.id"] == "deltakit")
+        #expect(group["session.timeout.ms"] == "6000")
+        #expect(group["heartbeat.interval.ms"] == "2000")
+        #expect(group["auto.offset.reset"] == "earliest")
+        let direct = dictionary(
+            KafkaEventSource<DemoUser>.Configuration(groupID: nil, startPosition: .latest).properties
+        )
+        #expect(direct["enable.auto.commit"] == "false")
+        #expect(direct["auto.offset.reset"] == "latest")
+    }
+
+    @Test(
+        "topic names follow Kafka's rules",
+        arguments: ["", ".", "..", "a b", "a/b", "ü", String(repeating: "x", count: 250)]
+    )
+    func badTopics(name: String) {
+        #expect(throws: DeltaKitError.self) { try KafkaTopicName.validate(name) }
+    }
+
+    @Test("valid topic names pass", arguments: ["user-events", "a.b_c-1", String(repeating: "x", count: 249)])
+    func goodTopics(name: String) throws {
+        try KafkaTopicName.validate(name)
+    }
+
+    @Test("durations become whole milliseconds")
+    func milliseconds() {
+        #expect(Duration.milliseconds(5).milliseconds() == 5)
+        #expect(Duration.seconds(2).milliseconds() == 2000)
+        #expect(Duration.microseconds(10).milliseconds(minimum: 1) == 1)
+    }
+
+    @Test("an unknown property fails at construction with librdkafka's own message, no broker needed")
+    func unknownProperty() {
+        let error = #expect(throws: DeltaKitError.self) {
+            _ = try KafkaTopicAdmin(configuration: .init(additionalProperties: ["no.such.thing": "1"]))
+        }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.message.contains("No such configuration property") == true)
+        #expect(error?.message.contains("no.such.thing") == true)
+    }
+
+    @Test("a rejected secret is not echoed")
+    func rejectedSecret() {
+        let error = #expect(throws: DeltaKitError.self) {
+            _ = try KafkaTopicAdmin(configuration: .init(additionalProperties: ["sasl.password.bogus": "hunter2"]))
+        }
+        #expect(error?.message.contains("hunter2") == false)
+    }
+
+    @Test("the librdkafka version is reported")
+    func version() {
+        #expect(!KafkaTopicAdmin.librdkafkaVersion.isEmpty)
+        #expect(RdKafka.headerVersion >= 0x0200_0000)
+    }
+}
