@@ -57,9 +57,8 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         callbacks.onError { [weak core] error in core?.clientError(error) }
         do {
             let timeout = Int32(configuration.kafka.connectTimeout.milliseconds(minimum: 100))
-            let topic = configuration.topic
             _ = try await DedicatedThread.run(name: "deltakit-kafka-connect") {
-                try handle.partitions(of: topic, timeoutMs: timeout)
+                try handle.clusterMetadata(timeoutMs: timeout)
             }
         } catch let error as KafkaError {
             await core.shutdown()
@@ -78,6 +77,16 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
                 await core.shutdown()
                 throw error
             }
+        }
+        do {
+            // Learn the topic's partitions and leaders now, not on the first send.
+            let timeout = Int32(configuration.kafka.connectTimeout.milliseconds(minimum: 100))
+            let topic = configuration.topic
+            try await DedicatedThread.run(name: "deltakit-kafka-connect") {
+                _ = try handle.warmUp(topic: topic, timeoutMs: timeout)
+            }
+        } catch let error as KafkaError {
+            logger.debug("metadata for '\(configuration.topic)' not available yet: \(error)")
         }
         self.topic = configuration.topic
         self.core = core

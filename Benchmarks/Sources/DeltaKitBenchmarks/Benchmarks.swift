@@ -48,11 +48,12 @@ struct Produce: AsyncParsableCommand {
     @Option var topic: String
     @Option var count = 200_000
     @Option(help: "Events per send(contentsOf:) call; 0 sends them all in one call.") var batch = 0
+    @Option(help: "The sink's local queue bound (queue.buffering.max.messages).") var queueMax = 100_000
 
     func run() async throws {
         let events = benchmarkEvents(count)
         let sink = try await KafkaEventSink<DemoUser>(
-            configuration: .init(kafka: .init(bootstrapServers: [brokers]), topic: topic)
+            configuration: .init(kafka: .init(bootstrapServers: [brokers]), topic: topic, queueMaxMessages: queueMax)
         )
         let clock = ContinuousClock()
         let start = clock.now

@@ -235,6 +235,20 @@ final class RdKafkaHandle: @unchecked Sendable {
         return nil
     }
 
+    /// Fetches metadata for `topic` through its topic handle, so that partitions and leaders are known before the
+    /// first message (librdkafka would otherwise look them up lazily on the first produce). Returns the partition
+    /// count, or `nil` if the topic does not exist (yet).
+    @discardableResult
+    func warmUp(topic: String, timeoutMs: Int32) throws -> Int? {
+        let rkt = try topicPointer(topic)
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(pointer, 0, rkt, &metadata, timeoutMs)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = metadata else { throw RdKafka.error(err) }
+        defer { rd_kafka_metadata_destroy(md) }
+        guard md.pointee.topic_cnt > 0, md.pointee.topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        return Int(md.pointee.topics[0].partition_cnt)
+    }
+
     /// Broker count and the names of all topics (one metadata round trip).
     func clusterMetadata(timeoutMs: Int32) throws -> (brokers: Int, topics: [String]) {
         var metadata: UnsafePointer<rd_kafka_metadata>?
