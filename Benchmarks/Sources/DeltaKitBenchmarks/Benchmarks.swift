@@ -104,19 +104,6 @@ struct Encode: ParsableCommand {
         var buffer: [UInt8] = []
         var bytes = 0
         let clock = ContinuousClock()
-        var t = clock.now
-        for _ in events { _ = try DemoUser.schema }
-        print("schema lookups: \(clock.now - t)")
-        t = clock.now
-        for event in events { _ = try event.keyBytes }
-        print("keyBytes: \(clock.now - t)")
-        let schema = try DemoUser.schema
-        t = clock.now
-        for event in events {
-            buffer.removeAll(keepingCapacity: true)
-            try event.encodeJSON(into: &buffer, schema: schema)
-        }
-        print("values with schema: \(clock.now - t)")
         let start = clock.now
         for event in events {
             buffer.removeAll(keepingCapacity: true)
