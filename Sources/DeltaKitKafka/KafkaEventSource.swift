@@ -93,7 +93,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
 
     deinit { core.abandon() }
 
-    /// The events, in per-partition order. Iterate it from one task at a time.
+    /// The events, in per-partition order. Iterate it from one task at a time: a second task that waits for
+    /// events while another one does gets an error instead of a share of them.
     public var events: KafkaEventSequence<Record> { KafkaEventSequence(core: core) }
 
     /// Marks `event` as done: its offset (+1) is stored and committed by the next auto-commit or ``close()``.
@@ -343,6 +344,18 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                         return .item(item)
                     }
                     if state.closed || Task.isCancelled { return .end }
+                    if state.waiter != nil {
+                        // Two tasks iterating one source would steal each other's events.
+                        return .item(
+                            .failure(
+                                DeltaKitError(
+                                    code: .invalidConfiguration,
+                                    message:
+                                        "the events of the KafkaEventSource for '\(topic)' are being iterated by another task; iterate from one task, or create one source per consumer (same group)"
+                                )
+                            )
+                        )
+                    }
                     state.waiter = continuation
                     return .wait
                 }

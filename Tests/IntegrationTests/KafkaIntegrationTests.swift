@@ -376,4 +376,23 @@ struct KafkaIntegrationTests {
         #expect(try metrics.expectCounter("deltakit_kafka_events_consumed_total", dimensions).totalValue == 100)
         #expect(try metrics.expectCounter("deltakit_kafka_messages_malformed_total", dimensions).totalValue == 1)
     }
+
+    @Test("a second task iterating the same source gets a clear error instead of stolen events")
+    func concurrentIteration() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let admin = try KafkaTopicAdmin(configuration: KafkaTestSupport.kafka(brokers))
+        let topic = TestEnvironment.uniqueTopic()
+        try await admin.ensureTopic(topic, partitions: 1)
+        let source = try await KafkaEventSource<DemoUser>(
+            configuration: .init(kafka: KafkaTestSupport.kafka(brokers), topic: topic, groupID: nil)
+        )
+        let first = Task { for try await _ in source.events {} }
+        try await Task.sleep(for: .milliseconds(300))  // the first task is now waiting for events
+        let error = await #expect(throws: DeltaKitError.self) {
+            for try await _ in source.events {}
+        }
+        #expect(error?.message.contains("another task") == true)
+        try await source.close()
+        try await first.value
+    }
 }
