@@ -115,6 +115,8 @@ struct Watch: AsyncParsableCommand {
     @OptionGroup var source: SourceOptions
     @Option(help: "table or json lines.")
     var format: OutputFormat = .table
+    @Flag(help: "With --brokers: only changes from events produced from now on (default: replay the topic first).")
+    var fromNow = false
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
@@ -130,7 +132,12 @@ struct Watch: AsyncParsableCommand {
             } else {
                 let store = InMemoryStateStore<DemoUser>(historyLimit: 0)
                 let events = try await KafkaEventSource<DemoUser>(
-                    configuration: .init(kafka: source.kafka, topic: source.topic, groupID: nil)
+                    configuration: .init(
+                        kafka: source.kafka,
+                        topic: source.topic,
+                        groupID: nil,
+                        startPosition: fromNow ? .latest : .earliest
+                    )
                 )
                 for try await consumed in events.events {
                     if let change = try await store.apply(consumed.event) { print(change) }
