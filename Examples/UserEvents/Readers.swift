@@ -22,13 +22,7 @@ struct SourceOptions: ParsableArguments {
         }
     }
 
-    var kafka: KafkaConfiguration {
-        KafkaConfiguration(
-            bootstrapServers: (brokers ?? "").split(separator: ",").map(String.init),
-            clientID: "user-events",
-            connectTimeout: .seconds(connectTimeout)
-        )
-    }
+    var kafka: KafkaConfiguration { .userEvents(brokers: brokers ?? "", connectTimeout: connectTimeout) }
 
     func risingWaveStore() async throws -> RisingWaveStateStore<DemoUser> {
         let connection = try await RisingWaveConnection(

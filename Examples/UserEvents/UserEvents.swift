@@ -62,11 +62,18 @@ struct KafkaOptions: ParsableArguments {
             }
             extra[String(item[..<eq])] = String(item[item.index(after: eq)...])
         }
-        return KafkaConfiguration(
+        return .userEvents(brokers: brokers, connectTimeout: connectTimeout, additionalProperties: extra)
+    }
+}
+
+extension KafkaConfiguration {
+    /// The CLI's Kafka settings from a comma-separated `--brokers` value.
+    static func userEvents(brokers: String, connectTimeout: Int, additionalProperties: [String: String] = [:]) -> Self {
+        KafkaConfiguration(
             bootstrapServers: brokers.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) },
             clientID: "user-events",
             connectTimeout: .seconds(connectTimeout),
-            additionalProperties: extra
+            additionalProperties: additionalProperties
         )
     }
 }

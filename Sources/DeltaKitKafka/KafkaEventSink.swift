@@ -280,7 +280,7 @@ final class SinkCore: Sendable {
     /// Accounts for `count` deliveries about to be produced.
     func reserve(_ count: Int) { state.withLock { $0.outstanding += count } }
 
-    /// Gives back reservations that were not produced.
+    /// Gives back reservations that were not produced, or that got their delivery report.
     func release(_ count: Int) {
         let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
             state.outstanding -= count
@@ -291,32 +291,26 @@ final class SinkCore: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    func sent(_ count: Int) { if count > 0 { metrics.sent.increment(by: Int64(count)) } }
-
-    /// Called on the poll thread for every delivery report.
-    func delivered(_ outcome: DeliveryOutcome) {
+    /// Called on the poll thread for every delivery report; returns the error when the delivery failed.
+    func delivered(_ outcome: DeliveryOutcome) -> DeltaKitError? {
+        var failure: DeltaKitError?
         if let error = outcome.error {
             metrics.failed.increment()
-            _ = fail(
-                DeltaKitError(
-                    code: .deliveryFailed,
-                    message:
-                        "the event for key \(outcome.key ?? "?") on '\(topic)' was not acknowledged: \(error.message)",
-                    underlying: error
-                )
+            failure = DeltaKitError(
+                code: .deliveryFailed,
+                message: "the event for key \(outcome.key ?? "?") on '\(topic)' was not acknowledged: \(error.message)",
+                underlying: error
             )
+            _ = fail(failure!)
         } else {
             metrics.acknowledged.increment()
             if outcome.latencyMicros >= 0 { metrics.latency.recordNanoseconds(outcome.latencyMicros * 1000) }
         }
-        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
-            state.outstanding -= 1
-            guard state.outstanding == 0 else { return [] }
-            defer { state.idleWaiters = [] }
-            return state.idleWaiters
-        }
-        for waiter in waiters { waiter.resume() }
+        release(1)
+        return failure
     }
+
+    func sent(_ count: Int) { if count > 0 { metrics.sent.increment(by: Int64(count)) } }
 
     /// Records the first failure; returns the error to throw.
     func fail(_ error: DeltaKitError) -> DeltaKitError {
@@ -453,16 +447,10 @@ final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
     func release(_ count: Int) { state.withLock { $0.pending -= count } }
 
     override func delivered(_ outcome: DeliveryOutcome) {
-        core.delivered(outcome)
+        let failure = core.delivered(outcome)
         let finished = state.withLock { state in
             state.pending -= 1
-            if let error = outcome.error, state.error == nil {
-                state.error = DeltaKitError(
-                    code: .deliveryFailed,
-                    message: "the event for key \(outcome.key ?? "?") was not acknowledged by Kafka: \(error.message)",
-                    underlying: error
-                )
-            }
+            if state.error == nil { state.error = failure }
             return Self.finishIfDone(&state)
         }
         finish(finished)

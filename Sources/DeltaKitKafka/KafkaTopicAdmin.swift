@@ -30,41 +30,17 @@ public struct KafkaTopicAdmin: Sendable {
     ///   the servers and the fix.
     @discardableResult
     public func checkConnection() async throws -> Int {
-        let handle = self.handle
-        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
-        do {
-            return try await DedicatedThread.run(name: "deltakit-kafka-admin") {
-                try handle.clusterMetadata(timeoutMs: timeout).brokers
-            }
-        } catch let error as KafkaError {
-            throw unreachable(error)
-        }
+        try await metadataCall { handle, timeout in try handle.clusterMetadata(timeoutMs: timeout).brokers }
     }
 
     /// The topics the cluster knows.
     public func topics() async throws -> [String] {
-        let handle = self.handle
-        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
-        do {
-            return try await DedicatedThread.run(name: "deltakit-kafka-admin") {
-                try handle.clusterMetadata(timeoutMs: timeout).topics.sorted()
-            }
-        } catch let error as KafkaError {
-            throw unreachable(error)
-        }
+        try await metadataCall { handle, timeout in try handle.clusterMetadata(timeoutMs: timeout).topics.sorted() }
     }
 
     /// The partition ids of `topic`, or `nil` if it does not exist.
     public func partitions(of topic: String) async throws -> [Int32]? {
-        let handle = self.handle
-        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
-        do {
-            return try await DedicatedThread.run(name: "deltakit-kafka-admin") {
-                try handle.partitions(of: topic, timeoutMs: timeout)
-            }
-        } catch let error as KafkaError {
-            throw unreachable(error)
-        }
+        try await metadataCall { handle, timeout in try handle.partitions(of: topic, timeoutMs: timeout) }
     }
 
     /// Creates `topic` if it does not exist yet; idempotent. Returns `true` when this call created it.
@@ -103,6 +79,19 @@ public struct KafkaTopicAdmin: Sendable {
                 message: "cannot create topic '\(topic)' on \(configuration.serversDescription): \(error.message)",
                 underlying: error
             )
+        }
+    }
+
+    /// Runs a blocking metadata call on its own thread; a librdkafka failure means no broker answered.
+    private func metadataCall<T: Sendable>(
+        _ body: @escaping @Sendable (RdKafkaHandle, Int32) throws -> T
+    ) async throws -> T {
+        let handle = self.handle
+        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
+        do {
+            return try await DedicatedThread.run(name: "deltakit-kafka-admin") { try body(handle, timeout) }
+        } catch let error as KafkaError {
+            throw unreachable(error)
         }
     }
 

@@ -1,3 +1,4 @@
+import DeltaKit
 public import Foundation
 
 /// A value that can be sent as a text-format statement parameter (`$1`, `$2`, …).
@@ -51,10 +52,10 @@ extension Bool: SQLEncodable, SQLDecodable {
 }
 extension Date: SQLEncodable, SQLDecodable {
     /// ISO-8601 with microseconds and `+00:00`.
-    public var sqlText: String { DeltaKitSQLTime.format(self) }
+    public var sqlText: String { EventTimestamp.format(self) }
     /// Parses TIMESTAMP (read as UTC) and TIMESTAMPTZ text, with or without fraction and offset.
     public init?(sqlText: String) {
-        guard let date = DeltaKitSQLTime.parse(sqlText) else { return nil }
+        guard let date = EventTimestamp.parse(sqlText) else { return nil }
         self = date
     }
 }

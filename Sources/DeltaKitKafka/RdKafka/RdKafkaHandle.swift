@@ -217,22 +217,32 @@ final class RdKafkaHandle: @unchecked Sendable {
 
     // MARK: Metadata and admin (blocking: call from a dedicated thread)
 
+    /// One metadata request (all topics, or only `topic` through its handle); `body` reads the answer before it is freed.
+    private func withMetadata<T>(
+        of topic: String?,
+        timeoutMs: Int32,
+        _ body: (rd_kafka_metadata) throws -> T
+    ) throws -> T {
+        let rkt = try topic.map(topicPointer)
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(pointer, rkt == nil ? 1 : 0, rkt, &metadata, timeoutMs)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = metadata else { throw RdKafka.error(err) }
+        defer { rd_kafka_metadata_destroy(md) }
+        return try body(md.pointee)
+    }
+
     /// Partition ids of `topic`, or `nil` when the cluster does not know the topic.
     func partitions(of topic: String, timeoutMs: Int32) throws -> [Int32]? {
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        let err = rd_kafka_metadata(pointer, 1, nil, &metadata, timeoutMs)
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = metadata else {
-            throw RdKafka.error(err)
+        try withMetadata(of: nil, timeoutMs: timeoutMs) { md in
+            for i in 0..<Int(md.topic_cnt) {
+                let t = md.topics[i]
+                guard String(cString: t.topic) == topic else { continue }
+                if t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART { return nil }
+                if t.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw RdKafka.error(t.err) }
+                return (0..<Int(t.partition_cnt)).map { t.partitions[$0].id }.sorted()
+            }
+            return nil
         }
-        defer { rd_kafka_metadata_destroy(md) }
-        for i in 0..<Int(md.pointee.topic_cnt) {
-            let t = md.pointee.topics[i]
-            guard String(cString: t.topic) == topic else { continue }
-            if t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART { return nil }
-            if t.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw RdKafka.error(t.err) }
-            return (0..<Int(t.partition_cnt)).map { t.partitions[$0].id }.sorted()
-        }
-        return nil
     }
 
     /// Fetches metadata for `topic` through its topic handle, so that partitions and leaders are known before the
@@ -240,23 +250,17 @@ final class RdKafkaHandle: @unchecked Sendable {
     /// count, or `nil` if the topic does not exist (yet).
     @discardableResult
     func warmUp(topic: String, timeoutMs: Int32) throws -> Int? {
-        let rkt = try topicPointer(topic)
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        let err = rd_kafka_metadata(pointer, 0, rkt, &metadata, timeoutMs)
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = metadata else { throw RdKafka.error(err) }
-        defer { rd_kafka_metadata_destroy(md) }
-        guard md.pointee.topic_cnt > 0, md.pointee.topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
-        return Int(md.pointee.topics[0].partition_cnt)
+        try withMetadata(of: topic, timeoutMs: timeoutMs) { md in
+            guard md.topic_cnt > 0, md.topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+            return Int(md.topics[0].partition_cnt)
+        }
     }
 
     /// Broker count and the names of all topics (one metadata round trip).
     func clusterMetadata(timeoutMs: Int32) throws -> (brokers: Int, topics: [String]) {
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        let err = rd_kafka_metadata(pointer, 1, nil, &metadata, timeoutMs)
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = metadata else { throw RdKafka.error(err) }
-        defer { rd_kafka_metadata_destroy(md) }
-        let names = (0..<Int(md.pointee.topic_cnt)).map { String(cString: md.pointee.topics[$0].topic) }
-        return (Int(md.pointee.broker_cnt), names)
+        try withMetadata(of: nil, timeoutMs: timeoutMs) { md in
+            (Int(md.broker_cnt), (0..<Int(md.topic_cnt)).map { String(cString: md.topics[$0].topic) })
+        }
     }
 
     /// Creates a topic; `true` if created, `false` if it already existed.
