@@ -380,18 +380,24 @@ struct KafkaIntegrationTests {
     @Test("a second task iterating the same source gets a clear error instead of stolen events")
     func concurrentIteration() async throws {
         let brokers = try TestEnvironment.requireKafka()
-        let admin = try KafkaTopicAdmin(configuration: KafkaTestSupport.kafka(brokers))
-        let topic = TestEnvironment.uniqueTopic()
-        try await admin.ensureTopic(topic, partitions: 1)
+        let sink = try await KafkaTestSupport.makeSink(brokers, partitions: 1)
+        try await sink.send(.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1))
+        try await sink.close()
         let source = try await KafkaEventSource<DemoUser>(
-            configuration: .init(kafka: KafkaTestSupport.kafka(brokers), topic: topic, groupID: nil)
+            configuration: .init(kafka: KafkaTestSupport.kafka(brokers), topic: sink.topic, groupID: nil)
         )
         let first = Task { for try await _ in source.events {} }
-        try await Task.sleep(for: .milliseconds(300))  // the first task is now waiting for events
-        let error = await #expect(throws: DeltaKitError.self) {
-            for try await _ in source.events {}
+        await source.waitUntilCaughtUp()  // the first task took the end-of-partition marker …
+        try await Task.sleep(for: .milliseconds(200))  // … and is now waiting for more
+        let second = Task { for try await _ in source.events {} }
+        // Never hang: if the second task were (wrongly) allowed to wait, closing the source ends it.
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(10))
+            try await source.close()
         }
+        let error = await #expect(throws: DeltaKitError.self) { try await second.value }
         #expect(error?.message.contains("another task") == true)
+        watchdog.cancel()
         try await source.close()
         try await first.value
     }
