@@ -16,7 +16,7 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         logging.bootstrap()
         try await reportingErrors {
-            let pipeline = InMemoryPipeline<DemoUser>(historyLimit: 20)
+            let pipeline = try InMemoryPipeline<DemoUser>(historyLimit: 20)
             var events = DemoEventGenerator(seed: generator.resolvedSeed, clock: HybridLogicalClock())
             for i in 0..<generator.count {
                 let event = events.next()

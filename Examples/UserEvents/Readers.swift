@@ -36,7 +36,7 @@ struct SourceOptions: ParsableArguments {
 
     /// Reads the whole topic into memory (no consumer group), reporting malformed messages on stderr.
     func materialized(historyLimit: Int) async throws -> InMemoryStateStore<DemoUser> {
-        let store = InMemoryStateStore<DemoUser>(historyLimit: historyLimit)
+        let store = try InMemoryStateStore<DemoUser>(historyLimit: historyLimit)
         try await KafkaMaterializer.materialize(
             .init(kafka: kafka, topic: topic, groupID: nil),
             into: store,
@@ -124,7 +124,7 @@ struct Watch: AsyncParsableCommand {
                     print(change.change)
                 }
             } else {
-                let store = InMemoryStateStore<DemoUser>(historyLimit: 0)
+                let store = try InMemoryStateStore<DemoUser>(historyLimit: 0)
                 let events = try await KafkaEventSource<DemoUser>(
                     configuration: .init(
                         kafka: source.kafka,

@@ -70,7 +70,7 @@ extension ChangeEvent {
             }
         } else {
             writer.key(schema.keyField)
-            try key.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: schema.keyField))
+            try writer.scalar(key, field: schema.keyField)
             for field in schema.valueFields {
                 writer.key(field.name)
                 writer.null()
@@ -195,6 +195,13 @@ extension ChangeEvent: Codable {
             } catch let error as DecodingError {
                 throw fields.translate(error)
             }
+            if schema.checksValuesAfterDecoding {
+                var scratch: [UInt8] = []
+                do { try record.encode(to: FlatJSONEncoder(writer: FlatJSONWriter(buffer: scratch))) } catch {
+                    throw ChangeEventDecodingError(field: nil, value: nil, reason: "\(error)")
+                }
+                scratch.removeAll()
+            }
             self.init(operation: operation, record: record, order: order, timestamp: timestamp)
         }
     }
@@ -270,16 +277,7 @@ private struct FieldReader {
     }
 
     private func typeName(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: return "a string"
-        case is Bool.Type: return "a boolean"
-        case is Double.Type, is Float.Type: return "a number"
-        case is Int.Type, is Int64.Type, is Int32.Type, is Int16.Type, is Int8.Type, is UInt.Type, is UInt64.Type,
-            is UInt32.Type, is UInt16.Type, is UInt8.Type:
-            return "an integer"
-        case is Date.Type: return "an ISO-8601 timestamp"
-        default: return "a value of type \(type)"
-        }
+        ScalarType.of(type)?.expectation ?? "a value of type \(type)"
     }
 }
 
@@ -307,10 +305,7 @@ extension ChangeEvent {
             writer.integer(number)
             buffer = writer.buffer
         default:
-            let writer = FlatJSONWriter(buffer: buffer)
-            buffer = []
-            defer { buffer = writer.buffer }
-            try key.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: Record.keyField))
+            try ScalarType.require(Record.Key.self, field: Record.keyField).writeJSON(key, &buffer, Record.keyField)
         }
     }
 }

@@ -7,7 +7,7 @@ public struct DeltaKitError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case connectionFailed, timedOut, serializationFailed, rejected, closed, invalidConfiguration
-            case deliveryFailed, queryFailed, injectedFailure
+            case deliveryFailed, queryFailed, changesUnavailable
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -28,8 +28,9 @@ public struct DeltaKitError: Error, Sendable, CustomStringConvertible {
         public static let deliveryFailed = Code(.deliveryFailed)
         /// A query failed on the server.
         public static let queryFailed = Code(.queryFailed)
-        /// A failure that a test double was told to raise.
-        public static let injectedFailure = Code(.injectedFailure)
+        /// A change feed cannot deliver the changes after a position: the consumer fell too far behind, or
+        /// resumed from a position the store no longer retains. Start the feed again from a snapshot.
+        public static let changesUnavailable = Code(.changesUnavailable)
 
         public var description: String { base.rawValue }
     }
@@ -56,5 +57,32 @@ public struct DeltaKitError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         if let underlying { return "\(code): \(message) (underlying: \(underlying))" }
         return "\(code): \(message)"
+    }
+}
+
+extension DeltaKitError {
+    /// An ``Code/invalidConfiguration`` error naming the setting, its value and what is allowed.
+    package static func invalidValue(_ name: String, _ value: Any, allowed: String) -> DeltaKitError {
+        DeltaKitError(code: .invalidConfiguration, message: "\(name) is \(value); allowed: \(allowed)")
+    }
+
+    /// Throws ``invalidValue(_:_:allowed:)`` unless `value` is in `range`.
+    package static func check<T: Comparable>(_ value: T, in range: ClosedRange<T>, _ name: String) throws {
+        guard range.contains(value) else {
+            let allowed =
+                if let upper = range.upperBound as? Int, upper == .max {
+                    "\(range.lowerBound) or more"
+                } else {
+                    "\(range.lowerBound)…\(range.upperBound)"
+                }
+            throw invalidValue(name, value, allowed: allowed)
+        }
+    }
+
+    /// Throws unless `duration` is in `range`.
+    package static func check(_ duration: Duration, in range: ClosedRange<Duration>, _ name: String) throws {
+        guard range.contains(duration) else {
+            throw invalidValue(name, duration, allowed: "\(range.lowerBound)…\(range.upperBound)")
+        }
     }
 }

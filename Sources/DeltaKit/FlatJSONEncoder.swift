@@ -36,16 +36,6 @@ final class FlatJSONWriter {
 
     func integer<T: BinaryInteger>(_ value: T) { Self.appendInteger(value, to: &buffer) }
 
-    func floatingPoint<T: BinaryFloatingPoint & LosslessStringConvertible>(_ value: T, field: String) throws {
-        guard value.isFinite else {
-            throw DeltaKitError(
-                code: .serializationFailed,
-                message: "field '\(field)' is \(value); JSON has no representation for non-finite numbers"
-            )
-        }
-        buffer.append(contentsOf: String(value).utf8)
-    }
-
     func string(_ value: String) { Self.appendString(value, to: &buffer) }
 
     static func appendKey(_ name: String, comma: Bool, to buffer: inout [UInt8]) {
@@ -105,19 +95,12 @@ final class FlatJSONWriter {
         buffer.append(UInt8(ascii: "\""))
     }
 
-    /// Writes a value that `Foundation` types encode specially; returns `false` for anything else.
-    func special(_ value: some Encodable) -> Bool {
-        switch value {
-        case let date as Date:
-            buffer.append(UInt8(ascii: "\""))
-            EventTimestamp.format(date, into: &buffer)
-            buffer.append(UInt8(ascii: "\""))
-        case let uuid as UUID: string(uuid.uuidString.lowercased())
-        case let decimal as Decimal: buffer.append(contentsOf: decimal.description.utf8)
-        case let url as URL: string(url.absoluteString)
-        default: return false
+    /// Writes any supported scalar through its ``ScalarType`` (the single table of scalar types).
+    func scalar<T>(_ value: T, field: String) throws {
+        guard let scalar = ScalarType.of(T.self) else {
+            throw notScalar(field)
         }
-        return true
+        try scalar.writeJSON(value, &buffer, field)
     }
 }
 
@@ -143,7 +126,7 @@ private func notScalar(_ field: String) -> DeltaKitError {
     DeltaKitError(
         code: .serializationFailed,
         message:
-            "field '\(field)' is not a scalar; a ChangeRecord's fields must be Int, Double, Bool, String, Date, Decimal, UUID or optionals of these"
+            "field '\(field)' is not a scalar; a ChangeRecord's fields must be \(ScalarType.supportedList), or optionals of these"
     )
 }
 
@@ -170,26 +153,18 @@ private struct FlatKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
         writer.key(key.stringValue)
         writer.string(value)
     }
-    mutating func encode(_ value: Double, forKey key: Key) throws {
-        try check()
-        writer.key(key.stringValue)
-        try writer.floatingPoint(value, field: key.stringValue)
-    }
-    mutating func encode(_ value: Float, forKey key: Key) throws {
-        try check()
-        writer.key(key.stringValue)
-        try writer.floatingPoint(value, field: key.stringValue)
-    }
+    mutating func encode(_ value: Double, forKey key: Key) throws { try viaTable(value, key) }
+    mutating func encode(_ value: Float, forKey key: Key) throws { try viaTable(value, key) }
     mutating func encode(_ value: Int, forKey key: Key) throws { try int(value, key) }
     mutating func encode(_ value: Int8, forKey key: Key) throws { try int(value, key) }
     mutating func encode(_ value: Int16, forKey key: Key) throws { try int(value, key) }
     mutating func encode(_ value: Int32, forKey key: Key) throws { try int(value, key) }
     mutating func encode(_ value: Int64, forKey key: Key) throws { try int(value, key) }
-    mutating func encode(_ value: UInt, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: UInt, forKey key: Key) throws { try viaTable(value, key) }
     mutating func encode(_ value: UInt8, forKey key: Key) throws { try int(value, key) }
     mutating func encode(_ value: UInt16, forKey key: Key) throws { try int(value, key) }
     mutating func encode(_ value: UInt32, forKey key: Key) throws { try int(value, key) }
-    mutating func encode(_ value: UInt64, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: UInt64, forKey key: Key) throws { try viaTable(value, key) }
 
     private func int(_ value: some BinaryInteger, _ key: Key) throws {
         try check()
@@ -197,12 +172,12 @@ private struct FlatKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
         writer.integer(value)
     }
 
-    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
+    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws { try viaTable(value, key) }
+
+    private func viaTable<T>(_ value: T, _ key: Key) throws {
         try check()
         writer.key(key.stringValue)
-        if !writer.special(value) {
-            try value.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: key.stringValue))
-        }
+        try writer.scalar(value, field: key.stringValue)
     }
 
     // Optionals are written as explicit null so every event carries every field.
@@ -268,33 +243,27 @@ private struct FlatSingleValueContainer: SingleValueEncodingContainer {
         try check()
         writer.string(value)
     }
-    mutating func encode(_ value: Double) throws {
-        try check()
-        try writer.floatingPoint(value, field: field ?? "")
-    }
-    mutating func encode(_ value: Float) throws {
-        try check()
-        try writer.floatingPoint(value, field: field ?? "")
-    }
+    mutating func encode(_ value: Double) throws { try viaTable(value) }
+    mutating func encode(_ value: Float) throws { try viaTable(value) }
     mutating func encode(_ value: Int) throws { try int(value) }
     mutating func encode(_ value: Int8) throws { try int(value) }
     mutating func encode(_ value: Int16) throws { try int(value) }
     mutating func encode(_ value: Int32) throws { try int(value) }
     mutating func encode(_ value: Int64) throws { try int(value) }
-    mutating func encode(_ value: UInt) throws { try int(value) }
+    mutating func encode(_ value: UInt) throws { try viaTable(value) }
     mutating func encode(_ value: UInt8) throws { try int(value) }
     mutating func encode(_ value: UInt16) throws { try int(value) }
     mutating func encode(_ value: UInt32) throws { try int(value) }
-    mutating func encode(_ value: UInt64) throws { try int(value) }
+    mutating func encode(_ value: UInt64) throws { try viaTable(value) }
     private func int(_ value: some BinaryInteger) throws {
         try check()
         writer.integer(value)
     }
-    mutating func encode<T: Encodable>(_ value: T) throws {
+    mutating func encode<T: Encodable>(_ value: T) throws { try viaTable(value) }
+
+    private func viaTable<T>(_ value: T) throws {
         try check()
-        if !writer.special(value) {
-            try value.encode(to: FlatJSONEncoder(writer: writer, singleValueKey: field))
-        }
+        try writer.scalar(value, field: field ?? "")
     }
 }
 

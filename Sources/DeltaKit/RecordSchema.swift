@@ -49,6 +49,12 @@ public struct RecordSchema: Hashable, Sendable, CustomStringConvertible {
     public var keyField: String
     /// All fields, key included, in declaration order.
     public var fields: [Field]
+    /// Set by discovery when a field's Swift type can hold values its column cannot (`UInt`, `UInt64`):
+    /// decoding then checks each record against the encoder's rules.
+    package var checksValuesAfterDecoding = false
+    /// Set by discovery when a field's value can change in a wire round trip (`Date` is truncated to
+    /// microseconds, `Float` and `Decimal` go through decimal text).
+    package var changesInRoundTrip = false
 
     /// Creates a schema; `keyField` must name one of `fields`.
     public init(keyField: String, fields: [Field]) throws {
@@ -89,8 +95,9 @@ public struct RecordSchema: Hashable, Sendable, CustomStringConvertible {
     public static func discover<R: ChangeRecord>(_ type: R.Type) throws -> RecordSchema {
         if let cached = cache.withLock({ $0[ObjectIdentifier(type)] }) { return cached }
         let recorder = FieldRecorder()
+        let probe: R
         do {
-            _ = try R(from: SchemaProbeDecoder(recorder: recorder, codingPath: []))
+            probe = try R(from: SchemaProbeDecoder(recorder: recorder, codingPath: []))
         } catch let error as DeltaKitError {
             throw error
         } catch {
@@ -101,18 +108,48 @@ public struct RecordSchema: Hashable, Sendable, CustomStringConvertible {
                 underlying: error
             )
         }
-        let schema = try RecordSchema(keyField: R.keyField, fields: recorder.fields)
+        var schema = try RecordSchema(keyField: R.keyField, fields: recorder.fields)
+        schema.checksValuesAfterDecoding = recorder.wideUnsigned
+        schema.changesInRoundTrip = schema.fields.contains { [.timestamp, .float, .decimal].contains($0.type) }
+        try checkKey(of: probe, recorder: recorder)
         cache.withLock { $0[ObjectIdentifier(type)] = schema }
         return schema
+    }
+}
+
+/// Checks that `record.key` is the value of the key field: each field was given a distinct value, so a
+/// `key` that reads another field (or computes something else) shows up here, once, at discovery.
+private func checkKey<R: ChangeRecord>(of record: R, recorder: FieldRecorder) throws {
+    var keyJSON: [UInt8] = []
+    do {
+        try ScalarType.require(R.Key.self, field: R.keyField).writeJSON(record.key, &keyJSON, R.keyField)
+    } catch {
+        throw DeltaKitError(
+            code: .invalidConfiguration,
+            message: "the key type \(R.Key.self) of \(R.self) is not a supported scalar (\(ScalarType.supportedList))"
+        )
+    }
+    guard keyJSON == recorder.probeJSON[R.keyField] else {
+        let given = String(decoding: recorder.probeJSON[R.keyField] ?? [], as: UTF8.self)
+        throw DeltaKitError(
+            code: .invalidConfiguration,
+            message:
+                "\(R.self).key disagrees with its key field '\(R.keyField)': with '\(R.keyField)' = \(given), key returned \(String(decoding: keyJSON, as: UTF8.self)); make `key` return the '\(R.keyField)' property (or set keyField to the field `key` returns)"
+        )
     }
 }
 
 /// Collects fields while a probe decode runs. Used by one thread only, during `discover`.
 private final class FieldRecorder {
     var fields: [RecordSchema.Field] = []
-    func record(_ name: String, _ type: RecordSchema.FieldType, optional: Bool) {
+    /// The JSON of the value each field was given, to check that `key` reads the key field.
+    var probeJSON: [String: [UInt8]] = [:]
+    /// Whether a field is `UInt` or `UInt64`, whose values can exceed a BIGINT column.
+    var wideUnsigned = false
+    func record(_ name: String, _ type: RecordSchema.FieldType, optional: Bool, probeJSON json: [UInt8]) {
         if !fields.contains(where: { $0.name == name }) {
             fields.append(.init(name: name, type: type, isOptional: optional))
+            probeJSON[name] = json
         }
     }
 }
@@ -137,32 +174,8 @@ private func nested(_ path: [any CodingKey]) -> DeltaKitError {
     return DeltaKitError(
         code: .invalidConfiguration,
         message:
-            "field '\(name)' is not a scalar; a ChangeRecord's fields map to SQL columns and must be Int, Double, Bool, String, Date, Decimal, UUID or optionals of these"
+            "field '\(name)' is not a scalar; a ChangeRecord's fields map to columns and must be \(ScalarType.supportedList), or optionals of these"
     )
-}
-
-/// A probe value of each scalar type, plus its schema type.
-private func probe<T>(_ type: T.Type) -> (RecordSchema.FieldType, T)? {
-    switch type {
-    case is Bool.Type: return (.bool, false as! T)
-    case is String.Type: return (.string, "" as! T)
-    case is Double.Type: return (.double, 0.0 as! T)
-    case is Float.Type: return (.float, Float(0) as! T)
-    case is Int.Type: return (.int64, 0 as! T)
-    case is Int64.Type: return (.int64, Int64(0) as! T)
-    case is UInt.Type: return (.int64, UInt(0) as! T)
-    case is UInt64.Type: return (.int64, UInt64(0) as! T)
-    case is UInt32.Type: return (.int64, UInt32(0) as! T)
-    case is Int32.Type: return (.int32, Int32(0) as! T)
-    case is Int16.Type: return (.int32, Int16(0) as! T)
-    case is Int8.Type: return (.int32, Int8(0) as! T)
-    case is UInt16.Type: return (.int32, UInt16(0) as! T)
-    case is UInt8.Type: return (.int32, UInt8(0) as! T)
-    case is Date.Type: return (.timestamp, Date(timeIntervalSince1970: 0) as! T)
-    case is Decimal.Type: return (.decimal, Decimal(0) as! T)
-    case is UUID.Type: return (.uuid, UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)) as! T)
-    default: return nil
-    }
 }
 
 private struct ProbeKeyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
@@ -234,8 +247,20 @@ private struct ProbeKeyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 
     private func scalar<T>(_ key: Key, optional: Bool) throws -> T {
-        guard let (fieldType, value) = probe(T.self) else { throw nested([key]) }
-        recorder.record(key.stringValue, fieldType, optional: optional)
+        let name = key.stringValue
+        guard let scalar = ScalarType.of(T.self) else { throw ScalarType.unsupported(T.self, field: name) }
+        let seed = recorder.fields.count + 1
+        guard let value = scalar.probe(seed) as? T else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "field '\(name)' has type \(T.self), an enum DeltaKit cannot list the values of; add CaseIterable to it"
+            )
+        }
+        var json: [UInt8] = []
+        try scalar.writeJSON(value, &json, name)
+        recorder.record(name, scalar.fieldType, optional: optional, probeJSON: json)
+        if T.self == UInt.self || T.self == UInt64.self { recorder.wideUnsigned = true }
         return value
     }
 

@@ -9,7 +9,7 @@ public import ServiceLifecycle
 /// the merge is idempotent by order (`LatestStateMerge`), the replay gives the same state.
 ///
 /// ```swift
-/// let store = InMemoryStateStore<User>()
+/// let store = try InMemoryStateStore<User>()
 /// let materializer = KafkaMaterializer(source: try await KafkaEventSource(configuration: config), store: store)
 /// let group = ServiceGroup(services: [materializer], gracefulShutdownSignals: [.sigterm], logger: logger)
 /// ```

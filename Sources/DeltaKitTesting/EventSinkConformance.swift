@@ -1,4 +1,5 @@
 public import DeltaKit
+import Foundation
 
 /// A reusable conformance suite for `EventSink` implementations.
 ///
@@ -14,20 +15,34 @@ public import DeltaKit
 ///
 /// It is framework-neutral: it throws instead of calling `#expect` or `XCTAssert`.
 public struct EventSinkConformance<Sink: EventSink>: Sendable where Sink.Record == DemoUser {
+    /// A fresh sink for ``ScalarSample`` records and a way to read back what became durable in it.
+    public typealias ScalarSinkFactory =
+        @Sendable () async throws -> (
+            sink: any EventSink<ScalarSample>,
+            readBack: @Sendable () async throws -> [ChangeEvent<ScalarSample>]
+        )
+
     private let makeSink: @Sendable () async throws -> Sink
     private let readBack: @Sendable (Sink) async throws -> [ChangeEvent<DemoUser>]
+    private let makeScalarSink: ScalarSinkFactory?
 
     /// Creates the suite.
     ///
     /// - Parameters:
     ///   - makeSink: Returns a fresh, empty sink (a new topic, say); called once per check.
     ///   - readBack: Returns every event durable in the sink, in any order across keys but in per-key order.
+    ///   - makeScalarSink: Returns a fresh sink of ``ScalarSample`` records with its read-back. When given,
+    ///     the suite also checks that every scalar kind reads back in its canonical form
+    ///     (``DeltaKit/ChangeEvent/canonicalized()``) and that invalid events are refused with
+    ///     `serializationFailed` and never become durable. Default: `nil`.
     public init(
         makeSink: @escaping @Sendable () async throws -> Sink,
-        readBack: @escaping @Sendable (Sink) async throws -> [ChangeEvent<DemoUser>]
+        readBack: @escaping @Sendable (Sink) async throws -> [ChangeEvent<DemoUser>],
+        makeScalarSink: ScalarSinkFactory? = nil
     ) {
         self.makeSink = makeSink
         self.readBack = readBack
+        self.makeScalarSink = makeScalarSink
     }
 
     /// Runs every check and returns the names of those that passed.
@@ -80,7 +95,66 @@ public struct EventSinkConformance<Sink: EventSink>: Sendable where Sink.Record 
             let got = try await readBack(sink)
             return got.isEmpty ? nil : "expected nothing, read back \(got.count) events"
         }
+        if let makeScalarSink { await Self.scalarChecks(makeScalarSink, &runner) }
         return try runner.finish()
+    }
+
+    private static func scalarChecks(_ makeScalarSink: ScalarSinkFactory, _ runner: inout CheckRunner) async {
+        await runner.check("every scalar kind reads back as a consumer decodes it") {
+            let (sink, readBack) = try await makeScalarSink()
+            // Sub-microsecond date, a float and a decimal that go through decimal text, enums, UUID, URL, nil.
+            let events: [ChangeEvent<ScalarSample>] = [
+                .insert(
+                    ScalarSample(id: 1, ratio: 0.1, at: Date(timeIntervalSince1970: 1_704_067_200.1234567)),
+                    order: 1
+                ),
+                .update(
+                    ScalarSample(
+                        id: 2,
+                        label: "ünïcødé \"quoted\" \\ \n",
+                        score: -0.0,
+                        ratio: nil,
+                        amount: Decimal(string: "-0.000001")!,
+                        status: .suspended,
+                        tier: .free,
+                        flag: false,
+                        small: .min,
+                        big: nil,
+                        link: nil
+                    ),
+                    order: 2
+                ),
+                .delete(key: 3, order: 3),
+            ]
+            try await sink.send(contentsOf: events)
+            try await sink.flush()
+            let expected = try events.map { try $0.canonicalized() }
+            let got = try await readBack().sorted { $0.order < $1.order }
+            if got != expected { return "expected \(expected), read back \(got)" }
+            if got[0].record?.at == events[0].record?.at { return "the sub-microsecond date was not truncated" }
+            return nil
+        }
+        await runner.check("invalid events are refused with serializationFailed and never become durable") {
+            let (sink, readBack) = try await makeScalarSink()
+            let invalid: [(String, ChangeEvent<ScalarSample>)] = [
+                ("NaN", .insert(ScalarSample(id: 1, score: .nan), order: 1)),
+                ("infinity", .insert(ScalarSample(id: 2, ratio: .infinity), order: 2)),
+                ("UInt64.max", .insert(ScalarSample(id: 3, big: .max), order: 3)),
+            ]
+            for (what, event) in invalid {
+                do {
+                    try await sink.send(event)
+                    return "a record with \(what) was accepted"
+                } catch let error as DeltaKitError where error.code == .serializationFailed {
+                    continue
+                } catch {
+                    return "a record with \(what) failed with \(error), expected serializationFailed"
+                }
+            }
+            try await sink.flush()
+            let got = try await readBack()
+            return got.isEmpty ? nil : "invalid events became durable: \(got)"
+        }
     }
 
     /// Compares as multisets and per key in order.

@@ -4,6 +4,11 @@ import Synchronization
 /// An `EventSink` that keeps every event in memory: the fake to swap in for `KafkaEventSink`
 /// in unit tests.
 ///
+/// It fails where production fails: every event goes through the same wire encoding a Kafka sink uses
+/// and is decoded again, as a consumer would read it. So an invalid event (a non-finite number, a value no
+/// column can hold, an unsupported field type) is refused with the same ``DeltaKit/DeltaKitError``, and what
+/// ``events`` holds is what a consumer reads back (timestamps truncated to microseconds).
+///
 /// It records what was sent (``events``), and can be told to fail on demand so that tests can
 /// exercise their error paths (``failNextSends(_:with:)``). A failed event is not recorded: like a
 /// real sink, nothing is silently kept or dropped.
@@ -12,7 +17,7 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
         var events: [ChangeEvent<Record>] = []
         var failuresLeft = 0
         var failForever = false
-        var failure: DeltaKitError = DeltaKitError(code: .injectedFailure, message: "injected failure")
+        var failure = DeltaKitError(code: .deliveryFailed, message: "delivery failed (injected by InMemoryEventSink)")
         var flushCount = 0
     }
     private let state = Mutex(State())
@@ -26,17 +31,31 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
         self.onDurable = onDurable
     }
 
-    /// Records `event`, or throws the injected failure.
+    /// Records `event` as a consumer would read it back, or throws the injected failure.
+    ///
+    /// - Throws: ``DeltaKit/DeltaKitError`` with code `serializationFailed` for an invalid event (exactly as
+    ///   `KafkaEventSink` does), or the injected failure.
     public func send(_ event: ChangeEvent<Record>) async throws {
+        let wire = try event.jsonData()
+        let durable: ChangeEvent<Record>
+        do {
+            durable = try ChangeEvent<Record>(jsonData: wire)
+        } catch {
+            throw DeltaKitError(
+                code: .serializationFailed,
+                message: "\(Record.self) with key \(event.key) does not read back from its own wire form: \(error)",
+                underlying: error
+            )
+        }
         try state.withLock { state in
             if state.failForever { throw state.failure }
             if state.failuresLeft > 0 {
                 state.failuresLeft -= 1
                 throw state.failure
             }
-            state.events.append(event)
+            state.events.append(durable)
         }
-        try await onDurable?(event)
+        try await onDurable?(durable)
     }
 
     /// Records the events in order; stops at and throws the first injected failure (the events before it
@@ -70,7 +89,7 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
     }
 
     /// Makes the next `count` events fail with `error` (default: a `DeltaKitError` with code
-    /// `injectedFailure`).
+    /// `deliveryFailed`, what a sink throws when the broker does not acknowledge an event).
     public func failNextSends(_ count: Int = 1, with error: DeltaKitError? = nil) {
         state.withLock { state in
             state.failuresLeft = count

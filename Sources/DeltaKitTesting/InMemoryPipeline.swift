@@ -13,12 +13,11 @@ public struct InMemoryPipeline<Record: ChangeRecord>: Sendable {
     /// Creates a pipeline.
     ///
     /// - Parameter historyLimit: The store's retained history. Default: 1,000.
-    public init(historyLimit: Int = 1_000) {
-        let store = InMemoryStateStore<Record>(historyLimit: historyLimit)
+    /// - Throws: ``DeltaKit/DeltaKitError`` when `historyLimit` is negative.
+    public init(historyLimit: Int = 1_000) throws {
+        let store = try InMemoryStateStore<Record>(historyLimit: historyLimit)
         self.store = store
-        self.sink = InMemoryEventSink { event in
-            let wire = try event.jsonData()
-            try await store.apply(ChangeEvent<Record>(jsonData: wire))
-        }
+        // The sink hands over each event as a consumer decodes it from the wire.
+        self.sink = InMemoryEventSink { event in try await store.apply(event) }
     }
 }

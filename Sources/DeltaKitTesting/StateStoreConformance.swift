@@ -1,4 +1,5 @@
 public import DeltaKit
+import Foundation
 
 /// A reusable conformance suite for `StateStore` implementations.
 ///
@@ -9,12 +10,40 @@ public import DeltaKit
 /// It is framework-neutral: it throws ``ConformanceFailure`` instead of calling `#expect` or `XCTAssert`.
 public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Record == DemoUser {
     private let load: @Sendable ([ChangeEvent<DemoUser>]) async throws -> Store
+    private let loadWire: (@Sendable ([[UInt8]]) async throws -> Store)?
 
     /// Creates the suite.
     ///
-    /// - Parameter load: Returns a fresh store holding the given events; called once per check.
-    public init(load: @escaping @Sendable ([ChangeEvent<DemoUser>]) async throws -> Store) {
+    /// - Parameters:
+    ///   - load: Returns a fresh store holding the given events; called once per check.
+    ///   - loadWire: Returns a fresh store fed with the given raw messages (wire JSON, some of them invalid),
+    ///     the way the backend reads a topic. When given, the suite checks that invalid messages never
+    ///     change state. Default: `nil`.
+    public init(
+        load: @escaping @Sendable ([ChangeEvent<DemoUser>]) async throws -> Store,
+        loadWire: (@Sendable ([[UInt8]]) async throws -> Store)? = nil
+    ) {
         self.load = load
+        self.loadWire = loadWire
+    }
+
+    /// Messages that break DeltaKit's validity rule, each with a higher order than any valid event for its
+    /// key, so that a store applying one would show it. The rule is in `Documentation/semantics.md`.
+    public static var invalidMessages: [String] {
+        [
+            #"{"id":1,"name":"Mallory","age":1,"op":"upsert","event_order":900,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":1,"name":"Mallory","age":1,"op":"delete","event_order":901,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":2,"name":null,"age":1,"op":"insert","event_order":902,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":2,"name":"Mallory","age":"old","op":"update","event_order":903,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":null,"name":"Mallory","age":1,"op":"insert","event_order":904,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":3,"name":"Mallory","age":1,"op":"insert","event_order":null,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":3,"name":"Mallory","age":1,"op":"insert","ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":3,"name":"Mallory","age":1,"op":null,"event_order":905,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":3,"name":"Mallory","age":1,"op":"delete","event_order":906,"ts":"not a time"}"#,
+            #"{"id":1,"name":"Mallory","op":"insert","event_order":907,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            "not json at all",
+            "",
+        ]
     }
 
     /// Runs every check and returns the names of those that passed.
@@ -74,7 +103,45 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
             let expected = Array(events.sorted { $0.order > $1.order }.prefix(20))
             return history == expected ? nil : "expected orders \(expected.map(\.order)), got \(history.map(\.order))"
         }
+        for (name, first, second) in Self.ties {
+            await runner.check("equal-order tie, \(name)") {
+                let store = try await load([first, second])
+                if let problem = try await Self.compare(store, with: [first, second]) { return problem }
+                let reversed = try await load([second, first])
+                return try await Self.compare(reversed, with: [first, second]).map {
+                    "in the other arrival order: \($0)"
+                }
+            }
+        }
+        if let loadWire {
+            await runner.check("invalid messages never change state") {
+                var generator = DemoEventGenerator(seed: 31, users: 3)
+                let valid = generator.next(40)
+                var messages = try valid.map { Array(try $0.jsonData()) }
+                messages += Self.invalidMessages.map { Array($0.utf8) }
+                var random = SeededRandomNumberGenerator(seed: 31)
+                messages.shuffle(using: &random)
+                let store = try await loadWire(messages)
+                return try await Self.compare(store, with: valid)
+            }
+        }
         return try runner.finish()
+    }
+
+    /// Pairs of different events for one key with the same order, both arrival orders checked.
+    static var ties: [(String, ChangeEvent<DemoUser>, ChangeEvent<DemoUser>)] {
+        let at = Date(timeIntervalSince1970: 1_704_067_200)
+        return [
+            (
+                "delete vs upsert (the delete wins)", .delete(key: 1, order: 50, timestamp: at),
+                .update(DemoUser(id: 1, name: "Alice", age: 26), order: 50, timestamp: at)
+            ),
+            (
+                "upsert vs upsert (the greater wire JSON wins)",
+                .update(DemoUser(id: 2, name: "Bob", age: 31), order: 60, timestamp: at),
+                .update(DemoUser(id: 2, name: "Bob", age: 32), order: 60, timestamp: at)
+            ),
+        ]
     }
 
     /// Compares every read of `store` with the reference state of `events`.

@@ -1,5 +1,6 @@
 import DeltaKit
 import DeltaKitTesting
+import Foundation
 import Testing
 
 @Suite("In-memory fakes")
@@ -8,28 +9,76 @@ struct FakesTests {
     func sinkConformance() async throws {
         let passed = try await EventSinkConformance(
             makeSink: { InMemoryEventSink<DemoUser>() },
-            readBack: { $0.events }
+            readBack: { $0.events },
+            makeScalarSink: {
+                let sink = InMemoryEventSink<ScalarSample>()
+                return (sink, { sink.events })
+            }
         ).run()
-        #expect(passed.count == 5)
+        #expect(passed.count == 7)
     }
 
     @Test("the in-memory store passes the StateStore conformance suite")
     func storeConformance() async throws {
-        let passed = try await StateStoreConformance { events in
-            let store = InMemoryStateStore<DemoUser>()
-            try await store.apply(contentsOf: events)
-            return store
-        }.run()
-        #expect(passed.count == 6)
+        let passed = try await StateStoreConformance(
+            load: { events in
+                let store = try InMemoryStateStore<DemoUser>()
+                try await store.apply(contentsOf: events)
+                return store
+            },
+            loadWire: { messages in
+                // What the Kafka materializer does: decode each message; skip (and report) the invalid ones.
+                let store = try InMemoryStateStore<DemoUser>()
+                for message in messages {
+                    if let event = try? ChangeEvent<DemoUser>(jsonData: message) { try await store.apply(event) }
+                }
+                return store
+            }
+        ).run()
+        #expect(passed.count == 9)
     }
 
     @Test("the pipeline's store passes the StateStore conformance suite through the sink")
     func pipelineConformance() async throws {
         try await StateStoreConformance { events in
-            let pipeline = InMemoryPipeline<DemoUser>()
+            let pipeline = try InMemoryPipeline<DemoUser>()
             try await pipeline.sink.send(contentsOf: events)
             return pipeline.store
         }.run()
+    }
+
+    @Test("the store suite fails a store that applies invalid messages")
+    func storeSuiteCatchesLenientDecoding() async throws {
+        let error = await #expect(throws: ConformanceFailure.self) {
+            try await StateStoreConformance(
+                load: { events in
+                    let store = try InMemoryStateStore<DemoUser>()
+                    try await store.apply(contentsOf: events)
+                    return store
+                },
+                loadWire: { messages in
+                    // Lenient, like the seed's RisingWave view: any op but "delete" upserts, null fields default.
+                    let store = try InMemoryStateStore<DemoUser>()
+                    for message in messages {
+                        guard let object = try? JSONSerialization.jsonObject(with: Data(message)) as? [String: Any],
+                            let id = object["id"] as? Int, let order = object["event_order"] as? Int
+                        else { continue }
+                        if object["op"] as? String == "delete" {
+                            try await store.apply(.delete(key: id, order: Int64(order)))
+                        } else {
+                            let user = DemoUser(
+                                id: id,
+                                name: object["name"] as? String ?? "",
+                                age: object["age"] as? Int ?? 0
+                            )
+                            try await store.apply(.update(user, order: Int64(order)))
+                        }
+                    }
+                    return store
+                }
+            ).run()
+        }
+        #expect(error?.failures.contains { $0.hasPrefix("invalid messages never change state") } == true)
     }
 
     /// A sink that loses every third event: the conformance suite must notice.
@@ -53,8 +102,9 @@ struct FakesTests {
 
     /// A store that applies events in arrival order, ignoring `order`: the suite must notice.
     final class LastWriteWinsStore: StateStore, Sendable {
-        let store = InMemoryStateStore<DemoUser>()
+        let store: InMemoryStateStore<DemoUser>
         init(_ events: [ChangeEvent<DemoUser>]) async throws {
+            store = try InMemoryStateStore<DemoUser>()
             // Renumber so arrival order wins — the demo's bug after a counter restart.
             for (i, e) in events.enumerated() {
                 let renumbered: ChangeEvent<DemoUser> =
@@ -113,7 +163,7 @@ struct FakesTests {
 
     @Test("the in-memory pipeline applies through the wire format")
     func pipeline() async throws {
-        let pipeline = InMemoryPipeline<DemoUser>(historyLimit: 20)
+        let pipeline = try InMemoryPipeline<DemoUser>(historyLimit: 20)
         var generator = DemoEventGenerator(seed: 7)
         let events = generator.next(100)
         try await pipeline.sink.send(contentsOf: events)

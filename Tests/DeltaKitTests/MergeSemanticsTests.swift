@@ -106,7 +106,7 @@ struct MergeSemanticsTests {
             variants.append((stream + stream.prefix(20)).shuffled(using: &random))  // duplicates
             variants.append(stream + stream)  // full replay
             for (i, events) in variants.enumerated() {
-                let store = InMemoryStateStore<DemoUser>()
+                let store = try InMemoryStateStore<DemoUser>()
                 try await store.apply(contentsOf: events)
                 let snapshot = try await store.snapshot()
                 if snapshot != expected {
@@ -121,7 +121,7 @@ struct MergeSemanticsTests {
     @Test("memory is live keys plus tombstones, not events")
     func boundedMemory() async throws {
         var generator = DemoEventGenerator(seed: 5, users: 50)
-        let store = InMemoryStateStore<DemoUser>(historyLimit: 20)
+        let store = try InMemoryStateStore<DemoUser>(historyLimit: 20)
         for _ in 0..<20 { try await store.apply(contentsOf: generator.next(1_000)) }
         #expect(try await store.count() + store.tombstoneCount == 50)
         #expect(try await store.history(limit: 1_000).count == 20)

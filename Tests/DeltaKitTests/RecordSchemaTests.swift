@@ -76,7 +76,7 @@ struct RecordSchemaTests {
         #expect {
             _ = try Nested.schema
         } throws: { error in
-            "\(error)".contains("'address'") && "\(error)".contains("not a scalar")
+            "\(error)".contains("'address'") && "\(error)".contains("not a supported scalar")
         }
     }
 

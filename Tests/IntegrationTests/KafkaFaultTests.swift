@@ -55,7 +55,7 @@ struct KafkaFaultTests {
         try await sink.send(contentsOf: after)
         acknowledged += after
 
-        let store = InMemoryStateStore<DemoUser>()
+        let store = try InMemoryStateStore<DemoUser>()
         let applied = try await KafkaMaterializer.materialize(
             .init(kafka: .init(bootstrapServers: [mock.bootstrapServers]), topic: topic, groupID: nil),
             into: store

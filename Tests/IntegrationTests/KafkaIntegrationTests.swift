@@ -30,7 +30,7 @@ struct KafkaIntegrationTests {
             let sink = try await KafkaTestSupport.makeSink(brokers)
             try await sink.send(contentsOf: events)
             try await sink.close()
-            let store = InMemoryStateStore<DemoUser>()
+            let store = try InMemoryStateStore<DemoUser>()
             try await KafkaMaterializer.materialize(
                 .init(kafka: KafkaTestSupport.kafka(brokers), topic: sink.topic, groupID: nil),
                 into: store
@@ -47,7 +47,7 @@ struct KafkaIntegrationTests {
         let events = generator.next(10_000)
         try await sink.send(contentsOf: events)
         try await sink.close()
-        let store = InMemoryStateStore<DemoUser>()
+        let store = try InMemoryStateStore<DemoUser>()
         let applied = try await KafkaMaterializer.materialize(
             .init(kafka: KafkaTestSupport.kafka(brokers), topic: sink.topic, groupID: nil),
             into: store
@@ -107,7 +107,7 @@ struct KafkaIntegrationTests {
         let reports = Mutex<[MalformedMessage]>([])
         let dlq = TestEnvironment.uniqueTopic("dlq")
         try await admin.ensureTopic(dlq, partitions: 1)
-        let store = InMemoryStateStore<DemoUser>()
+        let store = try InMemoryStateStore<DemoUser>()
         let applied = try await KafkaMaterializer.materialize(
             .init(
                 kafka: KafkaTestSupport.kafka(brokers),
@@ -292,7 +292,7 @@ struct KafkaIntegrationTests {
         var generator = DemoEventGenerator(seed: 123, users: 60)
         let first = generator.next(1_500)
         try await sink.send(contentsOf: first)
-        let store = InMemoryStateStore<DemoUser>()
+        let store = try InMemoryStateStore<DemoUser>()
         func config(_ group: String) -> KafkaEventSource<DemoUser>.Configuration {
             .init(
                 kafka: KafkaTestSupport.kafka(brokers),
@@ -315,7 +315,7 @@ struct KafkaIntegrationTests {
         let second = generator.next(500)
         try await sink.send(contentsOf: second)
         try await sink.close()
-        let resumedStore = InMemoryStateStore<DemoUser>(historyLimit: 10_000)
+        let resumedStore = try InMemoryStateStore<DemoUser>(historyLimit: 10_000)
         let two = KafkaMaterializer(
             source: try await KafkaEventSource(configuration: config(group)),
             store: resumedStore

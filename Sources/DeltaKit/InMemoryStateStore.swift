@@ -1,0 +1,254 @@
+import Synchronization
+
+/// A ``MutableStateStore`` in memory, applying ``LatestStateMerge``: the in-process materializer's store,
+/// and the store to swap in for a remote one in tests.
+///
+/// Events are applied in their canonical form (``ChangeEvent/canonicalized()``): an invalid event is refused
+/// with the same error a Kafka sink gives, and a record reads back exactly as it would after a trip through
+/// Kafka. Memory is O(live keys + tombstones), plus a bounded history of the most recent ``historyLimit``
+/// events and the last ``changeBufferLimit`` changes for the change feed.
+public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, ChangeFeedStore {
+    private struct State {
+        var latest = LatestState<Record>()
+        /// The retained history, ascending by order; at most `historyLimit` events.
+        var history: [ChangeEvent<Record>] = []
+        /// How many visible changes were made so far: the position after the newest change.
+        var sequence: UInt64 = 0
+        /// The newest visible changes, oldest first, `log[i]` being change number `logStart + i + 1`.
+        var log: [StateChange<Record>] = []
+        var logStart: UInt64 = 0
+        var subscribers: [Int: AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = [:]
+        var nextSubscriber = 0
+    }
+    private let state = Mutex(State())
+    /// Distinguishes this store's positions from another store's.
+    private let identity = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+
+    /// How many of the most recent events (by order) ``history(limit:)`` can return.
+    public let historyLimit: Int
+    /// How many changes the store keeps for feeds: a feed may fall this far behind, and a position this old
+    /// can still be resumed from.
+    public let changeBufferLimit: Int
+
+    /// Creates an empty store.
+    ///
+    /// - Parameters:
+    ///   - historyLimit: How many of the most recent events to keep for ``history(limit:)``; 0 keeps none.
+    ///     Default: 1,000.
+    ///   - changeBufferLimit: How many changes a change feed may lag behind (and a resumed position may be
+    ///     old) before the feed ends with ``DeltaKitError/Code/changesUnavailable``; at least 1. Default: 10,000.
+    /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/invalidConfiguration``) for a value out of range.
+    public init(historyLimit: Int = 1_000, changeBufferLimit: Int = 10_000) throws {
+        try DeltaKitError.check(historyLimit, in: 0...100_000_000, "InMemoryStateStore.historyLimit")
+        try DeltaKitError.check(changeBufferLimit, in: 1...100_000_000, "InMemoryStateStore.changeBufferLimit")
+        self.historyLimit = historyLimit
+        self.changeBufferLimit = changeBufferLimit
+    }
+
+    /// Applies one event under ``LatestStateMerge`` and returns the visible change, if any.
+    ///
+    /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/serializationFailed``) when the event is invalid
+    ///   (``ChangeEvent/validate()``); the state is then unchanged.
+    @discardableResult
+    public func apply(_ event: ChangeEvent<Record>) async throws -> StateChange<Record>? {
+        try applyNow(event)
+    }
+
+    /// Applies events in order; stops at the first invalid one (those before it stay applied).
+    public func apply(contentsOf events: [ChangeEvent<Record>]) async throws {
+        for event in events { try applyNow(event) }
+    }
+
+    /// Applies one event without suspending (for synchronous callers); see ``apply(_:)``.
+    @discardableResult
+    public func applyNow(_ event: ChangeEvent<Record>) throws -> StateChange<Record>? {
+        let event = try event.canonicalized()
+        var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
+        let change = state.withLock { state in
+            let change = state.latest.apply(event)
+            if historyLimit > 0 { Self.remember(event, in: &state.history, limit: historyLimit) }
+            if let change { overflowed = publish(change, in: &state) }
+            return change
+        }
+        if !overflowed.isEmpty {
+            let error = DeltaKitError(
+                code: .changesUnavailable,
+                message:
+                    "a change feed of InMemoryStateStore<\(Record.self)> fell more than \(changeBufferLimit) changes behind (changeBufferLimit); resume from the last position it delivered, or start again from a snapshot"
+            )
+            for continuation in overflowed { continuation.finish(throwing: error) }
+        }
+        return change
+    }
+
+    /// Records a change and hands it to every feed; returns the feeds that overflowed (to finish outside the lock).
+    private func publish(
+        _ change: StateChange<Record>,
+        in state: inout State
+    ) -> [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] {
+        state.sequence += 1
+        state.log.append(change)
+        if state.log.count >= 2 * changeBufferLimit {
+            let drop = state.log.count - changeBufferLimit
+            state.log.removeFirst(drop)
+            state.logStart += UInt64(drop)
+        }
+        guard !state.subscribers.isEmpty else { return [] }
+        let element = ChangeFeedElement(change: change, isSnapshot: false, position: position(state.sequence))
+        var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
+        for (id, continuation) in state.subscribers {
+            switch continuation.yield(element) {
+            case .enqueued: break
+            case .dropped:
+                state.subscribers[id] = nil
+                overflowed.append(continuation)
+            case .terminated: state.subscribers[id] = nil
+            @unknown default: break
+            }
+        }
+        return overflowed
+    }
+
+    private static func remember(_ event: ChangeEvent<Record>, in history: inout [ChangeEvent<Record>], limit: Int) {
+        if history.count == limit, let oldest = history.first, event.order < oldest.order { return }
+        // Insert after every event with order <= event.order (stable for equal orders).
+        var low = 0
+        var high = history.count
+        while low < high {
+            let mid = (low + high) / 2
+            if history[mid].order <= event.order { low = mid + 1 } else { high = mid }
+        }
+        history.insert(event, at: low)
+        if history.count > limit { history.removeFirst(history.count - limit) }
+    }
+
+    public func snapshot() async throws -> [Record] { state.withLock { $0.latest.snapshot() } }
+
+    public func value(forKey key: Record.Key) async throws -> Record? {
+        state.withLock { $0.latest.value(forKey: key) }
+    }
+
+    /// The most recent events, newest first: at most `min(limit, historyLimit)`.
+    ///
+    /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/invalidConfiguration``) when `limit` is negative.
+    public func history(limit: Int) async throws -> [ChangeEvent<Record>] {
+        try DeltaKitError.check(limit, in: 0...Int.max, "history limit")
+        return state.withLock { Array($0.history.reversed().prefix(limit)) }
+    }
+
+    public func count() async throws -> Int { state.withLock { $0.latest.liveCount } }
+
+    /// The highest order applied so far, or `nil` when nothing was applied.
+    public var maxOrder: Int64? { state.withLock { $0.latest.maxOrder } }
+
+    /// The number of tombstones kept for deleted keys.
+    public var tombstoneCount: Int { state.withLock { $0.latest.tombstoneCount } }
+
+    // MARK: Change feed
+
+    /// Starts a change feed; see ``ChangeFeedStore``.
+    ///
+    /// The snapshot is taken, and the feed registered, under the store's lock, so no change falls between
+    /// them. A feed that falls more than ``changeBufferLimit`` changes behind ends with
+    /// ``DeltaKitError/Code/changesUnavailable`` after delivering what it buffered.
+    public func changes(from start: ChangeFeedStart) async throws -> InMemoryChangeFeed<Record> {
+        let (stream, continuation) = AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.makeStream(
+            bufferingPolicy: .bufferingOldest(changeBufferLimit)
+        )
+        let after: UInt64? = try start.resumePosition.map(sequence(of:))
+        let (id, initial) = try state.withLock { state in
+            var initial: [ChangeFeedElement<Record>] = []
+            switch start {
+            case .snapshot:
+                let records = state.latest.snapshot()
+                for (index, record) in records.enumerated() {
+                    initial.append(
+                        ChangeFeedElement(
+                            change: StateChange(kind: .insert, key: record.key, record: record),
+                            isSnapshot: true,
+                            position: index == records.count - 1 ? position(state.sequence) : nil
+                        )
+                    )
+                }
+            case .now: break
+            case .after:
+                let after = after!
+                guard after <= state.sequence else {
+                    throw DeltaKitError(
+                        code: .invalidConfiguration,
+                        message: "change feed position \(after) is ahead of this store (at \(state.sequence))"
+                    )
+                }
+                guard after >= state.logStart else {
+                    throw DeltaKitError(
+                        code: .changesUnavailable,
+                        message:
+                            "the changes after position \(after) are no longer kept (the store keeps the last \(changeBufferLimit)); start again from a snapshot"
+                    )
+                }
+                for (offset, change) in state.log.enumerated().dropFirst(Int(after - state.logStart)) {
+                    let sequence = state.logStart + UInt64(offset) + 1
+                    initial.append(ChangeFeedElement(change: change, isSnapshot: false, position: position(sequence)))
+                }
+            }
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            state.subscribers[id] = continuation
+            return (id, initial)
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+        }
+        return InMemoryChangeFeed(initial: initial, stream: stream)
+    }
+
+    /// The number of change feeds currently registered.
+    public var activeFeeds: Int { state.withLock { $0.subscribers.count } }
+
+    private func position(_ sequence: UInt64) -> ChangeFeedPosition {
+        ChangeFeedPosition("\(identity):\(sequence)")
+    }
+
+    private func sequence(of position: ChangeFeedPosition) throws -> UInt64 {
+        let parts = position.description.split(separator: ":")
+        guard parts.count == 2, parts[0] == identity, let sequence = UInt64(parts[1]) else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "change feed position '\(position)' does not belong to this InMemoryStateStore<\(Record.self)> (positions do not survive a restart of an in-memory store)"
+            )
+        }
+        return sequence
+    }
+}
+
+extension ChangeFeedStart {
+    fileprivate var resumePosition: ChangeFeedPosition? {
+        if case .after(let position) = self { return position }
+        return nil
+    }
+}
+
+/// The change feed of an ``InMemoryStateStore``: the snapshot (if asked for), then every later change.
+public struct InMemoryChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
+    public typealias Element = ChangeFeedElement<Record>
+    public typealias Failure = any Error
+
+    let initial: [Element]
+    let stream: AsyncThrowingStream<Element, any Error>
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(initial: initial.makeIterator(), rest: stream.makeAsyncIterator())
+    }
+
+    /// Iterates the feed.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var initial: IndexingIterator<[Element]>
+        var rest: AsyncThrowingStream<Element, any Error>.AsyncIterator
+
+        public mutating func next() async throws -> Element? {
+            if let element = initial.next() { return element }
+            return try await rest.next()
+        }
+    }
+}

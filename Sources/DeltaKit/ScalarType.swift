@@ -1,0 +1,285 @@
+import Foundation
+import Synchronization
+
+/// How one supported Swift scalar type maps to DeltaKit's schema, wire JSON and text form.
+///
+/// This is the single table every path uses — schema discovery, the JSON encoder, the JSON decoder's
+/// messages, the SQL text parser and row decoders in the backends — so they cannot drift apart.
+/// Supported: `Bool`, every fixed-width integer, `Float`, `Double`, `Decimal`, `String`, `Date`, `UUID`,
+/// `URL`, and enums whose raw value is a `String` or an integer (they must also be `CaseIterable`, so
+/// that schema discovery can make a value).
+package struct ScalarType: Sendable {
+    /// The schema type (and so the SQL column type).
+    package let fieldType: RecordSchema.FieldType
+    /// The Swift type's name, for messages.
+    package let swiftName: String
+    /// What the JSON value must be, for decoding errors ("an integer", "a string", …).
+    package let expectation: String
+    /// A value of the type, distinct for distinct `seed`s where the type allows, for schema discovery.
+    package let probe: @Sendable (_ seed: Int) -> Any?
+    /// Appends the value's JSON to a buffer; throws when the value cannot be represented
+    /// (a non-finite number, an unsigned integer beyond a signed 64-bit column).
+    package let writeJSON: @Sendable (_ value: Any, _ buffer: inout [UInt8], _ field: String) throws -> Void
+    /// Parses the value's text form: PostgreSQL/RisingWave result text, or the JSON string content of a
+    /// `Date`, `UUID` or `URL`. `nil` when the text is not a valid value.
+    package let parseText: @Sendable (_ text: String) -> Any?
+
+    /// The description of `type`, or `nil` when DeltaKit does not support it as a field.
+    package static func of(_ type: Any.Type) -> ScalarType? {
+        if let builtin = builtins[ObjectIdentifier(type)] { return builtin }
+        if let cached = derived.withLock({ $0[ObjectIdentifier(type)] }) { return cached }
+        guard let made = rawRepresentable(type) else { return nil }
+        derived.withLock { $0[ObjectIdentifier(type)] = made }
+        return made
+    }
+
+    /// Like ``of(_:)``, but throws an error naming the field when the type is not supported.
+    package static func require(_ type: Any.Type, field: String) throws -> ScalarType {
+        guard let scalar = of(type) else { throw unsupported(type, field: field) }
+        return scalar
+    }
+
+    /// The error for a field whose type is not supported.
+    package static func unsupported(_ type: Any.Type, field: String) -> DeltaKitError {
+        DeltaKitError(
+            code: .invalidConfiguration,
+            message:
+                "field '\(field)' has type \(type), which is not a supported scalar; a ChangeRecord's fields map to columns and must be \(supportedList) or optionals of these"
+        )
+    }
+
+    /// The supported types, for messages and docs.
+    package static let supportedList =
+        "Bool, an integer, Float, Double, Decimal, String, Date, UUID, URL, a CaseIterable enum with String or integer raw values"
+
+    // MARK: The table
+
+    private static let builtins: [ObjectIdentifier: ScalarType] = {
+        var table: [ObjectIdentifier: ScalarType] = [:]
+        func add(_ type: Any.Type, _ scalar: ScalarType) { table[ObjectIdentifier(type)] = scalar }
+        add(
+            Bool.self,
+            .make(
+                .bool,
+                "Bool",
+                "a boolean",
+                probe: { $0 % 2 == 1 },
+                write: { v, b, _ in
+                    FlatJSONWriter.appendLiteral(v ? "true" : "false", to: &b)
+                },
+                parse: { text in
+                    switch text.lowercased() {
+                    case "t", "true": return true
+                    case "f", "false": return false
+                    default: return nil
+                    }
+                }
+            )
+        )
+        add(
+            String.self,
+            .make(
+                .string,
+                "String",
+                "a string",
+                probe: { "p\($0)" },
+                write: { v, b, _ in
+                    FlatJSONWriter.appendString(v, to: &b)
+                },
+                parse: { $0 }
+            )
+        )
+        add(Double.self, floating(Double.self, .double, "Double"))
+        add(Float.self, floating(Float.self, .float, "Float"))
+        add(Int.self, integer(Int.self, .int64))
+        add(Int64.self, integer(Int64.self, .int64))
+        add(Int32.self, integer(Int32.self, .int32))
+        add(Int16.self, integer(Int16.self, .int32))
+        add(Int8.self, integer(Int8.self, .int32))
+        add(UInt.self, integer(UInt.self, .int64))
+        add(UInt64.self, integer(UInt64.self, .int64))
+        add(UInt32.self, integer(UInt32.self, .int64))
+        add(UInt16.self, integer(UInt16.self, .int32))
+        add(UInt8.self, integer(UInt8.self, .int32))
+        add(
+            Date.self,
+            .make(
+                .timestamp,
+                "Date",
+                "an ISO-8601 timestamp",
+                probe: {
+                    Date(timeIntervalSince1970: Double($0))
+                },
+                write: { v, b, _ in
+                    b.append(UInt8(ascii: "\""))
+                    EventTimestamp.format(v, into: &b)
+                    b.append(UInt8(ascii: "\""))
+                },
+                parse: EventTimestamp.parse
+            )
+        )
+        add(
+            Decimal.self,
+            .make(
+                .decimal,
+                "Decimal",
+                "a number",
+                probe: { Decimal($0) },
+                write: { v, b, field in
+                    guard !v.isNaN else {
+                        throw DeltaKitError(
+                            code: .serializationFailed,
+                            message: "field '\(field)' is NaN; JSON and SQL have no representation for it"
+                        )
+                    }
+                    b.append(contentsOf: v.description.utf8)
+                },
+                parse: { Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) }
+            )
+        )
+        add(
+            UUID.self,
+            .make(
+                .uuid,
+                "UUID",
+                "a UUID string",
+                probe: { seed in
+                    UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, UInt8(truncatingIfNeeded: seed)))
+                },
+                write: { v, b, _ in
+                    FlatJSONWriter.appendString(v.uuidString.lowercased(), to: &b)
+                },
+                parse: { UUID(uuidString: $0) }
+            )
+        )
+        add(
+            URL.self,
+            .make(
+                .string,
+                "URL",
+                "a URL string",
+                probe: { URL(string: "https://example.com/\($0)") },
+                write: { v, b, _ in
+                    FlatJSONWriter.appendString(v.absoluteString, to: &b)
+                },
+                parse: { URL(string: $0) }
+            )
+        )
+        return table
+    }()
+
+    private static let derived = Mutex<[ObjectIdentifier: ScalarType]>([:])
+
+    private static func make<T>(
+        _ fieldType: RecordSchema.FieldType,
+        _ name: String,
+        _ expectation: String,
+        probe: @escaping @Sendable (Int) -> T?,
+        write: @escaping @Sendable (T, inout [UInt8], String) throws -> Void,
+        parse: @escaping @Sendable (String) -> T?
+    ) -> ScalarType {
+        ScalarType(
+            fieldType: fieldType,
+            swiftName: name,
+            expectation: expectation,
+            probe: { probe($0) },
+            writeJSON: { value, buffer, field in try write(value as! T, &buffer, field) },
+            parseText: { parse($0) }
+        )
+    }
+
+    private static func integer<I: FixedWidthInteger & Sendable>(
+        _ type: I.Type,
+        _ fieldType: RecordSchema.FieldType
+    ) -> ScalarType {
+        .make(
+            fieldType,
+            "\(I.self)",
+            "an integer",
+            probe: { I(exactly: $0) },
+            write: { value, buffer, field in
+                // A column is signed (INT or BIGINT): an unsigned value above Int64.max has no column to go to.
+                guard I.bitWidth < 64 || I.isSigned || value <= Int64.max else {
+                    throw DeltaKitError(
+                        code: .serializationFailed,
+                        message:
+                            "field '\(field)' is \(value), above the largest 64-bit signed integer (\(Int64.max)) that a BIGINT column holds"
+                    )
+                }
+                FlatJSONWriter.appendInteger(value, to: &buffer)
+            },
+            parse: { I($0) }
+        )
+    }
+
+    private static func floating<F: BinaryFloatingPoint & LosslessStringConvertible & Sendable>(
+        _ type: F.Type,
+        _ fieldType: RecordSchema.FieldType,
+        _ name: String
+    ) -> ScalarType {
+        .make(
+            fieldType,
+            name,
+            "a number",
+            probe: { F($0) },
+            write: { value, buffer, field in
+                guard value.isFinite else {
+                    throw DeltaKitError(
+                        code: .serializationFailed,
+                        message: "field '\(field)' is \(value); JSON has no representation for non-finite numbers"
+                    )
+                }
+                buffer.append(contentsOf: String(value).utf8)
+            },
+            parse: { text in
+                switch text {
+                case "NaN": return F.nan
+                case "Infinity": return F.infinity
+                case "-Infinity": return -F.infinity
+                default: return F(text)
+                }
+            }
+        )
+    }
+
+    // MARK: Enums with raw values
+
+    private static func rawRepresentable(_ type: Any.Type) -> ScalarType? {
+        guard let type = type as? any RawRepresentable.Type else { return nil }
+        return rawRepresentableScalar(type)
+    }
+
+    private static func rawRepresentableScalar<R: RawRepresentable>(_ type: R.Type) -> ScalarType? {
+        guard let raw = builtins[ObjectIdentifier(R.RawValue.self)],
+            raw.fieldType == .string || raw.fieldType == .int32 || raw.fieldType == .int64,
+            raw.swiftName != "URL"
+        else { return nil }
+        // The enum's cases with the JSON of their raw values, immutable after this line. A ChangeRecord is
+        // Sendable, so an enum stored in one is Sendable too; `Any` only hides that from the compiler.
+        let all: [Any] = (R.self as? any CaseIterable.Type).map { allCases($0) } ?? []
+        nonisolated(unsafe) let cases: [(json: [UInt8], value: Any)] = all.compactMap { value in
+            var json: [UInt8] = []
+            guard (try? raw.writeJSON((value as! any RawRepresentable).rawValue, &json, "")) != nil else { return nil }
+            return (json, value)
+        }
+        let name = "\(R.self)"
+        return ScalarType(
+            fieldType: raw.fieldType,
+            swiftName: name,
+            expectation: "one of the raw values of \(name)",
+            probe: { seed in cases.isEmpty ? nil : cases[seed % cases.count].value },
+            writeJSON: { value, buffer, field in
+                try raw.writeJSON((value as! any RawRepresentable).rawValue, &buffer, field)
+            },
+            parseText: { text in
+                var json: [UInt8] = []
+                guard let rawValue = raw.parseText(text), (try? raw.writeJSON(rawValue, &json, "")) != nil else {
+                    return nil
+                }
+                return cases.first { $0.json == json }?.value
+            }
+        )
+    }
+
+    private static func allCases<C: CaseIterable>(_ type: C.Type) -> [Any] { type.allCases.map { $0 } }
+}
