@@ -23,9 +23,7 @@ struct Provision: AsyncParsableCommand {
     func run() async throws {
         logging.bootstrap()
         try await reportingErrors {
-            let pipeline = try RisingWavePipeline<DemoUser>(
-                configuration: .init(topic: topic, bootstrapServers: rwBrokers)
-            )
+            let pipeline = try RisingWavePipeline<DemoUser>.userEvents(topic: topic, bootstrapServers: rwBrokers)
             if dryRun {
                 if teardown {
                     pipeline.teardownStatements.forEach { printLine($0 + ";") }
@@ -41,7 +39,7 @@ struct Provision: AsyncParsableCommand {
             } else {
                 try await pipeline.apply(on: connection)
                 printLine(
-                    "Provisioned source '\(pipeline.configuration.sourceName)', view '\(pipeline.configuration.viewName)' and subscription '\(pipeline.configuration.subscriptionName)' for topic '\(topic)'."
+                    "Provisioned source '\(pipeline.sourceName)', view '\(pipeline.viewName)' and subscription '\(pipeline.subscriptionName)' for topic '\(topic)'."
                 )
             }
         }

@@ -30,7 +30,7 @@ struct SourceOptions: ParsableArguments {
         )
         return RisingWaveStateStore(
             connection: connection,
-            pipeline: try RisingWavePipeline(configuration: .init(topic: topic))
+            pipeline: try RisingWavePipeline<DemoUser>.userEvents(topic: topic)
         )
     }
 
@@ -109,7 +109,10 @@ struct Watch: AsyncParsableCommand {
     @OptionGroup var source: SourceOptions
     @Option(help: "table or json lines.")
     var format: OutputFormat = .table
-    @Flag(help: "With --brokers: only changes from events produced from now on (default: replay the topic first).")
+    @Flag(
+        help:
+            "Only changes made from now on (default: print the current state as inserts first). With --brokers the topic is still read to the end first, so changes are reported against the current state."
+    )
     var fromNow = false
     @OptionGroup var logging: LoggingOptions
 
@@ -124,19 +127,28 @@ struct Watch: AsyncParsableCommand {
                     print(change.change)
                 }
             } else {
-                let store = try InMemoryStateStore<DemoUser>(historyLimit: 0)
-                let events = try await KafkaEventSource<DemoUser>(
-                    configuration: .init(
-                        kafka: source.kafka,
-                        topic: source.topic,
-                        groupID: nil,
-                        startPosition: fromNow ? .latest : .earliest
-                    )
-                )
-                for try await consumed in events.events {
-                    if let change = try await store.apply(consumed.event) { print(change) }
-                }
+                try await watchKafka()
             }
+        }
+    }
+
+    /// Materializes the topic in process, then follows the store's change feed: from the current state
+    /// (every user as an insert) or, with --from-now, only later changes — which are still reported against
+    /// the current state, so an update is an update and a delete of an existing user is shown.
+    func watchKafka() async throws {
+        let store = try InMemoryStateStore<DemoUser>(historyLimit: 0)
+        let source = try await KafkaEventSource<DemoUser>(
+            configuration: .init(kafka: source.kafka, topic: source.topic),
+            onMalformed: { message in FileHandle.standardError.write(Data("skipped \(message)\n".utf8)) }
+        )
+        let materializer = KafkaMaterializer(source: source, store: store)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await materializer.run() }
+            await materializer.waitUntilCaughtUp()
+            for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
+                print(element.change)
+            }
+            group.cancelAll()
         }
     }
 

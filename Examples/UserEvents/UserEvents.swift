@@ -78,6 +78,21 @@ extension KafkaConfiguration {
     }
 }
 
+extension RisingWavePipeline where Record == DemoUser {
+    /// The demo's objects: source `user_events`, view `latest_user_state` (the names the original demo's
+    /// queries use; the library itself would derive `demo_user_events` from the record type).
+    static func userEvents(topic: String, bootstrapServers: String = "localhost:9092") throws -> Self {
+        try RisingWavePipeline(
+            configuration: .init(
+                topic: topic,
+                bootstrapServers: bootstrapServers,
+                sourceName: "user_events",
+                viewName: "latest_user_state"
+            )
+        )
+    }
+}
+
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, csv, json
 }
@@ -111,16 +126,33 @@ struct IntervalArgument: ExpressibleByArgument {
     }
 }
 
-/// Runs `body`, turning DeltaKit errors into one line on stderr and exit code 1 — never a stack trace.
+/// Runs `body`, turning DeltaKit errors into one line on stderr and exit code 1 — never a stack trace. The
+/// library's message says what failed; the CLI adds, on its own line, what to do about it with this tool.
 func reportingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
     } catch let error as DeltaKitError {
-        FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+        var text = "error: \(error.message)\n"
+        if let hint = hint(for: error) { text += "hint: \(hint)\n" }
+        FileHandle.standardError.write(Data(text.utf8))
         throw ExitCode(1)
     } catch let error as RisingWaveDecodingError {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)
+    }
+}
+
+/// The command-line advice for a library error, if there is any.
+func hint(for error: DeltaKitError) -> String? {
+    switch error.code {
+    case .connectionFailed where error.underlying is RisingWaveError:
+        return "start RisingWave (`docker compose up -d` starts the demo's) or pass its URL with --risingwave"
+    case .connectionFailed:
+        return "start Kafka (`docker compose up -d` starts the demo's) or pass its address with --brokers"
+    case .invalidConfiguration where error.message.contains("does not exist on"):
+        return "produce to the topic first (`UserEvents produce --brokers …`) or check --topic"
+    default:
+        return nil
     }
 }
 

@@ -5,9 +5,13 @@
 /// events seen, never on their arrival order, so out-of-order, duplicated and replayed events all
 /// leave the same state.
 ///
-/// **Ties.** Two different events for one key with the same order are resolved deterministically:
+/// **Ties.** Two different events for one key with the same order are resolved deterministically, by a rule
+/// that SQL can apply too (the RisingWave view orders its rows the same way), so every backend agrees:
 /// 1. a delete wins over an insert or update (the conservative choice: a tie never resurrects a record);
-/// 2. otherwise the event whose wire JSON (``ChangeEvent/jsonData()``) is greater byte by byte wins.
+/// 2. then the later timestamp (``ChangeEvent/timestamp``) wins;
+/// 3. then the record's fields are compared in declaration order, the greater value winning as SQL sorts it
+///    (numbers and dates by value, strings by their UTF-8 bytes, `false` before `true`, a value over `nil`);
+/// 4. then `update` wins over `insert`.
 ///
 /// An event identical to the current one changes nothing.
 public enum LatestStateMerge {
@@ -17,9 +21,23 @@ public enum LatestStateMerge {
         if candidate == current { return false }
         let candidateDeletes = candidate.operation == .delete
         if candidateDeletes != (current.operation == .delete) { return candidateDeletes }
-        let a = (try? candidate.jsonData()).map(Array.init) ?? Array(candidate.description.utf8)
-        let b = (try? current.jsonData()).map(Array.init) ?? Array(current.description.utf8)
-        return b.lexicographicallyPrecedes(a)
+        if candidate.timestamp != current.timestamp { return candidate.timestamp > current.timestamp }
+        if let a = candidate.record, let b = current.record, let schema = try? Record.schema {
+            let left = FieldValues.of(a)
+            let right = FieldValues.of(b)
+            for field in schema.valueFields {
+                switch (left[field.name], right[field.name]) {
+                case (nil, nil): continue
+                case (nil, _): return false
+                case (_, nil): return true
+                case (let x?, let y?):
+                    guard let scalar = ScalarType.of(type(of: x)) else { continue }
+                    if scalar.precedes(y, x) { return true }
+                    if scalar.precedes(x, y) { return false }
+                }
+            }
+        }
+        return candidate.operation.rawValue > current.operation.rawValue
     }
 }
 

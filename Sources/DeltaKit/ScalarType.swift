@@ -23,6 +23,9 @@ package struct ScalarType: Sendable {
     /// Parses the value's text form: PostgreSQL/RisingWave result text, or the JSON string content of a
     /// `Date`, `UUID` or `URL`. `nil` when the text is not a valid value.
     package let parseText: @Sendable (_ text: String) -> Any?
+    /// `true` when the first value sorts before the second as SQL sorts the column: numbers and dates by value,
+    /// strings (and UUIDs, URLs, string enums) by their UTF-8 bytes, `false` before `true`.
+    package let precedes: @Sendable (_ lhs: Any, _ rhs: Any) -> Bool
 
     /// The description of `type`, or `nil` when DeltaKit does not support it as a field.
     package static func of(_ type: Any.Type) -> ScalarType? {
@@ -73,7 +76,8 @@ package struct ScalarType: Sendable {
                     case "f", "false": return false
                     default: return nil
                     }
-                }
+                },
+                precedes: { !$0 && $1 }
             )
         )
         add(
@@ -86,7 +90,8 @@ package struct ScalarType: Sendable {
                 write: { v, b, _ in
                     FlatJSONWriter.appendString(v, to: &b)
                 },
-                parse: { $0 }
+                parse: { $0 },
+                precedes: { bytesPrecede($0, $1) }
             )
         )
         add(Double.self, floating(Double.self, .double, "Double"))
@@ -115,7 +120,8 @@ package struct ScalarType: Sendable {
                     EventTimestamp.format(v, into: &b)
                     b.append(UInt8(ascii: "\""))
                 },
-                parse: EventTimestamp.parse
+                parse: EventTimestamp.parse,
+                precedes: { $0 < $1 }
             )
         )
         add(
@@ -134,7 +140,8 @@ package struct ScalarType: Sendable {
                     }
                     b.append(contentsOf: v.description.utf8)
                 },
-                parse: { Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) }
+                parse: { Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) },
+                precedes: { $0 < $1 }
             )
         )
         add(
@@ -149,7 +156,8 @@ package struct ScalarType: Sendable {
                 write: { v, b, _ in
                     FlatJSONWriter.appendString(v.uuidString.lowercased(), to: &b)
                 },
-                parse: { UUID(uuidString: $0) }
+                parse: { UUID(uuidString: $0) },
+                precedes: { bytesPrecede($0.uuidString.lowercased(), $1.uuidString.lowercased()) }
             )
         )
         add(
@@ -162,7 +170,8 @@ package struct ScalarType: Sendable {
                 write: { v, b, _ in
                     FlatJSONWriter.appendString(v.absoluteString, to: &b)
                 },
-                parse: { URL(string: $0) }
+                parse: { URL(string: $0) },
+                precedes: { bytesPrecede($0.absoluteString, $1.absoluteString) }
             )
         )
         return table
@@ -176,7 +185,8 @@ package struct ScalarType: Sendable {
         _ expectation: String,
         probe: @escaping @Sendable (Int) -> T?,
         write: @escaping @Sendable (T, inout [UInt8], String) throws -> Void,
-        parse: @escaping @Sendable (String) -> T?
+        parse: @escaping @Sendable (String) -> T?,
+        precedes: @escaping @Sendable (T, T) -> Bool
     ) -> ScalarType {
         ScalarType(
             fieldType: fieldType,
@@ -184,8 +194,13 @@ package struct ScalarType: Sendable {
             expectation: expectation,
             probe: { probe($0) },
             writeJSON: { value, buffer, field in try write(value as! T, &buffer, field) },
-            parseText: { parse($0) }
+            parseText: { parse($0) },
+            precedes: { precedes($0 as! T, $1 as! T) }
         )
+    }
+
+    private static func bytesPrecede(_ lhs: String, _ rhs: String) -> Bool {
+        lhs.utf8.lexicographicallyPrecedes(rhs.utf8)
     }
 
     private static func integer<I: FixedWidthInteger & Sendable>(
@@ -208,7 +223,8 @@ package struct ScalarType: Sendable {
                 }
                 FlatJSONWriter.appendInteger(value, to: &buffer)
             },
-            parse: { I($0) }
+            parse: { I($0) },
+            precedes: { $0 < $1 }
         )
     }
 
@@ -238,7 +254,8 @@ package struct ScalarType: Sendable {
                 case "-Infinity": return -F.infinity
                 default: return F(text)
                 }
-            }
+            },
+            precedes: { $0 < $1 }
         )
     }
 
@@ -277,6 +294,9 @@ package struct ScalarType: Sendable {
                     return nil
                 }
                 return cases.first { $0.json == json }?.value
+            },
+            precedes: { lhs, rhs in
+                raw.precedes((lhs as! any RawRepresentable).rawValue, (rhs as! any RawRepresentable).rawValue)
             }
         )
     }

@@ -1,3 +1,6 @@
+import DeltaKit
+import Foundation
+
 /// How to reach a Kafka cluster: shared by ``KafkaEventSink``, ``KafkaEventSource`` and ``KafkaTopicAdmin``.
 ///
 /// Every property has a documented default; anything librdkafka supports beyond these goes into
@@ -86,6 +89,52 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Checks every value, so that a mistake fails at once with its name instead of after a timeout or in a trap.
+    ///
+    /// Called by every Kafka type's initializer.
+    ///
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming the setting, its value and what is
+    ///   allowed.
+    public func validate() throws {
+        guard !bootstrapServers.isEmpty else {
+            throw DeltaKitError.invalidValue("bootstrapServers", "empty", allowed: "one or more host:port")
+        }
+        // An entry may itself be a comma-separated list (librdkafka's own form).
+        for entry in bootstrapServers {
+            for server in entry.split(separator: ",", omittingEmptySubsequences: false) {
+                try Self.validateServer(String(server.trimmingCharacters(in: .whitespaces)))
+            }
+        }
+        guard !clientID.isEmpty else { throw DeltaKitError.invalidValue("clientID", "empty", allowed: "a name") }
+        try DeltaKitError.check(connectTimeout, in: .milliseconds(1) ... .milliseconds(Int32.max), "connectTimeout")
+    }
+
+    /// `host:port`, `[v6]:port`, optionally behind a listener name such as `PLAINTEXT://`.
+    static func validateServer(_ server: String) throws {
+        var text = Substring(server)
+        if let scheme = text.range(of: "://") {
+            let name = text[..<scheme.lowerBound].lowercased()
+            guard ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(name) else {
+                throw DeltaKitError.invalidValue(
+                    "bootstrapServers entry",
+                    "'\(server)'",
+                    allowed: "host:port (a URL scheme such as http:// is not a Kafka address)"
+                )
+            }
+            text = text[scheme.upperBound...]
+        }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65_535).contains(port), colon > text.startIndex,
+            !text[..<colon].contains(where: { $0 == " " || $0 == "/" || $0 == "," })
+        else {
+            throw DeltaKitError.invalidValue(
+                "bootstrapServers entry",
+                "'\(server)'",
+                allowed: "host:port with a port in 1…65535, such as localhost:9092"
+            )
+        }
+    }
+
     /// The servers as one comma-separated string, for messages.
     public var serversDescription: String { bootstrapServers.joined(separator: ",") }
 
@@ -113,9 +162,16 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
 }
 
 extension Duration {
-    /// Whole milliseconds, at least `minimum`.
+    /// Whole milliseconds, at least `minimum`, saturating instead of overflowing.
     func milliseconds(minimum: Int64 = 0) -> Int64 {
         let (seconds, attoseconds) = components
-        return max(minimum, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        if overflow { return seconds < 0 ? minimum : Int64.max }
+        return max(minimum, scaled.addingReportingOverflow(attoseconds / 1_000_000_000_000_000).partialValue)
+    }
+
+    /// Milliseconds as librdkafka's `int` timeouts take them: at least `minimum`, at most `Int32.max`.
+    func int32Milliseconds(minimum: Int64 = 0) -> Int32 {
+        Int32(clamping: milliseconds(minimum: minimum))
     }
 }

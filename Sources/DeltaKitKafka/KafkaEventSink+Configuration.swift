@@ -1,9 +1,12 @@
+import DeltaKit
+import Foundation
+
 extension KafkaEventSink {
     /// Producer settings for an ordered, loss-free change stream. Every property has a documented default.
     public struct Configuration: Sendable {
         /// The cluster. Default: `KafkaConfiguration()` (`localhost:9092`).
         public var kafka: KafkaConfiguration
-        /// The topic events go to. Default: `"user-events"` (the demo's).
+        /// The topic events go to. Required: a library has no default topic.
         public var topic: String
         /// Idempotent producer (`enable.idempotence`): no duplicates from retries, per-partition order kept.
         /// Default: `true`.
@@ -36,7 +39,7 @@ extension KafkaEventSink {
         /// Creates a configuration.
         public init(
             kafka: KafkaConfiguration = KafkaConfiguration(),
-            topic: String = "user-events",
+            topic: String,
             idempotence: Bool = true,
             acks: Acks = .all,
             linger: Duration = .milliseconds(5),
@@ -94,6 +97,33 @@ extension KafkaEventSink {
                 self.replicationFactor = replicationFactor
                 self.config = config
             }
+
+            /// Checks the counts: 1…100,000 partitions, a replication factor of 1…32,767.
+            public func validate() throws {
+                try DeltaKitError.check(partitions, in: 1...100_000, "partitions")
+                try DeltaKitError.check(replicationFactor, in: 1...Int(Int16.max), "replicationFactor")
+            }
+        }
+
+        /// Checks every value (and ``kafka``'s), naming the first that is out of range; called by
+        /// ``KafkaEventSink/init(configuration:logger:metricsFactory:)``.
+        ///
+        /// Ranges are librdkafka's: `linger` 0…900 s, `batchBytes` 1…2,147,483,647, `batchMessages` 1…1,000,000,
+        /// `queueMaxMessages` 1…2,147,483,647, `messageTimeout` 0…2,147,483,647 ms (0 = no limit);
+        /// `shutdownTimeout` 0…24 days; a created topic has 1…100,000 partitions and a replication factor of 1…32,767.
+        public func validate() throws {
+            try kafka.validate()
+            try KafkaTopicName.validate(topic)
+            try DeltaKitError.check(linger, in: .zero ... .seconds(900), "linger")
+            try DeltaKitError.check(batchBytes, in: 1...Int(Int32.max), "batchBytes")
+            try DeltaKitError.check(batchMessages, in: 1...1_000_000, "batchMessages")
+            try DeltaKitError.check(queueMaxMessages, in: 1...Int(Int32.max), "queueMaxMessages")
+            try DeltaKitError.check(messageTimeout, in: .zero ... .milliseconds(Int32.max), "messageTimeout")
+            try DeltaKitError.check(shutdownTimeout, in: .zero ... .seconds(24 * 86_400), "shutdownTimeout")
+            if let createTopic { try createTopic.validate() }
+            if idempotence && acks != .all {
+                throw DeltaKitError.invalidValue("acks", acks.rawValue, allowed: "all when idempotence is on")
+            }
         }
 
         /// The librdkafka properties, in order (later entries win).
@@ -106,7 +136,7 @@ extension KafkaEventSink {
                 ("batch.size", String(batchBytes)),
                 ("batch.num.messages", String(batchMessages)),
                 ("compression.codec", compression.rawValue),
-                ("message.timeout.ms", String(messageTimeout.milliseconds(minimum: 1))),
+                ("message.timeout.ms", String(messageTimeout.milliseconds())),
                 ("partitioner", partitioner),
                 ("queue.buffering.max.messages", String(queueMaxMessages)),
             ]

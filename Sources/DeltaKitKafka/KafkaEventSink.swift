@@ -44,7 +44,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         logger: Logger = Logger(label: "deltakit.kafka.sink"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws {
-        try KafkaTopicName.validate(configuration.topic)
+        try configuration.validate()
         _ = try Record.schema
         let callbacks = RdKafkaCallbacks(logger: logger)
         let handle = try RdKafkaHandle(kind: .producer, properties: configuration.properties, callbacks: callbacks)
@@ -56,7 +56,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         )
         callbacks.onError { [weak core] error in core?.clientError(error) }
         do {
-            let timeout = Int32(configuration.kafka.connectTimeout.milliseconds(minimum: 100))
+            let timeout = configuration.kafka.connectTimeout.int32Milliseconds(minimum: 100)
             _ = try await DedicatedThread.run(name: "deltakit-kafka-connect") {
                 try handle.clusterMetadata(timeoutMs: timeout)
             }
@@ -80,7 +80,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         }
         do {
             // Learn the topic's partitions and leaders now, not on the first send.
-            let timeout = Int32(configuration.kafka.connectTimeout.milliseconds(minimum: 100))
+            let timeout = configuration.kafka.connectTimeout.int32Milliseconds(minimum: 100)
             let topic = configuration.topic
             try await DedicatedThread.run(name: "deltakit-kafka-connect") {
                 _ = try handle.warmUp(topic: topic, timeoutMs: timeout)

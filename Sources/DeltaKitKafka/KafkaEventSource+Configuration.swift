@@ -1,13 +1,22 @@
+import DeltaKit
+import Foundation
+
 extension KafkaEventSource {
     /// Consumer settings. Every property has a documented default.
     public struct Configuration: Sendable {
         /// The cluster. Default: `KafkaConfiguration()` (`localhost:9092`).
         public var kafka: KafkaConfiguration
-        /// The topic to read. Default: `"user-events"`.
+        /// The topic to read. Required: a library has no default topic.
         public var topic: String
         /// The consumer group (`group.id`). With a group, partitions are balanced across its members and
-        /// acknowledged offsets are committed. `nil` reads every partition directly, without a group and
-        /// without commits — the fast way to read a topic once. Default: `"deltakit"`.
+        /// acknowledged offsets are committed, so a restarted member resumes after its last commit and sees
+        /// only its share of the partitions. `nil` reads every partition directly from ``startPosition``,
+        /// without a group and without commits.
+        ///
+        /// Default: `nil`, which is right for an in-memory state (``KafkaMaterializer`` over
+        /// `InMemoryStateStore`): such a state must be rebuilt from the beginning of every partition after each
+        /// start. Use a group only for a consumer whose progress is stored with its results — a store that
+        /// keeps its own position, or a processor whose effects are idempotent elsewhere.
         public var groupID: String?
         /// Where to start when the group has no committed offset (or when there is no group).
         /// Default: ``StartPosition/earliest``.
@@ -28,8 +37,8 @@ extension KafkaEventSource {
         /// Creates a configuration.
         public init(
             kafka: KafkaConfiguration = KafkaConfiguration(),
-            topic: String = "user-events",
-            groupID: String? = "deltakit",
+            topic: String,
+            groupID: String? = nil,
             startPosition: StartPosition = .earliest,
             malformedPolicy: MalformedPolicy = .skip,
             bufferSize: Int = 10_000,
@@ -63,6 +72,19 @@ extension KafkaEventSource {
             /// Report, then copy the raw message to this topic (awaiting the broker's acknowledgement) before
             /// moving past it.
             case deadLetter(topic: String)
+        }
+
+        /// Checks every value (and ``kafka``'s), naming the first that is out of range; called by the source's
+        /// initializer. `bufferSize` is 1…10,000,000; `sessionTimeout` 1 s…1 hour.
+        public func validate() throws {
+            try kafka.validate()
+            try KafkaTopicName.validate(topic)
+            if let groupID, groupID.isEmpty {
+                throw DeltaKitError.invalidValue("groupID", "empty", allowed: "a name, or nil for no group")
+            }
+            try DeltaKitError.check(bufferSize, in: 1...10_000_000, "bufferSize")
+            try DeltaKitError.check(sessionTimeout, in: .seconds(1) ... .seconds(3600), "sessionTimeout")
+            if case .deadLetter(let topic) = malformedPolicy { try KafkaTopicName.validate(topic) }
         }
 
         var properties: [(String, String)] {

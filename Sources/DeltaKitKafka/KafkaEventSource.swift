@@ -44,11 +44,11 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil,
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws {
-        try KafkaTopicName.validate(configuration.topic)
+        try configuration.validate()
         _ = try Record.schema
         let callbacks = RdKafkaCallbacks(logger: logger)
         let handle = try RdKafkaHandle(kind: .consumer, properties: configuration.properties, callbacks: callbacks)
-        let timeout = Int32(configuration.kafka.connectTimeout.milliseconds(minimum: 100))
+        let timeout = configuration.kafka.connectTimeout.int32Milliseconds(minimum: 100)
         let topic = configuration.topic
         let partitions: [Int32]?
         do {
@@ -62,7 +62,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
             throw DeltaKitError(
                 code: .invalidConfiguration,
                 message:
-                    "topic '\(topic)' does not exist on \(configuration.kafka.serversDescription); produce to it first (`UserEvents produce`) or create it with KafkaTopicAdmin.ensureTopic"
+                    "topic '\(topic)' does not exist on \(configuration.kafka.serversDescription); produce to it first or create it with KafkaTopicAdmin.ensureTopic"
             )
         }
         var deadLetter: RawProducer?

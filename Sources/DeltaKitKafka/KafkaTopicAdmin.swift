@@ -14,6 +14,7 @@ public struct KafkaTopicAdmin: Sendable {
     /// - Throws: `DeltaKitError` (`invalidConfiguration`) with
     ///   librdkafka's message when a property is unknown or invalid.
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "deltakit.kafka.admin")) throws {
+        try configuration.validate()
         self.configuration = configuration
         var properties = configuration.properties
         properties.append(contentsOf: configuration.additionalProperties.sorted { $0.key < $1.key })
@@ -58,14 +59,16 @@ public struct KafkaTopicAdmin: Sendable {
         config: [String: String] = [:]
     ) async throws -> Bool {
         try KafkaTopicName.validate(topic)
+        try DeltaKitError.check(partitions, in: 1...100_000, "partitions")
+        try DeltaKitError.check(replicationFactor, in: 1...Int(Int16.max), "replicationFactor")
         let handle = self.handle
-        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
+        let timeout = configuration.connectTimeout.int32Milliseconds(minimum: 100)
         do {
             return try await DedicatedThread.run(name: "deltakit-kafka-admin") {
                 try handle.createTopic(
                     topic,
-                    partitions: Int32(partitions),
-                    replicationFactor: Int32(replicationFactor),
+                    partitions: Int32(clamping: partitions),
+                    replicationFactor: Int32(clamping: replicationFactor),
                     config: config,
                     timeoutMs: timeout
                 )
@@ -87,7 +90,7 @@ public struct KafkaTopicAdmin: Sendable {
         _ body: @escaping @Sendable (RdKafkaHandle, Int32) throws -> T
     ) async throws -> T {
         let handle = self.handle
-        let timeout = Int32(configuration.connectTimeout.milliseconds(minimum: 100))
+        let timeout = configuration.connectTimeout.int32Milliseconds(minimum: 100)
         do {
             return try await DedicatedThread.run(name: "deltakit-kafka-admin") { try body(handle, timeout) }
         } catch let error as KafkaError {
@@ -105,7 +108,7 @@ extension DeltaKitError {
         DeltaKitError(
             code: .connectionFailed,
             message:
-                "no Kafka broker answered at \(configuration.serversDescription) within \(configuration.connectTimeout) (\(error.message)); start the broker (e.g. `docker compose up -d`) or pass the right address (--brokers)",
+                "no Kafka broker answered at \(configuration.serversDescription) within \(configuration.connectTimeout) (librdkafka: \(error.message)); check that a broker runs there and that the address is right",
             underlying: error
         )
     }

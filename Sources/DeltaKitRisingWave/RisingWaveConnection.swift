@@ -125,7 +125,7 @@ public final class RisingWaveConnection: Sendable {
     }
 
     static func connectionError(_ configuration: Configuration, _ error: RisingWaveError) -> DeltaKitError {
-        var fix = "start RisingWave (e.g. `docker compose up -d`) or pass the right URL (--risingwave)"
+        var fix = "check that RisingWave (or PostgreSQL) runs there and that the URL is right"
         if error.message.contains("password") || error.message.contains("authentication") {
             fix = "check the user name and password in the URL"
         } else if error.message.contains("does not exist") {

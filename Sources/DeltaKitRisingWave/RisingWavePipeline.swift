@@ -17,17 +17,20 @@ public import DeltaKit
 /// ``apply(on:)`` and ``teardown(on:)`` are idempotent (`IF NOT EXISTS`, `DROP … IF EXISTS … CASCADE`).
 /// Names are validated and quoted, literals escaped: no SQL injection through a topic or relation name.
 public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
-    /// Names and connection settings of the generated objects. Every property has a documented default.
+    /// Names and connection settings of the generated objects. Every property but ``topic`` has a documented
+    /// default.
     public struct Configuration: Sendable {
-        /// The Kafka topic. Default: `"user-events"`.
+        /// The Kafka topic. Required: a library has no default topic.
         public var topic: String
         /// The brokers *as RisingWave reaches them* (inside Docker, e.g. `redpanda:29092`).
         /// Default: `"localhost:9092"`.
         public var bootstrapServers: String
-        /// The source's name. Default: `"user_events"`.
-        public var sourceName: String
-        /// The latest-state view's name. Default: `"latest_user_state"`.
-        public var viewName: String
+        /// The source's name. Default: `nil`, derived from the record type: `<record>_events` in snake case
+        /// (`User` → `user_events`, `OrderLine` → `order_line_events`).
+        public var sourceName: String?
+        /// The latest-state view's name. Default: `nil`, derived from the record type: `latest_<record>_state`
+        /// (`User` → `latest_user_state`).
+        public var viewName: String?
         /// `scan.startup.mode`: `earliest` or `latest`. Default: `"earliest"`.
         public var startupMode: String
         /// Extra Kafka properties for RisingWave, without the `properties.` prefix (e.g. `security.protocol`).
@@ -42,10 +45,10 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
 
         /// Creates a configuration.
         public init(
-            topic: String = "user-events",
+            topic: String,
             bootstrapServers: String = "localhost:9092",
-            sourceName: String = "user_events",
-            viewName: String = "latest_user_state",
+            sourceName: String? = nil,
+            viewName: String? = nil,
             startupMode: String = "earliest",
             kafkaProperties: [String: String] = [:],
             upsertTable: String? = nil,
@@ -60,11 +63,26 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
             self.upsertTable = upsertTable
             self.subscriptionRetention = subscriptionRetention
         }
+    }
 
-        /// The progress view's name: ``viewName`` + `_progress`.
-        public var progressViewName: String { viewName + "_progress" }
-        /// The subscription's name: ``viewName`` + `_changes`.
-        public var subscriptionName: String { viewName + "_changes" }
+    /// The source's name: ``Configuration/sourceName``, or `<record>_events` derived from the record type.
+    public let sourceName: String
+    /// The latest-state view's name: ``Configuration/viewName``, or `latest_<record>_state`.
+    public let viewName: String
+    /// The progress view's name: ``viewName`` + `_progress`.
+    public var progressViewName: String { viewName + "_progress" }
+    /// The subscription's name: ``viewName`` + `_changes`.
+    public var subscriptionName: String { viewName + "_changes" }
+
+    /// The record type's name in snake case (`OrderLine` → `order_line`), the stem of derived names.
+    static var recordStem: String {
+        var stem = ""
+        let name = String(describing: Record.self).split(separator: "<").first.map(String.init) ?? "record"
+        for (index, character) in name.enumerated() {
+            if character.isUppercase, index > 0, stem.last != "_" { stem.append("_") }
+            stem.append(contentsOf: character.isLetter || character.isNumber ? character.lowercased() : "_")
+        }
+        return stem
     }
 
     /// The configuration.
@@ -93,10 +111,14 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     ///
     /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming the bad
     ///   name, property or field.
-    public init(configuration: Configuration = Configuration()) throws {
+    public init(configuration: Configuration) throws {
         let schema = try Record.schema
-        try SQLText.validateRelationName(configuration.sourceName, what: "source")
-        try SQLText.validateRelationName(configuration.viewName, what: "materialized view")
+        let sourceName = configuration.sourceName ?? Self.recordStem + "_events"
+        let viewName = configuration.viewName ?? "latest_" + Self.recordStem + "_state"
+        try SQLText.validateRelationName(sourceName, what: "source")
+        try SQLText.validateRelationName(viewName, what: "materialized view")
+        self.sourceName = sourceName
+        self.viewName = viewName
         if let table = configuration.upsertTable { try SQLText.validateRelationName(table, what: "table") }
         guard configuration.startupMode == "earliest" || configuration.startupMode == "latest" else {
             throw DeltaKitError(
@@ -180,7 +202,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     /// The Kafka source (`FORMAT PLAIN ENCODE JSON`).
     public var createSourceSQL: String {
         """
-        CREATE SOURCE IF NOT EXISTS \(q(configuration.sourceName)) (
+        CREATE SOURCE IF NOT EXISTS \(q(sourceName)) (
         \(columnList)
         )
         INCLUDE partition AS kafka_partition
@@ -190,39 +212,67 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     }
 
     /// The latest-state view's query (also run on plain PostgreSQL by DeltaKit's tests).
+    ///
+    /// It applies the core's rules exactly: only valid events take part (``validityCondition``), and the
+    /// window's ORDER BY is `LatestStateMerge`'s tie rule — highest `event_order`, then a delete, then the later
+    /// `ts`, then each value field in declaration order (greater wins, NULL last), then `update` over `insert` —
+    /// ending with the Kafka offset so that the order is unique (RisingWave's Top-N needs that).
     public var latestStateQuery: String {
         let columns = stateColumns.map(q).joined(separator: ", ")
+        let order =
+            [
+                "\(q(ChangeEventField.order)) DESC", "(\(q(ChangeEventField.operation)) = 'delete') DESC",
+                "\(q(ChangeEventField.timestamp)) DESC",
+            ] + schema.valueFields.map { "\(q($0.name)) DESC NULLS LAST" } + [
+                "\(q(ChangeEventField.operation)) DESC", "kafka_offset::BIGINT DESC",
+            ]
         return """
             SELECT \(columns)
             FROM (
               SELECT *, ROW_NUMBER() OVER (
                 PARTITION BY \(q(schema.keyField))
-                ORDER BY \(q(ChangeEventField.order)) DESC, (\(q(ChangeEventField.operation)) = 'delete') DESC, kafka_offset::BIGINT DESC
+                ORDER BY \(order.joined(separator: ", "))
               ) AS rn
-              FROM \(q(configuration.sourceName))
+              FROM \(q(sourceName))
+              WHERE \(validityCondition)
             ) AS ranked
             WHERE rn = 1 AND \(q(ChangeEventField.operation)) <> 'delete'
             """
     }
 
+    /// The core's validity rule in SQL (see `Documentation/semantics.md`): a known `op`; a key, `event_order` and
+    /// `ts`; a delete carries no values; an insert or update has every non-optional field. RisingWave turns a value
+    /// it cannot convert into NULL, so a wrongly typed field fails the same test. An invalid event never wins.
+    public var validityCondition: String {
+        let op = q(ChangeEventField.operation)
+        let required = [schema.keyField, ChangeEventField.order, ChangeEventField.timestamp].map {
+            "\(q($0)) IS NOT NULL"
+        }
+        let deleteValues = schema.valueFields.map { "\(q($0.name)) IS NULL" }
+        let upsertValues = schema.valueFields.filter { !$0.isOptional }.map { "\(q($0.name)) IS NOT NULL" }
+        let delete = (["\(op) = 'delete'"] + deleteValues).joined(separator: " AND ")
+        let upsert = (["\(op) IN ('insert', 'update')"] + upsertValues).joined(separator: " AND ")
+        return (required + ["((\(delete)) OR (\(upsert)))"]).joined(separator: " AND ")
+    }
+
     /// The latest-state materialized view (Top-N form).
     public var createViewSQL: String {
-        "CREATE MATERIALIZED VIEW IF NOT EXISTS \(q(configuration.viewName)) AS\n\(latestStateQuery)"
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS \(q(viewName)) AS\n\(latestStateQuery)"
     }
 
     /// The progress view's query: the highest order ingested.
     public var progressQuery: String {
-        "SELECT max(\(q(ChangeEventField.order))) AS max_order FROM \(q(configuration.sourceName))"
+        "SELECT max(\(q(ChangeEventField.order))) AS max_order FROM \(q(sourceName))"
     }
 
     /// The progress materialized view.
     public var createProgressViewSQL: String {
-        "CREATE MATERIALIZED VIEW IF NOT EXISTS \(q(configuration.progressViewName)) AS\n\(progressQuery)"
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS \(q(progressViewName)) AS\n\(progressQuery)"
     }
 
     /// The subscription on the latest-state view.
     public var createSubscriptionSQL: String {
-        "CREATE SUBSCRIPTION IF NOT EXISTS \(q(configuration.subscriptionName)) FROM \(q(configuration.viewName)) WITH (retention = \(lit(configuration.subscriptionRetention)))"
+        "CREATE SUBSCRIPTION IF NOT EXISTS \(q(subscriptionName)) FROM \(q(viewName)) WITH (retention = \(lit(configuration.subscriptionRetention)))"
     }
 
     /// The keyed `FORMAT UPSERT` table, when configured.
@@ -247,12 +297,12 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     /// Every statement of ``teardown(on:)``, in order.
     public var teardownStatements: [String] {
         var statements = [
-            "DROP SUBSCRIPTION IF EXISTS \(q(configuration.subscriptionName))",
-            "DROP MATERIALIZED VIEW IF EXISTS \(q(configuration.progressViewName)) CASCADE",
-            "DROP MATERIALIZED VIEW IF EXISTS \(q(configuration.viewName)) CASCADE",
+            "DROP SUBSCRIPTION IF EXISTS \(q(subscriptionName))",
+            "DROP MATERIALIZED VIEW IF EXISTS \(q(progressViewName)) CASCADE",
+            "DROP MATERIALIZED VIEW IF EXISTS \(q(viewName)) CASCADE",
         ]
         if let table = configuration.upsertTable { statements.append("DROP TABLE IF EXISTS \(q(table)) CASCADE") }
-        statements.append("DROP SOURCE IF EXISTS \(q(configuration.sourceName)) CASCADE")
+        statements.append("DROP SOURCE IF EXISTS \(q(sourceName)) CASCADE")
         return statements
     }
 

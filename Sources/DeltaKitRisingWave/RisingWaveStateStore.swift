@@ -30,7 +30,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
     }
 
     private func q(_ name: String) -> String { try! SQLText.identifier(name) }
-    private var view: String { q(pipeline.configuration.viewName) }
+    private var view: String { q(pipeline.viewName) }
     private var stateColumns: String { pipeline.stateColumns.map(q).joined(separator: ", ") }
 
     /// The snapshot query: every live row ordered by key.
@@ -59,7 +59,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
     public func history(limit: Int) async throws -> [ChangeEvent<Record>] {
         let columns = pipeline.eventColumns.map { q($0.name) }.joined(separator: ", ")
         let sql =
-            "SELECT \(columns) FROM \(q(pipeline.configuration.sourceName)) ORDER BY \(q(ChangeEventField.order)) DESC LIMIT $1"
+            "SELECT \(columns) FROM \(q(pipeline.sourceName)) ORDER BY \(q(ChangeEventField.order)) DESC LIMIT $1"
         return try await connection.query(sql, [max(0, limit)]).map(Self.event(from:))
     }
 
@@ -71,7 +71,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
 
     /// The highest `event_order` ingested so far (deletes included), or `nil` when nothing was ingested.
     public func maxIngestedOrder() async throws -> Int64? {
-        let rows = try await connection.query("SELECT max_order FROM \(q(pipeline.configuration.progressViewName))")
+        let rows = try await connection.query("SELECT max_order FROM \(q(pipeline.progressViewName))")
         return try rows.first?.decodeIfPresent("max_order", as: Int64.self)
     }
 
@@ -98,7 +98,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
         throw DeltaKitError(
             code: .timedOut,
             message:
-                "order \(order) was not visible in '\(pipeline.configuration.progressViewName)' within \(timeout) (highest so far: \(seen.map(String.init) ?? "none")); is RisingWave reading the topic '\(pipeline.configuration.topic)'?"
+                "order \(order) was not visible in '\(pipeline.progressViewName)' within \(timeout) (highest so far: \(seen.map(String.init) ?? "none")); is RisingWave reading the topic '\(pipeline.configuration.topic)'?"
         )
     }
 
@@ -116,7 +116,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
     ) -> RisingWaveChangeSequence<Record> {
         RisingWaveChangeSequence(
             configuration: configuration,
-            subscription: pipeline.configuration.subscriptionName,
+            subscription: pipeline.subscriptionName,
             since: since,
             fetchTimeout: fetchTimeout,
             logger: logger

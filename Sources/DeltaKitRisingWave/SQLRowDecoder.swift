@@ -18,46 +18,9 @@ struct SQLRowDecoder: Decoder {
     }
 }
 
-/// Parses one column's text as `T`.
+/// Parses one column's text as `T` through the core's table of scalar types (the same table that wrote the JSON).
 func parseSQLScalar<T>(_ type: T.Type, text: String, column: String) throws -> T {
-    func fail() -> RisingWaveDecodingError {
-        RisingWaveDecodingError(column: column, value: text, expected: "\(T.self)", reason: "cannot be parsed")
-    }
-    func integer<I: FixedWidthInteger>(_: I.Type) throws -> T {
-        guard let v = I(text) else { throw fail() }
-        return v as! T
-    }
-    switch type {
-    case is String.Type: return text as! T
-    case is Bool.Type:
-        guard let v = Bool(sqlText: text) else { throw fail() }
-        return v as! T
-    case is Double.Type:
-        guard let v = Double(sqlText: text) else { throw fail() }
-        return v as! T
-    case is Float.Type:
-        guard let v = Double(sqlText: text) else { throw fail() }
-        return Float(v) as! T
-    case is Int.Type: return try integer(Int.self)
-    case is Int64.Type: return try integer(Int64.self)
-    case is Int32.Type: return try integer(Int32.self)
-    case is Int16.Type: return try integer(Int16.self)
-    case is Int8.Type: return try integer(Int8.self)
-    case is UInt.Type: return try integer(UInt.self)
-    case is UInt64.Type: return try integer(UInt64.self)
-    case is UInt32.Type: return try integer(UInt32.self)
-    case is UInt16.Type: return try integer(UInt16.self)
-    case is UInt8.Type: return try integer(UInt8.self)
-    case is Date.Type:
-        guard let v = Date(sqlText: text) else { throw fail() }
-        return v as! T
-    case is Decimal.Type:
-        guard let v = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")) else { throw fail() }
-        return v as! T
-    case is UUID.Type:
-        guard let v = UUID(uuidString: text) else { throw fail() }
-        return v as! T
-    default:
+    guard let scalar = ScalarType.of(T.self) else {
         throw RisingWaveDecodingError(
             column: column,
             value: text,
@@ -65,6 +28,15 @@ func parseSQLScalar<T>(_ type: T.Type, text: String, column: String) throws -> T
             reason: "has an unsupported type"
         )
     }
+    guard let value = scalar.parseText(text) as? T else {
+        throw RisingWaveDecodingError(
+            column: column,
+            value: text,
+            expected: scalar.swiftName,
+            reason: "cannot be parsed"
+        )
+    }
+    return value
 }
 
 private struct RowContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {

@@ -1,6 +1,6 @@
 public import DeltaKit
 
-/// A reusable conformance suite for ``DeltaKit/ChangeFeedStore`` implementations.
+/// A reusable conformance suite for `ChangeFeedStore` implementations.
 ///
 /// The backend supplies a fresh store and a way to apply events to it and wait until they are visible
 /// (apply them in process, or publish them and wait for the receipts). The suite checks both starts of the

@@ -33,7 +33,7 @@ public struct EventSinkConformance<Sink: EventSink>: Sendable where Sink.Record 
     ///   - readBack: Returns every event durable in the sink, in any order across keys but in per-key order.
     ///   - makeScalarSink: Returns a fresh sink of ``ScalarSample`` records with its read-back. When given,
     ///     the suite also checks that every scalar kind reads back in its canonical form
-    ///     (``DeltaKit/ChangeEvent/canonicalized()``) and that invalid events are refused with
+    ///     (`ChangeEvent.canonicalized()`) and that invalid events are refused with
     ///     `serializationFailed` and never become durable. Default: `nil`.
     public init(
         makeSink: @escaping @Sendable () async throws -> Sink,

@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// It fails where production fails: every event goes through the same wire encoding a Kafka sink uses
 /// and is decoded again, as a consumer would read it. So an invalid event (a non-finite number, a value no
-/// column can hold, an unsupported field type) is refused with the same ``DeltaKit/DeltaKitError``, and what
+/// column can hold, an unsupported field type) is refused with the same `DeltaKitError`, and what
 /// ``events`` holds is what a consumer reads back (timestamps truncated to microseconds).
 ///
 /// It records what was sent (``events``), and can be told to fail on demand so that tests can
@@ -33,7 +33,7 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
 
     /// Records `event` as a consumer would read it back, or throws the injected failure.
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError`` with code `serializationFailed` for an invalid event (exactly as
+    /// - Throws: `DeltaKitError` with code `serializationFailed` for an invalid event (exactly as
     ///   `KafkaEventSink` does), or the injected failure.
     public func send(_ event: ChangeEvent<Record>) async throws {
         let wire = try event.jsonData()

@@ -13,7 +13,7 @@ struct KafkaConfigurationTests {
 
     @Test("the sink's defaults are an ordered, loss-free producer with the Java partitioner")
     func sinkDefaults() {
-        let properties = dictionary(KafkaEventSink<DemoUser>.Configuration().properties)
+        let properties = dictionary(KafkaEventSink<DemoUser>.Configuration(topic: "t").properties)
         #expect(properties["bootstrap.servers"] == "localhost:9092")
         #expect(properties["enable.idempotence"] == "true")
         #expect(properties["acks"] == "all")
@@ -27,7 +27,7 @@ struct KafkaConfigurationTests {
 
     @Test("additional properties are applied last and win")
     func escapeHatch() {
-        var configuration = KafkaEventSink<DemoUser>.Configuration()
+        var configuration = KafkaEventSink<DemoUser>.Configuration(topic: "t")
         configuration.kafka.additionalProperties = ["linger.ms": "50", "statistics.interval.ms": "1000"]
         let properties = dictionary(configuration.properties)
         #expect(properties["linger.ms"] == "50")
@@ -57,7 +57,10 @@ struct KafkaConfigurationTests {
 
     @Test("the source's consumer settings: EOF for caught-up, manual offset store, group or no group")
     func sourceProperties() {
-        let group = dictionary(KafkaEventSource<DemoUser>.Configuration(sessionTimeout: .seconds(6)).properties)
+        let group = dictionary(
+            KafkaEventSource<DemoUser>.Configuration(topic: "t", groupID: "deltakit", sessionTimeout: .seconds(6))
+                .properties
+        )
         #expect(group["enable.partition.eof"] == "true")
         #expect(group["enable.auto.offset.store"] == "false")
         #expect(group["enable.auto.commit"] == "true")
@@ -66,7 +69,7 @@ struct KafkaConfigurationTests {
         #expect(group["heartbeat.interval.ms"] == "2000")
         #expect(group["auto.offset.reset"] == "earliest")
         let direct = dictionary(
-            KafkaEventSource<DemoUser>.Configuration(groupID: nil, startPosition: .latest).properties
+            KafkaEventSource<DemoUser>.Configuration(topic: "t", startPosition: .latest).properties
         )
         #expect(direct["enable.auto.commit"] == "false")
         #expect(direct["auto.offset.reset"] == "latest")
@@ -85,11 +88,101 @@ struct KafkaConfigurationTests {
         try KafkaTopicName.validate(name)
     }
 
-    @Test("durations become whole milliseconds")
+    @Test("durations become whole milliseconds, saturating instead of trapping")
     func milliseconds() {
         #expect(Duration.milliseconds(5).milliseconds() == 5)
         #expect(Duration.seconds(2).milliseconds() == 2000)
         #expect(Duration.microseconds(10).milliseconds(minimum: 1) == 1)
+        #expect(Duration.seconds(Int64.max).milliseconds() == Int64.max)
+        #expect(Duration.seconds(Int64.max).int32Milliseconds() == Int32.max)
+    }
+
+    @Test("a source reads every partition from the start by default: no consumer group, no committed offsets")
+    func sourceDefaultHasNoGroup() {
+        #expect(KafkaEventSource<DemoUser>.Configuration(topic: "t").groupID == nil)
+    }
+
+    /// Runs `body` and returns the `invalidConfiguration` error it threw, or records an issue.
+    func invalid(_ body: () async throws -> Void) async -> DeltaKitError? {
+        do {
+            try await body()
+            Issue.record("no error")
+        } catch let error as DeltaKitError {
+            #expect(error.code == .invalidConfiguration, "\(error)")
+            return error
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+        return nil
+    }
+
+    @Test(
+        "malformed bootstrap servers fail at construction, naming the value",
+        arguments: ["garbage", ":99999", "", "http://localhost:9092", "localhost:0", "host:port", "a b:1"]
+    )
+    func badServers(server: String) async {
+        let error = await invalid { _ = try KafkaTopicAdmin(configuration: .init(bootstrapServers: [server])) }
+        #expect(error?.message.contains("bootstrapServers") == true)
+        #expect(error?.message.contains("'\(server)'") == true)
+    }
+
+    @Test(
+        "valid bootstrap servers pass",
+        arguments: ["localhost:9092", "PLAINTEXT://b1:9092", "[::1]:9092", "10.0.0.1:1", "a:1,b:2"]
+    )
+    func goodServers(server: String) throws {
+        try KafkaConfiguration(bootstrapServers: [server]).validate()
+    }
+
+    @Test("an empty server list fails at once instead of waiting out the timeout")
+    func emptyServers() async {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let error = await invalid {
+            _ = try await KafkaEventSink<DemoUser>(
+                configuration: .init(kafka: .init(bootstrapServers: [], connectTimeout: .seconds(60)), topic: "t")
+            )
+        }
+        #expect(error?.message.contains("bootstrapServers is empty") == true)
+        #expect(clock.now - start < .seconds(30))
+    }
+
+    @Test("out-of-range numbers fail with the field, the value and the range, never a trap")
+    func outOfRange() async {
+        let huge = KafkaConfiguration(connectTimeout: .seconds(Int64.max))
+        var error = await invalid { _ = try KafkaTopicAdmin(configuration: huge) }
+        #expect(error?.message.contains("connectTimeout") == true)
+        error = await invalid { _ = try KafkaTopicAdmin(configuration: .init(connectTimeout: .seconds(-1))) }
+        #expect(error?.message.contains("connectTimeout") == true)
+        for (field, settings) in [
+            ("partitions", KafkaEventSink<DemoUser>.Configuration.TopicSettings(partitions: 0)),
+            ("partitions", .init(partitions: Int.max)),
+            ("replicationFactor", .init(replicationFactor: 1 << 40)),
+        ] {
+            error = await invalid {
+                _ = try await KafkaEventSink<DemoUser>(configuration: .init(topic: "t", createTopic: settings))
+            }
+            #expect(error?.message.hasPrefix(field) == true, "\(String(describing: error))")
+        }
+        var sink = KafkaEventSink<DemoUser>.Configuration(topic: "t")
+        sink.linger = .seconds(-1)
+        error = await invalid { try sink.validate() }
+        #expect(error?.message.contains("linger is") == true)
+        sink = KafkaEventSink<DemoUser>.Configuration(topic: "t", queueMaxMessages: 0)
+        error = await invalid { try sink.validate() }
+        #expect(error?.message.contains("queueMaxMessages is 0") == true)
+        sink = KafkaEventSink<DemoUser>.Configuration(topic: "t", acks: .leader)
+        error = await invalid { try sink.validate() }
+        #expect(error?.message.contains("acks") == true)
+        let source = KafkaEventSource<DemoUser>.Configuration(topic: "t", bufferSize: 0)
+        error = await invalid { _ = try await KafkaEventSource<DemoUser>(configuration: source) }
+        #expect(error?.message.contains("bufferSize is 0") == true)
+        let longSession = KafkaEventSource<DemoUser>.Configuration(topic: "t", sessionTimeout: .seconds(1 << 40))
+        error = await invalid { try longSession.validate() }
+        #expect(error?.message.contains("sessionTimeout") == true)
+        let admin = try? KafkaTopicAdmin(configuration: .init())
+        error = await invalid { _ = try await admin?.ensureTopic("t", partitions: -3) }
+        #expect(error?.message.contains("partitions is -3") == true)
     }
 
     @Test("an unknown property fails at construction with librdkafka's own message, no broker needed")

@@ -9,7 +9,14 @@ import Testing
 struct PipelineSQLTests {
     @Test("the demo's provisioning script is pinned")
     func golden() throws {
-        let pipeline = try RisingWavePipeline<DemoUser>(configuration: .init(bootstrapServers: "redpanda:29092"))
+        let pipeline = try RisingWavePipeline<DemoUser>(
+            configuration: .init(
+                topic: "user-events",
+                bootstrapServers: "redpanda:29092",
+                sourceName: "user_events",
+                viewName: "latest_user_state"
+            )
+        )
         let expected = """
             CREATE SOURCE IF NOT EXISTS "user_events" (
               "id" BIGINT,
@@ -33,9 +40,10 @@ struct PipelineSQLTests {
             FROM (
               SELECT *, ROW_NUMBER() OVER (
                 PARTITION BY "id"
-                ORDER BY "event_order" DESC, ("op" = 'delete') DESC, kafka_offset::BIGINT DESC
+                ORDER BY "event_order" DESC, ("op" = 'delete') DESC, "ts" DESC, "name" DESC NULLS LAST, "age" DESC NULLS LAST, "op" DESC, kafka_offset::BIGINT DESC
               ) AS rn
               FROM "user_events"
+              WHERE "id" IS NOT NULL AND "event_order" IS NOT NULL AND "ts" IS NOT NULL AND (("op" = 'delete' AND "name" IS NULL AND "age" IS NULL) OR ("op" IN ('insert', 'update') AND "name" IS NOT NULL AND "age" IS NOT NULL))
             ) AS ranked
             WHERE rn = 1 AND "op" <> 'delete';
 
@@ -50,7 +58,14 @@ struct PipelineSQLTests {
 
     @Test("teardown is idempotent and cascades")
     func teardown() throws {
-        let pipeline = try RisingWavePipeline<DemoUser>(configuration: .init(upsertTable: "user_state_upsert"))
+        let pipeline = try RisingWavePipeline<DemoUser>(
+            configuration: .init(
+                topic: "user-events",
+                sourceName: "user_events",
+                viewName: "latest_user_state",
+                upsertTable: "user_state_upsert"
+            )
+        )
         #expect(
             pipeline.teardownStatements == [
                 #"DROP SUBSCRIPTION IF EXISTS "latest_user_state_changes""#,
@@ -73,10 +88,14 @@ struct PipelineSQLTests {
         ]
     )
     func badNames(name: String) {
-        #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(sourceName: name)) }
-        #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(viewName: name)) }
         #expect(throws: DeltaKitError.self) {
-            try RisingWavePipeline<DemoUser>(configuration: .init(upsertTable: name))
+            try RisingWavePipeline<DemoUser>(configuration: .init(topic: "t", sourceName: name))
+        }
+        #expect(throws: DeltaKitError.self) {
+            try RisingWavePipeline<DemoUser>(configuration: .init(topic: "t", viewName: name))
+        }
+        #expect(throws: DeltaKitError.self) {
+            try RisingWavePipeline<DemoUser>(configuration: .init(topic: "t", upsertTable: name))
         }
     }
 
@@ -93,11 +112,11 @@ struct PipelineSQLTests {
     @Test("only Kafka properties RisingWave accepts are allowed")
     func properties() throws {
         let ok = try RisingWavePipeline<DemoUser>(
-            configuration: .init(kafkaProperties: ["security.protocol": "SASL_SSL"])
+            configuration: .init(topic: "t", kafkaProperties: ["security.protocol": "SASL_SSL"])
         )
         #expect(ok.createSourceSQL.contains("properties.security.protocol = 'SASL_SSL'"))
         let error = #expect(throws: DeltaKitError.self) {
-            try RisingWavePipeline<DemoUser>(configuration: .init(kafkaProperties: ["linger.ms": "5"]))
+            try RisingWavePipeline<DemoUser>(configuration: .init(topic: "t", kafkaProperties: ["linger.ms": "5"]))
         }
         #expect(error?.message.contains("linger.ms") == true)
     }
@@ -113,7 +132,18 @@ struct PipelineSQLTests {
             var note: String?
             var key: String { sensor }
         }
-        let pipeline = try RisingWavePipeline<Reading>()
+        let pipeline = try RisingWavePipeline<Reading>(configuration: .init(topic: "readings"))
+        // Names follow the record type when not given: no library default is the demo's.
+        #expect(pipeline.sourceName == "reading_events")
+        #expect(pipeline.viewName == "latest_reading_state")
+        struct OrderLine: ChangeRecord {
+            static let keyField = "id"
+            var id: Int
+            var key: Int { id }
+        }
+        let lines = try RisingWavePipeline<OrderLine>(configuration: .init(topic: "lines"))
+        #expect(lines.sourceName == "order_line_events")
+        #expect(lines.subscriptionName == "latest_order_line_state_changes")
         #expect(
             pipeline.eventColumns.map { "\($0.name) \($0.type)" } == [
                 "sensor VARCHAR", "value DOUBLE PRECISION", "ok BOOLEAN", "at TIMESTAMPTZ", "note VARCHAR",
@@ -127,7 +157,7 @@ struct PipelineSQLTests {
             var op: String
             var key: Int { id }
         }
-        #expect(throws: DeltaKitError.self) { try RisingWavePipeline<Clash>() }
+        #expect(throws: DeltaKitError.self) { try RisingWavePipeline<Clash>(configuration: .init(topic: "c")) }
     }
 }
 

@@ -9,15 +9,24 @@ import Testing
 func referenceState(_ events: [ChangeEvent<DemoUser>]) -> [DemoUser] {
     var result: [DemoUser] = []
     for (_, group) in Dictionary(grouping: events, by: \.key) {
+        // order, delete first, ts, name (UTF-8 bytes, nil lowest), age (nil lowest), op text — as SQL's ORDER BY.
         let ranked = group.map { event in
-            (event.order, event.operation == .delete ? 1 : 0, Array(try! event.jsonData()), event)
+            (
+                event.order, event.operation == .delete ? 1 : 0, event.timestamp,
+                Array((event.record?.name ?? "").utf8), event.record == nil ? 0 : 1, event.record?.age ?? Int.min,
+                event.operation.rawValue, event
+            )
         }
         let winner = ranked.max { a, b in
             if a.0 != b.0 { return a.0 < b.0 }
             if a.1 != b.1 { return a.1 < b.1 }
-            return a.2.lexicographicallyPrecedes(b.2)
+            if a.2 != b.2 { return a.2 < b.2 }
+            if a.4 != b.4 { return a.4 < b.4 }
+            if a.3 != b.3 { return a.3.lexicographicallyPrecedes(b.3) }
+            if a.5 != b.5 { return a.5 < b.5 }
+            return a.6 < b.6
         }!
-        if let record = winner.3.record { result.append(record) }
+        if let record = winner.7.record { result.append(record) }
     }
     return result.sorted { $0.id < $1.id }
 }
@@ -68,7 +77,9 @@ struct MergeSemanticsTests {
         #expect(state.snapshot() == [alice])
     }
 
-    @Test("ties: a delete beats an upsert, then the larger wire JSON wins, in either arrival order")
+    @Test(
+        "ties: a delete beats an upsert, then the later ts, then the greater fields in order, in either arrival order"
+    )
     func ties() {
         let a = ChangeEvent.update(
             DemoUser(id: 1, name: "Alice", age: 25),
@@ -84,6 +95,23 @@ struct MergeSemanticsTests {
         #expect(LatestStateMerge.supersedes(b, a) && !LatestStateMerge.supersedes(a, b))
         #expect(LatestStateMerge.supersedes(d, b) && !LatestStateMerge.supersedes(b, d))
         #expect(!LatestStateMerge.supersedes(a, a))
+        // The later timestamp wins before any field is compared.
+        let later = ChangeEvent.update(
+            DemoUser(id: 1, name: "Aaron", age: 1),
+            order: 5,
+            timestamp: .init(timeIntervalSince1970: 1)
+        )
+        #expect(LatestStateMerge.supersedes(later, b) && !LatestStateMerge.supersedes(b, later))
+        // Fields compare as SQL does: strings by UTF-8 bytes ("Z" < "a"), numbers by value (100 > 99, not as text).
+        let upper = ChangeEvent.update(DemoUser(id: 1, name: "Zed", age: 1), order: 5, timestamp: a.timestamp)
+        let lower = ChangeEvent.update(DemoUser(id: 1, name: "abe", age: 1), order: 5, timestamp: a.timestamp)
+        #expect(LatestStateMerge.supersedes(lower, upper) && !LatestStateMerge.supersedes(upper, lower))
+        let young = ChangeEvent.update(DemoUser(id: 1, name: "Al", age: 99), order: 5, timestamp: a.timestamp)
+        let old = ChangeEvent.update(DemoUser(id: 1, name: "Al", age: 100), order: 5, timestamp: a.timestamp)
+        #expect(LatestStateMerge.supersedes(old, young) && !LatestStateMerge.supersedes(young, old))
+        // Equal values: an update wins over an insert.
+        let inserted = ChangeEvent.insert(DemoUser(id: 1, name: "Al", age: 99), order: 5, timestamp: a.timestamp)
+        #expect(LatestStateMerge.supersedes(young, inserted) && !LatestStateMerge.supersedes(inserted, young))
         for events in [[a, b], [b, a]] {
             var state = LatestState<DemoUser>()
             for e in events { state.apply(e) }

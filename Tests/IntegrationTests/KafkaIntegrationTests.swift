@@ -19,6 +19,32 @@ struct KafkaIntegrationTests {
             readBack: { sink in
                 try await sink.flush()
                 return try await KafkaTestSupport.readAll(brokers, topic: sink.topic)
+            },
+            makeScalarSink: {
+                let sink = try await KafkaEventSink<ScalarSample>(
+                    configuration: .init(
+                        kafka: KafkaTestSupport.kafka(brokers),
+                        topic: TestEnvironment.uniqueTopic(),
+                        createTopic: .init(partitions: 2)
+                    )
+                )
+                return (
+                    sink,
+                    {
+                        try await sink.flush()
+                        let source = try await KafkaEventSource<ScalarSample>(
+                            configuration: .init(
+                                kafka: KafkaTestSupport.kafka(brokers),
+                                topic: sink.topic,
+                                stopWhenCaughtUp: true
+                            )
+                        )
+                        var events: [ChangeEvent<ScalarSample>] = []
+                        for try await consumed in source.events { events.append(consumed.event) }
+                        try await source.close()
+                        return events
+                    }
+                )
             }
         ).run()
     }
@@ -26,17 +52,35 @@ struct KafkaIntegrationTests {
     @Test("KafkaEventSource and KafkaMaterializer pass the StateStore conformance suite")
     func materializerConformance() async throws {
         let brokers = try TestEnvironment.requireKafka()
-        try await StateStoreConformance { events in
-            let sink = try await KafkaTestSupport.makeSink(brokers)
-            try await sink.send(contentsOf: events)
-            try await sink.close()
-            let store = try InMemoryStateStore<DemoUser>()
-            try await KafkaMaterializer.materialize(
-                .init(kafka: KafkaTestSupport.kafka(brokers), topic: sink.topic, groupID: nil),
-                into: store
-            )
-            return store
-        }.run()
+        // The same suite, and the same invalid messages, as the in-memory store's: both leave the same state.
+        try await StateStoreConformance(
+            load: { events in
+                let sink = try await KafkaTestSupport.makeSink(brokers)
+                try await sink.send(contentsOf: events)
+                try await sink.close()
+                let store = try InMemoryStateStore<DemoUser>()
+                try await KafkaMaterializer.materialize(
+                    .init(kafka: KafkaTestSupport.kafka(brokers), topic: sink.topic, groupID: nil),
+                    into: store
+                )
+                return store
+            },
+            loadWire: { messages in
+                let topic = TestEnvironment.uniqueTopic()
+                let admin = try KafkaTopicAdmin(configuration: KafkaTestSupport.kafka(brokers))
+                try await admin.ensureTopic(topic, partitions: 4)
+                try KafkaTestSupport.produceRawViaPython(brokers, topic: topic, values: messages)
+                let store = try InMemoryStateStore<DemoUser>()
+                let malformed = Counter()
+                try await KafkaMaterializer.materialize(
+                    .init(kafka: KafkaTestSupport.kafka(brokers), topic: topic),
+                    into: store,
+                    onMalformed: { _ in malformed.increment() }
+                )
+                #expect(malformed.value == StateStoreConformance<InMemoryStateStore<DemoUser>>.invalidMessages.count)
+                return store
+            }
+        ).run()
     }
 
     @Test("10,000 seeded demo events on 4 partitions, materialized, equal the in-memory reference")
@@ -401,4 +445,11 @@ struct KafkaIntegrationTests {
         try await source.close()
         try await first.value
     }
+}
+
+/// A thread-safe counter for callbacks.
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }

@@ -42,9 +42,47 @@ enum KafkaTestSupport {
         return state.snapshot()
     }
 
+    /// Produces raw message values (valid or not) to `topic` with Python's confluent-kafka — a producer that
+    /// does not apply DeltaKit's rules — and waits for every acknowledgement.
+    static func produceRawViaPython(_ brokers: String, topic: String, values: [[UInt8]]) throws {
+        let script = #"""
+            import base64, json, sys
+            from confluent_kafka import Producer
+            brokers, topic = sys.argv[1], sys.argv[2]
+            values = [base64.b64decode(v) for v in json.load(sys.stdin)]
+            p = Producer({"bootstrap.servers": brokers, "acks": "all"})
+            failed = []
+            for v in values:
+                p.produce(topic, value=v, on_delivery=lambda err, msg: failed.append(err) if err else None)
+            if p.flush(30) != 0 or failed:
+                raise SystemExit("not acknowledged: %r" % failed)
+            """#
+        let input = try JSONEncoder().encode(values.map { Data($0).base64EncodedString() })
+        _ = try runPython(script, [brokers, topic], input: input)
+    }
+
+    static func runPython(_ script: String, _ arguments: [String], input: Data? = nil) throws -> Data {
+        let python = ProcessInfo.processInfo.environment["DELTAKIT_PYTHON"] ?? "python3"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python.hasPrefix("/") ? python : "/usr/bin/env")
+        process.arguments = (python.hasPrefix("/") ? [] : [python]) + ["-c", script] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        let stdin = Pipe()
+        process.standardInput = stdin
+        try process.run()
+        if let input { stdin.fileHandleForWriting.write(input) }
+        try stdin.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw DeltaKitError(code: .rejected, message: "python helper exited with \(process.terminationStatus)")
+        }
+        return data
+    }
+
     /// Raw `(key, value)` pairs of a topic, read by Python's confluent-kafka — an independent reader.
     static func rawMessagesViaPython(_ brokers: String, topic: String) throws -> [[String: String?]] {
-        let python = ProcessInfo.processInfo.environment["DELTAKIT_PYTHON"] ?? "python3"
         let script = #"""
             import json, sys
             from confluent_kafka import Consumer, TopicPartition, KafkaError
@@ -65,17 +103,6 @@ enum KafkaTestSupport {
             c.close()
             print(json.dumps(out))
             """#
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python.hasPrefix("/") ? python : "/usr/bin/env")
-        process.arguments = (python.hasPrefix("/") ? [] : [python]) + ["-c", script, brokers, topic]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw DeltaKitError(code: .rejected, message: "python reader exited with \(process.terminationStatus)")
-        }
-        return try JSONDecoder().decode([[String: String?]].self, from: data)
+        return try JSONDecoder().decode([[String: String?]].self, from: runPython(script, [brokers, topic]))
     }
 }

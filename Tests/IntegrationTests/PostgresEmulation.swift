@@ -14,7 +14,10 @@ struct PostgresEmulation {
     /// An emulation with fresh, unique object names.
     static func make(_ url: String) async throws -> PostgresEmulation {
         let suffix = UUID().uuidString.prefix(8).lowercased()
-        return try await make(url, configuration: .init(sourceName: "ev_\(suffix)", viewName: "st_\(suffix)"))
+        return try await make(
+            url,
+            configuration: .init(topic: "user-events", sourceName: "ev_\(suffix)", viewName: "st_\(suffix)")
+        )
     }
 
     /// A database of its own (so the default names `user_events` / `latest_user_state` can be used); returns its URL.
@@ -36,22 +39,47 @@ struct PostgresEmulation {
                 "kafka_partition VARCHAR", "kafka_offset VARCHAR",
             ]
         try await connection.execute(
-            "CREATE TABLE \"\(pipeline.configuration.sourceName)\" (\(columns.joined(separator: ", ")))"
+            "CREATE TABLE \"\(pipeline.sourceName)\" (\(columns.joined(separator: ", ")))"
         )
         try await connection.execute(
-            "CREATE VIEW \"\(pipeline.configuration.viewName)\" AS \(pipeline.latestStateQuery)"
+            "CREATE VIEW \"\(pipeline.viewName)\" AS \(pipeline.latestStateQuery)"
         )
         try await connection.execute(
-            "CREATE VIEW \"\(pipeline.configuration.progressViewName)\" AS \(pipeline.progressQuery)"
+            "CREATE VIEW \"\(pipeline.progressViewName)\" AS \(pipeline.progressQuery)"
         )
         return PostgresEmulation(connection: connection, pipeline: pipeline)
     }
 
     var store: RisingWaveStateStore<DemoUser> { RisingWaveStateStore(connection: connection, pipeline: pipeline) }
 
+    /// Inserts raw messages as RisingWave's `FORMAT PLAIN ENCODE JSON` parser would: a message that is not a JSON
+    /// object is skipped, a value that does not convert to its column becomes NULL (the reference, §pitfalls 2).
+    mutating func loadWire(_ messages: [[UInt8]]) async throws {
+        for message in messages {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(message)) as? [String: Any] else {
+                continue
+            }
+            func integer(_ name: String) -> Int? {
+                guard let number = object[name] as? NSNumber, !(object[name] is Bool) else { return nil }
+                return Int(exactly: number.doubleValue)
+            }
+            let ts = (object["ts"] as? String).flatMap(EventTimestamp.parse)
+            let parameters: [(any SQLEncodable)?] = [
+                integer("id"), object["name"] as? String, integer("age"), object["op"] as? String,
+                integer("event_order"),
+                ts, "0", String(nextOffset),
+            ]
+            nextOffset += 1
+            _ = try await connection.query(
+                "INSERT INTO \"\(pipeline.sourceName)\" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                parameters
+            )
+        }
+    }
+
     /// Inserts events as the Kafka source would see them, offsets counting up in arrival order.
     mutating func load(_ events: [ChangeEvent<DemoUser>]) async throws {
-        let table = pipeline.configuration.sourceName
+        let table = pipeline.sourceName
         for chunk in stride(from: 0, to: events.count, by: 500) {
             var sql = "INSERT INTO \"\(table)\" VALUES "
             var parameters: [(any SQLEncodable)?] = []

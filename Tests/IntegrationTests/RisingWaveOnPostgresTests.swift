@@ -30,11 +30,18 @@ struct RisingWaveOnPostgresTests {
     @Test("RisingWaveStateStore passes the StateStore conformance suite")
     func conformance() async throws {
         let url = try TestEnvironment.requirePostgres()
-        try await StateStoreConformance { events in
-            var emulation = try await PostgresEmulation.make(url)
-            try await emulation.load(events)
-            return emulation.store
-        }.run()
+        try await StateStoreConformance(
+            load: { events in
+                var emulation = try await PostgresEmulation.make(url)
+                try await emulation.load(events)
+                return emulation.store
+            },
+            loadWire: { messages in
+                var emulation = try await PostgresEmulation.make(url)
+                try await emulation.loadWire(messages)
+                return emulation.store
+            }
+        ).run()
     }
 
     @Test("value(forKey:) and history decode records, deletes and unicode")
@@ -54,15 +61,19 @@ struct RisingWaveOnPostgresTests {
         #expect(history[2].record == zoe)
     }
 
-    @Test("NULL in a non-optional column is an error naming the column")
+    @Test("an event with NULL in a non-optional column never reaches state; reading it raw names the column")
     func nullColumn() async throws {
         let url = try TestEnvironment.requirePostgres()
-        let emulation = try await PostgresEmulation.make(url)
-        let table = emulation.pipeline.configuration.sourceName
+        var emulation = try await PostgresEmulation.make(url)
+        let bob = DemoUser(id: 2, name: "Bob", age: 30)
+        try await emulation.load([.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1), .insert(bob, order: 2)])
+        let table = emulation.pipeline.sourceName
+        // What RisingWave makes of {"id":1,"name":"Alice","age":"old",…}: an unconvertible value becomes NULL.
         try await emulation.connection.execute(
-            "INSERT INTO \"\(table)\" VALUES (1, 'Alice', NULL, 'insert', 1, now(), '0', '0')"
+            "INSERT INTO \"\(table)\" VALUES (1, 'Mallory', NULL, 'update', 3, now(), '0', '9')"
         )
-        let error = await #expect(throws: RisingWaveDecodingError.self) { try await emulation.store.snapshot() }
+        #expect(try await emulation.store.snapshot() == [DemoUser(id: 1, name: "Alice", age: 25), bob])
+        let error = await #expect(throws: RisingWaveDecodingError.self) { try await emulation.store.history(limit: 5) }
         #expect(error?.column == "age")
         #expect(error?.reason == "is NULL")
     }
@@ -71,7 +82,7 @@ struct RisingWaveOnPostgresTests {
     func largeSnapshot() async throws {
         let url = try TestEnvironment.requirePostgres()
         let emulation = try await PostgresEmulation.make(url)
-        let table = emulation.pipeline.configuration.sourceName
+        let table = emulation.pipeline.sourceName
         try await emulation.connection.execute(
             """
             INSERT INTO "\(table)"
@@ -110,7 +121,7 @@ struct RisingWaveOnPostgresTests {
         try await emulation.load([.insert(DemoUser(id: 1, name: "A", age: 1), order: 10)])
         let store = emulation.store
         let writer = try await RisingWaveConnection(configuration: .init(url: url))
-        let table = emulation.pipeline.configuration.sourceName
+        let table = emulation.pipeline.sourceName
         Task {
             try await Task.sleep(for: .milliseconds(300))
             try await writer.execute("INSERT INTO \"\(table)\" VALUES (2, NULL, NULL, 'delete', 25, now(), '0', '9')")

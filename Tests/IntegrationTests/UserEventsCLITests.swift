@@ -110,7 +110,14 @@ struct UserEventsCLITests {
     func provisionDryRun() async throws {
         let result = try await CLI.run(["provision", "--dry-run", "--rw-brokers", "redpanda:29092"])
         #expect(result.status == 0)
-        let pipeline = try RisingWavePipeline<DemoUser>(configuration: .init(bootstrapServers: "redpanda:29092"))
+        let pipeline = try RisingWavePipeline<DemoUser>(
+            configuration: .init(
+                topic: "user-events",
+                bootstrapServers: "redpanda:29092",
+                sourceName: "user_events",
+                viewName: "latest_user_state"
+            )
+        )
         #expect(result.stdout == pipeline.script)
         #expect(result.stdout.hasPrefix("CREATE SOURCE IF NOT EXISTS \"user_events\" ("))
         #expect(result.stdout.contains("CREATE MATERIALIZED VIEW IF NOT EXISTS \"latest_user_state\" AS"))
@@ -122,8 +129,11 @@ struct UserEventsCLITests {
     func unreachable() async throws {
         let kafka = try await CLI.run(["produce", "--brokers", "127.0.0.1:1", "--connect-timeout", "2"])
         #expect(kafka.status == 1)
-        #expect(kafka.stderr.split(separator: "\n").count == 1)
+        // One line from the library saying what failed, one from the CLI saying what to do.
+        let kafkaLines = kafka.stderr.split(separator: "\n")
+        #expect(kafkaLines.count == 2)
         #expect(kafka.stderr.hasPrefix("error: no Kafka broker answered at 127.0.0.1:1"))
+        #expect(kafkaLines.last?.hasPrefix("hint: ") == true && kafkaLines.last?.contains("--brokers") == true)
         let snapshot = try await CLI.run(["snapshot", "--brokers", "127.0.0.1:1", "--connect-timeout", "2"])
         #expect(snapshot.status == 1)
         #expect(snapshot.stderr.contains("127.0.0.1:1"))
@@ -131,7 +141,9 @@ struct UserEventsCLITests {
             "snapshot", "--risingwave", "postgres://root:pw@127.0.0.1:1/dev", "--connect-timeout", "2",
         ])
         #expect(rw.status == 1)
-        #expect(rw.stderr.split(separator: "\n").count == 1)
+        let rwLines = rw.stderr.split(separator: "\n")
+        #expect(rwLines.count == 2)
+        #expect(rwLines.last?.hasPrefix("hint: ") == true && rwLines.last?.contains("--risingwave") == true)
         #expect(rw.stderr.contains("127.0.0.1:1") && !rw.stderr.contains(":pw@"))
     }
 
@@ -141,7 +153,10 @@ struct UserEventsCLITests {
     )
     func readsRisingWaveObjects() async throws {
         let url = try await PostgresEmulation.freshDatabase(try TestEnvironment.requirePostgres())
-        var emulation = try await PostgresEmulation.make(url, configuration: .init())
+        var emulation = try await PostgresEmulation.make(
+            url,
+            configuration: .init(topic: "user-events", sourceName: "user_events", viewName: "latest_user_state")
+        )
         var generator = DemoEventGenerator(seed: 77)
         let events = generator.next(200)
         try await emulation.load(events)

@@ -81,7 +81,9 @@ struct Snapshot: AsyncParsableCommand {
 
     func run() async throws {
         let connection = try await RisingWaveConnection(configuration: .init(url: url))
-        let pipeline = try RisingWavePipeline<DemoUser>(configuration: .init(sourceName: source, viewName: view))
+        let pipeline = try RisingWavePipeline<DemoUser>(
+            configuration: .init(topic: "user-events", sourceName: source, viewName: view)
+        )
         let store = RisingWaveStateStore(connection: connection, pipeline: pipeline)
         let clock = ContinuousClock()
         let start = clock.now
