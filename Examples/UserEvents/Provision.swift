@@ -1,5 +1,6 @@
 import ArgumentParser
 import DeltaKit
+import DeltaKitKafka
 import DeltaKitRisingWave
 import DeltaKitTesting
 
@@ -12,7 +13,17 @@ struct Provision: AsyncParsableCommand {
     var risingwave = "postgres://root@localhost:4566/dev"
     @Option(help: "The Kafka brokers as RisingWave reaches them (inside Docker: redpanda:29092).")
     var rwBrokers = "localhost:9092"
-    @Option(help: "The topic.")
+    @Option(
+        help:
+            "The Kafka brokers as this command reaches them: the topic is created there first if missing (RisingWave refuses a source on a missing topic)."
+    )
+    var brokers = "localhost:9092"
+    @Option(help: "Partitions when creating the topic.")
+    var partitions = 4
+    @Option(
+        help:
+            "The topic. The objects are named after it: user-events → user_events, latest_user_state; orders → orders_events, latest_orders_state."
+    )
     var topic = "user-events"
     @Flag(help: "Print the SQL without connecting.")
     var dryRun = false
@@ -33,13 +44,19 @@ struct Provision: AsyncParsableCommand {
                 return
             }
             let connection = try await RisingWaveConnection(configuration: .init(url: risingwave))
+            if !teardown {
+                let admin = try KafkaTopicAdmin(configuration: .userEvents(brokers: brokers, connectTimeout: 10))
+                if try await admin.ensureTopic(topic, partitions: partitions) {
+                    printLine("Created topic '\(topic)' with \(partitions) partitions.")
+                }
+            }
             if teardown {
                 try await pipeline.teardown(on: connection)
                 printLine("Dropped the DeltaKit objects for '\(topic)'.")
             } else {
                 try await pipeline.apply(on: connection)
                 printLine(
-                    "Provisioned source '\(pipeline.sourceName)', view '\(pipeline.viewName)' and subscription '\(pipeline.subscriptionName)' for topic '\(topic)'."
+                    "Provisioned source '\(pipeline.sourceName)', views '\(pipeline.viewName)' and '\(pipeline.historyViewName)', and subscription '\(pipeline.subscriptionName)' for topic '\(topic)'."
                 )
             }
         }

@@ -119,12 +119,10 @@ struct Watch: AsyncParsableCommand {
     func run() async throws {
         logging.bootstrap()
         try await reportingErrors {
-            if let url = source.risingwave {
+            if source.risingwave != nil {
                 let store = try await source.risingWaveStore()
-                for try await change in store.watch(
-                    connection: .init(url: url, connectTimeout: .seconds(source.connectTimeout))
-                ) {
-                    print(change.change)
+                for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
+                    print(element.change)
                 }
             } else {
                 try await watchKafka()

@@ -79,15 +79,20 @@ extension KafkaConfiguration {
 }
 
 extension RisingWavePipeline where Record == DemoUser {
-    /// The demo's objects: source `user_events`, view `latest_user_state` (the names the original demo's
-    /// queries use; the library itself would derive `demo_user_events` from the record type).
+    /// The CLI's objects for a topic, named after it so that two topics never share objects: the topic's name
+    /// in snake case without a trailing `_events` is the stem; the source is `<stem>_events` and the view
+    /// `latest_<stem>_state`. The demo's topic `user-events` gives the original demo's `user_events` and
+    /// `latest_user_state`; `orders` gives `orders_events` and `latest_orders_state`.
     static func userEvents(topic: String, bootstrapServers: String = "localhost:9092") throws -> Self {
-        try RisingWavePipeline(
+        var stem = String(topic.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
+        if stem.hasSuffix("_events"), stem.count > 7 { stem.removeLast(7) }
+        if let first = stem.first, first.isNumber { stem = "t_" + stem }
+        return try RisingWavePipeline(
             configuration: .init(
                 topic: topic,
                 bootstrapServers: bootstrapServers,
-                sourceName: "user_events",
-                viewName: "latest_user_state"
+                sourceName: stem + "_events",
+                viewName: "latest_\(stem)_state"
             )
         )
     }

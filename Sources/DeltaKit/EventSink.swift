@@ -9,13 +9,16 @@ public protocol EventSink<Record>: Sendable {
     /// The record type this sink publishes.
     associatedtype Record: ChangeRecord
 
-    /// Sends one event and returns once it is durable.
-    func send(_ event: ChangeEvent<Record>) async throws
+    /// Sends one event and returns once it is durable, with where it was stored.
+    @discardableResult
+    func send(_ event: ChangeEvent<Record>) async throws -> EventReceipt
 
-    /// Sends a batch of events, keeping many in flight, and returns once all are durable.
+    /// Sends a batch of events, keeping many in flight, and returns once all are durable, with the highest
+    /// position per partition.
     ///
     /// The default implementation sends them one after another; backends override it.
-    func send(contentsOf events: [ChangeEvent<Record>]) async throws
+    @discardableResult
+    func send(contentsOf events: [ChangeEvent<Record>]) async throws -> EventReceipt
 
     /// Returns once every event sent before the call is durable.
     func flush() async throws
@@ -23,7 +26,10 @@ public protocol EventSink<Record>: Sendable {
 
 extension EventSink {
     /// Sends the events one after another.
-    public func send(contentsOf events: [ChangeEvent<Record>]) async throws {
-        for event in events { try await send(event) }
+    @discardableResult
+    public func send(contentsOf events: [ChangeEvent<Record>]) async throws -> EventReceipt {
+        var receipt = EventReceipt()
+        for event in events { receipt = receipt.merging(try await send(event)) }
+        return receipt
     }
 }

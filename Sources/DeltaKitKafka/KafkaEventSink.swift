@@ -101,8 +101,9 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
 
     deinit { core.abandon() }
 
-    /// Sends one event and returns once the broker acknowledged it.
-    public func send(_ event: ChangeEvent<Record>) async throws {
+    /// Sends one event and returns once the broker acknowledged it, with its partition and offset.
+    @discardableResult
+    public func send(_ event: ChangeEvent<Record>) async throws -> EventReceipt {
         try await send(contentsOf: [event])
     }
 
@@ -110,9 +111,12 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     ///
     /// If one fails, the events enqueued before it are still awaited, the rest are not sent, and the call
     /// throws `deliveryFailed`.
-    public func send(contentsOf events: [ChangeEvent<Record>]) async throws {
+    ///
+    /// - Returns: Per partition, the highest offset acknowledged for these events.
+    @discardableResult
+    public func send(contentsOf events: [ChangeEvent<Record>]) async throws -> EventReceipt {
         try core.checkOpen()
-        if events.isEmpty { return }
+        if events.isEmpty { return EventReceipt() }
         let schema = try Record.schema
         let batch = DeliveryBatch(core: core)
         var value: [UInt8] = []
@@ -172,9 +176,10 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
                 core.release(reserved - enqueued)
             }
         }
-        let deliveryError = await batch.seal()
+        let (deliveryError, receipt) = await batch.seal()
         if let deliveryError { throw deliveryError }
         if let failure { throw failure }
+        return receipt
     }
 
     /// Returns once every event sent before the call is acknowledged.
@@ -428,7 +433,8 @@ final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
         var sealed = false
         var done = false
         var error: DeltaKitError?
-        var continuation: CheckedContinuation<DeltaKitError?, Never>?
+        var receipt = EventReceipt()
+        var continuation: CheckedContinuation<(DeltaKitError?, EventReceipt), Never>?
         var doneWaiters: [CheckedContinuation<Void, Never>] = []
     }
     private let state = Mutex(State())
@@ -451,13 +457,17 @@ final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
         let finished = state.withLock { state in
             state.pending -= 1
             if state.error == nil { state.error = failure }
+            if failure == nil, outcome.error == nil {
+                state.receipt.record(partition: outcome.partition, offset: outcome.offset)
+            }
             return Self.finishIfDone(&state)
         }
         finish(finished)
     }
 
-    /// No more messages will be added; waits for the outstanding ones and returns the first failure.
-    func seal() async -> DeltaKitError? {
+    /// No more messages will be added; waits for the outstanding ones and returns the first failure and the
+    /// receipt of what was acknowledged.
+    func seal() async -> (DeltaKitError?, EventReceipt) {
         await withCheckedContinuation { continuation in
             let finished = state.withLock { state in
                 state.sealed = true
@@ -480,8 +490,8 @@ final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
     }
 
     private typealias Finished = (
-        continuation: CheckedContinuation<DeltaKitError?, Never>?, error: DeltaKitError?,
-        waiters: [CheckedContinuation<Void, Never>]
+        continuation: CheckedContinuation<(DeltaKitError?, EventReceipt), Never>?, error: DeltaKitError?,
+        receipt: EventReceipt, waiters: [CheckedContinuation<Void, Never>]
     )
 
     private static func finishIfDone(_ state: inout State) -> Finished? {
@@ -491,13 +501,13 @@ final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
             state.continuation = nil
             state.doneWaiters = []
         }
-        return (state.continuation, state.error, state.doneWaiters)
+        return (state.continuation, state.error, state.receipt, state.doneWaiters)
     }
 
     private func finish(_ finished: Finished?) {
         guard let finished else { return }
         core.unregister(self)
-        finished.continuation?.resume(returning: finished.error)
+        finished.continuation?.resume(returning: (finished.error, finished.receipt))
         for waiter in finished.waiters { waiter.resume() }
     }
 }

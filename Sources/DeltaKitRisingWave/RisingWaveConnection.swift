@@ -49,19 +49,82 @@ public final class RisingWaveConnection: Sendable {
 
         public var description: String { "RisingWaveConnection.Configuration(url: \(redactedURL))" }
 
+        /// Replaces every password in `text` with `***`, whatever shape the text has: a URL (also a mistyped one
+        /// such as `postgres//user:SECRET@host` or `postgresql+psycopg://…`), a `key=value` string, or a message
+        /// that quotes either.
         static func redact(_ text: String) -> String {
-            // URL form: scheme://user:password@host
-            if let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@") {
-                let userInfo = text[scheme.upperBound..<at]
-                if let colon = userInfo.firstIndex(of: ":") {
-                    return String(text[..<colon]) + ":***" + String(text[at...])
-                }
-                return text
+            var result = text
+            // user:password@ anywhere (the user part may be empty).
+            result = result.replacing(userInfoPattern) { match in "\(match.output.1):***@" }
+            // password=value and password='value' (libpq key=value form, also inside messages).
+            result = result.replacing(keyValuePattern) { match in "\(match.output.1)***" }
+            return result
+        }
+
+        /// Like ``redact(_:)``, and also removes this configuration's own password wherever it appears
+        /// (libpq quotes parts of a conninfo it cannot parse).
+        func scrub(_ message: String) -> String {
+            var result = Self.redact(message)
+            for secret in secrets where !secret.isEmpty {
+                result = result.replacingOccurrences(of: secret, with: "***")
             }
-            // key=value form
-            return text.split(separator: " ").map { part in
-                part.lowercased().hasPrefix("password=") ? "password=***" : String(part)
-            }.joined(separator: " ")
+            return result
+        }
+
+        /// The passwords in ``url``, raw and percent-decoded.
+        var secrets: [String] {
+            var found: [String] = []
+            for match in url.matches(of: Self.userInfoPattern) {
+                let raw = String(match.output.2)
+                found.append(raw)
+                if let decoded = raw.removingPercentEncoding { found.append(decoded) }
+                // An unencoded '@' in a password makes libpq read the rest as the host and quote it: scrub the parts.
+                found += raw.split(separator: "@").map(String.init).filter { $0.count >= 3 }
+            }
+            for match in url.matches(of: Self.keyValueSecretPattern) { found.append(String(match.output.1)) }
+            return found.filter { $0.count >= 1 }.sorted { $0.count > $1.count }
+        }
+
+        nonisolated(unsafe) private static let userInfoPattern = try! Regex<(Substring, Substring, Substring)>(
+            #"([^\s/@:'"]*):([^\s/]+)@"#
+        )
+        nonisolated(unsafe) private static let keyValuePattern = try! Regex<(Substring, Substring)>(
+            #"((?i:password)\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s]+)"#
+        )
+        nonisolated(unsafe) private static let keyValueSecretPattern = try! Regex<(Substring, Substring)>(
+            #"(?i:password)\s*=\s*'?([^'\s]+)"#
+        )
+
+        /// Checks the settings; called by ``RisingWaveConnection/init(configuration:logger:)``.
+        ///
+        /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming the setting; a URL is never echoed with its
+        ///   password.
+        public func validate() throws {
+            let trimmed = url.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty else {
+                throw DeltaKitError.invalidValue(
+                    "url",
+                    "empty",
+                    allowed: "postgres://user@host:port/database (an empty URL would silently use the local socket)"
+                )
+            }
+            let isKeyValue = !trimmed.contains("//") && !trimmed.contains("@") && trimmed.contains("=")
+            let lower = trimmed.lowercased()
+            if !isKeyValue, !(lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://")) {
+                throw DeltaKitError(
+                    code: .invalidConfiguration,
+                    message: "the URL \(Self.redact(trimmed)) must start with postgres:// or postgresql://"
+                )
+            }
+            try DeltaKitError.check(connectTimeout, in: .seconds(1) ... .seconds(Int64(Int32.max)), "connectTimeout")
+            try DeltaKitError.check(reconnectAttempts, in: 0...1_000, "reconnectAttempts")
+            try DeltaKitError.check(reconnectBackoff, in: .zero ... .seconds(60), "reconnectBackoff")
+            if let sslMode {
+                let modes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+                guard modes.contains(sslMode) else {
+                    throw DeltaKitError.invalidValue("sslMode", "'\(sslMode)'", allowed: modes.joined(separator: ", "))
+                }
+            }
         }
 
         var conninfo: String {
@@ -82,7 +145,8 @@ public final class RisingWaveConnection: Sendable {
         }
     }
 
-    private let configuration: Configuration
+    /// The settings this connection was opened with (secrets included: never print it, print ``Configuration/redactedURL``).
+    public let configuration: Configuration
     private let logger: Logger
     private let thread: ConnectionThread
     private let connection: ConnectionBox
@@ -96,10 +160,11 @@ public final class RisingWaveConnection: Sendable {
         configuration: Configuration = Configuration(),
         logger: Logger = Logger(label: "deltakit.risingwave")
     ) async throws {
+        try configuration.validate()
         if let problem = pqValidateConninfo(configuration.conninfo) {
             throw DeltaKitError(
                 code: .invalidConfiguration,
-                message: "invalid connection URL \(configuration.redactedURL): \(problem)"
+                message: configuration.scrub("invalid connection URL \(configuration.redactedURL): \(problem)")
             )
         }
         self.configuration = configuration
@@ -124,6 +189,13 @@ public final class RisingWaveConnection: Sendable {
         thread.stop()
     }
 
+    /// Closes the session (libpq `PQfinish`); idempotent. Later calls throw `DeltaKitError` with code `closed`.
+    /// Dropping the last reference closes it too.
+    public func close() async {
+        let box = connection
+        _ = try? await thread.run { box.value = nil }
+    }
+
     static func connectionError(_ configuration: Configuration, _ error: RisingWaveError) -> DeltaKitError {
         var fix = "check that RisingWave (or PostgreSQL) runs there and that the URL is right"
         if error.message.contains("password") || error.message.contains("authentication") {
@@ -134,10 +206,12 @@ public final class RisingWaveConnection: Sendable {
         let oneLine = error.message.split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }
             .joined(separator: " ")
+        var scrubbed = error
+        scrubbed.message = configuration.scrub(error.message)
         return DeltaKitError(
             code: .connectionFailed,
-            message: "cannot connect to \(configuration.redactedURL): \(oneLine); \(fix)",
-            underlying: error
+            message: configuration.scrub("cannot connect to \(configuration.redactedURL): \(oneLine); \(fix)"),
+            underlying: scrubbed
         )
     }
 
@@ -212,7 +286,10 @@ public final class RisingWaveConnection: Sendable {
         do {
             return try await thread.run {
                 guard let connection = box.value else {
-                    throw RisingWaveError(sqlState: nil, message: "the connection is closed", isConnectionError: true)
+                    throw DeltaKitError(
+                        code: .closed,
+                        message: "the connection to \(configuration.redactedURL) was closed; open a new one"
+                    )
                 }
                 if connection.isBroken {
                     try Self.reconnect(connection, configuration: configuration, logger: logger)

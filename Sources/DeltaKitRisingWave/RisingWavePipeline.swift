@@ -11,7 +11,7 @@ public import DeltaKit
 ///   RisingWave keeps one row per key, unlike the original demo's self-join on `MAX(event_order)`, which keeps
 ///   every event as state;
 /// - `latest_user_state_progress`: a one-row view of the highest `event_order` ingested, for freshness checks;
-/// - `latest_user_state_changes`: a subscription on the view, for ``RisingWaveStateStore/watch(since:connection:fetchTimeout:)``;
+/// - `latest_user_state_changes`: a subscription on the view, for ``RisingWaveStateStore/changes(from:)``;
 /// - optionally a keyed `FORMAT UPSERT` table (``Configuration/upsertTable``).
 ///
 /// ``apply(on:)`` and ``teardown(on:)`` are idempotent (`IF NOT EXISTS`, `DROP … IF EXISTS … CASCADE`).
@@ -39,9 +39,13 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
         /// When set, also create a keyed `FORMAT UPSERT` table with this name (latest message per Kafka key;
         /// delete events stay as rows with `op = 'delete'`). Default: `nil`.
         public var upsertTable: String?
-        /// The subscription's retention (how far back ``RisingWaveStateStore/watch(since:connection:fetchTimeout:)`` can resume).
+        /// The subscription's retention (how far back a change feed can resume, ``RisingWaveStateStore/changes(from:)``).
         /// Default: `"1D"`.
         public var subscriptionRetention: String
+        /// How many of the newest valid events the history view keeps (a streaming Top-N: O(`historySize`)
+        /// state, unlike a query on the source, which scans the whole topic each time); 1…100,000.
+        /// Default: 1,000.
+        public var historySize: Int
 
         /// Creates a configuration.
         public init(
@@ -52,7 +56,8 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
             startupMode: String = "earliest",
             kafkaProperties: [String: String] = [:],
             upsertTable: String? = nil,
-            subscriptionRetention: String = "1D"
+            subscriptionRetention: String = "1D",
+            historySize: Int = 1_000
         ) {
             self.topic = topic
             self.bootstrapServers = bootstrapServers
@@ -62,6 +67,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
             self.kafkaProperties = kafkaProperties
             self.upsertTable = upsertTable
             self.subscriptionRetention = subscriptionRetention
+            self.historySize = historySize
         }
     }
 
@@ -73,6 +79,8 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     public var progressViewName: String { viewName + "_progress" }
     /// The subscription's name: ``viewName`` + `_changes`.
     public var subscriptionName: String { viewName + "_changes" }
+    /// The history view's name: ``viewName`` + `_history`.
+    public var historyViewName: String { viewName + "_history" }
 
     /// The record type's name in snake case (`OrderLine` → `order_line`), the stem of derived names.
     static var recordStem: String {
@@ -91,6 +99,8 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     public let schema: RecordSchema
 
     /// Kafka property keys RisingWave accepts in a source's `WITH` clause (anything else fails its DDL).
+    ///
+    /// Six of them exist only from RisingWave v3.0.2 on (v2.1–v3.0.1 refuse them): ``propertiesSinceV3_0_2``.
     public static var allowedKafkaProperties: Set<String> {
         [
             "security.protocol", "sasl.mechanism", "sasl.username", "sasl.password", "sasl.oauthbearer.config",
@@ -104,6 +114,15 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
             "reconnect.backoff.ms", "reconnect.backoff.max.ms", "retry.backoff.ms", "retry.backoff.max.ms",
             "socket.connection.setup.timeout.ms", "socket.keepalive.enable", "statistics.interval.ms",
             "enable.auto.commit", "auto.commit.interval.ms",
+        ]
+    }
+
+    /// The keys of ``allowedKafkaProperties`` that RisingWave accepts only from v3.0.2 on (its rdkafka retry
+    /// settings); an older RisingWave refuses the DDL with "Unknown fields in the WITH clause".
+    public static var propertiesSinceV3_0_2: Set<String> {
+        [
+            "auto.commit.interval.ms", "reconnect.backoff.ms", "reconnect.backoff.max.ms", "retry.backoff.ms",
+            "retry.backoff.max.ms", "socket.connection.setup.timeout.ms",
         ]
     }
 
@@ -135,7 +154,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
         }
         let reserved: Set = [
             ChangeEventField.operation, ChangeEventField.order, ChangeEventField.timestamp, "kafka_partition",
-            "kafka_offset", "kafka_key", "rn",
+            "kafka_offset", "kafka_key", "rn", "rw_timestamp",
         ]
         for field in schema.fields where reserved.contains(field.name) {
             throw DeltaKitError(
@@ -143,6 +162,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
                 message: "the record field '\(field.name)' collides with a column DeltaKit adds; rename it"
             )
         }
+        try DeltaKitError.check(configuration.historySize, in: 1...100_000, "historySize")
         _ = try SQLText.literal(configuration.topic)
         _ = try SQLText.literal(configuration.bootstrapServers)
         self.configuration = configuration
@@ -260,10 +280,89 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
         "CREATE MATERIALIZED VIEW IF NOT EXISTS \(q(viewName)) AS\n\(latestStateQuery)"
     }
 
-    /// The progress view's query: the highest order ingested.
+    /// The progress view's query: per Kafka partition, the highest offset and order ingested. Partitions are
+    /// ingested independently, so freshness is decided per partition
+    /// (``RisingWaveStateStore/waitUntilVisible(_:timeout:pollInterval:)``).
     public var progressQuery: String {
-        "SELECT max(\(q(ChangeEventField.order))) AS max_order FROM \(q(sourceName))"
+        "SELECT kafka_partition, max(kafka_offset::BIGINT) AS max_offset, max(\(q(ChangeEventField.order))) AS max_order FROM \(q(sourceName)) GROUP BY kafka_partition"
     }
+
+    /// The history view's query: the newest ``Configuration/historySize`` valid events (a streaming Top-N),
+    /// consistent with the latest-state view (same validity rule, same snapshot).
+    public var historyQuery: String {
+        let columns = (eventColumns.map(\.name).map(q) + ["kafka_partition", "kafka_offset"]).joined(separator: ", ")
+        return """
+            SELECT \(columns)
+            FROM \(q(sourceName))
+            WHERE \(validityCondition)
+            ORDER BY \(historyOrder)
+            LIMIT \(configuration.historySize)
+            """
+    }
+
+    /// Newest first; among equal orders the later Kafka offset first (`::BIGINT`: offsets are text).
+    private var historyOrder: String {
+        "\(q(ChangeEventField.order)) DESC, kafka_offset::BIGINT DESC, kafka_partition DESC"
+    }
+
+    /// The history materialized view.
+    public var createHistoryViewSQL: String {
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS \(q(historyViewName)) AS\n\(historyQuery)"
+    }
+
+    // MARK: Reads (run by RisingWaveStateStore, which holds no SQL of its own)
+
+    /// Every live row ordered by key (the demo's `SELECT * FROM latest_user_state ORDER BY id`).
+    public var snapshotQuery: String {
+        "SELECT \(stateColumns.map(q).joined(separator: ", ")) FROM \(q(viewName)) ORDER BY \(q(schema.keyField))"
+    }
+
+    /// One key's row; `$1` is the key as text.
+    var valueQuery: String {
+        "SELECT \(stateColumns.map(q).joined(separator: ", ")) FROM \(q(viewName)) WHERE \(q(schema.keyField)) = $1"
+    }
+
+    /// The newest `limit` events of the history view. The limit is inlined: RisingWave rejects `LIMIT $1`.
+    func historyReadQuery(limit: Int) -> String {
+        let columns = eventColumns.map(\.name).map(q).joined(separator: ", ")
+        return "SELECT \(columns) FROM \(q(historyViewName)) ORDER BY \(historyOrder) LIMIT \(max(0, limit))"
+    }
+
+    /// The number of live rows.
+    var countQuery: String { "SELECT count(*) AS n FROM \(q(viewName))" }
+
+    /// Per-partition progress (`kafka_partition`, `max_offset`, `max_order`).
+    var progressReadQuery: String {
+        "SELECT kafka_partition, max_offset, max_order FROM \(q(progressViewName))"
+    }
+
+    // MARK: Subscription cursors
+
+    /// Where a cursor starts.
+    enum CursorStart: Equatable {
+        /// `FULL`: a snapshot at the committed epoch, then its changes (snapshot rows have NULL `rw_timestamp`).
+        case full
+        /// `SINCE t`: the changes from epoch `t` on, `t` included.
+        case since(Int64)
+    }
+
+    /// `DECLARE … SUBSCRIPTION CURSOR …`. Never without `FULL` or `SINCE`: a cursor declared bare starts at
+    /// `Epoch::now()` and skips the changes of the open epoch (risingwave.md §4).
+    func declareCursor(_ cursor: String, start: CursorStart) -> String {
+        let from = "DECLARE \(q(cursor)) SUBSCRIPTION CURSOR FOR \(q(subscriptionName))"
+        switch start {
+        case .full: return from + " FULL"
+        case .since(let t): return from + " SINCE \(t)"
+        }
+    }
+
+    /// `FETCH n … WITH (timeout = 'Ns')`; RisingWave truncates the timeout to whole seconds, so at least 1 s.
+    func fetchCursor(_ cursor: String, count: Int, timeout: Duration) -> String {
+        "FETCH \(max(1, count)) FROM \(q(cursor)) WITH (timeout = '\(max(1, timeout.components.seconds))s')"
+    }
+
+    /// `CLOSE cursor`.
+    func closeCursor(_ cursor: String) -> String { "CLOSE \(q(cursor))" }
 
     /// The progress materialized view.
     public var createProgressViewSQL: String {
@@ -290,7 +389,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
 
     /// Every statement of ``apply(on:)``, in order.
     public var applyStatements: [String] {
-        [createSourceSQL, createViewSQL, createProgressViewSQL, createSubscriptionSQL]
+        [createSourceSQL, createViewSQL, createHistoryViewSQL, createProgressViewSQL, createSubscriptionSQL]
             + [createUpsertTableSQL].compactMap { $0 }
     }
 
@@ -299,6 +398,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
         var statements = [
             "DROP SUBSCRIPTION IF EXISTS \(q(subscriptionName))",
             "DROP MATERIALIZED VIEW IF EXISTS \(q(progressViewName)) CASCADE",
+            "DROP MATERIALIZED VIEW IF EXISTS \(q(historyViewName)) CASCADE",
             "DROP MATERIALIZED VIEW IF EXISTS \(q(viewName)) CASCADE",
         ]
         if let table = configuration.upsertTable { statements.append("DROP TABLE IF EXISTS \(q(table)) CASCADE") }
@@ -310,8 +410,25 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     public var script: String { applyStatements.map { $0 + ";" }.joined(separator: "\n\n") + "\n" }
 
     /// Creates every object; idempotent. Each statement runs on its own (DDL is not transactional on RisingWave).
+    ///
+    /// The topic must exist first: RisingWave refuses `CREATE SOURCE` on a missing topic and never creates one
+    /// (create it with `KafkaTopicAdmin.ensureTopic`, as `UserEvents provision` does).
+    ///
+    /// - Throws: `DeltaKitError` (`rejected`) naming the topic when RisingWave refuses the source, with its
+    ///   ``RisingWaveError``; `queryFailed` for any other statement.
     public func apply(on connection: RisingWaveConnection) async throws {
-        for statement in applyStatements { try await connection.execute(statement) }
+        for statement in applyStatements {
+            do {
+                try await connection.execute(statement)
+            } catch let error as DeltaKitError where statement == createSourceSQL && error.code == .queryFailed {
+                throw DeltaKitError(
+                    code: .rejected,
+                    message:
+                        "RisingWave refused to create source '\(sourceName)' for topic '\(configuration.topic)' at \(configuration.bootstrapServers) (as RisingWave reaches it): \((error.underlying as? RisingWaveError)?.message ?? error.message); the topic must exist before the source is created",
+                    underlying: error.underlying
+                )
+            }
+        }
     }
 
     /// Drops every object; idempotent.

@@ -6,12 +6,13 @@ public import Logging
 ///
 /// - ``snapshot()`` reads the latest-state view ordered by key (the demo's
 ///   `SELECT * FROM latest_user_state ORDER BY id`), streaming rows;
-/// - ``history(limit:)`` reads the source newest first (`ORDER BY event_order DESC LIMIT n`);
-/// - ``waitUntilVisible(order:timeout:pollInterval:)`` polls until an order is ingested (freshness);
-/// - ``watch(since:connection:fetchTimeout:)`` streams state changes from the view's subscription.
+/// - ``history(limit:)`` reads the bounded history view newest first (the seed's `SELECT * FROM user_events
+///   ORDER BY event_order DESC LIMIT 20` still works, but scans the whole topic on every call);
+/// - ``waitUntilVisible(_:timeout:pollInterval:)`` waits until a sink's receipt is ingested (read-your-writes);
+/// - ``changes(from:)`` follows the state through the view's subscription (``RisingWaveChangeFeed``).
 ///
 /// Rows are decoded into the record type; a column that does not fit throws ``RisingWaveDecodingError``.
-public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
+public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, ChangeFeedStore {
     /// The connection reads go through (queries run one at a time on it).
     public let connection: RisingWaveConnection
     /// The objects read.
@@ -29,13 +30,6 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
         self.logger = logger
     }
 
-    private func q(_ name: String) -> String { try! SQLText.identifier(name) }
-    private var view: String { q(pipeline.viewName) }
-    private var stateColumns: String { pipeline.stateColumns.map(q).joined(separator: ", ") }
-
-    /// The snapshot query: every live row ordered by key.
-    public var snapshotSQL: String { "SELECT \(stateColumns) FROM \(view) ORDER BY \(q(pipeline.schema.keyField))" }
-
     /// Every live record, ordered by key.
     public func snapshot() async throws -> [Record] {
         var records: [Record] = []
@@ -45,79 +39,105 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
 
     /// Every live record, ordered by key, streamed without holding the whole result in memory.
     public func snapshotRecords() -> AsyncThrowingMapSequence<SQLRowSequence, Record> {
-        connection.rows(snapshotSQL).map { row in try Record(from: SQLRowDecoder(row: row)) }
+        connection.rows(pipeline.snapshotQuery).map { row in try Self.record(from: row) }
     }
 
     /// The live record for `key`, or `nil`.
     public func value(forKey key: Record.Key) async throws -> Record? {
-        let sql = "SELECT \(stateColumns) FROM \(view) WHERE \(q(pipeline.schema.keyField)) = $1"
-        let rows = try await connection.query(sql, [try Self.keyText(key)])
-        return try rows.first.map { try Record(from: SQLRowDecoder(row: $0)) }
+        let rows = try await connection.query(pipeline.valueQuery, [try Self.keyText(key)])
+        return try rows.first.map(Self.record(from:))
     }
 
-    /// The most recent events, newest first: `SELECT … FROM <source> ORDER BY event_order DESC LIMIT limit`.
+    /// The most recent valid events, newest first, from the history view: at most
+    /// `min(limit, historySize)` (``RisingWavePipeline/Configuration/historySize``).
+    ///
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) when `limit` is negative.
     public func history(limit: Int) async throws -> [ChangeEvent<Record>] {
-        let columns = pipeline.eventColumns.map { q($0.name) }.joined(separator: ", ")
-        let sql =
-            "SELECT \(columns) FROM \(q(pipeline.sourceName)) ORDER BY \(q(ChangeEventField.order)) DESC LIMIT $1"
-        return try await connection.query(sql, [max(0, limit)]).map(Self.event(from:))
+        try DeltaKitError.check(limit, in: 0...Int.max, "history limit")
+        let bounded = min(limit, pipeline.configuration.historySize)
+        return try await connection.query(pipeline.historyReadQuery(limit: bounded)).map(Self.event(from:))
     }
 
     /// The number of live records.
     public func count() async throws -> Int {
-        let rows = try await connection.query("SELECT count(*) AS n FROM \(view)")
+        let rows = try await connection.query(pipeline.countQuery)
         return try rows.first?.decode("n", as: Int.self) ?? 0
     }
 
-    /// The highest `event_order` ingested so far (deletes included), or `nil` when nothing was ingested.
-    public func maxIngestedOrder() async throws -> Int64? {
-        let rows = try await connection.query("SELECT max_order FROM \(q(pipeline.progressViewName))")
-        return try rows.first?.decodeIfPresent("max_order", as: Int64.self)
+    /// Per Kafka partition, the highest offset ingested so far.
+    public func ingestedOffsets() async throws -> [Int32: Int64] {
+        var offsets: [Int32: Int64] = [:]
+        for row in try await connection.query(pipeline.progressReadQuery) {
+            guard let partition = try row.decodeIfPresent("kafka_partition", as: Int32.self),
+                let offset = try row.decodeIfPresent("max_offset", as: Int64.self)
+            else { continue }
+            offsets[partition] = offset
+        }
+        return offsets
     }
 
-    /// Waits until an event with order ≥ `order` is visible, polling every `pollInterval`.
+    /// The highest `event_order` ingested so far over all partitions (deletes included), or `nil` when nothing
+    /// was ingested. Not a freshness barrier: partitions are ingested independently; use
+    /// ``waitUntilVisible(_:timeout:pollInterval:)`` with the sink's receipt.
+    public func maxIngestedOrder() async throws -> Int64? {
+        try await connection.query(pipeline.progressReadQuery).compactMap {
+            try $0.decodeIfPresent("max_order", as: Int64.self)
+        }.max()
+    }
+
+    /// Waits until every event in `receipt` (what `KafkaEventSink.send` returned) is ingested: each partition
+    /// in it has reached its offset. Then a read sees those events (read-your-writes), since the views are
+    /// consistent with each other.
     ///
-    /// - Throws: `DeltaKitError` with code `timedOut` naming the order
-    ///   reached so far.
+    /// - Throws: `DeltaKitError` with code `timedOut` naming the partitions still behind and how far.
     public func waitUntilVisible(
-        order: Int64,
+        _ receipt: EventReceipt,
         timeout: Duration = .seconds(30),
         pollInterval: Duration = .milliseconds(200)
-    )
-        async throws
-    {
+    ) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        var seen: Int64? = nil
+        var behind: [(Int32, Int64, Int64?)] = []
         while true {
-            seen = try await maxIngestedOrder()
-            if let seen, seen >= order { return }
+            let offsets = try await ingestedOffsets()
+            behind = receipt.offsets.sorted { $0.key < $1.key }.compactMap { partition, offset in
+                let seen = offsets[partition]
+                return (seen ?? -1) >= offset ? nil : (partition, offset, seen)
+            }
+            if behind.isEmpty { return }
             if clock.now >= deadline { break }
             try await Task.sleep(for: pollInterval)
         }
+        let detail = behind.map { "partition \($0.0) at \($0.2.map(String.init) ?? "nothing"), needs \($0.1)" }
         throw DeltaKitError(
             code: .timedOut,
             message:
-                "order \(order) was not visible in '\(pipeline.progressViewName)' within \(timeout) (highest so far: \(seen.map(String.init) ?? "none")); is RisingWave reading the topic '\(pipeline.configuration.topic)'?"
+                "events were not visible in '\(pipeline.progressViewName)' within \(timeout): \(detail.joined(separator: "; ")); is RisingWave reading the topic '\(pipeline.configuration.topic)'?"
         )
     }
 
-    /// Streams changes to the latest state from the view's subscription, on a connection of its own.
+    /// Starts a change feed of the latest-state view on a connection of its own (a waiting `FETCH` occupies
+    /// it), opened with the store's connection settings; see ``RisingWaveChangeFeed``.
+    public func changes(from start: ChangeFeedStart) async throws -> RisingWaveChangeFeed<Record> {
+        changes(from: start, connection: connection.configuration)
+    }
+
+    /// Starts a change feed on a connection opened with `configuration`.
     ///
     /// - Parameters:
-    ///   - since: Resume after this RisingWave commit timestamp (milliseconds, as reported in
-    ///     ``RisingWaveChange/timestamp``); `nil` starts with the changes from now on.
-    ///   - configuration: How to open the watcher's own connection (a waiting `FETCH` occupies it).
-    ///   - fetchTimeout: How long one `FETCH` waits for changes before asking again (whole seconds). Default: 5 s.
-    public func watch(
-        since: Int64? = nil,
+    ///   - start: Where the feed starts.
+    ///   - configuration: How to open the feed's own connection.
+    ///   - fetchTimeout: How long one `FETCH` waits for changes before asking again (whole seconds, at least 1).
+    ///     Default: 5 s.
+    public func changes(
+        from start: ChangeFeedStart,
         connection configuration: RisingWaveConnection.Configuration,
         fetchTimeout: Duration = .seconds(5)
-    ) -> RisingWaveChangeSequence<Record> {
-        RisingWaveChangeSequence(
+    ) -> RisingWaveChangeFeed<Record> {
+        RisingWaveChangeFeed(
             configuration: configuration,
-            subscription: pipeline.subscriptionName,
-            since: since,
+            pipeline: pipeline,
+            start: start,
             fetchTimeout: fetchTimeout,
             logger: logger
         )
@@ -133,7 +153,26 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore {
         return text
     }
 
+    /// Decodes a state row; a bad value is reported with the row's key and the column.
+    static func record(from row: SQLRow) throws -> Record {
+        try namingKey(of: row) { try Record(from: SQLRowDecoder(row: row)) }
+    }
+
+    /// Runs `body`, adding the row's key to a decoding error.
+    static func namingKey<T>(of row: SQLRow, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch var error as RisingWaveDecodingError {
+            if error.key == nil, let keyField = try? Record.schema.keyField { error.key = row[keyField] ?? "NULL" }
+            throw error
+        }
+    }
+
     static func event(from row: SQLRow) throws -> ChangeEvent<Record> {
+        try namingKey(of: row) { try decodeEvent(from: row) }
+    }
+
+    private static func decodeEvent(from row: SQLRow) throws -> ChangeEvent<Record> {
         let opText = try row.decode(ChangeEventField.operation, as: String.self)
         guard let op = ChangeOperation(rawValue: opText) else {
             throw RisingWaveDecodingError(

@@ -122,8 +122,20 @@ public struct RisingWaveDecodingError: Error, Sendable, Hashable, CustomStringCo
     public var expected: String
     /// What is wrong.
     public var reason: String
+    /// The row's key (as text), when the row has one, so the bad row can be found.
+    public var key: String?
+
+    /// Creates an error.
+    public init(column: String, value: String?, expected: String, reason: String, key: String? = nil) {
+        self.column = column
+        self.value = value
+        self.expected = expected
+        self.reason = reason
+        self.key = key
+    }
 
     public var description: String {
-        "column '\(column)'\(value.map { " value '\($0)'" } ?? "") \(reason); expected \(expected)"
+        let row = key.map { "row with key \($0): " } ?? ""
+        return "\(row)column '\(column)'\(value.map { " value '\($0)'" } ?? "") \(reason); expected \(expected)"
     }
 }

@@ -19,6 +19,8 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
         var failForever = false
         var failure = DeltaKitError(code: .deliveryFailed, message: "delivery failed (injected by InMemoryEventSink)")
         var flushCount = 0
+        /// The next offset: events ever recorded (not reset by `popEvents`).
+        var offset: Int64 = 0
     }
     private let state = Mutex(State())
     private let onDurable: (@Sendable (ChangeEvent<Record>) async throws -> Void)?
@@ -35,7 +37,9 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
     ///
     /// - Throws: `DeltaKitError` with code `serializationFailed` for an invalid event (exactly as
     ///   `KafkaEventSink` does), or the injected failure.
-    public func send(_ event: ChangeEvent<Record>) async throws {
+    /// - Returns: A receipt on partition 0 whose offset is the event's index in ``events``.
+    @discardableResult
+    public func send(_ event: ChangeEvent<Record>) async throws -> EventReceipt {
         let wire = try event.jsonData()
         let durable: ChangeEvent<Record>
         do {
@@ -47,21 +51,27 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
                 underlying: error
             )
         }
-        try state.withLock { state in
+        let offset = try state.withLock { state in
             if state.failForever { throw state.failure }
             if state.failuresLeft > 0 {
                 state.failuresLeft -= 1
                 throw state.failure
             }
             state.events.append(durable)
+            state.offset += 1
+            return state.offset - 1
         }
         try await onDurable?(durable)
+        return EventReceipt(partition: 0, offset: offset)
     }
 
     /// Records the events in order; stops at and throws the first injected failure (the events before it
     /// stay recorded, those after it are not sent).
-    public func send(contentsOf events: [ChangeEvent<Record>]) async throws {
-        for event in events { try await send(event) }
+    @discardableResult
+    public func send(contentsOf events: [ChangeEvent<Record>]) async throws -> EventReceipt {
+        var receipt = EventReceipt()
+        for event in events { receipt = receipt.merging(try await send(event)) }
+        return receipt
     }
 
     /// Returns at once: recorded events are already durable.

@@ -47,8 +47,15 @@ struct PipelineSQLTests {
             ) AS ranked
             WHERE rn = 1 AND "op" <> 'delete';
 
+            CREATE MATERIALIZED VIEW IF NOT EXISTS "latest_user_state_history" AS
+            SELECT "id", "name", "age", "op", "event_order", "ts", kafka_partition, kafka_offset
+            FROM "user_events"
+            WHERE "id" IS NOT NULL AND "event_order" IS NOT NULL AND "ts" IS NOT NULL AND (("op" = 'delete' AND "name" IS NULL AND "age" IS NULL) OR ("op" IN ('insert', 'update') AND "name" IS NOT NULL AND "age" IS NOT NULL))
+            ORDER BY "event_order" DESC, kafka_offset::BIGINT DESC, kafka_partition DESC
+            LIMIT 1000;
+
             CREATE MATERIALIZED VIEW IF NOT EXISTS "latest_user_state_progress" AS
-            SELECT max("event_order") AS max_order FROM "user_events";
+            SELECT kafka_partition, max(kafka_offset::BIGINT) AS max_offset, max("event_order") AS max_order FROM "user_events" GROUP BY kafka_partition;
 
             CREATE SUBSCRIPTION IF NOT EXISTS "latest_user_state_changes" FROM "latest_user_state" WITH (retention = '1D');
 
@@ -70,6 +77,7 @@ struct PipelineSQLTests {
             pipeline.teardownStatements == [
                 #"DROP SUBSCRIPTION IF EXISTS "latest_user_state_changes""#,
                 #"DROP MATERIALIZED VIEW IF EXISTS "latest_user_state_progress" CASCADE"#,
+                #"DROP MATERIALIZED VIEW IF EXISTS "latest_user_state_history" CASCADE"#,
                 #"DROP MATERIALIZED VIEW IF EXISTS "latest_user_state" CASCADE"#,
                 #"DROP TABLE IF EXISTS "user_state_upsert" CASCADE"#,
                 #"DROP SOURCE IF EXISTS "user_events" CASCADE"#,
@@ -163,6 +171,51 @@ struct PipelineSQLTests {
 
 @Suite("RisingWave connection and decoding (no server)")
 struct ConnectionUnitTests {
+    @Test(
+        "a password never appears in a message, whatever the URL's shape",
+        arguments: [
+            "postgres//user:SECRET@host/db", "postgresql+psycopg://user:SECRET@host/db", "mysql://user:SECRET@host/db",
+            "postgres:/user:SECRET@host/db", "user:SECRET@host", "postgres://user:SEC@RET@host/db",
+            "host=h password=SECRET user=u", "host=h password='SECRET' user=u", "postgres://:SECRET@h/db",
+        ]
+    )
+    func passwordsNeverLeak(url: String) async throws {
+        let configuration = RisingWaveConnection.Configuration(url: url, connectTimeout: .seconds(1))
+        #expect(!configuration.redactedURL.contains("SECRET") && !configuration.redactedURL.contains("SEC@RET"))
+        #expect(!configuration.description.contains("SECRET"))
+        var message = ""
+        do {
+            _ = try await RisingWaveConnection(configuration: configuration)
+        } catch {
+            message = "\(error)"
+        }
+        #expect(!message.isEmpty, "connecting must fail")
+        #expect(!message.contains("SECRET") && !message.contains("RET@"), "\(message)")
+        if url.contains("//"), !url.lowercased().hasPrefix("postgres://") {
+            #expect(message.contains("must start with postgres:// or postgresql://"), "\(message)")
+        }
+    }
+
+    @Test("an empty URL is refused instead of silently using the local socket")
+    func emptyURL() async {
+        await #expect {
+            _ = try await RisingWaveConnection(configuration: .init(url: "  "))
+        } throws: { error in
+            (error as? DeltaKitError)?.code == .invalidConfiguration && "\(error)".contains("url is empty")
+        }
+    }
+
+    @Test("a bad row that still reaches a read names its key and its column")
+    func badRowNamesKey() {
+        let row = SQLRow(columns: ["id", "name", "age", "event_order", "ts"], values: ["7", "Al", "old", "3", nil])
+        #expect {
+            _ = try RisingWaveStateStore<DemoUser>.record(from: row)
+        } throws: { error in
+            guard let error = error as? RisingWaveDecodingError else { return false }
+            return error.key == "7" && error.column == "age" && "\(error)".hasPrefix("row with key 7: column 'age'")
+        }
+    }
+
     @Test("credentials are redacted")
     func redaction() {
         typealias C = RisingWaveConnection.Configuration
@@ -194,26 +247,89 @@ struct ConnectionUnitTests {
         #expect(recordError?.column == "age" && recordError?.value == "x")
     }
 
-    @Test("subscription rows map to state changes; the first half of an update is dropped")
+    func cursorRow(_ op: String, epoch: Int64?, id: Int = 1, age: Int = 25) -> SQLRow {
+        SQLRow(
+            columns: ["id", "name", "age", "event_order", "ts", "op", "rw_timestamp"],
+            values: ["\(id)", "Alice", "\(age)", "3", "2024-01-01 00:00:00+00", op, epoch.map(String.init)]
+        )
+    }
+
+    @Test("subscription rows map to state changes; the first half of an update is dropped but counted")
     func cursorRows() throws {
-        typealias It = RisingWaveChangeSequence<DemoUser>.Iterator
-        func row(_ op: String) -> SQLRow {
-            SQLRow(
-                columns: ["id", "name", "age", "event_order", "ts", "op", "rw_timestamp"],
-                values: ["1", "Alice", "25", "3", "2024-01-01 00:00:00+00", op, "1715669376304"]
-            )
+        var cursor = SubscriptionCursor<DemoUser>(start: .snapshot)
+        #expect(cursor.declare() == .full)
+        let elements = try cursor.receive([
+            cursorRow("Insert", epoch: nil, id: 7),
+            cursorRow("Insert", epoch: 100),
+            cursorRow("UpdateDelete", epoch: 100),
+            cursorRow("UpdateInsert", epoch: 100, age: 26),
+            cursorRow("Delete", epoch: 200, age: 26),
+        ])
+        #expect(elements.map(\.change.kind) == [.insert, .insert, .update, .delete])
+        #expect(elements.map(\.isSnapshot) == [true, false, false, false])
+        #expect(elements.map(\.position?.description) == [nil, "100:1", "100:3", "200:1"])
+        #expect(
+            elements[3].change == StateChange(kind: .delete, key: 1, record: DemoUser(id: 1, name: "Alice", age: 26))
+        )
+    }
+
+    @Test("a start from now skips the FULL snapshot; a bare DECLARE is never sent")
+    func cursorFromNow() throws {
+        var cursor = SubscriptionCursor<DemoUser>(start: .now)
+        #expect(cursor.declare() == .full)
+        let elements = try cursor.receive([cursorRow("Insert", epoch: nil, id: 7), cursorRow("Insert", epoch: 5)])
+        #expect(elements.map(\.change.key) == [1])
+        let pipeline = try RisingWavePipeline<DemoUser>(configuration: .init(topic: "t", viewName: "v"))
+        #expect(pipeline.declareCursor("c", start: .full) == #"DECLARE "c" SUBSCRIPTION CURSOR FOR "v_changes" FULL"#)
+        // SINCE is inclusive: resuming at t re-reads epoch t (the skip count removes what was delivered), never t+1.
+        #expect(
+            pipeline.declareCursor("c", start: .since(1_715_669_376_304))
+                == #"DECLARE "c" SUBSCRIPTION CURSOR FOR "v_changes" SINCE 1715669376304"#
+        )
+        #expect(pipeline.fetchCursor("c", count: 100, timeout: .milliseconds(500)).hasSuffix("WITH (timeout = '1s')"))
+    }
+
+    @Test("resuming after a position re-reads its epoch and skips exactly what was delivered")
+    func cursorResume() throws {
+        var cursor = SubscriptionCursor<DemoUser>(start: .after(ChangeFeedPosition("100:2")))
+        try cursor.checkStart()
+        #expect(cursor.declare() == .since(100))
+        let elements = try cursor.receive([
+            cursorRow("Insert", epoch: 100, id: 1),
+            cursorRow("Insert", epoch: 100, id: 2),
+            cursorRow("Insert", epoch: 100, id: 3),
+            cursorRow("Insert", epoch: 101, id: 4),
+        ])
+        #expect(elements.map(\.change.key) == [3, 4])
+        #expect(elements.map(\.position?.description) == ["100:3", "101:1"])
+        #expect(throws: DeltaKitError.self) {
+            try SubscriptionCursor<DemoUser>(start: .after(ChangeFeedPosition("inmemory:3"))).checkStart()
         }
-        #expect(try It.change(from: row("Insert"))?.change.kind == .insert)
-        #expect(try It.change(from: row("UpdateInsert"))?.change.kind == .update)
-        #expect(
-            try It.change(from: row("Delete"))?.change
-                == StateChange(kind: .delete, key: 1, record: DemoUser(id: 1, name: "Alice", age: 25))
-        )
-        #expect(try It.change(from: row("UpdateDelete")) == nil)
-        #expect(try It.change(from: row("Insert"))?.timestamp == 1_715_669_376_304)
-        #expect(
-            try It.declareSQL(cursor: "c", subscription: "s", since: 1_715_669_376_304)
-                == #"DECLARE "c" SUBSCRIPTION CURSOR FOR "s" SINCE 1715669376305"#
-        )
+    }
+
+    @Test("a lost session resumes from the last row received; during a snapshot it cannot")
+    func cursorSessionLost() throws {
+        let lost = DeltaKitError(code: .connectionFailed, message: "gone")
+        var cursor = SubscriptionCursor<DemoUser>(start: .snapshot)
+        _ = cursor.declare()
+        _ = try cursor.receive([cursorRow("Insert", epoch: nil, id: 7)])
+        #expect {
+            try cursor.sessionLost(lost)
+        } throws: { error in
+            (error as? DeltaKitError)?.code == .changesUnavailable
+        }
+        _ = try cursor.receive([cursorRow("Insert", epoch: 300, id: 1), cursorRow("Insert", epoch: 300, id: 2)])
+        try cursor.sessionLost(lost)
+        #expect(cursor.declare() == .since(300))
+        let again = try cursor.receive([
+            cursorRow("Insert", epoch: 300, id: 1), cursorRow("Insert", epoch: 300, id: 2),
+            cursorRow("Delete", epoch: 301, id: 2),
+        ])
+        #expect(again.map(\.change.kind) == [.delete])
+        // A fresh "now" feed that lost its session before any change declares FULL again.
+        var fresh = SubscriptionCursor<DemoUser>(start: .now)
+        _ = fresh.declare()
+        try fresh.sessionLost(lost)
+        #expect(fresh.declare() == .full)
     }
 }

@@ -85,9 +85,10 @@ struct FakesTests {
     final class LossySink: EventSink, Sendable {
         let inner = InMemoryEventSink<DemoUser>()
         let counter = InMemoryEventSink<DemoUser>()
-        func send(_ event: ChangeEvent<DemoUser>) async throws {
-            try await counter.send(event)
+        func send(_ event: ChangeEvent<DemoUser>) async throws -> EventReceipt {
+            let receipt = try await counter.send(event)
             if counter.events.count % 3 != 0 { try await inner.send(event) }
+            return receipt
         }
         func flush() async throws {}
     }

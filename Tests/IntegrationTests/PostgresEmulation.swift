@@ -9,7 +9,13 @@ import Foundation
 struct PostgresEmulation {
     let connection: RisingWaveConnection
     let pipeline: RisingWavePipeline<DemoUser>
-    private(set) var nextOffset = 0
+    /// The next offset per partition (the key modulo 4, as a stand-in for Kafka's partitioner).
+    private(set) var nextOffsets: [Int32: Int64] = [:]
+    /// For raw messages, which carry no key this emulation trusts: partition 0.
+    private var nextOffset: Int64 {
+        get { nextOffsets[0] ?? 0 }
+        set { nextOffsets[0] = newValue }
+    }
 
     /// An emulation with fresh, unique object names.
     static func make(_ url: String) async throws -> PostgresEmulation {
@@ -47,6 +53,9 @@ struct PostgresEmulation {
         try await connection.execute(
             "CREATE VIEW \"\(pipeline.progressViewName)\" AS \(pipeline.progressQuery)"
         )
+        try await connection.execute(
+            "CREATE VIEW \"\(pipeline.historyViewName)\" AS \(pipeline.historyQuery)"
+        )
         return PostgresEmulation(connection: connection, pipeline: pipeline)
     }
 
@@ -77,8 +86,11 @@ struct PostgresEmulation {
         }
     }
 
-    /// Inserts events as the Kafka source would see them, offsets counting up in arrival order.
-    mutating func load(_ events: [ChangeEvent<DemoUser>]) async throws {
+    /// Inserts events as the Kafka source would see them: partition = key modulo 4, offsets counting up per
+    /// partition in arrival order. Returns the receipt a sink would have returned.
+    @discardableResult
+    mutating func load(_ events: [ChangeEvent<DemoUser>]) async throws -> EventReceipt {
+        var receipt = EventReceipt()
         let table = pipeline.sourceName
         for chunk in stride(from: 0, to: events.count, by: 500) {
             var sql = "INSERT INTO \"\(table)\" VALUES "
@@ -87,15 +99,19 @@ struct PostgresEmulation {
             for event in events[chunk..<min(chunk + 500, events.count)] {
                 let base = parameters.count
                 tuples.append("(" + (1...8).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+                let partition = Int32(abs(event.key) % 4)
+                let offset = nextOffsets[partition] ?? 0
+                nextOffsets[partition] = offset + 1
+                receipt.record(partition: partition, offset: offset)
                 parameters +=
                     [
                         event.key, event.record?.name, event.record?.age, event.operation.rawValue, event.order,
-                        event.timestamp, "0", String(nextOffset),
+                        event.timestamp, String(partition), String(offset),
                     ] as [(any SQLEncodable)?]
-                nextOffset += 1
             }
             sql += tuples.joined(separator: ", ")
             _ = try await connection.query(sql, parameters)
         }
+        return receipt
     }
 }

@@ -44,13 +44,14 @@ struct RisingWaveLiveTests {
         let clock = HybridLogicalClock()
         var generator = DemoEventGenerator(seed: 3, users: 30, clock: clock)
         let events = generator.next(2_000)
-        try await sink.send(contentsOf: events)
-        try await store.waitUntilVisible(order: events.last!.order, timeout: .seconds(60))
+        let receipt = try await sink.send(contentsOf: events)
+        try await store.waitUntilVisible(receipt, timeout: .seconds(60))
         var reference = LatestState<DemoUser>()
         for e in events { reference.apply(e) }
         #expect(try await store.snapshot() == reference.snapshot())
 
-        var changes = store.watch(connection: .init(url: url), fetchTimeout: .seconds(2)).makeAsyncIterator()
+        var changes = store.changes(from: .now, connection: .init(url: url), fetchTimeout: .seconds(2))
+            .makeAsyncIterator()
         let alice = DemoUser(id: 9_999, name: "Alice", age: 25)
         try await sink.send(.insert(alice, order: clock.next()))
         let change = try await changes.next()
@@ -58,5 +59,113 @@ struct RisingWaveLiveTests {
         try await sink.close()
         try await pipeline.teardown(on: connection)
         try await pipeline.teardown(on: connection)  // idempotent
+    }
+}
+
+/// The demo user with nothing required: lets the live test publish events DemoUser's rule calls invalid
+/// (a null name), through the real producer.
+struct LooseUser: ChangeRecord {
+    static let keyField = "id"
+    var id: Int
+    var name: String?
+    var age: Int?
+    var key: Int { id }
+}
+
+/// A fresh topic with its provisioned objects, a sink and a store: one per check.
+struct LiveFixture: Sendable {
+    let topic: String
+    let pipeline: RisingWavePipeline<DemoUser>
+    let connection: RisingWaveConnection
+    let sink: KafkaEventSink<DemoUser>
+    let store: RisingWaveStateStore<DemoUser>
+
+    static func make() async throws -> LiveFixture {
+        let env = ProcessInfo.processInfo.environment
+        let url = try #require(env["DELTAKIT_RISINGWAVE_URL"])
+        let brokers = env["DELTAKIT_LIVE_KAFKA_BROKERS"] ?? "localhost:9092"
+        let rwBrokers = env["DELTAKIT_RISINGWAVE_KAFKA"] ?? "redpanda:29092"
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let topic = "deltakit-live-\(suffix)"
+        let pipeline = try RisingWavePipeline<DemoUser>(
+            configuration: .init(
+                topic: topic,
+                bootstrapServers: rwBrokers,
+                sourceName: "ev_\(suffix)",
+                viewName: "st_\(suffix)"
+            )
+        )
+        let sink = try await KafkaEventSink<DemoUser>(
+            configuration: .init(kafka: .init(bootstrapServers: [brokers]), topic: topic, createTopic: .init())
+        )
+        let connection = try await RisingWaveConnection(configuration: .init(url: url))
+        try await pipeline.apply(on: connection)
+        return LiveFixture(
+            topic: topic,
+            pipeline: pipeline,
+            connection: connection,
+            sink: sink,
+            store: RisingWaveStateStore(connection: connection, pipeline: pipeline)
+        )
+    }
+
+    /// Sends and waits until RisingWave has ingested every event (the receipt, per partition).
+    func apply(_ events: [ChangeEvent<DemoUser>]) async throws {
+        let receipt = try await sink.send(contentsOf: events)
+        try await store.waitUntilVisible(receipt, timeout: .seconds(60))
+    }
+}
+
+extension RisingWaveLiveTests {
+    @Test("the change feed conformance suite passes on RisingWave: FULL snapshot seam, from now, resume")
+    func changeFeed() async throws {
+        try await ChangeFeedConformance(
+            makeStore: { try await LiveFixture.make().store },
+            apply: { store, events in
+                // The store's pipeline names the topic; a sink per call keeps the fixture simple.
+                let env = ProcessInfo.processInfo.environment
+                let sink = try await KafkaEventSink<DemoUser>(
+                    configuration: .init(
+                        kafka: .init(bootstrapServers: [env["DELTAKIT_LIVE_KAFKA_BROKERS"] ?? "localhost:9092"]),
+                        topic: store.pipeline.configuration.topic
+                    )
+                )
+                let receipt = try await sink.send(contentsOf: events)
+                try await sink.close()
+                try await store.waitUntilVisible(receipt, timeout: .seconds(60))
+            }
+        ).run()
+    }
+
+    @Test("invalid events never reach the view or the history; ties resolve as in process")
+    func invalidEventsAndTies() async throws {
+        let fixture = try await LiveFixture.make()
+        let env = ProcessInfo.processInfo.environment
+        let loose = try await KafkaEventSink<LooseUser>(
+            configuration: .init(
+                kafka: .init(bootstrapServers: [env["DELTAKIT_LIVE_KAFKA_BROKERS"] ?? "localhost:9092"]),
+                topic: fixture.topic
+            )
+        )
+        let at = Date(timeIntervalSince1970: 1_704_067_200)
+        let valid: [ChangeEvent<DemoUser>] = [
+            .insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1, timestamp: at),
+            .update(DemoUser(id: 2, name: "Bob", age: 31), order: 5, timestamp: at),
+            .update(DemoUser(id: 2, name: "Bob", age: 32), order: 5, timestamp: at),
+            .delete(key: 3, order: 7, timestamp: at),
+            .insert(DemoUser(id: 3, name: "Carol", age: 40), order: 7, timestamp: at),
+        ]
+        var receipt = try await fixture.sink.send(contentsOf: valid)
+        receipt = receipt.merging(
+            try await loose.send(.insert(LooseUser(id: 1, name: nil, age: 99), order: 100, timestamp: at))
+        )
+        try await loose.close()
+        try await fixture.store.waitUntilVisible(receipt, timeout: .seconds(60))
+        var reference = LatestState<DemoUser>()
+        for event in valid { reference.apply(event) }
+        #expect(try await fixture.store.snapshot() == reference.snapshot())
+        #expect(try await fixture.store.count() == reference.liveCount)
+        #expect(try await fixture.store.history(limit: 10).allSatisfy { $0.order < 100 })
+        try await fixture.pipeline.teardown(on: fixture.connection)
     }
 }

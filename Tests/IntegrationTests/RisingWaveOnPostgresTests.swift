@@ -49,33 +49,75 @@ struct RisingWaveOnPostgresTests {
         let url = try TestEnvironment.requirePostgres()
         var emulation = try await PostgresEmulation.make(url)
         let zoe = DemoUser(id: 5, name: "Zoë 🚀 'quoted' \"double\"", age: 31)
-        try await emulation.load([
-            .insert(zoe, order: 1), .insert(DemoUser(id: 6, name: "Bob", age: 30), order: 2), .delete(key: 6, order: 3),
-        ])
+        let at = Date(timeIntervalSince1970: 1_704_067_200.123456)
+        let events: [ChangeEvent<DemoUser>] = [
+            .insert(zoe, order: 1, timestamp: at),
+            .insert(DemoUser(id: 6, name: "Bob", age: 30), order: 2, timestamp: at),
+            .delete(key: 6, order: 3, timestamp: at),
+        ]
+        try await emulation.load(events)
         let store = emulation.store
         #expect(try await store.value(forKey: 5) == zoe)
         #expect(try await store.value(forKey: 6) == nil)
-        let history = try await store.history(limit: 20)
-        #expect(history.map(\.operation) == [.delete, .insert, .insert])
-        #expect(history[0] == .delete(key: 6, order: 3, timestamp: history[0].timestamp))
-        #expect(history[2].record == zoe)
+        // Every field of every event, the timestamp included, reads back as it was sent.
+        #expect(try await store.history(limit: 20) == events.reversed())
+        #expect(try await store.history(limit: 1) == [events[2]])
+        #expect(try await store.history(limit: 0).isEmpty)
+        await #expect(throws: DeltaKitError.self) { try await store.history(limit: -1) }
     }
 
-    @Test("an event with NULL in a non-optional column never reaches state; reading it raw names the column")
+    @Test("history: equal orders list the later Kafka offset first, compared as numbers (offset 10 after 9)")
+    func historyTie() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        var emulation = try await PostgresEmulation.make(url)
+        let at = Date(timeIntervalSince1970: 1_704_067_200)
+        // Key 5 goes to one partition: offsets 0…8 for orders 1…9, then two upserts at order 50: offsets 9 and 10.
+        var events: [ChangeEvent<DemoUser>] = (1...9).map {
+            .update(DemoUser(id: 5, name: "E", age: $0), order: Int64($0), timestamp: at)
+        }
+        let nine = ChangeEvent.update(DemoUser(id: 5, name: "E", age: 90), order: 50, timestamp: at)
+        let ten = ChangeEvent.update(DemoUser(id: 5, name: "E", age: 10), order: 50, timestamp: at)
+        events += [nine, ten]
+        try await emulation.load(events)
+        // As text, '9' > '10' would put offset 9 first.
+        #expect(try await emulation.store.history(limit: 2) == [ten, nine])
+    }
+
+    @Test("history is served from a bounded view of the newest valid events")
+    func historyBounded() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        var emulation = try await PostgresEmulation.make(
+            url,
+            configuration: .init(topic: "t", sourceName: "ev_\(suffix)", viewName: "st_\(suffix)", historySize: 5)
+        )
+        var generator = DemoEventGenerator(seed: 9, users: 4)
+        let events = generator.next(40)
+        try await emulation.load(events)
+        try await emulation.connection.execute(
+            "INSERT INTO \"ev_\(suffix)\" VALUES (1, 'Mallory', 1, 'upsert', 999, now(), '0', '99')"
+        )
+        let history = try await emulation.store.history(limit: 100)
+        #expect(history == Array(events.sorted { $0.order > $1.order }.prefix(5)))
+    }
+
+    @Test("an event with NULL in a non-optional column reaches neither the state nor the history")
     func nullColumn() async throws {
         let url = try TestEnvironment.requirePostgres()
         var emulation = try await PostgresEmulation.make(url)
-        let bob = DemoUser(id: 2, name: "Bob", age: 30)
-        try await emulation.load([.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1), .insert(bob, order: 2)])
+        let alice = ChangeEvent.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1)
+        let bob = ChangeEvent.insert(DemoUser(id: 2, name: "Bob", age: 30), order: 2)
+        try await emulation.load([alice, bob])
         let table = emulation.pipeline.sourceName
-        // What RisingWave makes of {"id":1,"name":"Alice","age":"old",…}: an unconvertible value becomes NULL.
+        // What RisingWave makes of {"id":1,"name":"Mallory","age":"old",…}: an unconvertible value becomes NULL.
         try await emulation.connection.execute(
-            "INSERT INTO \"\(table)\" VALUES (1, 'Mallory', NULL, 'update', 3, now(), '0', '9')"
+            "INSERT INTO \"\(table)\" VALUES (1, 'Mallory', NULL, 'update', 3, now(), '1', '9')"
         )
-        #expect(try await emulation.store.snapshot() == [DemoUser(id: 1, name: "Alice", age: 25), bob])
-        let error = await #expect(throws: RisingWaveDecodingError.self) { try await emulation.store.history(limit: 5) }
-        #expect(error?.column == "age")
-        #expect(error?.reason == "is NULL")
+        #expect(try await emulation.store.snapshot() == [alice.record!, bob.record!])
+        #expect(try await emulation.store.history(limit: 5) == [bob, alice])
+        // The seed's query on the source still shows the raw row (and still runs).
+        let raw = try await emulation.connection.query("SELECT * FROM \"\(table)\" ORDER BY event_order DESC LIMIT 20")
+        #expect(raw.count == 3)
     }
 
     @Test("a 100,000-row snapshot is streamed and correct")
@@ -114,24 +156,35 @@ struct RisingWaveOnPostgresTests {
         #expect(try rows[0].decode("answer", as: Int.self) == 42)
     }
 
-    @Test("freshness: waitUntilVisible returns once the order is ingested, and times out clearly otherwise")
+    @Test("read-your-writes: waitUntilVisible waits for every partition in the receipt, not just the highest order")
     func freshness() async throws {
         let url = try TestEnvironment.requirePostgres()
         var emulation = try await PostgresEmulation.make(url)
-        try await emulation.load([.insert(DemoUser(id: 1, name: "A", age: 1), order: 10)])
+        // Key 4 lands on partition 0 with the highest order; key 1 on partition 1 is not ingested yet.
+        let receipt = try await emulation.load([.insert(DemoUser(id: 4, name: "D", age: 4), order: 100)])
+        #expect(receipt == EventReceipt(partition: 0, offset: 0))
         let store = emulation.store
+        let both = receipt.merging(EventReceipt(partition: 1, offset: 0))
+        #expect(try await store.maxIngestedOrder() == 100)
         let writer = try await RisingWaveConnection(configuration: .init(url: url))
         let table = emulation.pipeline.sourceName
-        Task {
+        let late = Task {
             try await Task.sleep(for: .milliseconds(300))
-            try await writer.execute("INSERT INTO \"\(table)\" VALUES (2, NULL, NULL, 'delete', 25, now(), '0', '9')")
+            try await writer.execute("INSERT INTO \"\(table)\" VALUES (1, 'A', 1, 'insert', 5, now(), '1', '0')")
         }
-        try await store.waitUntilVisible(order: 25, timeout: .seconds(10), pollInterval: .milliseconds(50))
+        try await store.waitUntilVisible(both, timeout: .seconds(10), pollInterval: .milliseconds(20))
+        // Returning means the partition-1 event is visible: the highest order alone would have returned at once.
+        #expect(try await store.value(forKey: 1) == DemoUser(id: 1, name: "A", age: 1))
+        try await late.value
         let error = await #expect(throws: DeltaKitError.self) {
-            try await store.waitUntilVisible(order: 26, timeout: .milliseconds(300), pollInterval: .milliseconds(50))
+            try await store.waitUntilVisible(
+                EventReceipt(offsets: [1: 0, 2: 7]),
+                timeout: .milliseconds(300),
+                pollInterval: .milliseconds(50)
+            )
         }
         #expect(error?.code == .timedOut)
-        #expect(error?.message.contains("highest so far: 25") == true)
+        #expect(error?.message.contains("partition 2 at nothing, needs 7") == true)
     }
 
     @Test("connection refused, wrong password and bad SQL give clear errors without credentials")

@@ -1,4 +1,5 @@
 import DeltaKit
+import DeltaKitKafka
 import DeltaKitRisingWave
 import DeltaKitTesting
 import Foundation
@@ -123,6 +124,36 @@ struct UserEventsCLITests {
         #expect(result.stdout.contains("CREATE MATERIALIZED VIEW IF NOT EXISTS \"latest_user_state\" AS"))
         let teardown = try await CLI.run(["provision", "--dry-run", "--teardown"])
         #expect(teardown.stdout.contains("DROP SOURCE IF EXISTS \"user_events\" CASCADE;"))
+    }
+
+    @Test("provision names the objects after the topic, so two topics never share them")
+    func provisionNames() async throws {
+        let orders = try await CLI.run(["provision", "--dry-run", "--topic", "orders"])
+        #expect(orders.status == 0)
+        #expect(orders.stdout.contains(#"CREATE SOURCE IF NOT EXISTS "orders_events" ("#))
+        #expect(orders.stdout.contains(#"CREATE MATERIALIZED VIEW IF NOT EXISTS "latest_orders_state" AS"#))
+        #expect(!orders.stdout.contains("user_events"))
+    }
+
+    @Test(
+        "provision creates a missing topic before the source (RisingWave refuses a source on a missing topic)",
+        .requiresKafka,
+        .requiresPostgres
+    )
+    func provisionCreatesTopic() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let url = try await PostgresEmulation.freshDatabase(try TestEnvironment.requirePostgres())
+        let topic = TestEnvironment.uniqueTopic("provision")
+        let admin = try KafkaTopicAdmin(configuration: .init(bootstrapServers: [brokers]))
+        #expect(try await admin.partitions(of: topic) == nil)
+        let result = try await CLI.run([
+            "provision", "--risingwave", url, "--brokers", brokers, "--topic", topic, "--partitions", "3",
+        ])
+        #expect(result.stdout.contains("Created topic '\(topic)' with 3 partitions."), "\(result.stderr)")
+        #expect(try await admin.partitions(of: topic)?.count == 3)
+        // PostgreSQL then refuses CREATE SOURCE (RisingWave-only syntax): the error names the source and topic.
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("refused to create source") && result.stderr.contains(topic))
     }
 
     @Test("an unreachable broker or database: one clear line naming the address, non-zero exit, no hang")

@@ -1,0 +1,74 @@
+import DeltaKit
+import DeltaKitTesting
+import Foundation
+import Testing
+
+@testable import DeltaKitRisingWave
+
+/// Every SQL string DeltaKit can send, checked against RisingWave's restrictions. PostgreSQL accepts all of
+/// them, so this is what stands between a stand-in test and a statement RisingWave refuses.
+@Suite("RisingWave SQL restrictions")
+struct SQLRulesTests {
+    static func everyStatement() throws -> [(String, extended: Bool)] {
+        var statements: [(String, extended: Bool)] = []
+        for configuration: RisingWavePipeline<ScalarSample>.Configuration in [
+            .init(topic: "t"), .init(topic: "t", upsertTable: "upserted", historySize: 5),
+        ] {
+            let pipeline = try RisingWavePipeline<ScalarSample>(configuration: configuration)
+            statements += pipeline.applyStatements.map { ($0, false) }
+            statements += pipeline.teardownStatements.map { ($0, false) }
+            statements.append((pipeline.script, false))
+            statements += [
+                (pipeline.snapshotQuery, true), (pipeline.valueQuery, true),
+                (pipeline.historyReadQuery(limit: 20), true),
+                (pipeline.historyReadQuery(limit: 0), true), (pipeline.countQuery, true),
+                (pipeline.progressReadQuery, true), (pipeline.declareCursor("c", start: .full), false),
+                (pipeline.declareCursor("c", start: .since(1)), false),
+                (pipeline.fetchCursor("c", count: 500, timeout: .milliseconds(300)), true),
+                (pipeline.closeCursor("c"), false),
+            ]
+        }
+        return statements
+    }
+
+    @Test("no statement DeltaKit sends breaks a RisingWave restriction")
+    func everyStatementPasses() throws {
+        let statements = try Self.everyStatement()
+        #expect(statements.count > 30)
+        for (sql, extended) in statements {
+            let problems = RisingWaveSQLRules.violations(sql, extended: extended)
+            #expect(problems.isEmpty, "\(problems) in:\n\(sql)")
+        }
+    }
+
+    @Test(
+        "the rules catch the bugs the review found",
+        arguments: [
+            ("SELECT * FROM e ORDER BY event_order DESC LIMIT $1", "LIMIT takes a parameter"),
+            ("SELECT * FROM e LIMIT 5 OFFSET $2", "OFFSET takes a parameter"),
+            (#"DECLARE "c" SUBSCRIPTION CURSOR FOR "s""#, "without FULL or SINCE"),
+            ("FETCH 10 FROM c WITH (timeout = '500ms')", "whole seconds"),
+            (
+                "CREATE SOURCE IF NOT EXISTS s (ts TIMESTAMP) WITH (connector = 'kafka') FORMAT PLAIN ENCODE JSON",
+                "TIMESTAMPTZ"
+            ),
+            ("SELECT 1; SELECT 2", "2 statements"),
+            ("BEGIN", "plain BEGIN"),
+            ("CREATE MATERIALIZED VIEW v AS SELECT 1", "IF NOT EXISTS"),
+            ("DROP SOURCE s", "IF EXISTS"),
+            (
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS v AS SELECT id, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY o DESC) AS rn FROM e) t WHERE rn = 1",
+                "must not output rn"
+            ),
+        ]
+    )
+    func catches(sql: String, expected: String) {
+        let problems = RisingWaveSQLRules.violations(sql, extended: true)
+        #expect(problems.contains { $0.contains(expected) }, "\(problems)")
+    }
+
+    @Test("text inside literals and quoted names does not count")
+    func quoting() {
+        #expect(RisingWaveSQLRules.violations(#"SELECT 'a; b LIMIT $1' AS "x;y""#, extended: true).isEmpty)
+    }
+}
