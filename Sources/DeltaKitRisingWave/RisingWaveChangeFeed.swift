@@ -16,6 +16,9 @@ import Logging
 /// A lost connection is reopened and the cursor declared again from the last position (cursors die with
 /// their session). During the snapshot there is no position to resume from: the feed then ends with
 /// `changesUnavailable`, and the caller starts again from a snapshot.
+///
+/// The cursor is declared when the feed is created, so "now" is the moment of ``RisingWaveStateStore/changes(from:)``.
+/// Iterate a feed once.
 public struct RisingWaveChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
     public typealias Element = ChangeFeedElement<Record>
     public typealias Failure = any Error
@@ -25,6 +28,31 @@ public struct RisingWaveChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendabl
     let start: ChangeFeedStart
     let fetchTimeout: Duration
     let logger: Logger
+    /// The session and cursor declared at creation, with the cursor protocol's state after the declaration.
+    let opened: (connection: RisingWaveConnection, cursor: String, machine: SubscriptionCursor<Record>)
+
+    /// Opens the feed's connection and declares its cursor.
+    static func open(
+        configuration: RisingWaveConnection.Configuration,
+        pipeline: RisingWavePipeline<Record>,
+        start: ChangeFeedStart,
+        fetchTimeout: Duration,
+        logger: Logger
+    ) async throws -> RisingWaveChangeFeed {
+        var machine = SubscriptionCursor<Record>(start: start)
+        try machine.checkStart()
+        let connection = try await RisingWaveConnection(configuration: configuration, logger: logger)
+        let cursor = "deltakit_feed_\(UUID().uuidString.prefix(8).lowercased())"
+        try await connection.execute(pipeline.declareCursor(cursor, start: machine.declare()))
+        return RisingWaveChangeFeed(
+            configuration: configuration,
+            pipeline: pipeline,
+            start: start,
+            fetchTimeout: fetchTimeout,
+            logger: logger,
+            opened: (connection, cursor, machine)
+        )
+    }
 
     public func makeAsyncIterator() -> Iterator { Iterator(feed: self) }
 
@@ -39,11 +67,12 @@ public struct RisingWaveChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendabl
 
         init(feed: RisingWaveChangeFeed) {
             self.feed = feed
-            self.machine = SubscriptionCursor(start: feed.start)
+            self.machine = feed.opened.machine
+            self.connection = feed.opened.connection
+            self.cursor = feed.opened.cursor
         }
 
         public mutating func next() async throws -> ChangeFeedElement<Record>? {
-            try machine.checkStart()
             while buffer.isEmpty {
                 try Task.checkCancellation()
                 do {

@@ -1,15 +1,16 @@
 import DeltaKit
 import Foundation
 public import Logging
-import Synchronization
 
 /// An asynchronous connection to RisingWave (or any PostgreSQL-wire server) on libpq.
 ///
-/// Every libpq call runs on the connection's own thread, one at a time; no thread of Swift's
-/// cooperative pool ever blocks. Parameterized statements use the extended protocol (one statement per
-/// call); ``execute(_:)`` uses the simple protocol for DDL. Results are streamed in single-row mode.
-/// A broken connection is re-established with exponential backoff before the next call.
-public final class RisingWaveConnection: Sendable {
+/// An actor whose executor is one dedicated thread: every libpq call runs there, one at a time (libpq blocks
+/// and a `PGconn` is not thread-safe), and no thread of Swift's cooperative pool ever blocks. Queries run in
+/// the caller's task — structured concurrency: cancelling the caller sends libpq's cancel request for the
+/// statement in progress. Parameterized statements use the extended protocol (one statement per call);
+/// ``execute(_:)`` uses the simple protocol for DDL. Results are read in single-row mode. A broken connection is
+/// re-established with exponential backoff before the next call.
+public actor RisingWaveConnection {
     /// Connection settings. Every property has a documented default.
     public struct Configuration: Sendable, CustomStringConvertible {
         /// A `postgres://` URL or a libpq `key=value` string.
@@ -145,17 +146,24 @@ public final class RisingWaveConnection: Sendable {
         }
     }
 
-    /// The settings this connection was opened with (secrets included: never print it, print ``Configuration/redactedURL``).
-    public let configuration: Configuration
-    private let logger: Logger
-    private let thread: ConnectionThread
-    private let connection: ConnectionBox
+    /// The settings this connection was opened with (secrets included: print ``Configuration/redactedURL``).
+    public nonisolated let configuration: Configuration
+    private nonisolated let logger: Logger
+    private nonisolated let executor: ConnectionExecutor
+    /// The libpq session; `nil` once closed.
+    private var session: PQConnection?
+    /// The streamed query in progress, if any (``rows(_:_:)``).
+    private var activeStream: Int?
+    private var nextStreamID = 0
+
+    /// Runs the actor on its dedicated thread.
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     /// Connects.
     ///
-    /// - Throws: `DeltaKitError` — `invalidConfiguration` for a URL
-    ///   libpq cannot parse, `connectionFailed` (with a ``RisingWaveError``)
-    ///   naming the redacted URL and the fix when the server cannot be reached or refuses the login.
+    /// - Throws: `DeltaKitError` — `invalidConfiguration` for a setting out of range or a URL libpq cannot parse,
+    ///   `connectionFailed` (with a ``RisingWaveError``) naming the redacted URL when the server cannot be
+    ///   reached or refuses the login. No message ever contains the password.
     public init(
         configuration: Configuration = Configuration(),
         logger: Logger = Logger(label: "deltakit.risingwave")
@@ -169,32 +177,31 @@ public final class RisingWaveConnection: Sendable {
         }
         self.configuration = configuration
         self.logger = logger
-        self.thread = ConnectionThread(name: "deltakit-libpq")
-        self.connection = ConnectionBox()
-        let conninfo = configuration.conninfo
-        let box = connection
+        self.executor = ConnectionExecutor(name: "deltakit-libpq")
+        // From here on the initializer runs on the actor's executor: libpq connects on the dedicated thread.
         do {
-            try await thread.run {
-                box.value = try PQConnection(conninfo: conninfo, logger: logger)
-            }
+            session = try PQConnection(conninfo: configuration.conninfo, logger: logger)
         } catch let error as RisingWaveError {
-            thread.stop()
+            executor.stop()
             throw Self.connectionError(configuration, error)
         }
     }
 
-    deinit {
-        let box = connection
-        thread.submit { box.value = nil }
-        thread.stop()
+    isolated deinit {
+        // Runs on the connection's thread: the session is finished there, then the thread ends.
+        session = nil
+        executor.stop()
     }
 
     /// Closes the session (libpq `PQfinish`); idempotent. Later calls throw `DeltaKitError` with code `closed`.
     /// Dropping the last reference closes it too.
-    public func close() async {
-        let box = connection
-        _ = try? await thread.run { box.value = nil }
+    public func close() {
+        session = nil
+        activeStream = nil
     }
+
+    /// The name of the thread the actor runs on (tests check that libpq never runs on the cooperative pool).
+    func executorThreadName() -> String? { Thread.current.name }
 
     static func connectionError(_ configuration: Configuration, _ error: RisingWaveError) -> DeltaKitError {
         var fix = "check that RisingWave (or PostgreSQL) runs there and that the URL is right"
@@ -217,98 +224,114 @@ public final class RisingWaveConnection: Sendable {
 
     /// Runs SQL through the simple protocol: DDL, or several `;`-separated statements (not atomic on RisingWave).
     ///
-    /// - Throws: `DeltaKitError` with code `queryFailed` carrying a
-    ///   ``RisingWaveError`` (SQLSTATE, message, detail, statement).
+    /// - Throws: `DeltaKitError` with code `queryFailed` carrying a ``RisingWaveError`` (SQLSTATE, message,
+    ///   detail, statement); `CancellationError` when the calling task was cancelled.
     public func execute(_ sql: String) async throws {
-        try await withConnection { connection in try connection.simple(sql) }
+        try await withSession { session in try session.simple(sql) }
     }
 
-    /// Runs one parameterized statement (`$1`, `$2`, …) and returns all rows.
-    public func query(_ sql: String, _ parameters: [(any SQLEncodable)?] = []) async throws -> [SQLRow] {
+    /// Runs one parameterized statement (`$1`, `$2`, … as text) and returns all rows.
+    func query(_ sql: String, _ parameters: [(any SQLEncodable)?] = []) async throws -> [SQLRow] {
         let texts = parameters.map { $0?.sqlText }
-        return try await withConnection { connection in
-            var columns: [String] = []
+        return try await withSession { session in
             var rows: [SQLRow] = []
-            try connection.query(
-                sql,
-                parameters: texts,
-                onColumns: { columns = $0.names },
-                onRow: { values in
-                    rows.append(SQLRow(columns: columns, values: values))
-                    return true
-                }
-            )
+            try session.send(sql, parameters: texts)
+            while let chunk = try session.nextRows(max: Int.max) {
+                rows += chunk.rows.map { SQLRow(columns: chunk.columns, values: $0) }
+            }
             return rows
         }
     }
 
-    /// Runs one parameterized statement and streams its rows without holding the whole result in memory.
+    /// Runs one parameterized statement and streams its rows: each `next()` of the sequence reads the next
+    /// chunk from libpq in the caller's task, so memory stays bounded and cancellation reaches the server.
     ///
-    /// Rows arrive in chunks; the connection waits while the consumer is behind (bounded memory).
-    /// The connection is busy until the sequence ends or is abandoned.
-    public func rows(_ sql: String, _ parameters: [(any SQLEncodable)?] = []) -> SQLRowSequence {
-        let channel = RowChannel()
-        let texts = parameters.map { $0?.sqlText }
-        Task {
-            do {
-                try await withConnection { connection in
-                    var columns: [String] = []
-                    var chunk: [SQLRow] = []
-                    chunk.reserveCapacity(RowChannel.chunkSize)
-                    try connection.query(
-                        sql,
-                        parameters: texts,
-                        onColumns: { columns = $0.names },
-                        onRow: { values in
-                            chunk.append(SQLRow(columns: columns, values: values))
-                            if chunk.count == RowChannel.chunkSize {
-                                defer { chunk.removeAll(keepingCapacity: true) }
-                                return channel.send(chunk)
-                            }
-                            return true
-                        }
-                    )
-                    if !chunk.isEmpty { _ = channel.send(chunk) }
-                }
-                channel.finish(nil)
-            } catch {
-                channel.finish(error)
-            }
-        }
-        return SQLRowSequence(channel: channel)
+    /// The connection serves one statement at a time: another call on it while the sequence is unfinished ends
+    /// the sequence (its next `next()` throws `closed`). Use a second connection to interleave.
+    nonisolated func rows(_ sql: String, _ parameters: [(any SQLEncodable)?] = []) -> SQLRowSequence {
+        SQLRowSequence(connection: self, sql: sql, parameters: parameters.map { $0?.sqlText })
     }
 
-    /// Runs `body` with the libpq connection on its thread, reconnecting first if it is broken.
-    private func withConnection<T: Sendable>(_ body: @escaping @Sendable (PQConnection) throws -> T) async throws -> T {
-        let box = connection
-        let configuration = self.configuration
-        let logger = self.logger
+    /// Starts a streamed statement; returns its id.
+    func startStream(_ sql: String, _ parameters: [String?]) async throws -> Int {
+        try await withSession { session in try session.send(sql, parameters: parameters) }
+        nextStreamID += 1
+        activeStream = nextStreamID
+        return nextStreamID
+    }
+
+    /// The next chunk of a streamed statement, or `nil` at its end.
+    func nextChunk(_ stream: Int) async throws -> [SQLRow]? {
+        guard activeStream == stream, let session else {
+            throw DeltaKitError(
+                code: .closed,
+                message:
+                    "the row stream was ended by another statement on the same connection (or by close()); read it to the end first, or use a second connection"
+            )
+        }
+        let cancel = session.cancelHandle
         do {
-            return try await thread.run {
-                guard let connection = box.value else {
-                    throw DeltaKitError(
-                        code: .closed,
-                        message: "the connection to \(configuration.redactedURL) was closed; open a new one"
-                    )
-                }
-                if connection.isBroken {
-                    try Self.reconnect(connection, configuration: configuration, logger: logger)
-                }
-                return try body(connection)
+            let chunk = try await withTaskCancellationHandler {
+                try Task.checkCancellation()
+                return try session.nextRows(max: 512)
+            } onCancel: {
+                cancel?.cancel()
             }
-        } catch let error as RisingWaveError {
-            if error.isConnectionError { throw Self.connectionError(configuration, error) }
-            throw DeltaKitError(code: .queryFailed, message: error.description, underlying: error)
+            guard let chunk else {
+                activeStream = nil
+                return nil
+            }
+            return chunk.rows.map { SQLRow(columns: chunk.columns, values: $0) }
+        } catch {
+            activeStream = nil
+            session.drain()
+            throw try mapped(error)
         }
     }
 
-    /// Blocking reconnect with exponential backoff; runs on the connection thread.
-    private static func reconnect(_ connection: PQConnection, configuration: Configuration, logger: Logger) throws {
+    /// Runs `body` with the libpq session on the actor's thread: ends an unfinished stream, reconnects a broken
+    /// session first, and turns a cancellation of the calling task into libpq's cancel request.
+    private func withSession<T>(_ body: (PQConnection) throws -> T) async throws -> T {
+        guard let session else {
+            throw DeltaKitError(
+                code: .closed,
+                message: "the connection to \(configuration.redactedURL) was closed; open a new one"
+            )
+        }
+        if activeStream != nil {
+            activeStream = nil
+            session.drain()
+        }
+        do {
+            if session.isBroken { try reconnect(session) }
+            let cancel = session.cancelHandle
+            return try await withTaskCancellationHandler {
+                try Task.checkCancellation()
+                return try body(session)
+            } onCancel: {
+                cancel?.cancel()
+            }
+        } catch {
+            session.drain()
+            throw try mapped(error)
+        }
+    }
+
+    /// A libpq error as DeltaKit reports it; a statement cancelled for a cancelled task is a `CancellationError`.
+    private func mapped(_ error: any Error) throws -> any Error {
+        guard let error = error as? RisingWaveError else { return error }
+        if Task.isCancelled { return CancellationError() }
+        if error.isConnectionError { return Self.connectionError(configuration, error) }
+        return DeltaKitError(code: .queryFailed, message: error.description, underlying: error)
+    }
+
+    /// Blocking reconnect with exponential backoff; runs on the connection's thread.
+    private func reconnect(_ session: PQConnection) throws {
         var delay = configuration.reconnectBackoff
         var lastError: (any Error)?
         for attempt in 1...max(1, configuration.reconnectAttempts) {
             do {
-                try connection.reconnect()
+                try session.reconnect()
                 logger.info("reconnected to \(configuration.redactedURL) after \(attempt) attempt(s)")
                 return
             } catch {
@@ -327,112 +350,40 @@ public final class RisingWaveConnection: Sendable {
     public static var libpqVersion: Int { pqLibraryVersion() }
 }
 
-/// Holds the connection; touched only on the connection thread.
-final class ConnectionBox: @unchecked Sendable {
-    // Only ever read or written from jobs running on the owning ConnectionThread, one at a time.
-    var value: PQConnection?
-}
+/// Rows of a streamed statement; see ``RisingWaveConnection/rows(_:_:)``.
+struct SQLRowSequence: AsyncSequence, Sendable {
+    typealias Element = SQLRow
+    typealias Failure = any Error
+    let connection: RisingWaveConnection
+    let sql: String
+    let parameters: [String?]
 
-/// Rows of a streamed query.
-public struct SQLRowSequence: AsyncSequence, Sendable {
-    public typealias Element = SQLRow
-    let channel: RowChannel
+    func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
-    public func makeAsyncIterator() -> Iterator { Iterator(channel: channel) }
-
-    /// Iterates rows; abandoning it stops the query.
-    public final class Iterator: AsyncIteratorProtocol {
-        private let channel: RowChannel
+    struct Iterator: AsyncIteratorProtocol {
+        let sequence: SQLRowSequence
+        private var stream: Int?
         private var buffer: [SQLRow] = []
         private var index = 0
+        private var finished = false
 
-        init(channel: RowChannel) { self.channel = channel }
-        deinit { channel.cancel() }
+        init(sequence: SQLRowSequence) { self.sequence = sequence }
 
-        public func next() async throws -> SQLRow? {
-            if index == buffer.count {
-                guard let chunk = try await channel.receive() else { return nil }
+        mutating func next() async throws -> SQLRow? {
+            while index == buffer.count {
+                if finished { return nil }
+                if stream == nil {
+                    stream = try await sequence.connection.startStream(sequence.sql, sequence.parameters)
+                }
+                guard let chunk = try await sequence.connection.nextChunk(stream!) else {
+                    finished = true
+                    return nil
+                }
                 buffer = chunk
                 index = 0
             }
             defer { index += 1 }
             return buffer[index]
         }
-    }
-}
-
-/// A bounded hand-off from the connection thread (which may block) to an async consumer.
-final class RowChannel: Sendable {
-    static let chunkSize = 512
-    private static let capacity = 4
-    private struct State {
-        var chunks: [[SQLRow]] = []
-        var finished = false
-        var error: (any Error)?
-        var cancelled = false
-        var waiter: CheckedContinuation<[SQLRow]?, any Error>?
-    }
-    private let state = Mutex(State())
-    private let space = DispatchSemaphore(value: RowChannel.capacity)
-
-    /// Blocks the (dedicated) producer thread while the buffer is full. Returns `false` once cancelled.
-    func send(_ chunk: [SQLRow]) -> Bool {
-        space.wait()
-        let waiter: CheckedContinuation<[SQLRow]?, any Error>?? = state.withLock { state in
-            if state.cancelled { return .none }
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return .some(waiter)
-            }
-            state.chunks.append(chunk)
-            return .some(nil)
-        }
-        switch waiter {
-        case .none: return false
-        case .some(let w?):
-            space.signal()
-            w.resume(returning: chunk)
-        case .some(nil): break
-        }
-        return true
-    }
-
-    func finish(_ error: (any Error)?) {
-        let waiter = state.withLock { state in
-            state.finished = true
-            state.error = error
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        if let error { waiter?.resume(throwing: error) } else { waiter?.resume(returning: nil) }
-    }
-
-    func receive() async throws -> [SQLRow]? {
-        try await withCheckedThrowingContinuation { continuation in
-            enum Action {
-                case chunk([SQLRow])
-                case end((any Error)?)
-                case wait
-            }
-            let action: Action = state.withLock { state in
-                if !state.chunks.isEmpty { return .chunk(state.chunks.removeFirst()) }
-                if state.finished { return .end(state.error) }
-                state.waiter = continuation
-                return .wait
-            }
-            switch action {
-            case .chunk(let chunk):
-                space.signal()
-                continuation.resume(returning: chunk)
-            case .end(let error?): continuation.resume(throwing: error)
-            case .end(nil): continuation.resume(returning: nil)
-            case .wait: break
-            }
-        }
-    }
-
-    func cancel() {
-        state.withLock { $0.cancelled = true }
-        for _ in 0..<RowChannel.capacity + 1 { space.signal() }
     }
 }

@@ -38,7 +38,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
     }
 
     /// Every live record, ordered by key, streamed without holding the whole result in memory.
-    public func snapshotRecords() -> AsyncThrowingMapSequence<SQLRowSequence, Record> {
+    public func snapshotRecords() -> some AsyncSequence<Record, any Error> {
         connection.rows(pipeline.snapshotQuery).map { row in try Self.record(from: row) }
     }
 
@@ -117,9 +117,10 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
     }
 
     /// Starts a change feed of the latest-state view on a connection of its own (a waiting `FETCH` occupies
-    /// it), opened with the store's connection settings; see ``RisingWaveChangeFeed``.
+    /// it), opened with the store's connection settings; see ``RisingWaveChangeFeed``. The cursor is declared
+    /// before this returns.
     public func changes(from start: ChangeFeedStart) async throws -> RisingWaveChangeFeed<Record> {
-        changes(from: start, connection: connection.configuration)
+        try await changes(from: start, connection: connection.configuration)
     }
 
     /// Starts a change feed on a connection opened with `configuration`.
@@ -133,8 +134,8 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
         from start: ChangeFeedStart,
         connection configuration: RisingWaveConnection.Configuration,
         fetchTimeout: Duration = .seconds(5)
-    ) -> RisingWaveChangeFeed<Record> {
-        RisingWaveChangeFeed(
+    ) async throws -> RisingWaveChangeFeed<Record> {
+        try await RisingWaveChangeFeed.open(
             configuration: configuration,
             pipeline: pipeline,
             start: start,

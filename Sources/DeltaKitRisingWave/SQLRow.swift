@@ -1,80 +1,39 @@
 import DeltaKit
-public import Foundation
+import Foundation
 
-/// A value that can be sent as a text-format statement parameter (`$1`, `$2`, …).
-public protocol SQLEncodable: Sendable {
+/// A value sent as a text-format statement parameter (`$1`, `$2`, …). Internal: DeltaKit is not a
+/// PostgreSQL driver; its own statements pass keys and test rows through this.
+protocol SQLEncodable: Sendable {
     /// The value's PostgreSQL text representation.
     var sqlText: String { get }
 }
 
-/// A value that can be decoded from a text-format result column.
-public protocol SQLDecodable: Sendable {
-    /// Parses the PostgreSQL/RisingWave text representation; `nil` if it is not a valid value.
-    init?(sqlText: String)
-}
-
-extension String: SQLEncodable, SQLDecodable {
-    public var sqlText: String { self }
-    public init?(sqlText: String) { self = sqlText }
-}
-extension Int: SQLEncodable, SQLDecodable {
-    public var sqlText: String { String(self) }
-    public init?(sqlText: String) { self.init(sqlText) }
-}
-extension Int64: SQLEncodable, SQLDecodable {
-    public var sqlText: String { String(self) }
-    public init?(sqlText: String) { self.init(sqlText) }
-}
-extension Int32: SQLEncodable, SQLDecodable {
-    public var sqlText: String { String(self) }
-    public init?(sqlText: String) { self.init(sqlText) }
-}
-extension Double: SQLEncodable, SQLDecodable {
-    public var sqlText: String { String(self) }
-    public init?(sqlText: String) {
-        switch sqlText {
-        case "NaN": self = .nan
-        case "Infinity": self = .infinity
-        case "-Infinity": self = -.infinity
-        default: self.init(sqlText)
-        }
-    }
-}
-extension Bool: SQLEncodable, SQLDecodable {
-    public var sqlText: String { self ? "t" : "f" }
-    public init?(sqlText: String) {
-        switch sqlText.lowercased() {
-        case "t", "true": self = true
-        case "f", "false": self = false
-        default: return nil
-        }
-    }
-}
-extension Date: SQLEncodable, SQLDecodable {
+extension String: SQLEncodable { var sqlText: String { self } }
+extension Int: SQLEncodable { var sqlText: String { String(self) } }
+extension Int64: SQLEncodable { var sqlText: String { String(self) } }
+extension Int32: SQLEncodable { var sqlText: String { String(self) } }
+extension Double: SQLEncodable { var sqlText: String { String(self) } }
+extension Bool: SQLEncodable { var sqlText: String { self ? "t" : "f" } }
+extension Date: SQLEncodable {
     /// ISO-8601 with microseconds and `+00:00`.
-    public var sqlText: String { EventTimestamp.format(self) }
-    /// Parses TIMESTAMP (read as UTC) and TIMESTAMPTZ text, with or without fraction and offset.
-    public init?(sqlText: String) {
-        guard let date = EventTimestamp.parse(sqlText) else { return nil }
-        self = date
-    }
+    var sqlText: String { EventTimestamp.format(self) }
 }
 
 /// One result row in text format.
-public struct SQLRow: Sendable {
+struct SQLRow: Sendable {
     /// Column names, in result order.
-    public let columns: [String]
+    let columns: [String]
     /// Column values as text (`nil` for SQL NULL).
-    public let values: [String?]
+    let values: [String?]
 
     /// Creates a row.
-    public init(columns: [String], values: [String?]) {
+    init(columns: [String], values: [String?]) {
         self.columns = columns
         self.values = values
     }
 
     /// The raw text of `column`, or `nil` for NULL.
-    public subscript(column: String) -> String? {
+    subscript(column: String) -> String? {
         guard let index = columns.firstIndex(of: column) else { return nil }
         return values[index]
     }
@@ -82,7 +41,7 @@ public struct SQLRow: Sendable {
     /// Decodes a non-NULL column.
     ///
     /// - Throws: ``RisingWaveDecodingError`` naming the column and value on NULL, a missing column or bad text.
-    public func decode<T: SQLDecodable>(_ column: String, as type: T.Type = T.self) throws -> T {
+    func decode<T>(_ column: String, as type: T.Type = T.self) throws -> T {
         guard let value = try decodeIfPresent(column, as: type) else {
             throw RisingWaveDecodingError(column: column, value: nil, expected: "\(T.self)", reason: "is NULL")
         }
@@ -90,7 +49,7 @@ public struct SQLRow: Sendable {
     }
 
     /// Decodes a column that may be NULL.
-    public func decodeIfPresent<T: SQLDecodable>(_ column: String, as type: T.Type = T.self) throws -> T? {
+    func decodeIfPresent<T>(_ column: String, as type: T.Type = T.self) throws -> T? {
         guard let index = columns.firstIndex(of: column) else {
             throw RisingWaveDecodingError(
                 column: column,
@@ -100,7 +59,7 @@ public struct SQLRow: Sendable {
             )
         }
         guard let text = values[index] else { return nil }
-        guard let value = T(sqlText: text) else {
+        guard let value = ScalarType.of(T.self)?.parseText(text) as? T else {
             throw RisingWaveDecodingError(
                 column: column,
                 value: text,

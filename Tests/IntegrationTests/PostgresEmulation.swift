@@ -1,7 +1,8 @@
 import DeltaKit
-import DeltaKitRisingWave
 import DeltaKitTesting
 import Foundation
+
+@testable import DeltaKitRisingWave
 
 /// RisingWave cannot run here, so the generated view's exact SELECT runs on real PostgreSQL: a table shaped
 /// like the Kafka source (same columns, `kafka_partition`/`kafka_offset` as VARCHAR) and plain views built

@@ -44,13 +44,20 @@ struct RisingWaveLiveTests {
         let clock = HybridLogicalClock()
         var generator = DemoEventGenerator(seed: 3, users: 30, clock: clock)
         let events = generator.next(2_000)
-        let receipt = try await sink.send(contentsOf: events)
+        // Duplicates and a replay, shuffled per key's partition order is kept by the producer anyway.
+        var random = SeededRandomNumberGenerator(seed: 3)
+        let arrival = (events + events.prefix(300)).shuffled(using: &random)
+        let receipt = try await sink.send(contentsOf: arrival)
         try await store.waitUntilVisible(receipt, timeout: .seconds(60))
         var reference = LatestState<DemoUser>()
         for e in events { reference.apply(e) }
         #expect(try await store.snapshot() == reference.snapshot())
+        #expect(try await store.count() == reference.liveCount)
+        for key in 1...30 { #expect(try await store.value(forKey: key) == reference.value(forKey: key)) }
+        let history = try await store.history(limit: 20)
+        #expect(history.map(\.order) == Array(arrival.map(\.order).sorted(by: >).prefix(20)))
 
-        var changes = store.changes(from: .now, connection: .init(url: url), fetchTimeout: .seconds(2))
+        var changes = try await store.changes(from: .now, connection: .init(url: url), fetchTimeout: .seconds(2))
             .makeAsyncIterator()
         let alice = DemoUser(id: 9_999, name: "Alice", age: 25)
         try await sink.send(.insert(alice, order: clock.next()))

@@ -1,8 +1,9 @@
 import DeltaKit
-import DeltaKitRisingWave
 import DeltaKitTesting
 import Foundation
 import Testing
+
+@testable import DeltaKitRisingWave
 
 @Suite("RisingWave state store on real PostgreSQL", .requiresPostgres, .timeLimit(.minutes(5)))
 struct RisingWaveOnPostgresTests {
@@ -258,6 +259,74 @@ struct RisingWaveOnPostgresTests {
             for e in arrival { reference.apply(e) }
             #expect(reference.value(forKey: 1) == nil)
             #expect(try await emulation.store.value(forKey: 1) == nil)
+        }
+    }
+}
+
+@Suite("RisingWave connection: structured concurrency on real PostgreSQL", .requiresPostgres, .timeLimit(.minutes(2)))
+struct ConnectionConcurrencyTests {
+    @Test("libpq runs on the connection's own thread, never on the cooperative pool")
+    func dedicatedThread() async throws {
+        let connection = try await RisingWaveConnection(
+            configuration: .init(url: try TestEnvironment.requirePostgres())
+        )
+        let name = await connection.executorThreadName()
+        #expect(name == "deltakit-libpq", "ran on \(String(describing: name))")
+        _ = try await connection.query("SELECT 1 AS one")
+        #expect(await connection.executorThreadName() == "deltakit-libpq")
+    }
+
+    @Test("cancelling the caller cancels the statement on the server; the connection stays usable")
+    func cancellation() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let connection = try await RisingWaveConnection(configuration: .init(url: url, applicationName: "cancel-test"))
+        let observer = try await RisingWaveConnection(configuration: .init(url: url))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let sleeper = Task { try await connection.query("SELECT pg_sleep(60)") }
+        // Wait until the server really runs the statement (observed, not assumed).
+        var running = false
+        while !running, clock.now - start < .seconds(30) {
+            let rows = try await observer.query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'cancel-test' AND query LIKE 'SELECT pg_sleep%' AND state = 'active'"
+            )
+            running = try rows[0].decode("n", as: Int.self) == 1
+        }
+        #expect(running)
+        sleeper.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await sleeper.value }
+        #expect(clock.now - start < .seconds(50), "the statement ran to its end instead of being cancelled")
+        let rows = try await connection.query("SELECT 2 AS two")
+        #expect(try rows[0].decode("two", as: Int.self) == 2)
+    }
+
+    @Test("a streamed result interrupted by another statement ends with `closed`, and the other statement runs")
+    func interruptedStream() async throws {
+        let connection = try await RisingWaveConnection(
+            configuration: .init(url: try TestEnvironment.requirePostgres())
+        )
+        var rows = connection.rows("SELECT generate_series(1, 5000) AS n").makeAsyncIterator()
+        let first = try await rows.next()
+        #expect(first?["n"] == "1")
+        let other = try await connection.query("SELECT 7 AS seven")
+        #expect(other[0]["seven"] == "7")
+        await #expect {
+            while try await rows.next() != nil {}
+        } throws: { error in
+            (error as? DeltaKitError)?.code == .closed
+        }
+    }
+
+    @Test("a closed connection refuses further statements with `closed`")
+    func closed() async throws {
+        let connection = try await RisingWaveConnection(
+            configuration: .init(url: try TestEnvironment.requirePostgres())
+        )
+        await connection.close()
+        await #expect {
+            try await connection.execute("SELECT 1")
+        } throws: { error in
+            (error as? DeltaKitError)?.code == .closed
         }
     }
 }

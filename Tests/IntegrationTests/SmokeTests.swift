@@ -1,7 +1,8 @@
 import DeltaKit
 import DeltaKitKafka
-import DeltaKitRisingWave
 import Testing
+
+@testable import DeltaKitRisingWave
 
 @Suite("Smoke: services reachable from Swift")
 struct SmokeTests {

@@ -1,9 +1,10 @@
 import DeltaKit
 import DeltaKitKafka
-import DeltaKitRisingWave
 import DeltaKitTesting
 import Foundation
 import Testing
+
+@testable import DeltaKitRisingWave
 
 /// Runs the built `UserEvents` executable.
 enum CLI {

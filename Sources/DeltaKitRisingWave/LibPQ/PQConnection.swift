@@ -18,6 +18,12 @@ final class PQConnection {
     private let conninfo: String
     private let logger: Logger
     private var noticeContext: Unmanaged<NoticeContext>?
+    /// Cancels the statement in progress from any thread; replaced on reconnect.
+    private(set) var cancelHandle: PQCancelHandle?
+    /// Set while a statement's results are being read (``send(_:parameters:)`` … ``nextRows(max:)``).
+    private var inFlight: String?
+    private var columns: [String] = []
+    private var pendingError: (any Error)?
 
     /// Connects (blocking). Throws ``RisingWaveError`` with libpq's message on failure.
     init(conninfo: String, logger: Logger) throws {
@@ -47,6 +53,8 @@ final class PQConnection {
         noticeContext?.release()
         noticeContext = Unmanaged.passRetained(context)
         PQsetNoticeProcessor(c, pqNotice, noticeContext!.toOpaque())
+        cancelHandle = PQgetCancel(c).map(PQCancelHandle.init)
+        inFlight = nil
     }
 
     var isBroken: Bool { conn.map { PQstatus($0) != CONNECTION_OK } ?? true }
@@ -65,16 +73,11 @@ final class PQConnection {
         try check(result, statement: sql)
     }
 
-    /// Runs one parameterized statement through the extended protocol and streams rows in single-row mode.
-    ///
-    /// `onColumns` is called once before the first row; `onRow` for each row (return `false` to stop early).
-    func query(
-        _ sql: String,
-        parameters: [String?],
-        onColumns: (PQColumns) throws -> Void,
-        onRow: (PQRowValues) throws -> Bool
-    ) throws {
+    /// Sends one parameterized statement through the extended protocol and switches to single-row mode; read
+    /// its rows with ``nextRows(max:)`` until it returns `nil`.
+    func send(_ sql: String, parameters: [String?]) throws {
         guard let conn else { throw brokenError() }
+        if inFlight != nil { drain() }
         let sent: Int32 = withCStrings(parameters) { values in
             PQsendQueryParams(conn, sql, Int32(parameters.count), nil, values, nil, nil, 0)
         }
@@ -87,46 +90,56 @@ final class PQConnection {
             )
         }
         _ = PQsetSingleRowMode(conn)
-        var columnsSent = false
-        var stop = false
-        var firstError: (any Error)?
-        while let result = PQgetResult(conn) {
+        inFlight = sql
+        columns = []
+        pendingError = nil
+    }
+
+    /// Reads up to `max` rows of the statement in flight; `nil` once it is complete (after throwing its error,
+    /// if it failed). Blocks while the server computes.
+    func nextRows(max: Int) throws -> (columns: [String], rows: [PQRowValues])? {
+        guard let conn, let sql = inFlight else { return nil }
+        var rows: [PQRowValues] = []
+        while rows.count < max, let result = PQgetResult(conn) {
             defer { PQclear(result) }
-            if stop || firstError != nil { continue }  // drain the remaining results
+            if pendingError != nil { continue }  // drain the remaining results
             let status = PQresultStatus(result)
             if status == PGRES_SINGLE_TUPLE || status == PGRES_TUPLES_OK {
-                do {
-                    if !columnsSent {
-                        columnsSent = true
-                        let n = Int(PQnfields(result))
-                        try onColumns(PQColumns(names: (0..<n).map { String(cString: PQfname(result, Int32($0))) }))
-                    }
-                    let nfields = PQnfields(result)
-                    for row in 0..<PQntuples(result) {
-                        var values = PQRowValues()
-                        values.reserveCapacity(Int(nfields))
-                        for col in 0..<nfields {
-                            if PQgetisnull(result, row, col) == 1 {
-                                values.append(nil)
-                            } else {
-                                values.append(String(cString: PQgetvalue(result, row, col)))
-                            }
-                        }
-                        if try !onRow(values) {
-                            stop = true
-                            break
-                        }
-                    }
-                } catch {
-                    firstError = error
+                if columns.isEmpty {
+                    columns = (0..<PQnfields(result)).map { String(cString: PQfname(result, $0)) }
                 }
-            } else if status == PGRES_COMMAND_OK || status == PGRES_EMPTY_QUERY {
-                continue
-            } else {
-                do { try check(result, statement: sql) } catch { firstError = error }
+                let nfields = PQnfields(result)
+                for row in 0..<PQntuples(result) {
+                    var values = PQRowValues()
+                    values.reserveCapacity(Int(nfields))
+                    for col in 0..<nfields {
+                        values.append(
+                            PQgetisnull(result, row, col) == 1 ? nil : String(cString: PQgetvalue(result, row, col))
+                        )
+                    }
+                    rows.append(values)
+                }
+            } else if status != PGRES_COMMAND_OK && status != PGRES_EMPTY_QUERY {
+                do { try check(result, statement: sql) } catch { pendingError = error }
             }
         }
-        if let firstError { throw firstError }
+        if rows.count >= max { return (columns, rows) }
+        // PQgetResult returned NULL: the statement is complete.
+        inFlight = nil
+        if let pendingError {
+            self.pendingError = nil
+            throw pendingError
+        }
+        return rows.isEmpty ? nil : (columns, rows)
+    }
+
+    /// Abandons the statement in flight: asks the server to cancel it and discards its results.
+    func drain() {
+        guard let conn, inFlight != nil else { return }
+        cancelHandle?.cancel()
+        while let result = PQgetResult(conn) { PQclear(result) }
+        inFlight = nil
+        pendingError = nil
     }
 
     private func check(_ result: OpaquePointer?, statement: String) throws {
@@ -160,6 +173,22 @@ final class PQConnection {
 
     private func brokenError() -> RisingWaveError {
         RisingWaveError(sqlState: nil, message: "the connection is closed", isConnectionError: true)
+    }
+}
+
+/// libpq's cancel request for one session (`PGcancel`). `PQcancel` is documented thread-safe, and the handle
+/// is immutable until freed in `deinit`, so any task may call ``cancel()`` while the session's thread is
+/// blocked in a statement.
+final class PQCancelHandle: @unchecked Sendable {
+    private let handle: OpaquePointer
+
+    init(_ handle: OpaquePointer) { self.handle = handle }
+    deinit { PQfreeCancel(handle) }
+
+    /// Asks the server to cancel the statement in progress (no effect when there is none).
+    func cancel() {
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(handle, &buffer, Int32(buffer.count))
     }
 }
 
