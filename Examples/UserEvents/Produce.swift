@@ -11,11 +11,17 @@ struct Produce: AsyncParsableCommand {
 
     @OptionGroup var kafka: KafkaOptions
     @OptionGroup var generator: GeneratorOptions
-    @Option(help: "Partitions when creating the topic.")
+    @Option(help: "Partitions when creating the topic (1…10,000).")
     var partitions = 4
     @Flag(help: "Print only a progress line with the rate (stderr) and a final summary, not each event.")
     var quiet = false
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (1...10_000).contains(partitions) else {
+            throw ValidationError("--partitions must be 1…10,000, got \(partitions)")
+        }
+    }
 
     func run() async throws {
         logging.bootstrap()

@@ -13,12 +13,21 @@ struct SourceOptions: ParsableArguments {
     var brokers: String?
     @Option(help: "The topic (with --brokers; with --risingwave it selects the objects' names).")
     var topic = "user-events"
-    @Option(help: "Seconds to wait for a broker or database before giving up.")
+    @Option(help: "Seconds to wait for a broker or database before giving up (1…3600).")
     var connectTimeout: Int = 10
 
     func validate() throws {
         guard (risingwave == nil) != (brokers == nil) else {
             throw ValidationError("pass exactly one of --risingwave URL or --brokers HOST:PORT")
+        }
+        try validateConnectTimeout(connectTimeout)
+        if let brokers { try validateBrokers(brokers) }
+        if let risingwave {
+            do {
+                try RisingWaveConnection.Configuration(url: risingwave).validate()
+            } catch let error as DeltaKitError {
+                throw ValidationError("--risingwave: \(error.message)")
+            }
         }
     }
 
@@ -75,11 +84,15 @@ struct Snapshot: AsyncParsableCommand {
 struct History: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the most recent events, newest first.")
     @OptionGroup var source: SourceOptions
-    @Option(help: "How many events.")
+    @Option(help: "How many events (0…100,000).")
     var limit = 20
     @Option(help: "table, csv (event_order,op,id,name,age,ts lines) or json.")
     var format: OutputFormat = .table
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (0...100_000).contains(limit) else { throw ValidationError("--limit must be 0…100,000, got \(limit)") }
+    }
 
     func run() async throws {
         logging.bootstrap()

@@ -16,6 +16,10 @@ struct UserEvents: AsyncParsableCommand {
             With no subcommand, runs the demo end to end on the embedded in-memory pipeline: no Kafka, no RisingWave. \
             The subcommands talk to a real Kafka (--brokers) and RisingWave (--risingwave); `docker compose up -d` \
             starts both on the demo's ports.
+
+            Exit codes: 0 success, 1 runtime failure (the message says what failed, a `hint:` line what to do), \
+            64 usage error (a bad argument, named with its allowed values), 130 interrupted (SIGINT), \
+            143 terminated (SIGTERM).
             """,
         subcommands: [Demo.self, Produce.self, Provision.self, Snapshot.self, History.self, Watch.self],
         defaultSubcommand: Demo.self
@@ -45,7 +49,7 @@ struct KafkaOptions: ParsableArguments {
     @Option(help: "The topic.")
     var topic = "user-events"
 
-    @Option(help: "Seconds to wait for a broker before giving up.")
+    @Option(help: "Seconds to wait for a broker before giving up (1…3600).")
     var connectTimeout: Int = 10
 
     @Option(
@@ -53,6 +57,21 @@ struct KafkaOptions: ParsableArguments {
         help: "Extra librdkafka property as key=value (repeatable), e.g. security.protocol=sasl_ssl."
     )
     var kafkaProperties: [String] = []
+
+    func validate() throws {
+        try validateConnectTimeout(connectTimeout)
+        try validateBrokers(brokers)
+        for item in kafkaProperties {
+            guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+                throw ValidationError("--kafka-property must be key=value, got '\(item)'")
+            }
+            if item[..<eq] == "bootstrap.servers" {
+                throw ValidationError(
+                    "--kafka-property bootstrap.servers=… is not allowed; pass the brokers with --brokers"
+                )
+            }
+        }
+    }
 
     func configuration() throws -> KafkaConfiguration {
         var extra: [String: String] = [:]
@@ -102,33 +121,63 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, csv, json
 }
 
+/// `--connect-timeout` is whole seconds, 1…3600.
+func validateConnectTimeout(_ seconds: Int) throws {
+    guard (1...3600).contains(seconds) else {
+        throw ValidationError("--connect-timeout must be 1…3600 seconds, got \(seconds)")
+    }
+}
+
+/// `--brokers` is a comma-separated list of host:port, checked before touching the network.
+func validateBrokers(_ brokers: String) throws {
+    let configuration = KafkaConfiguration.userEvents(brokers: brokers, connectTimeout: 10)
+    do {
+        try configuration.validate()
+    } catch let error as DeltaKitError {
+        throw ValidationError("--brokers: \(error.message)")
+    }
+}
+
 struct GeneratorOptions: ParsableArguments {
-    @Option(help: "How many events to send.")
+    @Option(help: "How many events to send (0…100,000,000).")
     var count = 100
 
     @Option(help: "Random seed (the same seed gives the same events). Default: random.")
     var seed: UInt64?
 
-    @Option(help: "Pause between events: 0 (default), 500ms, 1s (the original demo), 2m.")
+    @Option(help: "Pause between events: 0 (default), 500ms, 1s (the original demo), 2m; at most 1 hour.")
     var interval: IntervalArgument = IntervalArgument(duration: .zero)
 
     var resolvedSeed: UInt64 { seed ?? UInt64.random(in: 0...UInt64(UInt32.max)) }
+
+    func validate() throws {
+        guard (0...100_000_000).contains(count) else {
+            throw ValidationError("--count must be 0…100,000,000, got \(count)")
+        }
+    }
 }
 
 struct IntervalArgument: ExpressibleByArgument {
     var duration: Duration
     init(duration: Duration) { self.duration = duration }
+
+    /// A number of seconds, or with a unit (`ms`, `s`, `m`); finite, 0…1 hour. Anything else is a usage error.
     init?(argument: String) {
         let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            guard let value = Double(text.dropLast(suffix.count)), value >= 0 else { return nil }
-            duration = .milliseconds(Int64(value * factor * 1000))
-            return
+        var factor = 1.0
+        var number = Substring(text)
+        for (suffix, unit) in [("ms", 0.001), ("s", 1.0), ("m", 60.0)] where text.hasSuffix(suffix) {
+            number = text.dropLast(suffix.count)
+            factor = unit
+            break
         }
-        guard let seconds = Double(text), seconds >= 0 else { return nil }
-        duration = .milliseconds(Int64(seconds * 1000))
+        guard let value = Double(number), value.isFinite, value >= 0, value * factor <= 3600 else { return nil }
+        duration = .milliseconds(Int64((value * factor * 1000).rounded()))
     }
+
+    var defaultValueDescription: String { duration == .zero ? "0" : "\(duration)" }
+
+    static var defaultCompletionKind: CompletionKind { .default }
 }
 
 /// Runs `body`, turning DeltaKit errors into one line on stderr and exit code 1 — never a stack trace. The

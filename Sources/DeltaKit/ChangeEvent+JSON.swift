@@ -94,32 +94,29 @@ extension ChangeEvent {
     ///   not JSON, has an unknown `op`, misses a field, has a value of the wrong type, or is a delete
     ///   that carries values.
     public init(jsonData: some DataProtocol) throws {
-        let data = Data(jsonData)
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            let container = try decoder.singleValueContainer()
-            let text = try container.decode(String.self)
-            guard let date = EventTimestamp.parse(text) else {
-                throw DecodingError.dataCorruptedError(
-                    in: container,
-                    debugDescription: "expected an ISO-8601 timestamp"
-                )
-            }
-            return date
+        if let event = try jsonData.withContiguousStorageIfAvailable({
+            try Self.decodeWire(UnsafeRawBufferPointer($0))
+        }) {
+            self = event
+        } else {
+            let bytes = Array(jsonData)
+            self = try bytes.withUnsafeBytes { try Self.decodeWire($0) }
         }
+    }
+
+    /// Decodes the wire bytes with DeltaKit's own flat-JSON reader and the core's scalar table: no
+    /// `JSONDecoder`, no copy of the message.
+    static func decodeWire(_ bytes: UnsafeRawBufferPointer) throws -> Self {
+        let fields = try FlatJSONReader.fields(of: bytes)
+        var byName: [String: FlatJSONValue] = [:]
+        byName.reserveCapacity(fields.count)
+        for (key, value) in fields { byName[key] = value }
         do {
-            self = try decoder.decode(Self.self, from: data)
+            return try Self(from: WireDecoder(fields: byName, bytes: bytes))
         } catch let error as ChangeEventDecodingError {
             throw error
-        } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
-            throw ChangeEventDecodingError(field: nil, value: nil, reason: "expected a JSON object")
         } catch {
-            let snippet = String(decoding: data.prefix(80), as: UTF8.self)
-            throw ChangeEventDecodingError(
-                field: nil,
-                value: "\"\(snippet)\"",
-                reason: "not valid JSON (\(Self.summary(of: error)))"
-            )
+            throw ChangeEventDecodingError(field: nil, value: nil, reason: Self.summary(of: error))
         }
     }
 

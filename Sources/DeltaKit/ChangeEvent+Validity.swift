@@ -24,8 +24,10 @@ extension ChangeEvent {
     ///
     /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/serializationFailed``) when the event is invalid.
     public func canonicalized() throws -> ChangeEvent {
-        guard try Record.schema.changesInRoundTrip, record != nil else {
-            try validate()
+        let schema = try Record.schema
+        guard schema.changesInRoundTrip, record != nil else {
+            // Every typed value of these fields is valid and travels unchanged: nothing to check or convert.
+            if schema.hasFallibleFields { try validate() }
             return self
         }
         let wire = try jsonData()

@@ -55,6 +55,9 @@ public struct RecordSchema: Hashable, Sendable, CustomStringConvertible {
     /// Set by discovery when a field's value can change in a wire round trip (`Date` is truncated to
     /// microseconds, `Float` and `Decimal` go through decimal text).
     package var changesInRoundTrip = false
+    /// Set by discovery when a typed record can hold a value the wire refuses (a non-finite `Float`/`Double`, a
+    /// NaN `Decimal`, an unsigned integer beyond BIGINT): only then must a typed event be checked.
+    package var hasFallibleFields = false
 
     /// Creates a schema; `keyField` must name one of `fields`.
     public init(keyField: String, fields: [Field]) throws {
@@ -111,6 +114,8 @@ public struct RecordSchema: Hashable, Sendable, CustomStringConvertible {
         var schema = try RecordSchema(keyField: R.keyField, fields: recorder.fields)
         schema.checksValuesAfterDecoding = recorder.wideUnsigned
         schema.changesInRoundTrip = schema.fields.contains { [.timestamp, .float, .decimal].contains($0.type) }
+        schema.hasFallibleFields =
+            recorder.wideUnsigned || schema.fields.contains { [.float, .double, .decimal].contains($0.type) }
         try checkKey(of: probe, recorder: recorder)
         cache.withLock { $0[ObjectIdentifier(type)] = schema }
         return schema

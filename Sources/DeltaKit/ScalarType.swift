@@ -1,6 +1,14 @@
 import Foundation
 import Synchronization
 
+/// A scalar JSON value as the wire decoder hands it to ``ScalarType/readJSON``.
+package enum JSONScalar {
+    case bool(Bool)
+    case string(String)
+    /// A number's text (valid JSON); `isInteger` when it has no fraction and no exponent.
+    case number(String, isInteger: Bool)
+}
+
 /// How one supported Swift scalar type maps to DeltaKit's schema, wire JSON and text form.
 ///
 /// This is the single table every path uses — schema discovery, the JSON encoder, the JSON decoder's
@@ -23,6 +31,9 @@ package struct ScalarType: Sendable {
     /// Parses the value's text form: PostgreSQL/RisingWave result text, or the JSON string content of a
     /// `Date`, `UUID` or `URL`. `nil` when the text is not a valid value.
     package let parseText: @Sendable (_ text: String) -> Any?
+    /// The value of a JSON scalar, or `nil` when it is not one of this type (a wrong JSON type, a fraction or
+    /// an out-of-range integer, a non-finite float, an unparsable date, UUID or URL, an unknown enum value).
+    package let readJSON: @Sendable (_ value: JSONScalar) -> Any?
     /// `true` when the first value sorts before the second as SQL sorts the column: numbers and dates by value,
     /// strings (and UUIDs, URLs, string enums) by their UTF-8 bytes, `false` before `true`.
     package let precedes: @Sendable (_ lhs: Any, _ rhs: Any) -> Bool
@@ -77,6 +88,7 @@ package struct ScalarType: Sendable {
                     default: return nil
                     }
                 },
+                read: { if case .bool(let value) = $0 { value } else { nil } },
                 precedes: { !$0 && $1 }
             )
         )
@@ -141,6 +153,10 @@ package struct ScalarType: Sendable {
                     b.append(contentsOf: v.description.utf8)
                 },
                 parse: { Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) },
+                read: { value in
+                    guard case .number(let text, _) = value else { return nil }
+                    return Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
+                },
                 precedes: { $0 < $1 }
             )
         )
@@ -186,6 +202,7 @@ package struct ScalarType: Sendable {
         probe: @escaping @Sendable (Int) -> T?,
         write: @escaping @Sendable (T, inout [UInt8], String) throws -> Void,
         parse: @escaping @Sendable (String) -> T?,
+        read: (@Sendable (JSONScalar) -> T?)? = nil,
         precedes: @escaping @Sendable (T, T) -> Bool
     ) -> ScalarType {
         ScalarType(
@@ -195,6 +212,8 @@ package struct ScalarType: Sendable {
             probe: { probe($0) },
             writeJSON: { value, buffer, field in try write(value as! T, &buffer, field) },
             parseText: { parse($0) },
+            // By default a JSON string holding the text form (dates, UUIDs, URLs, strings).
+            readJSON: read ?? { if case .string(let text) = $0 { parse(text) } else { nil } },
             precedes: { precedes($0 as! T, $1 as! T) }
         )
     }
@@ -224,6 +243,13 @@ package struct ScalarType: Sendable {
                 FlatJSONWriter.appendInteger(value, to: &buffer)
             },
             parse: { I($0) },
+            // Only an integral JSON number in range: "25", 25.0 and 2.5e1 are not integers (RisingWave NULLs them).
+            read: { value in
+                guard case .number(let text, isInteger: true) = value, let number = I(text),
+                    I.bitWidth < 64 || I.isSigned || number <= Int64.max
+                else { return nil }
+                return number
+            },
             precedes: { $0 < $1 }
         )
     }
@@ -254,6 +280,10 @@ package struct ScalarType: Sendable {
                 case "-Infinity": return -F.infinity
                 default: return F(text)
                 }
+            },
+            read: { value in
+                guard case .number(let text, _) = value, let number = F(text), number.isFinite else { return nil }
+                return number
             },
             precedes: { $0 < $1 }
         )
@@ -291,6 +321,13 @@ package struct ScalarType: Sendable {
             parseText: { text in
                 var json: [UInt8] = []
                 guard let rawValue = raw.parseText(text), (try? raw.writeJSON(rawValue, &json, "")) != nil else {
+                    return nil
+                }
+                return cases.first { $0.json == json }?.value
+            },
+            readJSON: { scalar in
+                var json: [UInt8] = []
+                guard let rawValue = raw.readJSON(scalar), (try? raw.writeJSON(rawValue, &json, "")) != nil else {
                     return nil
                 }
                 return cases.first { $0.json == json }?.value

@@ -9,6 +9,8 @@ final class ConnectionExecutor: SerialExecutor, Sendable {
     private struct State {
         var jobs: [Job] = []
         var stopped = false
+        /// The dedicated thread's `pthread_self()`, once it runs.
+        var thread: UInt?
     }
     private enum Job: @unchecked Sendable {
         // An UnownedJob is run once, on this executor's thread, which is what makes handing it over safe.
@@ -23,6 +25,9 @@ final class ConnectionExecutor: SerialExecutor, Sendable {
         // The name is set from the thread itself: on Linux, Foundation names only the running thread.
         let thread = Thread { [self] in
             Thread.current.name = name
+            state.withLock {
+                $0.thread = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(bitPattern: UInt(pthread_self()))))
+            }
             loop()
         }
         thread.start()
@@ -42,6 +47,12 @@ final class ConnectionExecutor: SerialExecutor, Sendable {
     }
 
     func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
+
+    /// `true` when called on this executor's dedicated thread.
+    var isCurrentThread: Bool {
+        let current = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(bitPattern: UInt(pthread_self()))))
+        return state.withLock { $0.thread } == current
+    }
 
     private func push(_ job: Job) {
         state.withLock { $0.jobs.append(job) }

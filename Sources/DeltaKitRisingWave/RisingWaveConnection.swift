@@ -150,8 +150,12 @@ public actor RisingWaveConnection {
     public nonisolated let configuration: Configuration
     private nonisolated let logger: Logger
     private nonisolated let executor: ConnectionExecutor
-    /// The libpq session; `nil` once closed.
-    private var session: PQConnection?
+    /// Holds the libpq session (`nil` once closed).
+    private let box = SessionBox()
+    private var session: PQConnection? {
+        get { box.session }
+        set { box.session = newValue }
+    }
     /// The streamed query in progress, if any (``rows(_:_:)``).
     private var activeStream: Int?
     private var nextStreamID = 0
@@ -187,9 +191,11 @@ public actor RisingWaveConnection {
         }
     }
 
-    isolated deinit {
-        // Runs on the connection's thread: the session is finished there, then the thread ends.
-        session = nil
+    deinit {
+        // The session is finished on its own thread, then the thread ends. (Not an `isolated deinit`: Swift 6.3
+        // fails release builds of importing modules with "circular reference".)
+        let box = self.box
+        executor.submit { box.session = nil }
         executor.stop()
     }
 
@@ -202,6 +208,9 @@ public actor RisingWaveConnection {
 
     /// The name of the thread the actor runs on (tests check that libpq never runs on the cooperative pool).
     func executorThreadName() -> String? { Thread.current.name }
+
+    /// `true` when the actor's code runs on its dedicated thread (tests).
+    func runsOnDedicatedThread() -> Bool { executor.isCurrentThread }
 
     static func connectionError(_ configuration: Configuration, _ error: RisingWaveError) -> DeltaKitError {
         var fix = "check that RisingWave (or PostgreSQL) runs there and that the URL is right"
@@ -348,6 +357,13 @@ public actor RisingWaveConnection {
 
     /// The libpq library version (e.g. 150004 for 15.4).
     public static var libpqVersion: Int { pqLibraryVersion() }
+}
+
+/// Holds a connection's libpq session. Touched only on the connection's thread: by the actor's isolated
+/// methods (which run on its executor, that thread) and by the one job `deinit` submits to the same thread —
+/// which is why sharing the reference is safe.
+private final class SessionBox: @unchecked Sendable {
+    var session: PQConnection?
 }
 
 /// Rows of a streamed statement; see ``RisingWaveConnection/rows(_:_:)``.

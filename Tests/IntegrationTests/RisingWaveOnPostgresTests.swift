@@ -270,10 +270,14 @@ struct ConnectionConcurrencyTests {
         let connection = try await RisingWaveConnection(
             configuration: .init(url: try TestEnvironment.requirePostgres())
         )
-        let name = await connection.executorThreadName()
-        #expect(name == "deltakit-libpq", "ran on \(String(describing: name))")
+        #expect(await connection.runsOnDedicatedThread())
         _ = try await connection.query("SELECT 1 AS one")
-        #expect(await connection.executorThreadName() == "deltakit-libpq")
+        #expect(await connection.runsOnDedicatedThread())
+        // The name, too, where the platform reports it (informational: Foundation on Linux may not).
+        let name = await connection.executorThreadName()
+        if name != "deltakit-libpq" {
+            print("note: the executor thread reports its name as \(String(describing: name))")
+        }
     }
 
     @Test("cancelling the caller cancels the statement on the server; the connection stays usable")

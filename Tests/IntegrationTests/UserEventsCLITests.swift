@@ -127,6 +127,44 @@ struct UserEventsCLITests {
         #expect(teardown.stdout.contains("DROP SOURCE IF EXISTS \"user_events\" CASCADE;"))
     }
 
+    @Test(
+        "bad arguments are usage errors (exit 64) naming the flag, before any network, never a trap",
+        arguments: [
+            (["--interval", "inf"], "--interval"), (["--interval", "1e300"], "--interval"),
+            (["--interval", "-1s"], "--interval"),
+            (["--count=-5"], "--count"), (["produce", "--count=-5"], "--count"),
+            (["produce", "--partitions", "0"], "--partitions"),
+            (["produce", "--partitions", "99999999999"], "--partitions"),
+            (["produce", "--connect-timeout=-1"], "--connect-timeout"),
+            (["produce", "--connect-timeout", "99999999999"], "--connect-timeout"),
+            (["produce", "--brokers", "garbage"], "--brokers"),
+            (["produce", "--brokers", ":99999"], "--brokers"), (["produce", "--brokers", ""], "--brokers"),
+            (["produce", "--brokers", "http://localhost:9092"], "--brokers"),
+            (["produce", "--kafka-property", "bootstrap.servers=127.0.0.1:1"], "bootstrap.servers"),
+            (["history", "--brokers", "127.0.0.1:1", "--limit=-1"], "--limit"),
+            (["snapshot", "--risingwave", ""], "--risingwave"),
+            (["snapshot", "--risingwave", "mysql://u:SECRET@h/db"], "postgres://"),
+        ]
+    )
+    func usageErrors(arguments: [String], flag: String) async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await CLI.run(arguments)
+        #expect(result.status == 64, "\(arguments): \(result.stderr)")
+        #expect(result.stderr.contains(flag), "\(result.stderr)")
+        #expect(!result.stderr.contains("SECRET") && !result.stderr.contains("Stack dump"))
+        #expect(clock.now - start < .seconds(20), "validation must not wait for a network timeout")
+    }
+
+    @Test("help shows the interval's default as 0 and the exit codes")
+    func helpText() async throws {
+        let produce = try await CLI.run(["produce", "--help"])
+        #expect(produce.stdout.contains("(default: 0)"), "\(produce.stdout)")
+        #expect(!produce.stdout.contains("IntervalArgument"))
+        let top = try await CLI.run(["--help"])
+        #expect(top.stdout.contains("64 usage error"))
+    }
+
     @Test("provision names the objects after the topic, so two topics never share them")
     func provisionNames() async throws {
         let orders = try await CLI.run(["provision", "--dry-run", "--topic", "orders"])

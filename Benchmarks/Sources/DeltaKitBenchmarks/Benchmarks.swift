@@ -5,12 +5,16 @@ import DeltaKitRisingWave
 import DeltaKitTesting
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @main
 struct Benchmarks: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "DeltaKitBenchmarks",
         abstract: "DeltaKit benchmarks (driven by Benchmarks/run).",
-        subcommands: [Generate.self, Produce.self, Snapshot.self, Encode.self]
+        subcommands: [Generate.self, Produce.self, Snapshot.self, Encode.self, DecodeApply.self, Materialize.self]
     )
 }
 
@@ -114,5 +118,62 @@ struct Encode: ParsableCommand {
         }
         let elapsed = clock.now - start
         print(String(format: "%.0f events/s (%d bytes)", Double(count) / seconds(elapsed), bytes))
+    }
+}
+
+/// CPU seconds (user + system) used by this process so far.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+    let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    return user + system
+}
+
+struct DecodeApply: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Decode pre-encoded events and apply them to an InMemoryStateStore, without Kafka; prints CPU µs/event."
+    )
+    @Option var count = 500_000
+
+    func run() throws {
+        let messages = try benchmarkEvents(count).map { Array(try $0.jsonData()) }
+        let store = try InMemoryStateStore<DemoUser>(historyLimit: 20)
+        let cpu = processCPUSeconds()
+        let clock = ContinuousClock()
+        let start = clock.now
+        for message in messages { try store.applyNow(try ChangeEvent<DemoUser>(jsonData: message)) }
+        let elapsed = clock.now - start
+        let used = processCPUSeconds() - cpu
+        print(
+            String(
+                format: "%.2f CPU µs/event, %.0f events/s",
+                used * 1e6 / Double(count),
+                Double(count) / seconds(elapsed)
+            )
+        )
+    }
+}
+
+struct Materialize: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Read a topic from the beginning into an InMemoryStateStore until caught up; prints `events cpu_seconds wall_seconds`."
+    )
+    @Option var brokers: String
+    @Option var topic: String
+
+    func run() async throws {
+        let store = try InMemoryStateStore<DemoUser>(historyLimit: 20)
+        let cpu = processCPUSeconds()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let count = try await KafkaMaterializer.materialize(
+            .init(kafka: .init(bootstrapServers: [brokers]), topic: topic),
+            into: store
+        )
+        let elapsed = clock.now - start
+        print(String(format: "%d %.3f %.3f", count, processCPUSeconds() - cpu, seconds(elapsed)))
     }
 }

@@ -1,0 +1,113 @@
+/// A `Decoder` over the fields of one flat JSON object (``FlatJSONReader``): scalars are converted by the
+/// core's table of scalar types (``ScalarType/readJSON``), so the wire decoder accepts exactly what the
+/// encoder writes and what a column can hold. Lives only for one decode, on one thread.
+struct WireDecoder: Decoder {
+    let fields: [String: FlatJSONValue]
+    let bytes: UnsafeRawBufferPointer
+    var codingPath: [any CodingKey] { [] }
+    var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
+        KeyedDecodingContainer(WireKeyedContainer<Key>(decoder: self))
+    }
+    func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
+        throw DecodingError.typeMismatch(
+            [Any].self,
+            .init(codingPath: [], debugDescription: "a change event is a flat JSON object")
+        )
+    }
+    func singleValueContainer() throws -> any SingleValueDecodingContainer {
+        throw DecodingError.typeMismatch(
+            Any.self,
+            .init(codingPath: [], debugDescription: "a change event is a flat JSON object")
+        )
+    }
+
+    /// The value of `key` as `T`.
+    func decode<T>(_ type: T.Type, key: some CodingKey) throws -> T {
+        let name = key.stringValue
+        guard let value = fields[name] else {
+            throw DecodingError.keyNotFound(key, .init(codingPath: [key], debugDescription: "missing"))
+        }
+        let scalar: JSONScalar
+        switch value {
+        case .null:
+            throw DecodingError.valueNotFound(T.self, .init(codingPath: [key], debugDescription: "null"))
+        case .bool(let flag): scalar = .bool(flag)
+        case .string(let text): scalar = .string(text)
+        case .number(let range, let isInteger):
+            scalar = .number(FlatJSONReader.text(range, in: bytes), isInteger: isInteger)
+        case .nested:
+            throw DecodingError.typeMismatch(T.self, .init(codingPath: [key], debugDescription: "not a scalar"))
+        }
+        guard let description = ScalarType.of(T.self) else {
+            throw ScalarType.unsupported(T.self, field: name)
+        }
+        guard let result = description.readJSON(scalar) as? T else {
+            throw DecodingError.typeMismatch(T.self, .init(codingPath: [key], debugDescription: "wrong type"))
+        }
+        return result
+    }
+
+    /// The value of `name` as JSON-ish text, for error messages.
+    func rawText(_ name: String) -> String? {
+        switch fields[name] {
+        case nil: return nil
+        case .null: return "null"
+        case .bool(let flag): return String(flag)
+        case .string(let text): return "\"\(text)\""
+        case .number(let range, _): return FlatJSONReader.text(range, in: bytes)
+        case .nested(let range):
+            let text = FlatJSONReader.text(range, in: bytes)
+            return text.count > 40 ? String(text.prefix(40)) + "…" : text
+        }
+    }
+}
+
+private struct WireKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
+    let decoder: WireDecoder
+    var codingPath: [any CodingKey] { [] }
+    var allKeys: [Key] { decoder.fields.keys.compactMap { Key(stringValue: $0) } }
+
+    func contains(_ key: Key) -> Bool { decoder.fields[key.stringValue] != nil }
+    func decodeNil(forKey key: Key) throws -> Bool {
+        guard let value = decoder.fields[key.stringValue] else {
+            throw DecodingError.keyNotFound(key, .init(codingPath: [key], debugDescription: "missing"))
+        }
+        if case .null = value { return true }
+        return false
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try decoder.decode(T.self, key: key) }
+    func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+        switch decoder.fields[key.stringValue] {
+        case nil, .null?: return nil
+        default: return try decoder.decode(T.self, key: key)
+        }
+    }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try decoder.decode(type, key: key) }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String { try decoder.decode(type, key: key) }
+    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try decoder.decode(type, key: key) }
+    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try decoder.decode(type, key: key) }
+    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try decoder.decode(type, key: key) }
+    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try decoder.decode(type, key: key) }
+    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try decoder.decode(type, key: key) }
+    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try decoder.decode(type, key: key) }
+    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try decoder.decode(type, key: key) }
+    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try decoder.decode(type, key: key) }
+    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try decoder.decode(type, key: key) }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try decoder.decode(type, key: key) }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try decoder.decode(type, key: key) }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try decoder.decode(type, key: key) }
+
+    func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws
+        -> KeyedDecodingContainer<NestedKey>
+    {
+        throw DecodingError.typeMismatch(Any.self, .init(codingPath: [key], debugDescription: "not a scalar"))
+    }
+    func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
+        throw DecodingError.typeMismatch(Any.self, .init(codingPath: [key], debugDescription: "not a scalar"))
+    }
+    func superDecoder() throws -> any Decoder { decoder }
+    func superDecoder(forKey key: Key) throws -> any Decoder { decoder }
+}
