@@ -72,6 +72,7 @@ let package = Package(
                 .target(name: "DeltaKitRisingWave"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/UserEvents"
         ),

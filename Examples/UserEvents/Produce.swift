@@ -3,6 +3,8 @@ import DeltaKit
 import DeltaKitKafka
 import DeltaKitTesting
 import Foundation
+import Synchronization
+import UnixSignals
 
 struct Produce: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,46 +35,104 @@ struct Produce: AsyncParsableCommand {
                     createTopic: .init(partitions: partitions)
                 )
             )
-            var events = DemoEventGenerator(seed: generator.resolvedSeed, clock: HybridLogicalClock())
             let clock = ContinuousClock()
             let start = clock.now
-            var lastProgress = start
-            var sent = 0
-            // Events go out in batches (many in flight); with an interval, one at a time like the demo.
-            let batchSize = generator.interval.duration > .zero ? 1 : (quiet ? 10_000 : 1_000)
+            let progress = ProgressReporter(total: generator.count, unit: "events", verb: "sent")
+            // The producer runs beside a watcher of SIGINT/SIGTERM; a signal stops the producer between batches:
+            // what was enqueued is drained by close() (bounded by the sink's shutdownTimeout) and counted.
+            let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+            let (sent, signal): (Int, UnixSignal?)
             do {
-                while sent < generator.count {
-                    let batch = events.next(min(batchSize, generator.count - sent))
-                    try await sink.send(contentsOf: batch)
-                    sent += batch.count
-                    if quiet {
-                        if clock.now - lastProgress >= .seconds(1) || sent == generator.count {
-                            lastProgress = clock.now
-                            FileHandle.standardError.write(
-                                Data(
-                                    "\rsent \(sent)/\(generator.count) events (\(Self.rate(sent, clock.now - start)) events/s)"
-                                        .utf8
-                                )
-                            )
-                        }
-                    } else {
-                        for event in batch { printLine("Sent: \(event)") }
+                (sent, signal) = try await withThrowingTaskGroup(of: (Int, UnixSignal?).self) { group in
+                    group.addTask { (try await produce(to: sink, progress: progress), nil) }
+                    group.addTask {
+                        for await signal in signals { return (0, signal) }
+                        return (0, nil)
                     }
-                    if generator.interval.duration > .zero, sent < generator.count {
-                        try await Task.sleep(for: generator.interval.duration)
+                    let first = try await group.next()!
+                    group.cancelAll()
+                    if let signal = first.1 {
+                        // The producer stops after its current batch and reports how far it got.
+                        let producer = try await group.next()!
+                        return (producer.0, signal)
                     }
+                    return first
                 }
                 try await sink.close()
             } catch {
                 try? await sink.close()
+                progress.finish()
                 throw error
             }
+            progress.finish()
             let elapsed = clock.now - start
-            if quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+            let interrupted = signal == nil ? "" : " (interrupted)"
             printLine(
-                "Sent \(sent) events to '\(kafka.topic)' in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) (\(Self.rate(sent, elapsed)) events/s)"
+                "Sent \(sent) events to '\(kafka.topic)' in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) (\(ProgressReporter.rate(sent, elapsed)) events/s)\(interrupted)"
             )
+            if let signal { throw ExitCode(signal == .sigint ? 130 : 143) }
         }
+    }
+
+    /// Sends the generated events until done or cancelled (by a signal); returns how many were acknowledged.
+    private func produce(to sink: KafkaEventSink<DemoUser>, progress: ProgressReporter) async throws -> Int {
+        var events = DemoEventGenerator(seed: generator.resolvedSeed, clock: HybridLogicalClock())
+        var sent = 0
+        // Events go out in batches (many in flight); with an interval, one at a time like the demo.
+        let batchSize = generator.interval.duration > .zero ? 1 : (quiet ? 10_000 : 1_000)
+        while sent < generator.count, !Task.isCancelled {
+            let batch = events.next(min(batchSize, generator.count - sent))
+            try await sink.send(contentsOf: batch)
+            sent += batch.count
+            if !quiet { for event in batch { printLine("Sent: \(event)") } }
+            progress.update(sent)
+            if generator.interval.duration > .zero, sent < generator.count {
+                do { try await Task.sleep(for: generator.interval.duration) } catch is CancellationError { break }
+            }
+        }
+        return sent
+    }
+}
+
+/// Progress on stderr: one line rewritten in place while stderr is a terminal, ended (with the final count and
+/// rate) by ``finish()``; nothing when stderr is not a terminal (the command prints its summary on stdout).
+final class ProgressReporter: Sendable {
+    private let total: Int
+    private let unit: String
+    private let verb: String
+    private let enabled = isatty(STDERR_FILENO) == 1
+    private let clock = ContinuousClock()
+    private let start: ContinuousClock.Instant
+    private let state = Mutex<(last: ContinuousClock.Instant?, count: Int, shown: Bool)>((nil, 0, false))
+
+    init(total: Int, unit: String, verb: String) {
+        self.total = total
+        self.unit = unit
+        self.verb = verb
+        self.start = ContinuousClock().now
+    }
+
+    /// Records progress; redraws at most once a second.
+    func update(_ count: Int) {
+        guard enabled else { return }
+        let now = clock.now
+        let line: String? = state.withLock { state in
+            state.count = count
+            if let last = state.last, now - last < .seconds(1) { return nil }
+            state.last = now
+            state.shown = true
+            return "\r\(verb) \(count)/\(total) \(unit) (\(Self.rate(count, now - start)) \(unit)/s)"
+        }
+        if let line { FileHandle.standardError.write(Data(line.utf8)) }
+    }
+
+    /// Ends the progress line with the final count, so nothing printed afterwards is glued to it.
+    func finish() {
+        guard enabled else { return }
+        let (count, shown) = state.withLock { ($0.count, $0.shown) }
+        guard shown else { return }
+        let line = "\r\(verb) \(count)/\(total) \(unit) (\(Self.rate(count, clock.now - start)) \(unit)/s)\n"
+        FileHandle.standardError.write(Data(line.utf8))
     }
 
     static func rate(_ count: Int, _ elapsed: Duration) -> Int {

@@ -100,6 +100,14 @@ public struct RisingWaveChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendabl
             return buffer.removeFirst()
         }
 
+        /// Ends the feed's session as a lost connection would (tests): the next `next()` opens a new session and
+        /// declares the cursor again from the last position. Elements already fetched stay buffered.
+        mutating func loseSession() async throws {
+            await connection?.close()
+            connection = nil
+            try machine.sessionLost(DeltaKitError(code: .connectionFailed, message: "session ended by a test"))
+        }
+
         private mutating func open() async throws {
             let connection = try await RisingWaveConnection(configuration: feed.configuration, logger: feed.logger)
             cursor = "deltakit_feed_\(UUID().uuidString.prefix(8).lowercased())"

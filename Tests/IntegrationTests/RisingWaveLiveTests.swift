@@ -1,9 +1,10 @@
 import DeltaKit
 import DeltaKitKafka
-import DeltaKitRisingWave
 import DeltaKitTesting
 import Foundation
 import Testing
+
+@testable import DeltaKitRisingWave
 
 /// Opt-in: needs a real RisingWave and Kafka (e.g. `docker compose up -d`). Set
 /// DELTAKIT_RISINGWAVE_URL (postgres://root@localhost:4566/dev), DELTAKIT_LIVE_KAFKA_BROKERS (localhost:9092)
@@ -142,6 +143,24 @@ extension RisingWaveLiveTests {
                 try await store.waitUntilVisible(receipt, timeout: .seconds(60))
             }
         ).run()
+    }
+
+    @Test("a feed whose session is lost re-declares its cursor from its position: no gap, no duplicate")
+    func feedReconnect() async throws {
+        let fixture = try await LiveFixture.make()
+        let clock = HybridLogicalClock()
+        func user(_ id: Int) -> ChangeEvent<DemoUser> {
+            .insert(DemoUser(id: id, name: "U\(id)", age: id), order: clock.next())
+        }
+        var feed = try await fixture.store.changes(from: .now).makeAsyncIterator()
+        try await fixture.apply((1...3).map(user))
+        var keys: [Int] = []
+        for _ in 0..<2 { keys.append(try #require(try await feed.next()).change.key) }
+        try await feed.loseSession()
+        try await fixture.apply((4...5).map(user))
+        for _ in 0..<3 { keys.append(try #require(try await feed.next()).change.key) }
+        #expect(keys.sorted() == [1, 2, 3, 4, 5])
+        try await fixture.pipeline.teardown(on: fixture.connection)
     }
 
     @Test("invalid events never reach the view or the history; ties resolve as in process")

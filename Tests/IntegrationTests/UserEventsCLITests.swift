@@ -2,6 +2,7 @@ import DeltaKit
 import DeltaKitKafka
 import DeltaKitTesting
 import Foundation
+import Synchronization
 import Testing
 
 @testable import DeltaKitRisingWave
@@ -38,6 +39,66 @@ enum CLI {
             stdout: String(decoding: o, as: UTF8.self),
             stderr: String(decoding: e, as: UTF8.self)
         )
+    }
+
+    /// A running `UserEvents` process whose output is collected as it arrives.
+    final class Running: Sendable {
+        final class Buffer: Sendable {
+            let data = Mutex(Data())
+            var text: String { data.withLock { String(decoding: $0, as: UTF8.self) } }
+        }
+        // Process is not Sendable; it is only read (pid, isRunning, status) after `run()`.
+        nonisolated(unsafe) let process: Process
+        private let stdout = Buffer()
+        private let stderr = Buffer()
+        private let done = Mutex(0)
+
+        init(_ arguments: [String]) throws {
+            process = Process()
+            process.executableURL = CLI.executable
+            process.arguments = arguments
+            let out = Pipe()
+            let err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
+            for (pipe, buffer) in [(out, stdout), (err, stderr)] {
+                let thread = Thread { [self] in
+                    while true {
+                        let chunk = pipe.fileHandleForReading.availableData
+                        if chunk.isEmpty { break }
+                        buffer.data.withLock { $0.append(chunk) }
+                    }
+                    done.withLock { $0 += 1 }
+                }
+                thread.start()
+            }
+        }
+
+        var output: String { stdout.text }
+
+        /// Waits (observing the output, bounded) until stdout contains `text`.
+        func waitForStdout(containing text: String, timeout: Duration) async throws {
+            let clock = ContinuousClock()
+            let deadline = clock.now + timeout
+            while !output.contains(text) {
+                guard clock.now < deadline, process.isRunning else {
+                    throw CancellationError()
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+
+        func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+        func wait() async throws -> Result {
+            while process.isRunning || done.withLock({ $0 }) < 2 { try await Task.sleep(for: .milliseconds(20)) }
+            return Result(
+                status: process.terminationStatus,
+                stdout: output,
+                stderr: stderr.text
+            )
+        }
     }
 
     static func referenceCSV(seed: UInt64, count: Int) -> String {
@@ -154,6 +215,33 @@ struct UserEventsCLITests {
         #expect(result.stderr.contains(flag), "\(result.stderr)")
         #expect(!result.stderr.contains("SECRET") && !result.stderr.contains("Stack dump"))
         #expect(clock.now - start < .seconds(20), "validation must not wait for a network timeout")
+    }
+
+    @Test(
+        "SIGINT or SIGTERM during produce drains what is in flight, prints the count and exits 130 or 143",
+        .requiresKafka,
+        arguments: [(SIGINT, Int32(130)), (SIGTERM, Int32(143))]
+    )
+    func interruptedProduce(signal: Int32, code: Int32) async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic("signal")
+        let running = try CLI.Running([
+            "produce", "--brokers", brokers, "--topic", topic, "--count", "2000000", "--seed", "5",
+        ])
+        try await running.waitForStdout(containing: "Sent: ", timeout: .seconds(60))
+        running.signal(signal)
+        let result = try await running.wait()
+        #expect(result.status == code, "\(result.stderr)")
+        let summary = try #require(result.stdout.split(separator: "\n").last)
+        #expect(summary.hasPrefix("Sent ") && summary.hasSuffix(" (interrupted)"), "\(summary)")
+        let sent = try #require(Int(summary.split(separator: " ")[1]))
+        #expect(sent > 0 && sent < 2_000_000)
+        // Every event reported as sent was acknowledged, and nothing else reached the topic.
+        #expect(
+            result.stdout.components(separatedBy: "\nSent: ").count - 1 + (result.stdout.hasPrefix("Sent: ") ? 1 : 0)
+                == sent
+        )
+        #expect(try await KafkaTestSupport.readAll(brokers, topic: topic).count == sent)
     }
 
     @Test("help shows the interval's default as 0 and the exit codes")
