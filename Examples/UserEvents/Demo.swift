@@ -9,7 +9,10 @@ struct Demo: AsyncParsableCommand {
     )
 
     @OptionGroup var generator: GeneratorOptions
-    @Option(help: "Output format of the history and snapshot.")
+    @Option(
+        help:
+            "table: every sent event, the history and the latest state; csv (id,name,age lines) or json: the latest state only, for machines."
+    )
     var format: OutputFormat = .table
     @OptionGroup var logging: LoggingOptions
 

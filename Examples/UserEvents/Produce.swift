@@ -97,7 +97,7 @@ struct Produce: AsyncParsableCommand {
 /// Progress on stderr: one line rewritten in place while stderr is a terminal, ended (with the final count and
 /// rate) by ``finish()``; nothing when stderr is not a terminal (the command prints its summary on stdout).
 final class ProgressReporter: Sendable {
-    private let total: Int
+    private let total: Int?
     private let unit: String
     private let verb: String
     private let enabled = isatty(STDERR_FILENO) == 1
@@ -105,7 +105,7 @@ final class ProgressReporter: Sendable {
     private let start: ContinuousClock.Instant
     private let state = Mutex<(last: ContinuousClock.Instant?, count: Int, shown: Bool)>((nil, 0, false))
 
-    init(total: Int, unit: String, verb: String) {
+    init(total: Int?, unit: String, verb: String) {
         self.total = total
         self.unit = unit
         self.verb = verb
@@ -121,7 +121,7 @@ final class ProgressReporter: Sendable {
             if let last = state.last, now - last < .seconds(1) { return nil }
             state.last = now
             state.shown = true
-            return "\r\(verb) \(count)/\(total) \(unit) (\(Self.rate(count, now - start)) \(unit)/s)"
+            return "\r" + text(count, now)
         }
         if let line { FileHandle.standardError.write(Data(line.utf8)) }
     }
@@ -131,8 +131,18 @@ final class ProgressReporter: Sendable {
         guard enabled else { return }
         let (count, shown) = state.withLock { ($0.count, $0.shown) }
         guard shown else { return }
-        let line = "\r\(verb) \(count)/\(total) \(unit) (\(Self.rate(count, clock.now - start)) \(unit)/s)\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        FileHandle.standardError.write(Data(("\r" + text(count, clock.now) + "\n").utf8))
+    }
+
+    /// Writes a line of its own (a warning) without gluing it to the progress line.
+    func interrupt(_ write: () -> Void) {
+        if enabled, state.withLock({ $0.shown }) { FileHandle.standardError.write(Data("\n".utf8)) }
+        write()
+    }
+
+    private func text(_ count: Int, _ now: ContinuousClock.Instant) -> String {
+        let of = total.map { "/\($0)" } ?? ""
+        return "\(verb) \(count)\(of) \(unit) (\(Self.rate(count, now - start)) \(unit)/s)"
     }
 
     static func rate(_ count: Int, _ elapsed: Duration) -> Int {

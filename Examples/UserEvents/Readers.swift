@@ -46,11 +46,15 @@ struct SourceOptions: ParsableArguments {
     /// Reads the whole topic into memory (no consumer group), reporting malformed messages on stderr.
     func materialized(historyLimit: Int) async throws -> InMemoryStateStore<DemoUser> {
         let store = try InMemoryStateStore<DemoUser>(historyLimit: historyLimit)
+        let progress = ProgressReporter(total: nil, unit: "events", verb: "read")
+        defer { progress.finish() }
         try await KafkaMaterializer.materialize(
             .init(kafka: kafka, topic: topic, groupID: nil),
             into: store,
-            onMalformed: { message in FileHandle.standardError.write(Data("skipped \(message)\n".utf8)) },
-            progress: { count in FileHandle.standardError.write(Data("\rread \(count) events…".utf8)) }
+            onMalformed: { message in
+                progress.interrupt { FileHandle.standardError.write(Data("skipped \(message)\n".utf8)) }
+            },
+            progress: { count in progress.update(count) }
         )
         return store
     }
@@ -120,7 +124,7 @@ struct History: AsyncParsableCommand {
 struct Watch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print live changes to the latest state until Ctrl-C.")
     @OptionGroup var source: SourceOptions
-    @Option(help: "table or json lines.")
+    @Option(help: "table, csv (change,id,name,age lines) or json lines.")
     var format: OutputFormat = .table
     @Flag(
         help:
@@ -170,8 +174,12 @@ struct Watch: AsyncParsableCommand {
                 change.record.map { #"{"id":\#($0.id),"name":\#(Render.jsonString($0.name)),"age":\#($0.age)}"# }
                 ?? "null"
             printLine(#"{"change":"\#(change.kind.rawValue)","id":\#(change.key),"record":\#(record)}"#)
-        default:
-            let text = change.record.map { "\($0.name), \($0.age)" } ?? ""
+        case .csv:
+            printLine(
+                "\(change.kind.rawValue),\(change.key),\(Render.csvField(change.record?.name)),\(change.record.map { "\($0.age)" } ?? "")"
+            )
+        case .table:
+            let text = change.record.map { "\(Render.terminalSafe($0.name)), \($0.age)" } ?? ""
             printLine(
                 "\(change.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) id=\(change.key) \(text)"
             )

@@ -4,7 +4,22 @@ import Foundation
 
 /// Tables, CSV and JSON for the reading commands.
 enum Render {
+    /// `text` with control characters (ANSI escapes, newlines, tabs, DEL, C1) shown as `\u{…}`, so a
+    /// value can never move the cursor, recolor the terminal or break the table.
+    static func terminalSafe(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
     static func table(_ headers: [String], _ rows: [[String]], numeric: Set<Int> = []) -> String {
+        let rows = rows.map { $0.map(terminalSafe) }
         var widths = headers.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {

@@ -199,6 +199,9 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
 /// The command-line advice for a library error, if there is any.
 func hint(for error: DeltaKitError) -> String? {
     switch error.code {
+    case .connectionFailed where error.message.contains("too old"):
+        return
+            "install librdkafka 2.2 or newer (or load one with LD_LIBRARY_PATH, as scripts/test does with the confluent-kafka wheel's)"
     case .connectionFailed where error.underlying is RisingWaveError:
         return "start RisingWave (`docker compose up -d` starts the demo's) or pass its URL with --risingwave"
     case .connectionFailed:

@@ -62,7 +62,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
             }
         } catch let error as KafkaError {
             await core.shutdown()
-            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error)
+            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, librdkafkaSaid: callbacks.lastProblem)
         }
         if let settings = configuration.createTopic {
             do {

@@ -56,7 +56,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
                 try handle.partitions(of: topic, timeoutMs: timeout)
             }
         } catch let error as KafkaError {
-            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error)
+            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, librdkafkaSaid: callbacks.lastProblem)
         }
         guard let partitions, !partitions.isEmpty else {
             throw DeltaKitError(

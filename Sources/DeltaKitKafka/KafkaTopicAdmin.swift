@@ -8,6 +8,7 @@ public struct KafkaTopicAdmin: Sendable {
 
     /// The librdkafka version loaded at run time (`rd_kafka_version_str()`).
     public static var librdkafkaVersion: String { RdKafka.versionString }
+    private let callbacks: RdKafkaCallbacks
 
     /// Creates an admin client. It connects lazily, on the first call.
     ///
@@ -18,11 +19,9 @@ public struct KafkaTopicAdmin: Sendable {
         self.configuration = configuration
         var properties = configuration.properties
         properties.append(contentsOf: configuration.additionalProperties.sorted { $0.key < $1.key })
-        self.handle = try RdKafkaHandle(
-            kind: .producer,
-            properties: properties,
-            callbacks: RdKafkaCallbacks(logger: logger)
-        )
+        let callbacks = RdKafkaCallbacks(logger: logger)
+        self.callbacks = callbacks
+        self.handle = try RdKafkaHandle(kind: .producer, properties: properties, callbacks: callbacks)
     }
 
     /// Checks that a broker answers within ``KafkaConfiguration/connectTimeout`` and returns the number of brokers.
@@ -99,16 +98,31 @@ public struct KafkaTopicAdmin: Sendable {
     }
 
     private func unreachable(_ error: KafkaError) -> DeltaKitError {
-        DeltaKitError.kafkaUnreachable(configuration, error)
+        DeltaKitError.kafkaUnreachable(configuration, error, librdkafkaSaid: callbacks.lastProblem)
     }
 }
 
 extension DeltaKitError {
-    static func kafkaUnreachable(_ configuration: KafkaConfiguration, _ error: KafkaError) -> DeltaKitError {
-        DeltaKitError(
+    /// The error for a connect that failed; `librdkafkaSaid` is the last problem librdkafka logged, which tells
+    /// "nobody answered" apart from "the broker answered but this librdkafka could not talk to it".
+    static func kafkaUnreachable(
+        _ configuration: KafkaConfiguration,
+        _ error: KafkaError,
+        librdkafkaSaid: String? = nil
+    ) -> DeltaKitError {
+        if let said = librdkafkaSaid, said.contains("ApiVersionRequest failed") {
+            return DeltaKitError(
+                code: .connectionFailed,
+                message:
+                    "the broker at \(configuration.serversDescription) answered, but librdkafka \(RdKafka.versionString) could not negotiate with it (librdkafka: \(said)); this librdkafka is too old for this broker: use librdkafka 2.2 or newer",
+                underlying: error
+            )
+        }
+        let detail = librdkafkaSaid.map { "; last: \($0)" } ?? ""
+        return DeltaKitError(
             code: .connectionFailed,
             message:
-                "no Kafka broker answered at \(configuration.serversDescription) within \(configuration.connectTimeout) (librdkafka: \(error.message)); check that a broker runs there and that the address is right",
+                "no Kafka broker answered at \(configuration.serversDescription) within \(configuration.connectTimeout) (librdkafka: \(error.message)\(detail)); check that a broker runs there and that the address is right",
             underlying: error
         )
     }

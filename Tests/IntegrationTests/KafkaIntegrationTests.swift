@@ -49,6 +49,26 @@ struct KafkaIntegrationTests {
         ).run()
     }
 
+    /// Runs in scripts/test's pass on the system librdkafka (Debian 12: 2.0.2, which cannot talk to Tansu).
+    @Test(
+        "oldLibrdkafka: a librdkafka too old for the broker is named as the cause, with what librdkafka said",
+        .enabled(if: RdKafka.version < 0x0202_0000, "needs a librdkafka older than 2.2 (scripts/test's system pass)")
+    )
+    func oldLibrdkafka() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let error = await #expect(throws: DeltaKitError.self) {
+            _ = try await KafkaEventSink<DemoUser>(
+                configuration: .init(
+                    kafka: .init(bootstrapServers: [brokers], connectTimeout: .seconds(5)),
+                    topic: TestEnvironment.uniqueTopic()
+                )
+            )
+        }
+        #expect(error?.code == .connectionFailed)
+        #expect(error?.message.contains("ApiVersionRequest failed") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("too old") == true && error?.message.contains("answered,") == true)
+    }
+
     @Test("KafkaEventSource and KafkaMaterializer pass the StateStore conformance suite")
     func materializerConformance() async throws {
         let brokers = try TestEnvironment.requireKafka()

@@ -28,6 +28,20 @@ package enum RdKafka {
 final class RdKafkaCallbacks: Sendable {
     let logger: Logger
     private let errorHandler = Mutex<(@Sendable (KafkaError) -> Void)?>(nil)
+    private let problem = Mutex<String?>(nil)
+
+    /// The last warning or error librdkafka reported (log or error callback), to explain a failed connect.
+    var lastProblem: String? { problem.withLock { $0 } }
+
+    fileprivate func noteProblem(_ text: String) {
+        // A failed version negotiation explains everything after it: keep it over later, vaguer messages.
+        problem.withLock { current in
+            if current?.contains("ApiVersionRequest failed") == true, !text.contains("ApiVersionRequest failed") {
+                return
+            }
+            current = text
+        }
+    }
 
     init(logger: Logger) { self.logger = logger }
 
@@ -502,6 +516,7 @@ private func rdkafkaLog(
         case 5, 6: .info
         default: .debug
         }
+    if level <= 4 { callbacks.noteProblem(message) }
     callbacks.logger.log(level: swiftLevel, "\(message)", metadata: ["librdkafka.facility": "\(fac)"])
 }
 
@@ -514,6 +529,7 @@ private func rdkafkaError(
     guard let opaque else { return }
     let callbacks = Unmanaged<RdKafkaCallbacks>.fromOpaque(opaque).takeUnretainedValue()
     let code = rd_kafka_resp_err_t(rawValue: err)
+    if let reason { callbacks.noteProblem(String(cString: reason)) }
     var error = RdKafka.error(
         code,
         message: reason.map { String(cString: $0) },
