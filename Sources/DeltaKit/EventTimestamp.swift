@@ -7,13 +7,21 @@ public import Foundation
 /// writes `2024-05-01T12:30:45.123456+00:00` and accepts any RFC 3339 form when reading.
 public enum EventTimestamp {
     /// Rounds a date to whole microseconds, the precision of the wire format and of SQL timestamps.
+    ///
+    /// A `Date` is a `Double` of seconds, so it holds every whole microsecond only between 1902 and 2038
+    /// (2³¹ seconds around 1970); outside, a timestamp may move by a microsecond.
     public static func truncatedToMicroseconds(_ date: Date) -> Date {
-        Date(timeIntervalSince1970: Double(microseconds(date)) / 1_000_000)
+        Self.date(fromMicroseconds: microseconds(date))
     }
 
     /// Microseconds since 1970-01-01T00:00:00Z, rounded to the nearest microsecond.
     public static func microseconds(_ date: Date) -> Int64 {
         Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    }
+
+    /// The `Date` nearest to `micros` microseconds since 1970.
+    static func date(fromMicroseconds micros: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(micros) / 1_000_000)
     }
 
     /// Formats a date as `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`.
@@ -101,7 +109,7 @@ public enum EventTimestamp {
         guard p.first == 0x54 || p.first == 0x74 || p.first == 0x20 else { return nil }
         p = p.dropFirst()
         guard let h = number(2), expect(0x3A), let mi = number(2), expect(0x3A), let s = number(2) else { return nil }
-        guard (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61 else { return nil }
+        guard (1...12).contains(mo), d >= 1, d <= daysInMonth(y, mo), h < 24, mi < 60, s < 61 else { return nil }
         var micros: Int64 = 0
         if expect(0x2E) {
             var digits = 0
@@ -126,9 +134,10 @@ public enum EventTimestamp {
                 p = p.dropFirst()
             } else if c == 0x2B || c == 0x2D {
                 p = p.dropFirst()
-                guard let oh = number(2) else { return nil }
+                guard let oh = number(2), oh < 24 else { return nil }
                 _ = expect(0x3A)
                 let om = number(2) ?? 0
+                guard om < 60 else { return nil }
                 offsetSeconds = (oh * 3600 + om * 60) * (c == 0x2D ? -1 : 1)
             } else {
                 return nil
@@ -137,7 +146,25 @@ public enum EventTimestamp {
         guard p.isEmpty else { return nil }
         let days = days(fromCivil: y, mo, d)
         let total = (days * 86_400 + h * 3600 + mi * 60 + s - offsetSeconds) * 1_000_000 + micros
-        return Date(timeIntervalSince1970: Double(total) / 1_000_000)
+        // Years 0001–9999 in UTC, as `format` writes them (and SQL timestamps hold); rounding or an offset can push
+        // an edge value outside.
+        guard (minimumMicroseconds...maximumMicroseconds).contains(total) else { return nil }
+        // Near the edges a Date cannot hold the microsecond: refuse what would format outside years 1–9999.
+        let date = date(fromMicroseconds: total)
+        guard (minimumMicroseconds...maximumMicroseconds).contains(microseconds(date)) else { return nil }
+        return date
+    }
+
+    /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in microseconds since 1970.
+    private static let minimumMicroseconds: Int64 = days(fromCivil: 1, 1, 1) * 86_400 * 1_000_000
+    private static let maximumMicroseconds: Int64 = (days(fromCivil: 10_000, 1, 1) * 86_400 * 1_000_000) - 1
+
+    private static func daysInMonth(_ year: Int64, _ month: Int64) -> Int64 {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
     }
 
     // Howard Hinnant's civil-from-days / days-from-civil algorithms (proleptic Gregorian calendar).

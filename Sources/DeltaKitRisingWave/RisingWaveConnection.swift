@@ -50,51 +50,14 @@ public actor RisingWaveConnection {
 
         public var description: String { "RisingWaveConnection.Configuration(url: \(redactedURL))" }
 
-        /// Replaces every password in `text` with `***`, whatever shape the text has: a URL (also a mistyped one
-        /// such as `postgres//user:SECRET@host` or `postgresql+psycopg://…`), a `key=value` string, or a message
-        /// that quotes either.
-        static func redact(_ text: String) -> String {
-            var result = text
-            // user:password@ anywhere (the user part may be empty).
-            result = result.replacing(userInfoPattern) { match in "\(match.output.1):***@" }
-            // password=value and password='value' (libpq key=value form, also inside messages).
-            result = result.replacing(keyValuePattern) { match in "\(match.output.1)***" }
-            return result
-        }
+        /// `text` with every password replaced by `***` (see `ConnectionSecrets`).
+        static func redact(_ text: String) -> String { ConnectionSecrets.redact(text) }
 
         /// Like ``redact(_:)``, and also removes this configuration's own password wherever it appears
         /// (libpq quotes parts of a conninfo it cannot parse).
         func scrub(_ message: String) -> String {
-            var result = Self.redact(message)
-            for secret in secrets where !secret.isEmpty {
-                result = result.replacingOccurrences(of: secret, with: "***")
-            }
-            return result
+            ConnectionSecrets.scrub(message, secrets: ConnectionSecrets.secrets(in: url))
         }
-
-        /// The passwords in ``url``, raw and percent-decoded.
-        var secrets: [String] {
-            var found: [String] = []
-            for match in url.matches(of: Self.userInfoPattern) {
-                let raw = String(match.output.2)
-                found.append(raw)
-                if let decoded = raw.removingPercentEncoding { found.append(decoded) }
-                // An unencoded '@' in a password makes libpq read the rest as the host and quote it: scrub the parts.
-                found += raw.split(separator: "@").map(String.init).filter { $0.count >= 3 }
-            }
-            for match in url.matches(of: Self.keyValueSecretPattern) { found.append(String(match.output.1)) }
-            return found.filter { $0.count >= 1 }.sorted { $0.count > $1.count }
-        }
-
-        nonisolated(unsafe) private static let userInfoPattern = try! Regex<(Substring, Substring, Substring)>(
-            #"([^\s/@:'"]*):([^\s/]+)@"#
-        )
-        nonisolated(unsafe) private static let keyValuePattern = try! Regex<(Substring, Substring)>(
-            #"((?i:password)\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s]+)"#
-        )
-        nonisolated(unsafe) private static let keyValueSecretPattern = try! Regex<(Substring, Substring)>(
-            #"(?i:password)\s*=\s*'?([^'\s]+)"#
-        )
 
         /// Checks the settings; called by ``RisingWaveConnection/init(configuration:logger:)``.
         ///

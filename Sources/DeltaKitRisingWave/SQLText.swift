@@ -23,21 +23,37 @@ enum SQLText {
     }
 
     /// `"name"` with embedded quotes doubled; refuses NUL.
+    ///
+    /// Works on Unicode scalars, as the server reads the text: `String`'s own operations compare grapheme
+    /// clusters, and a quote followed by a combining mark (`"\u{598}`) is one cluster that is not `"` — it would
+    /// not be doubled and would close the identifier early (found by Fuzz/SQLQuoting).
     static func identifier(_ name: String) throws -> String {
-        guard !name.isEmpty, !name.contains("\0") else {
+        guard !name.isEmpty, !name.unicodeScalars.contains("\0") else {
             throw DeltaKitError(code: .invalidConfiguration, message: "invalid SQL identifier \(name.debugDescription)")
         }
-        return "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        return quoted(name, with: "\"")
     }
 
     /// `'text'` with embedded quotes doubled; refuses NUL and backslashes (no escape-string surprises).
     static func literal(_ text: String) throws -> String {
-        guard !text.contains("\0"), !text.contains("\\") else {
+        guard !text.unicodeScalars.contains("\0"), !text.unicodeScalars.contains("\\") else {
             throw DeltaKitError(
                 code: .invalidConfiguration,
                 message: "invalid SQL string literal \(text.debugDescription)"
             )
         }
-        return "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+        return quoted(text, with: "'")
+    }
+
+    /// `text` between `quote`s, each `quote` scalar inside doubled.
+    private static func quoted(_ text: String, with quote: Unicode.Scalar) -> String {
+        var out = String.UnicodeScalarView()
+        out.append(quote)
+        for scalar in text.unicodeScalars {
+            out.append(scalar)
+            if scalar == quote { out.append(quote) }
+        }
+        out.append(quote)
+        return String(out)
     }
 }

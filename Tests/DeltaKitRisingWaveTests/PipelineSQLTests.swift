@@ -177,6 +177,10 @@ struct ConnectionUnitTests {
             "postgres//user:SECRET@host/db", "postgresql+psycopg://user:SECRET@host/db", "mysql://user:SECRET@host/db",
             "postgres:/user:SECRET@host/db", "user:SECRET@host", "postgres://user:SEC@RET@host/db",
             "host=h password=SECRET user=u", "host=h password='SECRET' user=u", "postgres://:SECRET@h/db",
+            // Fuzz/Redaction's findings:
+            "postgres://u:SEC//RET@h/db", "qh:/SECRET@", "postgresql+x:/SECRET@h",
+            "po8\u{0}\u{0}t:pwSECRET://@ralhost:4566/dev",
+            "u:\u{34E}SECRET@h", "host= password='\u{365}SECRET' user=u", "host=h password='ab'SECRET user=u",
         ]
     )
     func passwordsNeverLeak(url: String) async throws {

@@ -71,4 +71,21 @@ struct SQLRulesTests {
     func quoting() {
         #expect(RisingWaveSQLRules.violations(#"SELECT 'a; b LIMIT $1' AS "x;y""#, extended: true).isEmpty)
     }
+
+    // Regression tests for Fuzz/SQLQuoting's finding (Documentation/reliability.md).
+    @Test(
+        "fuzz finding: a quote followed by a combining mark is still doubled (scalars, not Characters)",
+        arguments: ["a\"\u{598}\"1s", "x'\u{301}y", "\"\u{5A0}", "'\u{300}'"]
+    )
+    func combiningMarks(text: String) throws {
+        let identifier = try SQLText.identifier(text)
+        let quotes = identifier.unicodeScalars.filter { $0 == "\"" }.count
+        #expect(quotes == 2 + 2 * text.unicodeScalars.filter { $0 == "\"" }.count, "\(identifier.debugDescription)")
+        let literal = try SQLText.literal(text)
+        #expect(
+            literal.unicodeScalars.filter { $0 == "'" }.count == 2 + 2 * text.unicodeScalars.filter { $0 == "'" }.count
+        )
+        // A NUL hidden behind a combining mark is still refused.
+        #expect(throws: DeltaKitError.self) { try SQLText.identifier("a\u{0}\u{301}") }
+    }
 }

@@ -42,4 +42,40 @@ struct EventTimestampTests {
             #expect(EventTimestamp.microseconds(parsed) == micros)
         }
     }
+
+    // Regression tests for the fuzzer's findings (Fuzz/Timestamp; Documentation/reliability.md).
+
+    @Test(
+        "fuzz findings: impossible dates, offsets and out-of-range instants are refused, not normalized",
+        arguments: [
+            "2024-02-30T00:00:00Z", "2023-02-29T00:00:00Z", "2024-04-31T00:00:00Z", "2024-11-25T24:00:00Z",
+            "2024-11-25T01:00:00+24:00", "2024-11-25T01:00:00+05:60", "9999-12-31T23:59:59.9999991",
+            "9999-12-31T23:59:59.999999-00:01", "0000-12-31T23:59:59Z", "0001-01-01T00:00:00+00:01",
+        ]
+    )
+    func refused(text: String) {
+        #expect(EventTimestamp.parse(text) == nil, "\(text)")
+    }
+
+    @Test("fuzz finding: the edges of the range are accepted and a leap day is a real day")
+    func edges() throws {
+        #expect(EventTimestamp.parse("2024-02-29T00:00:00Z") != nil)
+        #expect(EventTimestamp.parse("2000-02-29T00:00:00Z") != nil)
+        #expect(EventTimestamp.parse("0001-01-01T00:00:00Z") != nil)
+        #expect(EventTimestamp.parse("9999-12-31T23:59:59Z") != nil)
+        // A Date cannot hold this microsecond in year 9999: it would read back as year 10000, so it is refused.
+        #expect(EventTimestamp.parse("9999-12-31T23:59:59.999999Z") == nil)
+    }
+
+    @Test("fuzz finding: microseconds survive a round trip between 1902 and 2038")
+    func farFuture() throws {
+        for text in [
+            "2037-11-25T03:48:24.1+00:00", "2038-01-18T01:48:21.100001+00:00", "1902-01-01T00:00:00.000001+00:00",
+        ] {
+            let parsed = try #require(EventTimestamp.parse(text))
+            let again = try #require(EventTimestamp.parse(EventTimestamp.format(parsed)))
+            #expect(EventTimestamp.microseconds(again) == EventTimestamp.microseconds(parsed), "\(text)")
+            #expect(EventTimestamp.format(parsed) == text.replacingOccurrences(of: ".1+", with: ".100000+"))
+        }
+    }
 }
