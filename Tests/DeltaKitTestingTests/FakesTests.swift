@@ -18,14 +18,17 @@ struct FakesTests {
         #expect(passed.count == 7)
     }
 
+    /// A fresh in-memory store holding `events`.
+    @Sendable static func loadInMemory(_ events: [ChangeEvent<DemoUser>]) async throws -> InMemoryStateStore<DemoUser> {
+        let store = try InMemoryStateStore<DemoUser>()
+        try await store.apply(contentsOf: events)
+        return store
+    }
+
     @Test("the in-memory store passes the StateStore conformance suite")
     func storeConformance() async throws {
         let passed = try await StateStoreConformance(
-            load: { events in
-                let store = try InMemoryStateStore<DemoUser>()
-                try await store.apply(contentsOf: events)
-                return store
-            },
+            load: Self.loadInMemory,
             loadWire: { messages in
                 // What the Kafka materializer does: decode each message; skip (and report) the invalid ones.
                 let store = try InMemoryStateStore<DemoUser>()
@@ -51,11 +54,7 @@ struct FakesTests {
     func storeSuiteCatchesLenientDecoding() async throws {
         let error = await #expect(throws: ConformanceFailure.self) {
             try await StateStoreConformance(
-                load: { events in
-                    let store = try InMemoryStateStore<DemoUser>()
-                    try await store.apply(contentsOf: events)
-                    return store
-                },
+                load: Self.loadInMemory,
                 loadWire: { messages in
                     // Lenient, like the seed's RisingWave view: any op but "delete" upserts, null fields default.
                     let store = try InMemoryStateStore<DemoUser>()

@@ -21,27 +21,10 @@ import Testing
 struct RisingWaveLiveTests {
     @Test("provision → produce → wait → snapshot equals the reference; watch sees changes")
     func endToEnd() async throws {
-        let env = ProcessInfo.processInfo.environment
-        let url = try #require(env["DELTAKIT_RISINGWAVE_URL"])
-        let brokers = env["DELTAKIT_LIVE_KAFKA_BROKERS"] ?? "localhost:9092"
-        let rwBrokers = env["DELTAKIT_RISINGWAVE_KAFKA"] ?? "redpanda:29092"
-        let suffix = UUID().uuidString.prefix(6).lowercased()
-        let topic = "deltakit-live-\(suffix)"
-        let pipeline = try RisingWavePipeline<DemoUser>(
-            configuration: .init(
-                topic: topic,
-                bootstrapServers: rwBrokers,
-                sourceName: "ev_\(suffix)",
-                viewName: "st_\(suffix)"
-            )
-        )
-        let connection = try await RisingWaveConnection(configuration: .init(url: url))
-        let sink = try await KafkaEventSink<DemoUser>(
-            configuration: .init(kafka: .init(bootstrapServers: [brokers]), topic: topic, createTopic: .init())
-        )
-        try await pipeline.apply(on: connection)
-        try await pipeline.apply(on: connection)  // idempotent
-        let store = RisingWaveStateStore(connection: connection, pipeline: pipeline)
+        let fixture = try await LiveFixture.make()
+        let (pipeline, connection, sink, store) = (fixture.pipeline, fixture.connection, fixture.sink, fixture.store)
+        let url = try #require(ProcessInfo.processInfo.environment["DELTAKIT_RISINGWAVE_URL"])
+        try await pipeline.apply(on: connection)  // idempotent: make() applied it once
         let clock = HybridLogicalClock()
         var generator = DemoEventGenerator(seed: 3, users: 30, clock: clock)
         let events = generator.next(2_000)
