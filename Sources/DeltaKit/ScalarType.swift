@@ -303,11 +303,19 @@ package struct ScalarType: Sendable {
         else { return nil }
         // The enum's cases with the JSON of their raw values, immutable after this line. A ChangeRecord is
         // Sendable, so an enum stored in one is Sendable too; `Any` only hides that from the compiler.
+        /// The JSON of a raw value, the key cases are found by.
+        let jsonOf: @Sendable (Any?) -> [UInt8]? = { rawValue in
+            var json: [UInt8] = []
+            guard let rawValue, (try? raw.writeJSON(rawValue, &json, "")) != nil else { return nil }
+            return json
+        }
         let all: [Any] = (R.self as? any CaseIterable.Type).map { allCases($0) } ?? []
         nonisolated(unsafe) let cases: [(json: [UInt8], value: Any)] = all.compactMap { value in
-            var json: [UInt8] = []
-            guard (try? raw.writeJSON((value as! any RawRepresentable).rawValue, &json, "")) != nil else { return nil }
-            return (json, value)
+            jsonOf((value as! any RawRepresentable).rawValue).map { ($0, value) }
+        }
+        let caseFor: @Sendable (Any?) -> Any? = { rawValue in
+            guard let json = jsonOf(rawValue) else { return nil }
+            return cases.first { $0.json == json }?.value
         }
         let name = "\(R.self)"
         return ScalarType(
@@ -318,20 +326,8 @@ package struct ScalarType: Sendable {
             writeJSON: { value, buffer, field in
                 try raw.writeJSON((value as! any RawRepresentable).rawValue, &buffer, field)
             },
-            parseText: { text in
-                var json: [UInt8] = []
-                guard let rawValue = raw.parseText(text), (try? raw.writeJSON(rawValue, &json, "")) != nil else {
-                    return nil
-                }
-                return cases.first { $0.json == json }?.value
-            },
-            readJSON: { scalar in
-                var json: [UInt8] = []
-                guard let rawValue = raw.readJSON(scalar), (try? raw.writeJSON(rawValue, &json, "")) != nil else {
-                    return nil
-                }
-                return cases.first { $0.json == json }?.value
-            },
+            parseText: { text in caseFor(raw.parseText(text)) },
+            readJSON: { scalar in caseFor(raw.readJSON(scalar)) },
             precedes: { lhs, rhs in
                 raw.precedes((lhs as! any RawRepresentable).rawValue, (rhs as! any RawRepresentable).rawValue)
             }

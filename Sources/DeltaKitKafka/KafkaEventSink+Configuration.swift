@@ -100,8 +100,7 @@ extension KafkaEventSink {
 
             /// Checks the counts: 1…100,000 partitions, a replication factor of 1…32,767.
             public func validate() throws {
-                try DeltaKitError.check(partitions, in: 1...100_000, "partitions")
-                try DeltaKitError.check(replicationFactor, in: 1...Int(Int16.max), "replicationFactor")
+                try KafkaTopicAdmin.validateTopicCounts(partitions: partitions, replicationFactor: replicationFactor)
             }
         }
 

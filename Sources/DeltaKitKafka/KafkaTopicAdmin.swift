@@ -58,8 +58,7 @@ public struct KafkaTopicAdmin: Sendable {
         config: [String: String] = [:]
     ) async throws -> Bool {
         try KafkaTopicName.validate(topic)
-        try DeltaKitError.check(partitions, in: 1...100_000, "partitions")
-        try DeltaKitError.check(replicationFactor, in: 1...Int(Int16.max), "replicationFactor")
+        try Self.validateTopicCounts(partitions: partitions, replicationFactor: replicationFactor)
         let handle = self.handle
         let timeout = configuration.connectTimeout.int32Milliseconds(minimum: 100)
         do {
@@ -95,6 +94,12 @@ public struct KafkaTopicAdmin: Sendable {
         } catch let error as KafkaError {
             throw unreachable(error)
         }
+    }
+
+    /// A new topic's counts: 1…100,000 partitions, a replication factor of 1…32,767 (Kafka's `int16`).
+    static func validateTopicCounts(partitions: Int, replicationFactor: Int) throws {
+        try DeltaKitError.check(partitions, in: 1...100_000, "partitions")
+        try DeltaKitError.check(replicationFactor, in: 1...Int(Int16.max), "replicationFactor")
     }
 
     private func unreachable(_ error: KafkaError) -> DeltaKitError {
