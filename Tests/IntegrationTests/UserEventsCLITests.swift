@@ -21,25 +21,8 @@ enum CLI {
         var stderr: String
     }
 
-    static func run(_ arguments: [String]) async throws -> Result {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        async let stdout = Task.detached { out.fileHandleForReading.readDataToEndOfFile() }.value
-        async let stderr = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }.value
-        let (o, e) = await (stdout, stderr)
-        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-        return Result(
-            status: process.terminationStatus,
-            stdout: String(decoding: o, as: UTF8.self),
-            stderr: String(decoding: e, as: UTF8.self)
-        )
-    }
+    /// Runs the executable to its end and returns its status and output.
+    static func run(_ arguments: [String]) async throws -> Result { try await Running(arguments).wait() }
 
     /// A running `UserEvents` process whose output is collected as it arrives.
     final class Running: Sendable {
