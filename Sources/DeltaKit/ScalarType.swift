@@ -38,6 +38,27 @@ package struct ScalarType: Sendable {
     /// strings (and UUIDs, URLs, string enums) by their UTF-8 bytes, `false` before `true`.
     package let precedes: @Sendable (_ lhs: Any, _ rhs: Any) -> Bool
 
+    /// The value's text form: what ``parseText`` reads back to the same value — a string's content unescaped,
+    /// a number's or boolean's JSON text. Backends use it for keys in query parameters.
+    /// Throws when the value has no JSON form (see ``writeJSON``).
+    package func textForm(of value: Any, field: String) throws -> String {
+        var json: [UInt8] = Array(#"{"v":"#.utf8)
+        try writeJSON(value, &json, field)
+        json.append(UInt8(ascii: "}"))
+        return try json.withUnsafeBytes { bytes in
+            switch try FlatJSONReader.fields(of: bytes).first?.value {
+            case .string(let text): return text
+            case .bool(let flag): return flag ? "true" : "false"
+            case .number(let range, _): return FlatJSONReader.text(range, in: bytes)
+            default:
+                throw DeltaKitError(
+                    code: .serializationFailed,
+                    message: "field '\(field)' (\(swiftName)) has no scalar JSON form"
+                )
+            }
+        }
+    }
+
     /// The description of `type`, or `nil` when DeltaKit does not support it as a field.
     package static func of(_ type: Any.Type) -> ScalarType? {
         if let builtin = builtins[ObjectIdentifier(type)] { return builtin }

@@ -146,12 +146,11 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
 
     // MARK: Decoding
 
+    /// The key as its column's text (the form a query parameter and a result row carry).
     static func keyText(_ key: Record.Key) throws -> String {
         if let text = key as? String { return text }
-        let bytes = try ChangeEvent<Record>.delete(key: key, order: 0).keyBytes
-        var text = String(decoding: bytes, as: UTF8.self)
-        if text.hasPrefix("\""), text.hasSuffix("\""), text.count >= 2 { text = String(text.dropFirst().dropLast()) }
-        return text
+        let keyField = try Record.schema.keyField
+        return try ScalarType.require(Record.Key.self, field: keyField).textForm(of: key, field: keyField)
     }
 
     /// Decodes a state row; a bad value is reported with the row's key and the column.
@@ -188,10 +187,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
         if op == .delete {
             let schema = try Record.schema
             let keyText = try row.decode(schema.keyField, as: String.self)
-            let key = try JSONDecoder().decode(
-                Record.Key.self,
-                from: Data(Self.jsonFragment(keyText, schema.key.type).utf8)
-            )
+            let key = try parseSQLScalar(Record.Key.self, text: keyText, column: schema.keyField)
             return .delete(key: key, order: order, timestamp: ts)
         }
         return ChangeEvent(
@@ -200,14 +196,5 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
             order: order,
             timestamp: ts
         )
-    }
-
-    private static func jsonFragment(_ text: String, _ type: RecordSchema.FieldType) -> String {
-        switch type {
-        case .string, .uuid, .timestamp:
-            let data = try! JSONEncoder().encode(text)
-            return String(decoding: data, as: UTF8.self)
-        default: return text
-        }
     }
 }

@@ -220,6 +220,29 @@ struct ConnectionUnitTests {
         }
     }
 
+    @Test(
+        "key text goes through the scalar table both ways: a Date-keyed delete row decodes, an escaped key is sent raw"
+    )
+    func keyText() throws {
+        // Before: a delete row's key was re-wrapped as a JSON fragment for JSONDecoder, which reads a Date as a
+        // number, so every Date-keyed delete failed; and a string-enum key was sent with its JSON escapes.
+        let row = SQLRow(
+            columns: ["at", "value", "event_order", "ts", "op"],
+            values: ["2024-05-01 12:30:45.123456+00", nil, "3", "2024-05-01 12:30:46+00", "delete"]
+        )
+        let event = try RisingWaveStateStore<Reading>.event(from: row)
+        #expect(event.key == Date(timeIntervalSince1970: 1_714_566_645.123456))
+        #expect(event.operation == .delete && event.order == 3)
+        #expect(try RisingWaveStateStore<Regional>.keyText(.quoted) == "q\"u\\o\nte")
+        #expect(try RisingWaveStateStore<Regional>.keyText(.plain) == "plain")
+        #expect(try RisingWaveStateStore<DemoUser>.keyText(-7) == "-7")
+        let deleteRow = SQLRow(
+            columns: ["region", "event_order", "ts", "op"],
+            values: ["q\"u\\o\nte", "1", "2024-05-01 12:30:46+00", "delete"]
+        )
+        #expect(try RisingWaveStateStore<Regional>.event(from: deleteRow).key == .quoted)
+    }
+
     @Test("credentials are redacted")
     func redaction() {
         typealias C = RisingWaveConnection.Configuration
@@ -336,4 +359,23 @@ struct ConnectionUnitTests {
         try fresh.sessionLost(lost)
         #expect(fresh.declare() == .full)
     }
+}
+
+/// A record keyed by a timestamp.
+struct Reading: ChangeRecord {
+    static let keyField = "at"
+    var at: Date
+    var value: Double?
+    var key: Date { at }
+}
+
+/// A record keyed by a string enum whose raw value needs JSON escapes.
+struct Regional: ChangeRecord {
+    enum Region: String, Codable, CaseIterable, Comparable, Sendable {
+        case plain, quoted = "q\"u\\o\nte"
+        static func < (lhs: Region, rhs: Region) -> Bool { lhs.rawValue < rhs.rawValue }
+    }
+    static let keyField = "region"
+    var region: Region
+    var key: Region { region }
 }

@@ -4,6 +4,10 @@ import Foundation
 import Testing
 
 enum Color: String, Codable, Hashable, Sendable { case red, green }
+enum Shade: Int8, Codable, CaseIterable, Sendable {
+    case light = -1
+    case dark = 0
+}
 
 struct Paint: ChangeRecord {
     static let keyField = "id"
@@ -73,6 +77,28 @@ struct ScalarTableTests {
             (error as? DeltaKitError)?.code == .invalidConfiguration && "\(error)".contains("disagrees")
                 && "\(error)".contains("'id'")
         }
+    }
+
+    @Test("every type's text form parses back to the same value (the key parameter a backend sends)")
+    func textForms() throws {
+        func roundTrip<T: Equatable>(_ value: T, _ expected: String) throws {
+            let scalar = try #require(ScalarType.of(T.self))
+            let text = try scalar.textForm(of: value, field: "f")
+            #expect(text == expected)
+            #expect(scalar.parseText(text) as? T == value)
+        }
+        try roundTrip("a\"b\\c\n🚀", "a\"b\\c\n🚀")
+        try roundTrip(Int64.min, "-9223372036854775808")
+        try roundTrip(UInt8(255), "255")
+        try roundTrip(true, "true")
+        try roundTrip(1.5e-7, "1.5e-07")
+        try roundTrip(Decimal(string: "12.345")!, "12.345")
+        try roundTrip(Date(timeIntervalSince1970: 1_714_566_645.123456), "2024-05-01T12:30:45.123456+00:00")
+        try roundTrip(UUID(uuidString: "E621E1F8-C36C-495A-93FC-0C247A3E6E5F")!, "e621e1f8-c36c-495a-93fc-0c247a3e6e5f")
+        try roundTrip(URL(string: "https://example.com/a?b=\"c\"")!, "https://example.com/a?b=%22c%22")
+        try roundTrip(Shade.dark, "0")
+        try roundTrip(Shade.light, "-1")
+        #expect(throws: DeltaKitError.self) { try ScalarType.of(Double.self)!.textForm(of: Double.nan, field: "f") }
     }
 
     @Test("a UUID key is written the same way in an insert, a delete and a message key")
