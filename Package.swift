@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "DeltaKit", targets: ["DeltaKit"]),
         .library(name: "DeltaKitKafka", targets: ["DeltaKitKafka"]),
         .library(name: "DeltaKitRisingWave", targets: ["DeltaKitRisingWave"]),
+        .library(name: "DeltaKitSQLite", targets: ["DeltaKitSQLite"]),
         .library(name: "DeltaKitTesting", targets: ["DeltaKitTesting"]),
         .executable(name: "UserEvents", targets: ["UserEvents"]),
     ],
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // MARK: Core (Foundation only)
@@ -59,6 +61,17 @@ let package = Package(
             ]
         ),
 
+        // The durable embedded table: latest state in a SQLite file (through GRDB, which links the system
+        // SQLite: Debian's libsqlite3-dev).
+        .target(
+            name: "DeltaKitSQLite",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // MARK: Test support
         .target(name: "DeltaKitTesting", dependencies: [.target(name: "DeltaKit")]),
 
@@ -70,6 +83,7 @@ let package = Package(
                 .target(name: "DeltaKitTesting"),
                 .target(name: "DeltaKitKafka"),
                 .target(name: "DeltaKitRisingWave"),
+                .target(name: "DeltaKitSQLite"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -84,6 +98,7 @@ let package = Package(
                 .target(name: "DeltaKit"),
                 .target(name: "DeltaKitKafka"),
                 .target(name: "DeltaKitRisingWave"),
+                .target(name: "DeltaKitSQLite"),
                 .target(name: "DeltaKitTesting"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -98,10 +113,11 @@ let package = Package(
             name: "DeltaKitRisingWaveTests",
             dependencies: ["DeltaKit", "DeltaKitRisingWave", "DeltaKitTesting"]
         ),
+        .testTarget(name: "DeltaKitSQLiteTests", dependencies: ["DeltaKit", "DeltaKitSQLite", "DeltaKitTesting"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitTesting",
+                "DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitSQLite", "DeltaKitTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -7,7 +7,7 @@ public struct DeltaKitError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case connectionFailed, timedOut, serializationFailed, rejected, closed, invalidConfiguration
-            case deliveryFailed, queryFailed, changesUnavailable
+            case deliveryFailed, queryFailed, changesUnavailable, storageFailed, incompatibleStore
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -31,6 +31,12 @@ public struct DeltaKitError: Error, Sendable, CustomStringConvertible {
         /// A change feed cannot deliver the changes after a position: the consumer fell too far behind, or
         /// resumed from a position the store no longer retains. Start the feed again from a snapshot.
         public static let changesUnavailable = Code(.changesUnavailable)
+        /// Local storage failed: a state file could not be read or written (unreadable or corrupt file, full
+        /// disk, permissions). The underlying error carries the storage engine's code.
+        public static let storageFailed = Code(.storageFailed)
+        /// A state file belongs to another topic or record schema, or was written by an incompatible version:
+        /// it is never reused or replaced silently. Point the store at another file, or delete this one to rebuild.
+        public static let incompatibleStore = Code(.incompatibleStore)
 
         public var description: String { base.rawValue }
     }

@@ -91,6 +91,18 @@ public struct RecordSchema: Hashable, Sendable, CustomStringConvertible {
 
     private static let cache = Mutex<[ObjectIdentifier: RecordSchema]>([:])
 
+    /// A type's name in snake case (`OrderLine` → `order_line`, generic arguments dropped): the stem of the
+    /// names backends derive from a record type.
+    package static func snakeCaseName(of type: Any.Type) -> String {
+        var stem = ""
+        let name = String(describing: type).split(separator: "<").first.map(String.init) ?? "record"
+        for (index, character) in name.enumerated() {
+            if character.isUppercase, index > 0, stem.last != "_" { stem.append("_") }
+            stem.append(contentsOf: character.isLetter || character.isNumber ? character.lowercased() : "_")
+        }
+        return stem
+    }
+
     /// Discovers the schema of `type` by running its `init(from:)` against a recording decoder.
     ///
     /// - Throws: ``DeltaKitError`` with code ``DeltaKitError/Code/invalidConfiguration`` when a field

@@ -20,6 +20,44 @@ public protocol StateStore<Record>: Sendable {
 
     /// The number of live records.
     func count() async throws -> Int
+
+    /// One page of ``snapshot()``: the live records whose key is greater than `key` (from the first when
+    /// `nil`), in key order, at most `limit` of them. Pass the last key of a page to get the next one; an empty
+    /// page is the end.
+    ///
+    /// The default implementation filters ``snapshot()``; stores with an index on the key override it so a page
+    /// costs O(limit), whatever the size of the state.
+    ///
+    /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/invalidConfiguration``) when `limit` is negative.
+    func snapshot(after key: Record.Key?, limit: Int) async throws -> [Record]
+}
+
+extension StateStore {
+    /// Filters ``snapshot()``: correct for every store, O(state) per page.
+    public func snapshot(after key: Record.Key?, limit: Int) async throws -> [Record] {
+        try DeltaKitError.check(limit, in: 0...Int.max, "snapshot page limit")
+        let all = try await snapshot()
+        guard let key else { return Array(all.prefix(limit)) }
+        return Array(all.lazy.filter { $0.key > key }.prefix(limit))
+    }
+}
+
+/// A ``MutableStateStore`` that keeps, with its state, how far it has read each partition of its source, and
+/// changes both in one atomic step: after a crash at any instant, the state and the positions still agree, so
+/// a restart resumes exactly after the last event the state holds — no consumer-group offsets involved.
+public protocol PositionedStateStore<Record>: MutableStateStore {
+    /// The source (a Kafka topic) the stored positions belong to.
+    var source: String { get }
+
+    /// The next offset to read, per partition of ``source``; a partition never read is absent.
+    func positions() async throws -> [Int32: Int64]
+
+    /// Applies `events` in order and records `positions` (the next offset to read, per partition) in one
+    /// atomic step: after a crash, all of it or none of it is in the store.
+    ///
+    /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/serializationFailed``) for an invalid event, in
+    ///   which case nothing of the batch is applied.
+    func apply(contentsOf events: [ChangeEvent<Record>], positions: [Int32: Int64]) async throws
 }
 
 /// A ``StateStore`` that DeltaKit itself writes by applying events under ``LatestStateMerge``.

@@ -83,15 +83,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     public var historyViewName: String { viewName + "_history" }
 
     /// The record type's name in snake case (`OrderLine` → `order_line`), the stem of derived names.
-    static var recordStem: String {
-        var stem = ""
-        let name = String(describing: Record.self).split(separator: "<").first.map(String.init) ?? "record"
-        for (index, character) in name.enumerated() {
-            if character.isUppercase, index > 0, stem.last != "_" { stem.append("_") }
-            stem.append(contentsOf: character.isLetter || character.isNumber ? character.lowercased() : "_")
-        }
-        return stem
-    }
+    static var recordStem: String { RecordSchema.snakeCaseName(of: Record.self) }
 
     /// The configuration.
     public let configuration: Configuration

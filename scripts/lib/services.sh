@@ -6,7 +6,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
 
 # --- 1. System packages -------------------------------------------------------------------------
-APT_PACKAGES=(librdkafka-dev libpq-dev postgresql pkg-config python3-venv)
+APT_PACKAGES=(librdkafka-dev libpq-dev libsqlite3-dev sqlite3 postgresql pkg-config python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,65 @@
+import DeltaKit
+import Foundation
+
+extension SQLiteStateStore {
+    /// Settings of a ``SQLiteStateStore``. Every property has a documented default except the file and the
+    /// source, which a store cannot guess.
+    public struct Configuration: Sendable {
+        /// The database file. Created (with its tables) when missing, unless ``readOnly``.
+        public var path: String
+        /// The Kafka topic whose events the file holds. Recorded in the file: opening the file for another topic
+        /// is refused (``DeltaKit/DeltaKitError/Code/incompatibleStore``).
+        public var source: String
+        /// The state table's name. Default: `nil`, derived from the record type: its name in snake case plus
+        /// `s` (`User` → `users`, `OrderLine` → `order_lines`), so `SELECT * FROM users ORDER BY id` works in
+        /// the `sqlite3` shell.
+        public var tableName: String?
+        /// How many of the most recent events (by order) ``SQLiteStateStore/history(limit:)`` can return;
+        /// 0 keeps none (and makes applying a little cheaper). Default: 1,000.
+        public var historyLimit: Int
+        /// Open without writing: for readers in other processes (`snapshot --state`). A missing file is then
+        /// an error instead of a new store. Default: `false`.
+        public var readOnly: Bool
+        /// How long a connection waits for another process's lock before failing (SQLite's busy timeout).
+        /// Readers never wait for the writer (WAL mode). Default: 5 seconds.
+        public var busyTimeout: Duration
+
+        /// Creates a configuration.
+        public init(
+            path: String,
+            source: String,
+            tableName: String? = nil,
+            historyLimit: Int = 1_000,
+            readOnly: Bool = false,
+            busyTimeout: Duration = .seconds(5)
+        ) {
+            self.path = path
+            self.source = source
+            self.tableName = tableName
+            self.historyLimit = historyLimit
+            self.readOnly = readOnly
+            self.busyTimeout = busyTimeout
+        }
+
+        /// Checks every value, naming the first that is out of range; called by the store's initializer.
+        /// `path` and `source` must not be empty; `tableName` is `[a-z_][a-z0-9_]{0,62}` and not reserved;
+        /// `historyLimit` is 0…100,000,000; `busyTimeout` 0…1 hour.
+        public func validate() throws {
+            guard !path.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw DeltaKitError(
+                    code: .invalidConfiguration,
+                    message: "SQLiteStateStore.path is empty; give the state file's path, e.g. users.sqlite"
+                )
+            }
+            guard !source.isEmpty else {
+                throw DeltaKitError(
+                    code: .invalidConfiguration,
+                    message: "SQLiteStateStore.source is empty; give the topic whose events the file holds"
+                )
+            }
+            if let tableName { try SQLiteNames.validateTable(tableName) }
+            try DeltaKitError.check(historyLimit, in: 0...100_000_000, "SQLiteStateStore.historyLimit")
+            try DeltaKitError.check(busyTimeout, in: .zero...Duration.seconds(3600), "SQLiteStateStore.busyTimeout")
+        }
+    }
+}

@@ -1,0 +1,557 @@
+public import DeltaKit
+import Foundation
+import GRDB
+
+/// The latest state per key in a SQLite file: DeltaKit's durable embedded table, the alternative to
+/// RisingWave that lives in your process and survives restarts.
+///
+/// One row per key holds the record's columns (readable with the `sqlite3` shell:
+/// `SELECT * FROM users ORDER BY id`), the winning event's `event_order`, `op` and `ts`, and its exact wire JSON.
+/// A deleted key keeps its row (`op = 'delete'`, value columns NULL) so that a late, older insert cannot bring
+/// it back. A positions table holds the next offset to read per partition of ``source``: a batch of events
+/// and the new positions are written in one transaction (``apply(contentsOf:positions:)``), so after a crash
+/// the file holds exactly the state of the events before its positions — `KafkaMaterializer` resumes there.
+///
+/// The file is in WAL mode: readers in other processes see every committed batch while one process writes.
+/// Memory stays bounded whatever the number of keys (reads page through the primary key).
+///
+/// The merge is the core's `LatestStateMerge` (the same tie rule as every other store); events are applied in
+/// their canonical form and an invalid event is refused with the sink's error.
+///
+/// ```swift
+/// let store = try SQLiteStateStore<User>(configuration: .init(path: "users.sqlite", source: "user-events"))
+/// let materializer = try await KafkaMaterializer(configuration: sourceConfiguration, store: store)
+/// ```
+public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore {
+    /// The configuration the store was opened with.
+    public let configuration: Configuration
+    /// The state table's name (``Configuration/tableName`` or the derived one).
+    public let tableName: String
+    /// The topic the file's events and positions belong to.
+    public var source: String { configuration.source }
+
+    private let pool: DatabasePool
+    private let schema: RecordSchema
+    private let sql: Statements
+
+    /// Opens (or creates) the state file.
+    ///
+    /// - Throws: ``DeltaKit/DeltaKitError`` — `invalidConfiguration` for a bad setting or an unsupported record;
+    ///   `incompatibleStore` when the file holds another topic, record schema, table or format version (the
+    ///   message names both; the file is left untouched); `storageFailed` for a file that cannot be opened or
+    ///   is not a SQLite database (a corrupt file is reported, never replaced).
+    public init(configuration: Configuration) throws {
+        try configuration.validate()
+        let schema = try Record.schema
+        for field in schema.fields where SQLiteNames.reservedColumns.contains(field.name) {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "\(Record.self) has a field '\(field.name)', a name SQLiteStateStore reserves for its own column"
+            )
+        }
+        let tableName = configuration.tableName ?? RecordSchema.snakeCaseName(of: Record.self) + "s"
+        try SQLiteNames.validateTable(tableName)
+        self.configuration = configuration
+        self.tableName = tableName
+        self.schema = schema
+        self.sql = Statements(table: tableName, schema: schema)
+        let path = configuration.path
+        if configuration.readOnly, !FileManager.default.fileExists(atPath: path) {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "no state file at \(path); create it by materializing the topic first (UserEvents materialize --state \(path))"
+            )
+        }
+        var grdb = GRDB.Configuration()
+        grdb.readonly = configuration.readOnly
+        grdb.busyMode = .timeout(TimeInterval(configuration.busyTimeout.components.seconds))
+        grdb.label = "DeltaKitSQLite"
+        do {
+            pool = try DatabasePool(path: path, configuration: grdb)
+        } catch {
+            throw Self.storageError(error, path: path, doing: "opening")
+        }
+        let identity = Identity(
+            source: configuration.source,
+            record: "\(Record.self)",
+            schema: schema.description,
+            table: tableName
+        )
+        do {
+            if configuration.readOnly {
+                try pool.read { db in try Self.check(identity, in: db, path: path, creating: false) }
+            } else {
+                try pool.write { db in
+                    try Self.check(identity, in: db, path: path, creating: true)
+                    try db.execute(sql: sql.createTables)
+                }
+            }
+        } catch let error as DeltaKitError {
+            throw error
+        } catch {
+            throw Self.storageError(error, path: path, doing: "opening")
+        }
+    }
+
+    // MARK: Writing
+
+    /// Applies one event under `LatestStateMerge` and returns the visible change, if any. Positions are not
+    /// changed: use ``apply(contentsOf:positions:)`` when reading a topic.
+    ///
+    /// - Throws: `DeltaKitError` — `serializationFailed` for an invalid event (the state is unchanged),
+    ///   `storageFailed` when the file cannot be written.
+    @discardableResult
+    public func apply(_ event: ChangeEvent<Record>) async throws -> StateChange<Record>? {
+        let prepared = try Prepared(event.canonicalized(), schema: schema)
+        return try await write { db in
+            let previous = try self.current(prepared.event.key, keyValue: prepared.keyValue, db)
+            guard try self.write(prepared, over: previous, db) else { return nil }
+            try self.trimHistory(db)
+            switch (previous?.record, prepared.event.record) {
+            case (nil, nil): return nil
+            case (nil, let new?): return StateChange(kind: .insert, key: prepared.event.key, record: new)
+            case (let old?, nil): return StateChange(kind: .delete, key: prepared.event.key, record: old)
+            case (let old?, let new?):
+                return old == new ? nil : StateChange(kind: .update, key: prepared.event.key, record: new)
+            }
+        }
+    }
+
+    /// Applies the events in order in one transaction (nothing of the batch when one is invalid).
+    public func apply(contentsOf events: [ChangeEvent<Record>]) async throws {
+        try await apply(contentsOf: events, positions: [:])
+    }
+
+    /// Applies `events` in order and records `positions` (the next offset to read, per partition of
+    /// ``source``) in one transaction: after a crash the file holds all of it or none of it.
+    ///
+    /// - Throws: `DeltaKitError` — `serializationFailed` for an invalid event (nothing of the batch is
+    ///   applied), `invalidConfiguration` for a negative offset, `storageFailed` when the file cannot be written.
+    public func apply(contentsOf events: [ChangeEvent<Record>], positions: [Int32: Int64]) async throws {
+        for (partition, offset) in positions where partition < 0 || offset < 0 {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message: "position \(offset) for partition \(partition) of '\(source)' is negative"
+            )
+        }
+        let prepared = try events.map { try Prepared($0.canonicalized(), schema: schema) }
+        guard !prepared.isEmpty || !positions.isEmpty else { return }
+        try await write { db in
+            for event in prepared {
+                let previous = try self.currentOrder(event.keyValue, db)
+                _ = try self.write(event, over: previous, db)
+            }
+            if !prepared.isEmpty { try self.trimHistory(db) }
+            let statement = try db.cachedStatement(sql: self.sql.upsertPosition)
+            for (partition, offset) in positions {
+                try statement.execute(arguments: [Int64(partition), offset])
+            }
+        }
+    }
+
+    /// The next offset to read per partition of ``source``, as last recorded with a batch.
+    public func positions() async throws -> [Int32: Int64] {
+        try await read { db in
+            var positions: [Int32: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: self.sql.selectPositions) {
+                positions[Int32(truncatingIfNeeded: row[0] as Int64)] = row[1] as Int64
+            }
+            return positions
+        }
+    }
+
+    /// Removes the rows of deleted keys whose delete is older than `order`, making room (a later insert of an
+    /// older order could then bring such a key back: only remove what no producer can still send).
+    ///
+    /// - Returns: The number of removed rows.
+    @discardableResult
+    public func removeTombstones(olderThan order: Int64) async throws -> Int {
+        try await write { db in
+            try db.execute(sql: self.sql.removeTombstones, arguments: [order])
+            return db.changesCount
+        }
+    }
+
+    // MARK: Reading
+
+    /// Every live record, in key order. For large states prefer ``snapshot(after:limit:)``.
+    public func snapshot() async throws -> [Record] {
+        try await read { db in
+            try Row.fetchAll(db, sql: self.sql.selectLive).map { try self.record(from: $0) }
+        }
+    }
+
+    /// A page of live records after `key` in key order, read through the primary key: O(limit).
+    public func snapshot(after key: Record.Key?, limit: Int) async throws -> [Record] {
+        try DeltaKitError.check(limit, in: 0...Int.max, "snapshot page limit")
+        guard limit > 0 else { return [] }
+        let keyValue = try key.map { try Prepared.keyValue($0, schema: schema) }
+        return try await read { db in
+            let rows =
+                if let keyValue {
+                    try Row.fetchAll(db, sql: self.sql.selectPageAfter, arguments: [keyValue, limit])
+                } else {
+                    try Row.fetchAll(db, sql: self.sql.selectPage, arguments: [limit])
+                }
+            return try rows.map { try self.record(from: $0) }
+        }
+    }
+
+    /// The live record for `key`, read through the primary key.
+    public func value(forKey key: Record.Key) async throws -> Record? {
+        let keyValue = try Prepared.keyValue(key, schema: schema)
+        return try await read { db in
+            try Row.fetchOne(db, sql: self.sql.selectValue, arguments: [keyValue]).map { try self.record(from: $0) }
+        }
+    }
+
+    /// The most recent events applied, newest (highest order) first: at most
+    /// `min(limit, historyLimit)`.
+    public func history(limit: Int) async throws -> [ChangeEvent<Record>] {
+        try DeltaKitError.check(limit, in: 0...Int.max, "history limit")
+        let count = min(limit, configuration.historyLimit)
+        guard count > 0 else { return [] }
+        return try await read { db in
+            try Row.fetchAll(db, sql: self.sql.selectHistory, arguments: [count]).map {
+                try self.event(from: $0[0] as Data)
+            }
+        }
+    }
+
+    /// The number of live records.
+    public func count() async throws -> Int {
+        try await read { db in try Int.fetchOne(db, sql: self.sql.countLive) ?? 0 }
+    }
+
+    /// The number of deleted keys whose row is kept (see ``removeTombstones(olderThan:)``).
+    public func tombstoneCount() async throws -> Int {
+        try await read { db in try Int.fetchOne(db, sql: self.sql.countTombstones) ?? 0 }
+    }
+
+    // MARK: Internals
+
+    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.read(body)
+        } catch let error as DeltaKitError {
+            throw error
+        } catch {
+            throw Self.storageError(error, path: configuration.path, doing: "reading")
+        }
+    }
+
+    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        guard !configuration.readOnly else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "the state file \(configuration.path) was opened read-only; open it with readOnly: false to apply events"
+            )
+        }
+        do {
+            return try await pool.write(body)
+        } catch let error as DeltaKitError {
+            throw error
+        } catch {
+            throw Self.storageError(error, path: configuration.path, doing: "writing")
+        }
+    }
+
+    /// The stored winner's order and (only when a tie needs it) the event itself.
+    private struct Stored {
+        var order: Int64
+        var json: Data
+        var record: Record?
+    }
+
+    private func currentOrder(_ keyValue: DatabaseValue, _ db: Database) throws -> Stored? {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: sql.selectWinner), arguments: [keyValue]) else {
+            return nil
+        }
+        return Stored(order: row[0], json: row[1], record: nil)
+    }
+
+    private func current(_ key: Record.Key, keyValue: DatabaseValue, _ db: Database) throws -> Stored? {
+        guard var stored = try currentOrder(keyValue, db) else { return nil }
+        stored.record = try event(from: stored.json).record
+        return stored
+    }
+
+    /// Writes `event` if it supersedes the stored winner (and to the history either way); `true` when it won.
+    private func write(_ event: Prepared, over previous: Stored?, _ db: Database) throws -> Bool {
+        if configuration.historyLimit > 0 {
+            try db.cachedStatement(sql: sql.insertHistory).execute(arguments: [event.event.order, event.json])
+        }
+        if let previous {
+            if event.event.order < previous.order { return false }
+            if event.event.order == previous.order {
+                let stored = try self.event(from: previous.json)
+                guard LatestStateMerge.supersedes(event.event, stored) else { return false }
+            }
+        }
+        try db.cachedStatement(sql: sql.upsertRow).execute(arguments: StatementArguments(event.row))
+        return true
+    }
+
+    private func trimHistory(_ db: Database) throws {
+        guard configuration.historyLimit > 0 else { return }
+        try db.cachedStatement(sql: sql.trimHistory).execute(arguments: [configuration.historyLimit])
+    }
+
+    private func record(from row: Row) throws -> Record {
+        guard let record = try event(from: row[0] as Data).record else {
+            throw DeltaKitError(
+                code: .storageFailed,
+                message:
+                    "a live row of \(tableName) in \(configuration.path) holds a delete event; the file was changed outside DeltaKit"
+            )
+        }
+        return record
+    }
+
+    private func event(from json: Data) throws -> ChangeEvent<Record> {
+        do {
+            return try ChangeEvent<Record>(jsonData: json)
+        } catch {
+            throw DeltaKitError(
+                code: .storageFailed,
+                message: "an event stored in \(configuration.path) does not decode as \(Record.self): \(error)",
+                underlying: error
+            )
+        }
+    }
+
+    // MARK: Identity of a file
+
+    private struct Identity: Equatable {
+        var source: String
+        var record: String
+        var schema: String
+        var table: String
+        var formatVersion = SQLiteNames.formatVersion
+
+        var entries: [(String, String)] {
+            [
+                ("format_version", formatVersion), ("source", source), ("record", record), ("schema", schema),
+                ("table", table),
+            ]
+        }
+    }
+
+    /// Checks that the file is a DeltaKit state file for this source, record and table (writing the identity
+    /// into a new file when `creating`).
+    private static func check(_ identity: Identity, in db: Database, path: String, creating: Bool) throws {
+        let hasMeta = try db.tableExists(SQLiteNames.meta)
+        if !hasMeta {
+            let tables = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE type = 'table'") ?? 0
+            guard tables == 0 else {
+                throw DeltaKitError(
+                    code: .incompatibleStore,
+                    message:
+                        "\(path) is a SQLite database but not a DeltaKit state file (it has tables but no \(SQLiteNames.meta)); it was left untouched — choose another path"
+                )
+            }
+            guard creating else {
+                throw DeltaKitError(
+                    code: .incompatibleStore,
+                    message: "\(path) is empty: no DeltaKit state in it yet; materialize the topic into it first"
+                )
+            }
+            try db.execute(
+                sql: "CREATE TABLE \(SQLiteNames.meta) (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
+            )
+            for (name, value) in identity.entries {
+                try db.execute(
+                    sql: "INSERT INTO \(SQLiteNames.meta) (name, value) VALUES (?, ?)",
+                    arguments: [name, value]
+                )
+            }
+            return
+        }
+        var stored: [String: String] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT name, value FROM \(SQLiteNames.meta)") {
+            stored[row[0]] = row[1]
+        }
+        for (name, expected) in identity.entries where stored[name] != expected {
+            let found = stored[name].map { "'\($0)'" } ?? "nothing"
+            let hint =
+                name == "format_version"
+                ? "this version of DeltaKit reads format \(expected); rebuild the file from the topic (delete it and materialize again)"
+                : "open the file with the \(name) it was written for, or use another path (or delete it to rebuild from the topic)"
+            throw DeltaKitError(
+                code: .incompatibleStore,
+                message: "\(path) holds \(name) \(found), not '\(expected)'; \(hint)"
+            )
+        }
+    }
+
+    private static func storageError(_ error: any Error, path: String, doing: String) -> DeltaKitError {
+        if let error = error as? DatabaseError {
+            let failure = SQLiteFailure(
+                code: error.extendedResultCode.rawValue,
+                message: error.message ?? "\(error.resultCode)"
+            )
+            let hint: String
+            switch error.resultCode {
+            case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+                hint =
+                    "the file is not a SQLite database or is corrupt; it was left untouched — move it away to rebuild the state from the topic"
+            case .SQLITE_CANTOPEN:
+                hint = "check that the directory exists and is writable"
+            case .SQLITE_BUSY, .SQLITE_LOCKED:
+                hint = "another process holds the write lock; run one materializer per file"
+            case .SQLITE_FULL:
+                hint = "the disk is full"
+            case .SQLITE_READONLY, .SQLITE_PERM:
+                hint = "the file or its directory is not writable"
+            default:
+                hint = "see the underlying SQLite error"
+            }
+            return DeltaKitError(
+                code: .storageFailed,
+                message: "\(doing) the state file \(path) failed: \(failure.message); \(hint)",
+                underlying: failure
+            )
+        }
+        return DeltaKitError(
+            code: .storageFailed,
+            message: "\(doing) the state file \(path) failed: \(error)",
+            underlying: error
+        )
+    }
+}
+
+/// An error of the SQLite engine under a ``SQLiteStateStore``, as the `underlying` error of a `DeltaKitError`.
+public struct SQLiteFailure: Error, Sendable, CustomStringConvertible {
+    /// SQLite's extended result code (`SQLITE_NOTADB` is 26, `SQLITE_BUSY` 5, `SQLITE_FULL` 13, …).
+    public var code: Int32
+    /// SQLite's message.
+    public var message: String
+
+    /// SQLite's code and message.
+    public var description: String { "SQLite error \(code): \(message)" }
+}
+
+extension SQLiteStateStore {
+    /// An event ready to be written: its canonical form, wire JSON and column values.
+    fileprivate struct Prepared: Sendable {
+        var event: ChangeEvent<Record>
+        var json: Data
+        var keyValue: DatabaseValue
+        /// Every column of the state row, in ``Statements/columns`` order.
+        var row: [DatabaseValue]
+
+        init(_ event: ChangeEvent<Record>, schema: RecordSchema) throws {
+            self.event = event
+            let (json, fields) = try event.wireJSONAndFields()
+            self.json = Data(json)
+            var row: [DatabaseValue] = []
+            row.reserveCapacity(schema.fields.count + 4)
+            for field in schema.fields {
+                row.append(Self.value(fields[field.name], field.type))
+            }
+            keyValue = row[schema.fields.firstIndex { $0.name == schema.keyField }!]
+            row.append(event.order.databaseValue)
+            row.append(event.operation.rawValue.databaseValue)
+            row.append(Self.value(fields[ChangeEventField.timestamp], .timestamp))
+            row.append(self.json.databaseValue)
+            self.row = row
+        }
+
+        static func keyValue(_ key: Record.Key, schema: RecordSchema) throws -> DatabaseValue {
+            let (_, fields) = try ChangeEvent<Record>.delete(
+                key: key,
+                order: 0,
+                timestamp: Date(timeIntervalSince1970: 0)
+            )
+            .wireJSONAndFields()
+            return value(fields[schema.keyField], schema.key.type)
+        }
+
+        static func value(_ scalar: JSONScalar?, _ type: RecordSchema.FieldType) -> DatabaseValue {
+            switch scalar {
+            case nil: return .null
+            case .bool(let flag): return (flag ? 1 : 0).databaseValue
+            case .string(let text): return text.databaseValue
+            case .number(let text, let isInteger):
+                switch type {
+                case .bool, .int32, .int64:
+                    if isInteger, let number = Int64(text) { return number.databaseValue }
+                    return text.databaseValue
+                case .float, .double:
+                    return (Double(text) ?? .nan).isNaN ? text.databaseValue : Double(text)!.databaseValue
+                default:
+                    return text.databaseValue
+                }
+            }
+        }
+    }
+}
+
+/// The SQL of a store, built once from its table and schema.
+private struct Statements: Sendable {
+    let createTables: String
+    let selectWinner: String
+    let upsertRow: String
+    let insertHistory: String
+    let trimHistory: String
+    let upsertPosition: String
+    let selectPositions: String
+    let selectLive: String
+    let selectPage: String
+    let selectPageAfter: String
+    let selectValue: String
+    let selectHistory: String
+    let countLive: String
+    let countTombstones: String
+    let removeTombstones: String
+
+    init(table: String, schema: RecordSchema) {
+        let q = SQLiteNames.quote
+        let t = q(table)
+        let key = q(schema.keyField)
+        let event = SQLiteNames.eventColumn
+        var columns: [String] = []
+        for field in schema.fields {
+            if field.name == schema.keyField {
+                // An integer key is the rowid itself (INTEGER PRIMARY KEY); other keys get a unique index.
+                columns.append("\(key) \(SQLiteNames.columnType(field.type)) PRIMARY KEY NOT NULL")
+            } else {
+                columns.append("\(q(field.name)) \(SQLiteNames.columnType(field.type))")
+            }
+        }
+        columns.append("event_order INTEGER NOT NULL")
+        columns.append("op TEXT NOT NULL")
+        columns.append("ts TEXT NOT NULL")
+        columns.append("\(event) BLOB NOT NULL")
+        let names = schema.fields.map { q($0.name) } + ["event_order", "op", "ts", event]
+        let h = SQLiteNames.history
+        let p = SQLiteNames.positions
+        createTables = """
+            CREATE TABLE IF NOT EXISTS \(t) (\(columns.joined(separator: ", ")));
+            CREATE INDEX IF NOT EXISTS \(q(table + "_deleted")) ON \(t) (event_order) WHERE op = 'delete';
+            CREATE TABLE IF NOT EXISTS \(h) (seq INTEGER PRIMARY KEY, event_order INTEGER NOT NULL, \(event) BLOB NOT NULL);
+            CREATE INDEX IF NOT EXISTS \(h)_order ON \(h) (event_order, seq);
+            CREATE TABLE IF NOT EXISTS \(p) (partition INTEGER PRIMARY KEY NOT NULL, next_offset INTEGER NOT NULL);
+            """
+        selectWinner = "SELECT event_order, \(event) FROM \(t) WHERE \(key) = ?"
+        upsertRow =
+            "INSERT OR REPLACE INTO \(t) (\(names.joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", ")))"
+        insertHistory = "INSERT INTO \(h) (event_order, \(event)) VALUES (?, ?)"
+        // Keep the newest `limit` by order (ties: the later applied); the index makes this a short scan.
+        trimHistory =
+            "DELETE FROM \(h) WHERE seq IN (SELECT seq FROM \(h) ORDER BY event_order DESC, seq DESC LIMIT -1 OFFSET ?)"
+        upsertPosition = "INSERT OR REPLACE INTO \(p) (partition, next_offset) VALUES (?, ?)"
+        selectPositions = "SELECT partition, next_offset FROM \(p) ORDER BY partition"
+        selectLive = "SELECT \(event) FROM \(t) WHERE op <> 'delete' ORDER BY \(key)"
+        selectPage = "SELECT \(event) FROM \(t) WHERE op <> 'delete' ORDER BY \(key) LIMIT ?"
+        selectPageAfter = "SELECT \(event) FROM \(t) WHERE \(key) > ? AND op <> 'delete' ORDER BY \(key) LIMIT ?"
+        selectValue = "SELECT \(event) FROM \(t) WHERE \(key) = ? AND op <> 'delete'"
+        selectHistory = "SELECT \(event) FROM \(h) ORDER BY event_order DESC, seq DESC LIMIT ?"
+        countLive = "SELECT count(*) FROM \(t) WHERE op <> 'delete'"
+        countTombstones = "SELECT count(*) FROM \(t) WHERE op = 'delete'"
+        removeTombstones = "DELETE FROM \(t) WHERE op = 'delete' AND event_order < ?"
+    }
+}
