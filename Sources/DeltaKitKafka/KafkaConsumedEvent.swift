@@ -32,3 +32,20 @@ public struct MalformedMessage: Sendable, CustomStringConvertible {
 
     public var description: String { "malformed message at \(topic)[\(partition)]@\(offset): \(error)" }
 }
+
+/// Events taken from a source in one hand-off (`KafkaEventSource.nextBatch(limit:)`).
+package struct SourceBatch<Record: ChangeRecord>: Sendable {
+    /// The events, in per-partition order.
+    package var events: [KafkaConsumedEvent<Record>] = []
+    /// Per partition, the offset after the last message of the batch (events and malformed messages alike):
+    /// where a restart continues once the batch is applied.
+    package var nextOffsets: [Int32: Int64] = [:]
+    /// The batch ends at the point where every partition was caught up.
+    package var reachesCaughtUp = false
+    /// The source ends after this batch (``KafkaEventSource/Configuration/stopWhenCaughtUp``).
+    package var isLast = false
+
+    mutating func advance(_ partition: Int32, past offset: Int64) {
+        nextOffsets[partition] = max(nextOffsets[partition] ?? 0, offset + 1)
+    }
+}

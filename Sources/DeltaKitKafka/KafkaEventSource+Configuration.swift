@@ -21,6 +21,11 @@ extension KafkaEventSource {
         /// Where to start when the group has no committed offset (or when there is no group).
         /// Default: ``StartPosition/earliest``.
         public var startPosition: StartPosition
+        /// The next offset to read for some partitions, overriding ``startPosition`` for them: where a store
+        /// that keeps its own position (`PositionedStateStore`, e.g. `SQLiteStateStore`) left off. Only without
+        /// a group. ``KafkaMaterializer/init(configuration:store:logger:)`` fills it from the store.
+        /// Default: empty.
+        public var startOffsets: [Int32: Int64] = [:]
         /// What to do with a message that is not a valid change event. Default: ``MalformedPolicy/skip``.
         public var malformedPolicy: MalformedPolicy
         /// Messages buffered ahead of the application before partitions are paused (back-pressure; the
@@ -85,6 +90,20 @@ extension KafkaEventSource {
             try DeltaKitError.check(bufferSize, in: 1...10_000_000, "bufferSize")
             try DeltaKitError.check(sessionTimeout, in: .seconds(1) ... .seconds(3600), "sessionTimeout")
             if case .deadLetter(let topic) = malformedPolicy { try KafkaTopicName.validate(topic) }
+            if !startOffsets.isEmpty, groupID != nil {
+                throw DeltaKitError(
+                    code: .invalidConfiguration,
+                    message:
+                        "startOffsets and groupID are both set; a group resumes from its committed offsets, start offsets apply only without a group (set groupID to nil)"
+                )
+            }
+            for (partition, offset) in startOffsets.sorted(by: { $0.key < $1.key }) where partition < 0 || offset < 0 {
+                throw DeltaKitError.invalidValue(
+                    "startOffsets[\(partition)]",
+                    offset,
+                    allowed: "an offset of 0 or more for a partition of 0 or more"
+                )
+            }
         }
 
         var properties: [(String, String)] {

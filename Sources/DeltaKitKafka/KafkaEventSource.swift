@@ -27,6 +27,10 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     private let core: SourceCore<Record>
     /// The topic read.
     public let topic: String
+    /// The configuration's ``Configuration/startOffsets`` (for the materializer's check against its store).
+    package let startOffsets: [Int32: Int64]
+    /// Whether the source reads in a consumer group.
+    package let hasGroup: Bool
 
     /// Connects, checks that the topic exists, and starts reading.
     ///
@@ -76,10 +80,13 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
             try handle.assign(
                 topic: topic,
                 partitions: partitions,
-                offset: configuration.startPosition == .earliest ? -2 : -1
+                offset: configuration.startPosition == .earliest ? -2 : -1,
+                overrides: configuration.startOffsets
             )
         }
         self.topic = topic
+        self.startOffsets = configuration.startOffsets
+        self.hasGroup = configuration.groupID != nil
         self.core = SourceCore(
             handle: handle,
             configuration: configuration,
@@ -123,6 +130,39 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         try? await gracefulShutdown()
         try await close()
     }
+
+    /// Waits for at least one event, then takes every event already buffered, up to `limit`: the hand-off a
+    /// materializer applies in one step. Malformed messages are handled as by ``events`` (reported, skipped or
+    /// dead-lettered) and advance ``SourceBatch/nextOffsets`` like events do. `nil` when the source ended.
+    ///
+    /// When the batch ends at the caught-up point, ``SourceBatch/reachesCaughtUp`` is set and the caller
+    /// calls ``markCaughtUp()`` once the batch is applied, so that ``isCaughtUp`` never runs ahead of the state.
+    package func nextBatch(limit: Int) async throws -> SourceBatch<Record>? {
+        var batch = SourceBatch<Record>()
+        guard var item = await core.take() else { return nil }
+        while true {
+            switch item {
+            case .event(let event):
+                core.consumed.increment()
+                batch.events.append(event)
+                batch.advance(event.partition, past: event.offset)
+            case .malformed(let message):
+                try await core.handleMalformed(message)
+                batch.advance(message.partition, past: message.offset)
+            case .caughtUp:
+                batch.reachesCaughtUp = true
+                if core.stopWhenCaughtUp { batch.isLast = true }
+                return batch
+            case .failure(let error):
+                throw error
+            }
+            guard batch.events.count < limit, let next = core.takeIfAvailable() else { return batch }
+            item = next
+        }
+    }
+
+    /// Marks the source caught up (after applying a batch that ``SourceBatch/reachesCaughtUp``).
+    package func markCaughtUp() { core.markCaughtUp() }
 
     /// Committed offsets of this source's group for `topic`, per partition (for tests and tooling).
     package func committedOffsets() async -> [Int32: Int64] { await core.committedOffsets() }
@@ -330,6 +370,20 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     // MARK: Consumer side
 
     /// The next item, or `nil` once closed (or the waiting task was cancelled).
+    /// The next buffered item, without waiting; `nil` when none is buffered.
+    func takeIfAvailable() -> SourceItem<Record>? {
+        state.withLock { state in
+            guard state.head < state.items.count else { return nil }
+            let item = state.items[state.head]
+            state.head += 1
+            if state.head > 1024, state.head * 2 > state.items.count {
+                state.items.removeFirst(state.head)
+                state.head = 0
+            }
+            return item
+        }
+    }
+
     func take() async -> SourceItem<Record>? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in

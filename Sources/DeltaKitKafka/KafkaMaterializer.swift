@@ -1,16 +1,26 @@
 public import DeltaKit
 public import Logging
 public import ServiceLifecycle
+import Synchronization
 
 /// Keeps the latest state in-process straight from Kafka: runs a ``KafkaEventSource`` into any
-/// `MutableStateStore` (the in-memory one, typically) — the embedded alternative to RisingWave.
+/// `MutableStateStore` — the embedded alternative to RisingWave.
 ///
-/// Each event is applied, then acknowledged, so a crash re-delivers at most what was not yet applied; since
-/// the merge is idempotent by order (`LatestStateMerge`), the replay gives the same state.
+/// Events are handed over in batches (what the source has buffered, up to ``maxBatchSize``) and each batch is
+/// applied in one call, then acknowledged.
+///
+/// - Over `InMemoryStateStore`, the state is rebuilt from the beginning of every partition at each start (no
+///   group: ``KafkaEventSource/Configuration/groupID`` `nil`).
+/// - Over a `PositionedStateStore` (`SQLiteStateStore`), each batch is applied **together with the new
+///   positions** in one transaction, and a start resumes every partition at the stored position
+///   (``init(configuration:store:maxBatchSize:logger:)`` sets it up). A crash at any instant followed by a
+///   restart gives exactly the state a replay from scratch gives; a restart re-reads at most the batch that was
+///   in flight. Every instance reads every partition (a full copy, like Kafka Streams' GlobalKTable), so no
+///   group is used.
 ///
 /// ```swift
-/// let store = try InMemoryStateStore<User>()
-/// let materializer = KafkaMaterializer(source: try await KafkaEventSource(configuration: config), store: store)
+/// let store = try SQLiteStateStore<User>(configuration: .init(path: "users.sqlite", source: "user-events"))
+/// let materializer = try await KafkaMaterializer(configuration: .init(topic: "user-events"), store: store)
 /// let group = ServiceGroup(services: [materializer], gracefulShutdownSignals: [.sigterm], logger: logger)
 /// ```
 public final class KafkaMaterializer<Store: MutableStateStore>: Service {
@@ -18,21 +28,55 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     public let source: KafkaEventSource<Store.Record>
     /// The store being written.
     public let store: Store
+    /// The most events applied in one call to the store (one transaction for a `PositionedStateStore`).
+    public let maxBatchSize: Int
     private let logger: Logger
+    private let visibility: Mutex<Visibility>
 
-    /// Creates a materializer; ``run()`` starts it.
+    /// Creates a materializer over a source you configured; ``run()`` starts it.
+    ///
+    /// For a `PositionedStateStore`, the source must start where the store left off: create it with
+    /// ``KafkaEventSource/Configuration/startOffsets`` set to the store's positions and no group, or use
+    /// ``init(configuration:store:maxBatchSize:logger:)``, which does both. ``run()`` checks it.
+    ///
+    /// - Parameters:
+    ///   - maxBatchSize: The most events per store call; 1…1,000,000. Default: 2,000.
     public init(
         source: KafkaEventSource<Store.Record>,
         store: Store,
+        maxBatchSize: Int = 2_000,
         logger: Logger = Logger(label: "deltakit.kafka.materializer")
     ) {
         self.source = source
         self.store = store
+        self.maxBatchSize = min(max(maxBatchSize, 1), 1_000_000)
         self.logger = logger
+        self.visibility = Mutex(Visibility())
+    }
+
+    /// Creates the source for `store` and the materializer: for a `PositionedStateStore`, the source starts
+    /// every partition at the stored position (the others at ``KafkaEventSource/Configuration/startPosition``).
+    ///
+    /// - Throws: `DeltaKitError` — `incompatibleStore` when the store holds another topic; `invalidConfiguration`
+    ///   when a group is set for a positioned store (its position lives in the store, not in the group), or
+    ///   for a bad setting; the source's errors.
+    public convenience init(
+        configuration: KafkaEventSource<Store.Record>.Configuration,
+        store: Store,
+        maxBatchSize: Int = 2_000,
+        logger: Logger = Logger(label: "deltakit.kafka.materializer")
+    ) async throws {
+        try DeltaKitError.check(maxBatchSize, in: 1...1_000_000, "KafkaMaterializer.maxBatchSize")
+        var configuration = configuration
+        if let positioned = store as? any PositionedStateStore<Store.Record> {
+            configuration.startOffsets = try await Self.startOffsets(of: positioned, for: configuration)
+        }
+        let source = try await KafkaEventSource<Store.Record>(configuration: configuration, logger: logger)
+        self.init(source: source, store: store, maxBatchSize: maxBatchSize, logger: logger)
     }
 
     /// Applies events until the source ends, graceful shutdown, or cancellation; then closes the source
-    /// (committing what was applied).
+    /// (committing what was applied, with a group).
     public func run() async throws {
         let source = self.source
         try await withGracefulShutdownHandler {
@@ -51,12 +95,33 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     /// Returns the number of events applied.
     @discardableResult
     func applyAll(progress: (@Sendable (Int) -> Void)? = nil) async throws -> Int {
+        let positioned = store as? any PositionedStateStore<Store.Record>
+        if let positioned {
+            let stored = try await positioned.positions()
+            guard source.startOffsets == stored, !source.hasGroup else {
+                throw DeltaKitError(
+                    code: .invalidConfiguration,
+                    message:
+                        "the source for '\(source.topic)' starts at \(Self.describe(source.startOffsets))\(source.hasGroup ? " in a group" : "") but the store's positions are \(Self.describe(stored)); a positioned store needs a source without a group that starts at its positions — use KafkaMaterializer(configuration:store:), which sets startOffsets from the store"
+                )
+            }
+            advanceVisibility(stored)
+        }
         var applied = 0
-        for try await consumed in source.events {
-            try await store.apply(consumed.event)
-            source.acknowledge(consumed)
-            applied += 1
-            if applied % 10_000 == 0 { progress?(applied) }
+        while let batch = try await source.nextBatch(limit: maxBatchSize) {
+            let events = batch.events.map(\.event)
+            if let positioned {
+                try await positioned.apply(contentsOf: events, positions: batch.nextOffsets)
+            } else if !events.isEmpty {
+                try await store.apply(contentsOf: events)
+            }
+            for consumed in batch.events { source.acknowledge(consumed) }
+            advanceVisibility(batch.nextOffsets)
+            if batch.reachesCaughtUp { source.markCaughtUp() }
+            let before = applied
+            applied += events.count
+            if applied / 10_000 != before / 10_000 { progress?(applied) }
+            if batch.isLast { break }
         }
         return applied
     }
@@ -64,8 +129,81 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     /// Waits until every assigned partition reached its end and all events before that point are applied.
     public func waitUntilCaughtUp() async { await source.waitUntilCaughtUp() }
 
-    /// Reads a topic once, from the start, into `store`, and returns when caught up (partition EOF on every
-    /// partition). Uses no consumer group unless `configuration.groupID` is set.
+    /// `true` once every partition reached its end and everything before that point is applied.
+    public var isCaughtUp: Bool { source.isCaughtUp }
+
+    /// Waits until the events behind `receipt` (a sink's receipt: partition and offset of each acknowledged
+    /// message) are applied to the store: read-your-writes for a service that writes then reads.
+    ///
+    /// - Throws: `DeltaKitError` (`timedOut`) naming the partitions still behind after `timeout`;
+    ///   `CancellationError` when the task is cancelled.
+    public func waitUntilVisible(_ receipt: EventReceipt, timeout: Duration = .seconds(30)) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.waitForVisibility(receipt) }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                let behind = self.visibility.withLock { $0.behind(receipt) }
+                throw DeltaKitError(
+                    code: .timedOut,
+                    message:
+                        "events of \(receipt) were not applied within \(timeout); behind on '\(self.source.topic)': \(behind) — is the materializer running, and are those partitions of this topic?"
+                )
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    private func waitForVisibility(_ receipt: EventReceipt) async throws {
+        let id = visibility.withLock { $0.newID() }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let action = visibility.withLock { $0.wait(id, receipt, continuation) }
+                switch action {
+                case .resume: continuation.resume()
+                case .cancel: continuation.resume(throwing: CancellationError())
+                case .wait: break
+                }
+            }
+        } onCancel: {
+            visibility.withLock { $0.cancel(id) }?.resume(throwing: CancellationError())
+        }
+    }
+
+    private func advanceVisibility(_ offsets: [Int32: Int64]) {
+        guard !offsets.isEmpty else { return }
+        for continuation in visibility.withLock({ $0.advance(offsets) }) { continuation.resume() }
+    }
+
+    private static func describe(_ offsets: [Int32: Int64]) -> String {
+        offsets.isEmpty
+            ? "the beginning"
+            : offsets.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ", ")
+    }
+
+    private static func startOffsets(
+        of store: any PositionedStateStore<Store.Record>,
+        for configuration: KafkaEventSource<Store.Record>.Configuration
+    ) async throws -> [Int32: Int64] {
+        guard store.source == configuration.topic else {
+            throw DeltaKitError(
+                code: .incompatibleStore,
+                message:
+                    "the store holds topic '\(store.source)', not '\(configuration.topic)'; use a store for '\(configuration.topic)' (another file)"
+            )
+        }
+        guard configuration.groupID == nil else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "groupID '\(configuration.groupID ?? "")' is set, but \(type(of: store)) keeps its own position and a full copy of every partition; set groupID to nil"
+            )
+        }
+        return try await store.positions()
+    }
+
+    /// Reads a topic once, from the start (or, for a `PositionedStateStore`, from its positions), into
+    /// `store`, and returns when caught up (partition EOF on every partition).
     ///
     /// - Parameters:
     ///   - configuration: The source settings; ``KafkaEventSource/Configuration/stopWhenCaughtUp`` is forced on.
@@ -84,6 +222,9 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ) async throws -> Int {
         var configuration = configuration
         configuration.stopWhenCaughtUp = true
+        if let positioned = store as? any PositionedStateStore<Store.Record> {
+            configuration.startOffsets = try await startOffsets(of: positioned, for: configuration)
+        }
         let source = try await KafkaEventSource<Store.Record>(
             configuration: configuration,
             logger: logger,
@@ -98,5 +239,59 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             try? await source.close()
             throw error
         }
+    }
+}
+
+/// What has been applied per partition, and who waits for what: a state machine whose methods return the
+/// continuations to resume (outside the lock).
+struct Visibility {
+    private var applied: [Int32: Int64] = [:]
+    private var waiters: [Int: (receipt: EventReceipt, continuation: CheckedContinuation<Void, any Error>)] = [:]
+    private var cancelled: Set<Int> = []
+    private var nextID = 0
+
+    enum WaitAction { case resume, cancel, wait }
+
+    mutating func newID() -> Int {
+        defer { nextID += 1 }
+        return nextID
+    }
+
+    func isVisible(_ receipt: EventReceipt) -> Bool {
+        receipt.offsets.allSatisfy { partition, offset in (applied[partition] ?? 0) > offset }
+    }
+
+    /// The partitions of `receipt` not applied yet, as `partition@offset (applied up to n)`.
+    func behind(_ receipt: EventReceipt) -> String {
+        receipt.offsets.sorted { $0.key < $1.key }.filter { (applied[$0.key] ?? 0) <= $0.value }
+            .map { "partition \($0.key) needs offset \($0.value), applied before \(applied[$0.key] ?? 0)" }
+            .joined(separator: "; ")
+    }
+
+    mutating func wait(_ id: Int, _ receipt: EventReceipt, _ continuation: CheckedContinuation<Void, any Error>)
+        -> WaitAction
+    {
+        if cancelled.remove(id) != nil { return .cancel }
+        if isVisible(receipt) { return .resume }
+        waiters[id] = (receipt, continuation)
+        return .wait
+    }
+
+    mutating func cancel(_ id: Int) -> CheckedContinuation<Void, any Error>? {
+        guard let waiter = waiters.removeValue(forKey: id) else {
+            cancelled.insert(id)
+            return nil
+        }
+        return waiter.continuation
+    }
+
+    mutating func advance(_ offsets: [Int32: Int64]) -> [CheckedContinuation<Void, any Error>] {
+        for (partition, next) in offsets { applied[partition] = max(applied[partition] ?? 0, next) }
+        var ready: [CheckedContinuation<Void, any Error>] = []
+        for (id, waiter) in waiters where isVisible(waiter.receipt) {
+            ready.append(waiter.continuation)
+            waiters[id] = nil
+        }
+        return ready
     }
 }

@@ -335,10 +335,14 @@ final class RdKafkaHandle: @unchecked Sendable {
     }
 
     /// Assigns partitions directly (no group), starting at `offset` (`-2` beginning, `-1` end).
-    func assign(topic: String, partitions: [Int32], offset: Int64) throws {
+    /// Assigns `partitions` of `topic`, each starting at `overrides[partition]` or else at `offset`
+    /// (an offset, or librdkafka's logical -2 beginning / -1 end).
+    func assign(topic: String, partitions: [Int32], offset: Int64, overrides: [Int32: Int64] = [:]) throws {
         let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        for p in partitions { rd_kafka_topic_partition_list_add(list, topic, p).pointee.offset = offset }
+        for p in partitions {
+            rd_kafka_topic_partition_list_add(list, topic, p).pointee.offset = overrides[p] ?? offset
+        }
         let err = rd_kafka_assign(pointer, list)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw RdKafka.error(err) }
     }
