@@ -2,6 +2,7 @@ import ArgumentParser
 import DeltaKit
 import DeltaKitKafka
 import DeltaKitRisingWave
+import DeltaKitSQLite
 import DeltaKitTesting
 import Foundation
 
@@ -11,14 +12,19 @@ struct SourceOptions: ParsableArguments {
     var risingwave: String?
     @Option(help: "Or read the topic from these Kafka brokers, materializing it in-process until caught up.")
     var brokers: String?
-    @Option(help: "The topic (with --brokers; with --risingwave it selects the objects' names).")
+    @Option(help: "Or read the SQLite state file that `materialize --state FILE` keeps (also while it runs).")
+    var state: String?
+    @Option(help: "The topic (with --brokers and --state; with --risingwave it selects the objects' names).")
     var topic = "user-events"
     @Option(help: "Seconds to wait for a broker or database before giving up (1…3600).")
     var connectTimeout: Int = 10
 
     func validate() throws {
-        guard (risingwave == nil) != (brokers == nil) else {
-            throw ValidationError("pass exactly one of --risingwave URL or --brokers HOST:PORT")
+        guard [risingwave, brokers, state].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("pass exactly one of --risingwave URL, --brokers HOST:PORT or --state FILE")
+        }
+        if let state, state.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--state must be a file path, e.g. users.sqlite")
         }
         try validateConnectTimeout(connectTimeout)
         if let brokers { try validateBrokers(brokers) }
@@ -41,6 +47,11 @@ struct SourceOptions: ParsableArguments {
             connection: connection,
             pipeline: try RisingWavePipeline<DemoUser>.userEvents(topic: topic)
         )
+    }
+
+    /// The state file, opened read-only (the materializer may be writing it).
+    func stateStore() throws -> SQLiteStateStore<DemoUser> {
+        try SQLiteStateStore(configuration: .init(path: state!, source: topic, readOnly: true))
     }
 
     /// Reads the whole topic into memory (no consumer group), reporting malformed messages on stderr.
@@ -73,6 +84,8 @@ struct Snapshot: AsyncParsableCommand {
             let users: [DemoUser]
             if source.risingwave != nil {
                 users = try await source.risingWaveStore().snapshot()
+            } else if source.state != nil {
+                users = try await source.stateStore().snapshot()
             } else {
                 users = try await source.materialized(historyLimit: 0).snapshot()
             }
@@ -104,6 +117,8 @@ struct History: AsyncParsableCommand {
             let events: [ChangeEvent<DemoUser>]
             if source.risingwave != nil {
                 events = try await source.risingWaveStore().history(limit: limit)
+            } else if source.state != nil {
+                events = try await source.stateStore().history(limit: limit)
             } else {
                 events = try await source.materialized(historyLimit: limit).history(limit: limit)
             }
@@ -131,7 +146,15 @@ struct Watch: AsyncParsableCommand {
             "Only changes made from now on (default: print the current state as inserts first). With --brokers the topic is still read to the end first, so changes are reported against the current state."
     )
     var fromNow = false
+    @Option(help: "With --state: milliseconds between reads of the file (10…60,000).")
+    var pollInterval = 500
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (10...60_000).contains(pollInterval) else {
+            throw ValidationError("--poll-interval must be 10…60,000 milliseconds, got \(pollInterval)")
+        }
+    }
 
     func run() async throws {
         logging.bootstrap()
@@ -141,6 +164,8 @@ struct Watch: AsyncParsableCommand {
                 for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
                     print(element.change)
                 }
+            } else if source.state != nil {
+                try await watchFile()
             } else {
                 try await watchKafka()
             }
@@ -164,6 +189,29 @@ struct Watch: AsyncParsableCommand {
                 print(element.change)
             }
             group.cancelAll()
+        }
+    }
+
+    /// Follows a state file another process writes: reads it every `--poll-interval` and prints what changed.
+    /// Each poll reads the whole state (fine for the demo's size; a feed table in the file is future work).
+    func watchFile() async throws {
+        let store = try source.stateStore()
+        var known: [Int: DemoUser] = [:]
+        var first = true
+        while true {
+            var current: [Int: DemoUser] = [:]
+            for user in try await store.snapshot() { current[user.id] = user }
+            if !(first && fromNow) {
+                for (id, user) in current.sorted(by: { $0.key < $1.key }) where known[id] != user {
+                    print(StateChange(kind: known[id] == nil ? .insert : .update, key: id, record: user))
+                }
+                for (id, user) in known.sorted(by: { $0.key < $1.key }) where current[id] == nil {
+                    print(StateChange(kind: .delete, key: id, record: user))
+                }
+            }
+            known = current
+            first = false
+            try await Task.sleep(for: .milliseconds(pollInterval))
         }
     }
 

@@ -21,7 +21,9 @@ struct UserEvents: AsyncParsableCommand {
             64 usage error (a bad argument, named with its allowed values), 130 interrupted (SIGINT), \
             143 terminated (SIGTERM).
             """,
-        subcommands: [Demo.self, Produce.self, Provision.self, Snapshot.self, History.self, Watch.self],
+        subcommands: [
+            Demo.self, Produce.self, Provision.self, Materialize.self, Snapshot.self, History.self, Watch.self,
+        ],
         defaultSubcommand: Demo.self
     )
 }
@@ -206,6 +208,11 @@ func hint(for error: DeltaKitError) -> String? {
         return "start RisingWave (`docker compose up -d` starts the demo's) or pass its URL with --risingwave"
     case .connectionFailed:
         return "start Kafka (`docker compose up -d` starts the demo's) or pass its address with --brokers"
+    case .incompatibleStore:
+        return
+            "point --state at the file of this topic, or delete the file and run `UserEvents materialize` to rebuild it"
+    case .storageFailed:
+        return "check the --state file: a corrupt file is never replaced; move it away to rebuild it from the topic"
     case .invalidConfiguration where error.message.contains("does not exist on"):
         return "produce to the topic first (`UserEvents produce --brokers …`) or check --topic"
     default:

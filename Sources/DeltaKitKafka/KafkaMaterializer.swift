@@ -13,7 +13,7 @@ import Synchronization
 ///   group: ``KafkaEventSource/Configuration/groupID`` `nil`).
 /// - Over a `PositionedStateStore` (`SQLiteStateStore`), each batch is applied **together with the new
 ///   positions** in one transaction, and a start resumes every partition at the stored position
-///   (``init(configuration:store:maxBatchSize:logger:)`` sets it up). A crash at any instant followed by a
+///   (``init(configuration:store:maxBatchSize:logger:onMalformed:)`` sets it up). A crash at any instant followed by a
 ///   restart gives exactly the state a replay from scratch gives; a restart re-reads at most the batch that was
 ///   in flight. Every instance reads every partition (a full copy, like Kafka Streams' GlobalKTable), so no
 ///   group is used.
@@ -32,12 +32,16 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     public let maxBatchSize: Int
     private let logger: Logger
     private let visibility: Mutex<Visibility>
+    private let applied = Atomic<Int>(0)
+
+    /// How many events this materializer has applied so far (for progress reports).
+    public var appliedEvents: Int { applied.load(ordering: .relaxed) }
 
     /// Creates a materializer over a source you configured; ``run()`` starts it.
     ///
     /// For a `PositionedStateStore`, the source must start where the store left off: create it with
     /// ``KafkaEventSource/Configuration/startOffsets`` set to the store's positions and no group, or use
-    /// ``init(configuration:store:maxBatchSize:logger:)``, which does both. ``run()`` checks it.
+    /// ``init(configuration:store:maxBatchSize:logger:onMalformed:)``, which does both. ``run()`` checks it.
     ///
     /// - Parameters:
     ///   - maxBatchSize: The most events per store call; 1…1,000,000. Default: 2,000.
@@ -60,18 +64,30 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     /// - Throws: `DeltaKitError` — `incompatibleStore` when the store holds another topic; `invalidConfiguration`
     ///   when a group is set for a positioned store (its position lives in the store, not in the group), or
     ///   for a bad setting; the source's errors.
+    ///
+    /// - Parameters:
+    ///   - configuration: The source settings (``KafkaEventSource/Configuration/startOffsets`` is set here).
+    ///   - store: Where events are applied.
+    ///   - maxBatchSize: The most events per store call; 1…1,000,000. Default: 2,000.
+    ///   - logger: Receives the source's logs. Default: a logger labelled `deltakit.kafka.materializer`.
+    ///   - onMalformed: Called for each malformed message before it is skipped or dead-lettered. Default: `nil`.
     public convenience init(
         configuration: KafkaEventSource<Store.Record>.Configuration,
         store: Store,
         maxBatchSize: Int = 2_000,
-        logger: Logger = Logger(label: "deltakit.kafka.materializer")
+        logger: Logger = Logger(label: "deltakit.kafka.materializer"),
+        onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil
     ) async throws {
         try DeltaKitError.check(maxBatchSize, in: 1...1_000_000, "KafkaMaterializer.maxBatchSize")
         var configuration = configuration
         if let positioned = store as? any PositionedStateStore<Store.Record> {
             configuration.startOffsets = try await Self.startOffsets(of: positioned, for: configuration)
         }
-        let source = try await KafkaEventSource<Store.Record>(configuration: configuration, logger: logger)
+        let source = try await KafkaEventSource<Store.Record>(
+            configuration: configuration,
+            logger: logger,
+            onMalformed: onMalformed
+        )
         self.init(source: source, store: store, maxBatchSize: maxBatchSize, logger: logger)
     }
 
@@ -120,6 +136,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             if batch.reachesCaughtUp { source.markCaughtUp() }
             let before = applied
             applied += events.count
+            self.applied.add(events.count, ordering: .relaxed)
             if applied / 10_000 != before / 10_000 { progress?(applied) }
             if batch.isLast { break }
         }

@@ -379,10 +379,11 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
             let hint =
                 name == "format_version"
                 ? "this version of DeltaKit reads format \(expected); rebuild the file from the topic (delete it and materialize again)"
-                : "open the file with the \(name) it was written for, or use another path (or delete it to rebuild from the topic)"
+                : "open the file with the \(name == "source" ? "topic" : name) it was written for, or use another path (or delete it to rebuild from the topic)"
+            let what = name == "source" ? "topic" : name
             throw DeltaKitError(
                 code: .incompatibleStore,
-                message: "\(path) holds \(name) \(found), not '\(expected)'; \(hint)"
+                message: "\(path) holds \(what) \(found), not '\(expected)'; \(hint)"
             )
         }
     }

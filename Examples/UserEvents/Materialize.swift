@@ -1,0 +1,97 @@
+import ArgumentParser
+import DeltaKit
+import DeltaKitKafka
+import DeltaKitSQLite
+import DeltaKitTesting
+import Foundation
+import UnixSignals
+
+/// Keeps the latest state of a topic in a SQLite file, as a service.
+struct Materialize: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Keep the topic's latest state per user in a SQLite file (the durable embedded table).",
+        discussion: """
+            Runs until SIGINT/SIGTERM (or, with --exit-when-caught-up, until every partition is read to its end). \
+            Each batch of events is written with the new positions in one transaction: stopped or killed at any \
+            instant, a restart resumes exactly where the file ends. Other processes read the file meanwhile: \
+            `snapshot --state FILE`, `history --state FILE`, `watch --state FILE`, or the sqlite3 shell \
+            (`sqlite3 users.sqlite 'SELECT * FROM demo_users ORDER BY id'`).
+            """
+    )
+    @OptionGroup var kafka: KafkaOptions
+    @Option(help: "The state file (created when missing; must belong to --topic).")
+    var state: String
+    @Flag(help: "Stop once every partition is read to its end (exit 0) instead of running as a service.")
+    var exitWhenCaughtUp = false
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard !state.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw ValidationError("--state must be a file path, e.g. users.sqlite")
+        }
+    }
+
+    func run() async throws {
+        logging.bootstrap()
+        try await reportingErrors {
+            let store = try SQLiteStateStore<DemoUser>(configuration: .init(path: state, source: kafka.topic))
+            let positions = try await store.positions()
+            let materializer = try await KafkaMaterializer(
+                configuration: .init(kafka: try kafka.configuration(), topic: kafka.topic),
+                store: store,
+                onMalformed: { message in printError("skipped \(message)") }
+            )
+            let resumed = positions.isEmpty ? "the beginning" : "stored positions \(Self.describe(positions))"
+            printError("materializing '\(kafka.topic)' into \(state) from \(resumed)")
+            let progress = ProgressReporter(total: nil, unit: "events", verb: "applied")
+            let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let signal: UnixSignal? = try await withThrowingTaskGroup(of: UnixSignal?.self) { group in
+                group.addTask {
+                    try await materializer.run()
+                    return nil
+                }
+                group.addTask {
+                    for await signal in signals { return signal }
+                    return nil
+                }
+                group.addTask {
+                    // Progress while reading; one line when caught up (then, as a service, keep following).
+                    let caughtUp = Task { await materializer.waitUntilCaughtUp() }
+                    while !materializer.isCaughtUp {
+                        progress.update(materializer.appliedEvents)
+                        try await Task.sleep(for: .milliseconds(250))
+                    }
+                    _ = await caughtUp.value
+                    progress.finish()
+                    printError(
+                        "caught up: \(materializer.appliedEvents) events applied, \(try await store.count()) users in \(state)"
+                    )
+                    if exitWhenCaughtUp { return nil }
+                    try await Task.sleep(for: .seconds(1_000_000_000))
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                return first
+            }
+            progress.finish()
+            let elapsed = clock.now - start
+            let interrupted = signal == nil ? "" : " (interrupted)"
+            printLine(
+                "Applied \(materializer.appliedEvents) events to \(state) in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow)))\(interrupted); positions \(Self.describe(try await store.positions()))"
+            )
+            if let signal { throw ExitCode(signal == .sigint ? 130 : 143) }
+        }
+    }
+
+    static func describe(_ positions: [Int32: Int64]) -> String {
+        positions.isEmpty
+            ? "none" : positions.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ", ")
+    }
+}
+
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
