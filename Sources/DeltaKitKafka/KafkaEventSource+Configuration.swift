@@ -28,8 +28,8 @@ extension KafkaEventSource {
         public var startOffsets: [Int32: Int64] = [:]
         /// What to do with a message that is not a valid change event. Default: ``MalformedPolicy/skip``.
         public var malformedPolicy: MalformedPolicy
-        /// Messages buffered ahead of the application before partitions are paused (back-pressure; the
-        /// poll loop itself never stops). Default: 10,000.
+        /// Messages buffered ahead of the application before back-pressure applies (in a group: partitions are
+        /// paused; without one: librdkafka is not polled until half are taken). Default: 10,000.
         public var bufferSize: Int
         /// How long the group waits for a silent member before rebalancing (`session.timeout.ms`); heartbeats
         /// go every third of it. Shorter joins and failovers, at the price of evictions under long pauses.

@@ -23,6 +23,14 @@ extension SQLiteStateStore {
         /// How long a connection waits for another process's lock before failing (SQLite's busy timeout).
         /// Readers never wait for the writer (WAL mode). Default: 5 seconds.
         public var busyTimeout: Duration
+        /// Flush every commit to the disk (`PRAGMA synchronous = FULL`) instead of at checkpoints (`NORMAL`).
+        ///
+        /// Either way a batch and its positions commit atomically and survive a crash of the process. Without
+        /// this flag, a power loss or kernel crash may roll the file back by its last commits — to an earlier,
+        /// still consistent state and position, from which the materializer simply reads those events again.
+        /// So the flag buys nothing for a materialized topic and costs one `fsync` per batch; set it when other
+        /// writes must survive a power loss. Default: `false`.
+        public var syncsEveryCommit: Bool
 
         /// Creates a configuration.
         public init(
@@ -31,7 +39,8 @@ extension SQLiteStateStore {
             tableName: String? = nil,
             historyLimit: Int = 1_000,
             readOnly: Bool = false,
-            busyTimeout: Duration = .seconds(5)
+            busyTimeout: Duration = .seconds(5),
+            syncsEveryCommit: Bool = false
         ) {
             self.path = path
             self.source = source
@@ -39,6 +48,7 @@ extension SQLiteStateStore {
             self.historyLimit = historyLimit
             self.readOnly = readOnly
             self.busyTimeout = busyTimeout
+            self.syncsEveryCommit = syncsEveryCommit
         }
 
         /// Checks every value, naming the first that is out of range; called by the store's initializer.

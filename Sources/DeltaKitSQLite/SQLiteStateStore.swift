@@ -68,6 +68,10 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         grdb.readonly = configuration.readOnly
         grdb.busyMode = .timeout(TimeInterval(configuration.busyTimeout.components.seconds))
         grdb.label = "DeltaKitSQLite"
+        if !configuration.readOnly {
+            let synchronous = configuration.syncsEveryCommit ? "FULL" : "NORMAL"
+            grdb.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
+        }
         do {
             pool = try DatabasePool(path: path, configuration: grdb)
         } catch {
@@ -138,12 +142,28 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         }
         let prepared = try events.map { try Prepared($0.canonicalized(), schema: schema) }
         guard !prepared.isEmpty || !positions.isEmpty else { return }
+        let historyLimit = configuration.historyLimit
         try await write { db in
+            let upsert = try db.cachedStatement(sql: self.sql.upsertIfNewer)
             for event in prepared {
-                let previous = try self.currentOrder(event.keyValue, db)
-                _ = try self.write(event, over: previous, db)
+                // One statement for the usual case (a newer order wins, a new key is inserted); only when nothing
+                // changed — an older order, or a tie — is the stored winner read, and a tie merged in Swift.
+                try upsert.execute(arguments: StatementArguments(event.row))
+                if db.changesCount == 0, let previous = try self.currentOrder(event.keyValue, db),
+                    previous.order == event.event.order,
+                    LatestStateMerge.supersedes(event.event, try self.event(from: previous.json))
+                {
+                    try db.cachedStatement(sql: self.sql.upsertRow).execute(arguments: StatementArguments(event.row))
+                }
             }
-            if !prepared.isEmpty { try self.trimHistory(db) }
+            if historyLimit > 0, !prepared.isEmpty {
+                // Only the batch's newest `historyLimit` events can survive the trim.
+                let insert = try db.cachedStatement(sql: self.sql.insertHistory)
+                for index in Self.newest(prepared, limit: historyLimit) {
+                    try insert.execute(arguments: [prepared[index].event.order, prepared[index].json])
+                }
+                try self.trimHistory(db)
+            }
             let statement = try db.cachedStatement(sql: self.sql.upsertPosition)
             for (partition, offset) in positions {
                 try statement.execute(arguments: [Int64(partition), offset])
@@ -293,6 +313,15 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         }
         try db.cachedStatement(sql: sql.upsertRow).execute(arguments: StatementArguments(event.row))
         return true
+    }
+
+    /// The indices of the `limit` events with the highest orders (the later one among equal orders), ascending.
+    private static func newest(_ events: [Prepared], limit: Int) -> [Int] {
+        guard events.count > limit else { return Array(events.indices) }
+        let chosen = events.indices.sorted {
+            (events[$0].event.order, $0) > (events[$1].event.order, $1)
+        }.prefix(limit)
+        return chosen.sorted()
     }
 
     private func trimHistory(_ db: Database) throws {
@@ -450,15 +479,24 @@ extension SQLiteStateStore {
             self.json = Data(json)
             var row: [DatabaseValue] = []
             row.reserveCapacity(schema.fields.count + 4)
-            for field in schema.fields {
-                row.append(Self.value(fields[field.name], field.type))
+            for (index, field) in schema.fields.enumerated() {
+                row.append(Self.value(Self.field(field.name, at: index, in: fields), field.type))
             }
             keyValue = row[schema.fields.firstIndex { $0.name == schema.keyField }!]
             row.append(event.order.databaseValue)
             row.append(event.operation.rawValue.databaseValue)
-            row.append(Self.value(fields[ChangeEventField.timestamp], .timestamp))
+            let ts = Self.field(ChangeEventField.timestamp, at: schema.fields.count + 2, in: fields)
+            row.append(Self.value(ts, .timestamp))
             row.append(self.json.databaseValue)
             self.row = row
+        }
+
+        /// The value of field `name`, expected at `index` (the encoder writes the schema's order).
+        static func field(_ name: String, at index: Int, in fields: [(name: String, value: JSONScalar?)])
+            -> JSONScalar?
+        {
+            if index < fields.count, fields[index].name == name { return fields[index].value }
+            return fields.first { $0.name == name }?.value ?? nil
         }
 
         static func keyValue(_ key: Record.Key, schema: RecordSchema) throws -> DatabaseValue {
@@ -468,7 +506,7 @@ extension SQLiteStateStore {
                 timestamp: Date(timeIntervalSince1970: 0)
             )
             .wireJSONAndFields()
-            return value(fields[schema.keyField], schema.key.type)
+            return value(field(schema.keyField, at: 0, in: fields), schema.key.type)
         }
 
         static func value(_ scalar: JSONScalar?, _ type: RecordSchema.FieldType) -> DatabaseValue {
@@ -496,6 +534,7 @@ private struct Statements: Sendable {
     let createTables: String
     let selectWinner: String
     let upsertRow: String
+    let upsertIfNewer: String
     let insertHistory: String
     let trimHistory: String
     let upsertPosition: String
@@ -540,6 +579,9 @@ private struct Statements: Sendable {
         selectWinner = "SELECT event_order, \(event) FROM \(t) WHERE \(key) = ?"
         upsertRow =
             "INSERT OR REPLACE INTO \(t) (\(names.joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", ")))"
+        let updates = names.filter { $0 != key }.map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
+        upsertIfNewer =
+            "INSERT INTO \(t) (\(names.joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", "))) ON CONFLICT (\(key)) DO UPDATE SET \(updates) WHERE excluded.event_order > \(t).event_order"
         insertHistory = "INSERT INTO \(h) (event_order, \(event)) VALUES (?, ?)"
         // Keep the newest `limit` by order (ties: the later applied); the index makes this a short scan.
         trimHistory =

@@ -2,6 +2,7 @@ import ArgumentParser
 import DeltaKit
 import DeltaKitKafka
 import DeltaKitRisingWave
+import DeltaKitSQLite
 import DeltaKitTesting
 import Foundation
 
@@ -14,7 +15,10 @@ struct Benchmarks: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "DeltaKitBenchmarks",
         abstract: "DeltaKit benchmarks (driven by Benchmarks/run).",
-        subcommands: [Generate.self, Produce.self, Snapshot.self, Encode.self, DecodeApply.self, Materialize.self]
+        subcommands: [
+            Generate.self, Produce.self, Snapshot.self, Encode.self, DecodeApply.self, Materialize.self,
+            SQLiteRestart.self, SQLiteMemory.self,
+        ]
     )
 }
 
@@ -159,21 +163,114 @@ struct DecodeApply: ParsableCommand {
 struct Materialize: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Read a topic from the beginning into an InMemoryStateStore until caught up; prints `events cpu_seconds wall_seconds`."
+            "Read a topic from the beginning into a store until caught up; prints `events cpu_seconds wall_seconds`."
     )
     @Option var brokers: String
     @Option var topic: String
+    @Option(help: "memory (InMemoryStateStore) or a SQLite file path (SQLiteStateStore, created fresh).")
+    var store = "memory"
+    @Option(help: "The source's bufferSize.") var bufferSize = 10_000
+    @Option(help: "librdkafka fetch.wait.max.ms (empty: librdkafka's default).") var fetchWaitMs: Int?
 
     func run() async throws {
-        let store = try InMemoryStateStore<DemoUser>(historyLimit: 20)
+        var kafka = KafkaConfiguration(bootstrapServers: [brokers])
+        if let fetchWaitMs { kafka.additionalProperties["fetch.wait.max.ms"] = String(fetchWaitMs) }
+        let configuration = KafkaEventSource<DemoUser>.Configuration(
+            kafka: kafka,
+            topic: topic,
+            bufferSize: bufferSize
+        )
         let cpu = processCPUSeconds()
         let clock = ContinuousClock()
         let start = clock.now
-        let count = try await KafkaMaterializer.materialize(
-            .init(kafka: .init(bootstrapServers: [brokers]), topic: topic),
-            into: store
-        )
+        let count: Int
+        if store == "memory" {
+            count = try await KafkaMaterializer.materialize(
+                configuration,
+                into: InMemoryStateStore<DemoUser>(historyLimit: 20)
+            )
+        } else {
+            try? FileManager.default.removeItem(atPath: store)
+            let sqlite = try SQLiteStateStore<DemoUser>(
+                configuration: .init(path: store, source: topic, historyLimit: 20)
+            )
+            count = try await KafkaMaterializer.materialize(configuration, into: sqlite)
+        }
         let elapsed = clock.now - start
         print(String(format: "%d %.3f %.3f", count, processCPUSeconds() - cpu, seconds(elapsed)))
+    }
+}
+
+/// Peak resident memory of this process, in MiB (Linux reports `ru_maxrss` in KiB).
+func peakResidentMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// `keys` distinct users, as inserts in order.
+func distinctInserts(_ range: Range<Int>) -> [ChangeEvent<DemoUser>] {
+    let ts = Date(timeIntervalSince1970: 1_732_500_000)
+    return range.map {
+        .insert(DemoUser(id: $0, name: "user \($0)", age: 20 + $0 % 50), order: Int64($0) + 1, timestamp: ts)
+    }
+}
+
+struct SQLiteRestart: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sqlite-restart",
+        abstract:
+            "Fill a SQLite state file with KEYS keys (batches of 2,000 with positions), then time a restart: open the file and serve the first value(forKey:). Prints `fill_seconds restart_seconds`."
+    )
+    @Option var path: String
+    @Option var keys = 1_000_000
+
+    func run() async throws {
+        try? FileManager.default.removeItem(atPath: path)
+        let clock = ContinuousClock()
+        let fillStart = clock.now
+        do {
+            let store = try SQLiteStateStore<DemoUser>(
+                configuration: .init(path: path, source: "bench", historyLimit: 20)
+            )
+            var next = 0
+            while next < keys {
+                let end = min(next + 2_000, keys)
+                try await store.apply(contentsOf: distinctInserts(next..<end), positions: [0: Int64(end)])
+                next = end
+            }
+        }
+        let fill = clock.now - fillStart
+        let restartStart = clock.now
+        let store = try SQLiteStateStore<DemoUser>(configuration: .init(path: path, source: "bench", historyLimit: 20))
+        let value = try await store.value(forKey: keys / 2)
+        let restart = clock.now - restartStart
+        guard value?.id == keys / 2 else { throw ExitCode(1) }
+        print(String(format: "%.3f %.4f", seconds(fill), seconds(restart)))
+    }
+}
+
+struct SQLiteMemory: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sqlite-memory",
+        abstract:
+            "Apply KEYS distinct keys to a SQLite state file in batches of 2,000; prints `keys peak_rss_mib seconds`."
+    )
+    @Option var path: String
+    @Option var keys = 5_000_000
+
+    func run() async throws {
+        try? FileManager.default.removeItem(atPath: path)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let store = try SQLiteStateStore<DemoUser>(configuration: .init(path: path, source: "bench", historyLimit: 20))
+        var next = 0
+        while next < keys {
+            let end = min(next + 2_000, keys)
+            try await store.apply(contentsOf: distinctInserts(next..<end), positions: [0: Int64(end)])
+            next = end
+        }
+        guard try await store.count() == keys else { throw ExitCode(1) }
+        print(String(format: "%d %.1f %.1f", keys, peakResidentMiB(), seconds(clock.now - start)))
     }
 }
