@@ -170,6 +170,8 @@ struct Materialize: AsyncParsableCommand {
     @Option(help: "memory (InMemoryStateStore) or a SQLite file path (SQLiteStateStore, created fresh).")
     var store = "memory"
     @Option(help: "The source's bufferSize.") var bufferSize = 10_000
+    @Flag(help: "Keep an existing SQLite file and resume from its positions (default: start a fresh file).")
+    var keep = false
     @Option(help: "librdkafka fetch.wait.max.ms (empty: librdkafka's default).") var fetchWaitMs: Int?
 
     func run() async throws {
@@ -190,7 +192,7 @@ struct Materialize: AsyncParsableCommand {
                 into: InMemoryStateStore<DemoUser>(historyLimit: 20)
             )
         } else {
-            try? FileManager.default.removeItem(atPath: store)
+            if !keep { try? FileManager.default.removeItem(atPath: store) }
             let sqlite = try SQLiteStateStore<DemoUser>(
                 configuration: .init(path: store, source: topic, historyLimit: 20)
             )
