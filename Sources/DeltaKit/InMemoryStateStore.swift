@@ -1,3 +1,4 @@
+public import Foundation
 import Synchronization
 
 /// A ``MutableStateStore`` in memory, applying ``LatestStateMerge``: the in-process materializer's store,
@@ -137,6 +138,14 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     }
 
     public func count() async throws -> Int { state.withLock { $0.latest.liveCount } }
+
+    /// Forgets deleted keys whose delete is older than `date` (by the event's `ts`), as a topic's retention would;
+    /// a late insert older than the delete could then bring such a key back, so expire only what no producer can
+    /// still send. Returns how many were removed.
+    @discardableResult
+    public func removeTombstones(deletedBefore date: Date) -> Int {
+        state.withLock { $0.latest.removeTombstones(deletedBefore: date) }
+    }
 
     /// The highest order applied so far, or `nil` when nothing was applied.
     public var maxOrder: Int64? { state.withLock { $0.latest.maxOrder } }

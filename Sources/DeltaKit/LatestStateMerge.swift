@@ -1,3 +1,5 @@
+public import Foundation
+
 /// The merge semantics of DeltaKit: which event is a key's current state.
 ///
 /// For each key, the state is the event with the highest ``ChangeEvent/order``; if that event is a
@@ -123,7 +125,19 @@ public struct LatestState<Record: ChangeRecord>: Sendable {
     ///
     /// Safe once no event older than `order` can still arrive (for example after a topic's retention
     /// passed it); an older insert arriving later would otherwise bring the key back.
-    public mutating func removeTombstones(olderThan order: Int64) {
+    @discardableResult
+    public mutating func removeTombstones(olderThan order: Int64) -> Int {
+        let before = winners.count
         winners = winners.filter { $0.value.record != nil || $0.value.order >= order }
+        return before - winners.count
+    }
+
+    /// Forgets tombstones whose delete event's timestamp (`ts`) is before `date`: expiry by age, for a topic
+    /// whose retention (or compaction's `delete.retention.ms`) has passed them. Returns how many were removed.
+    @discardableResult
+    public mutating func removeTombstones(deletedBefore date: Date) -> Int {
+        let before = winners.count
+        winners = winners.filter { $0.value.record != nil || $0.value.timestamp >= date }
+        return before - winners.count
     }
 }

@@ -163,6 +163,12 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         }
     }
 
+    /// How far `next` (the next offset to read) is behind the partition's end, as librdkafka last saw the end
+    /// in a fetch response; `nil` before the first fetch. A broker that reports wrong end offsets makes this wrong.
+    package func lag(partition: Int32, next: Int64) -> Int64? {
+        core.handle.cachedHighWatermark(topic: topic, partition: partition).map { max(0, $0 - next) }
+    }
+
     /// Marks the source caught up (after applying a batch that ``SourceBatch/reachesCaughtUp``).
     package func markCaughtUp() { core.markCaughtUp() }
 

@@ -1,5 +1,6 @@
 public import DeltaKit
 public import Logging
+public import Metrics
 public import ServiceLifecycle
 import Synchronization
 
@@ -33,6 +34,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     private let logger: Logger
     private let visibility: Mutex<Visibility>
     private let applied = Atomic<Int>(0)
+    private let metricsFactory: any MetricsFactory
+    private let lagGauges = Mutex<[Int32: Gauge]>([:])
 
     /// How many events this materializer has applied so far (for progress reports).
     public var appliedEvents: Int { applied.load(ordering: .relaxed) }
@@ -44,18 +47,26 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     /// ``init(configuration:store:maxBatchSize:logger:onMalformed:)``, which does both. ``run()`` checks it.
     ///
     /// - Parameters:
+    ///   - source: The source to read; for a `PositionedStateStore`, started at the store's positions.
+    ///   - store: Where events are applied.
     ///   - maxBatchSize: The most events per store call; 1…1,000,000. Default: 2,000.
+    ///   - logger: Receives the materializer's logs. Default: a logger labelled `deltakit.kafka.materializer`.
+    ///   - metricsFactory: Where the per-partition lag gauge `deltakit_materializer_lag` (labels `topic`,
+    ///     `partition`: messages between the applied position and the partition's end as last fetched) goes.
+    ///     Default: `MetricsSystem.factory`.
     public init(
         source: KafkaEventSource<Store.Record>,
         store: Store,
         maxBatchSize: Int = 2_000,
-        logger: Logger = Logger(label: "deltakit.kafka.materializer")
+        logger: Logger = Logger(label: "deltakit.kafka.materializer"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
         self.source = source
         self.store = store
         self.maxBatchSize = min(max(maxBatchSize, 1), 1_000_000)
         self.logger = logger
         self.visibility = Mutex(Visibility())
+        self.metricsFactory = metricsFactory
     }
 
     /// Creates the source for `store` and the materializer: for a `PositionedStateStore`, the source starts
@@ -133,6 +144,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             }
             for consumed in batch.events { source.acknowledge(consumed) }
             advanceVisibility(batch.nextOffsets)
+            recordLag(batch.nextOffsets)
             if batch.reachesCaughtUp { source.markCaughtUp() }
             let before = applied
             applied += events.count
@@ -184,6 +196,24 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             }
         } onCancel: {
             visibility.withLock { $0.cancel(id) }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Updates the lag gauge of each partition in `offsets` (next offsets just applied).
+    private func recordLag(_ offsets: [Int32: Int64]) {
+        for (partition, next) in offsets {
+            guard let lag = source.lag(partition: partition, next: next) else { continue }
+            let gauge = lagGauges.withLock { gauges in
+                if let gauge = gauges[partition] { return gauge }
+                let gauge = Gauge(
+                    label: "deltakit_materializer_lag",
+                    dimensions: [("topic", source.topic), ("partition", String(partition))],
+                    factory: metricsFactory
+                )
+                gauges[partition] = gauge
+                return gauge
+            }
+            gauge.record(lag)
         }
     }
 

@@ -309,6 +309,15 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
         "SELECT \(stateColumns.map(q).joined(separator: ", ")) FROM \(q(viewName)) ORDER BY \(q(schema.keyField))"
     }
 
+    /// One page of the snapshot in key order: the live rows whose key is above `$1` (the key as text) when
+    /// `after`, else from the first. The limit is inlined: RisingWave rejects `LIMIT $1`.
+    func snapshotPageQuery(after: Bool, limit: Int) -> String {
+        let key = q(schema.keyField)
+        let filter = after ? " WHERE \(key) > $1" : ""
+        return
+            "SELECT \(stateColumns.map(q).joined(separator: ", ")) FROM \(q(viewName))\(filter) ORDER BY \(key) LIMIT \(max(0, limit))"
+    }
+
     /// One key's row; `$1` is the key as text.
     var valueQuery: String {
         "SELECT \(stateColumns.map(q).joined(separator: ", ")) FROM \(q(viewName)) WHERE \(q(schema.keyField)) = $1"

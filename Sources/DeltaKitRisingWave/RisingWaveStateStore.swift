@@ -42,6 +42,17 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
         connection.rows(pipeline.snapshotQuery).map { row in try Self.record(from: row) }
     }
 
+    /// A page of live records after `key` in key order, at most `limit` (an index range scan on the view's key).
+    ///
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) when `limit` is negative.
+    public func snapshot(after key: Record.Key?, limit: Int) async throws -> [Record] {
+        try DeltaKitError.check(limit, in: 0...Int.max, "snapshot page limit")
+        guard limit > 0 else { return [] }
+        let query = pipeline.snapshotPageQuery(after: key != nil, limit: limit)
+        let parameters: [(any SQLEncodable)?] = try key.map { [try Self.keyText($0)] } ?? []
+        return try await connection.query(query, parameters).map(Self.record(from:))
+    }
+
     /// The live record for `key`, or `nil`.
     public func value(forKey key: Record.Key) async throws -> Record? {
         let rows = try await connection.query(pipeline.valueQuery, [try Self.keyText(key)])

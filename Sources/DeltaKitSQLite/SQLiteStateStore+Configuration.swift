@@ -8,7 +8,7 @@ extension SQLiteStateStore {
         /// The database file. Created (with its tables) when missing, unless ``readOnly``.
         public var path: String
         /// The Kafka topic whose events the file holds. Recorded in the file: opening the file for another topic
-        /// is refused (``DeltaKit/DeltaKitError/Code/incompatibleStore``).
+        /// is refused (`DeltaKitError.Code.incompatibleStore`).
         public var source: String
         /// The state table's name. Default: `nil`, derived from the record type: its name in snake case plus
         /// `s` (`User` → `users`, `OrderLine` → `order_lines`), so `SELECT * FROM users ORDER BY id` works in

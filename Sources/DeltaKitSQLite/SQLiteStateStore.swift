@@ -1,5 +1,5 @@
 public import DeltaKit
-import Foundation
+public import Foundation
 import GRDB
 
 /// The latest state per key in a SQLite file: DeltaKit's durable embedded table, the alternative to
@@ -36,7 +36,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
 
     /// Opens (or creates) the state file.
     ///
-    /// - Throws: ``DeltaKit/DeltaKitError`` — `invalidConfiguration` for a bad setting or an unsupported record;
+    /// - Throws: `DeltaKitError` — `invalidConfiguration` for a bad setting or an unsupported record;
     ///   `incompatibleStore` when the file holds another topic, record schema, table or format version (the
     ///   message names both; the file is left untouched); `storageFailed` for a file that cannot be opened or
     ///   is not a SQLite database (a corrupt file is reported, never replaced).
@@ -190,6 +190,21 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     public func removeTombstones(olderThan order: Int64) async throws -> Int {
         try await write { db in
             try db.execute(sql: self.sql.removeTombstones, arguments: [order])
+            return db.changesCount
+        }
+    }
+
+    /// Removes the rows of deleted keys whose delete event's timestamp (`ts`) is before `date`: expiry by age,
+    /// for a topic whose retention (or compaction's `delete.retention.ms`) has passed them. The same caution as
+    /// ``removeTombstones(olderThan:)`` applies.
+    ///
+    /// - Returns: The number of removed rows.
+    @discardableResult
+    public func removeTombstones(deletedBefore date: Date) async throws -> Int {
+        // `ts` is written in one fixed form (UTC, microseconds), so text order is time order.
+        let bound = EventTimestamp.format(date)
+        return try await write { db in
+            try db.execute(sql: self.sql.removeTombstonesByAge, arguments: [bound])
             return db.changesCount
         }
     }
@@ -547,6 +562,7 @@ private struct Statements: Sendable {
     let countLive: String
     let countTombstones: String
     let removeTombstones: String
+    let removeTombstonesByAge: String
 
     init(table: String, schema: RecordSchema) {
         let q = SQLiteNames.quote
@@ -596,5 +612,6 @@ private struct Statements: Sendable {
         countLive = "SELECT count(*) FROM \(t) WHERE op <> 'delete'"
         countTombstones = "SELECT count(*) FROM \(t) WHERE op = 'delete'"
         removeTombstones = "DELETE FROM \(t) WHERE op = 'delete' AND event_order < ?"
+        removeTombstonesByAge = "DELETE FROM \(t) WHERE op = 'delete' AND ts < ?"
     }
 }

@@ -21,6 +21,8 @@ struct SQLRulesTests {
             statements += [
                 (pipeline.snapshotQuery, true), (pipeline.valueQuery, true),
                 (pipeline.historyReadQuery(limit: 20), true),
+                (pipeline.snapshotPageQuery(after: true, limit: 100), true),
+                (pipeline.snapshotPageQuery(after: false, limit: 100), true),
                 (pipeline.historyReadQuery(limit: 0), true), (pipeline.countQuery, true),
                 (pipeline.progressReadQuery, true), (pipeline.declareCursor("c", start: .full), false),
                 (pipeline.declareCursor("c", start: .since(1)), false),

@@ -3,6 +3,7 @@ import DeltaKitKafka
 import DeltaKitSQLite
 import DeltaKitTesting
 import Foundation
+import MetricsTestKit
 import Synchronization
 import Testing
 
@@ -99,6 +100,35 @@ struct SQLiteMaterializerTests {
         for run in runs { run.cancel() }
         for run in runs { try await run.value }
         try await sink.close()
+    }
+
+    @Test("the lag of every partition read is a gauge, labelled with topic and partition")
+    func lagGauge() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let sink = try await KafkaTestSupport.makeSink(brokers)
+        var generator = DemoEventGenerator(seed: 5, users: 50)
+        let receipt = try await sink.send(contentsOf: generator.next(400))
+        try await sink.close()
+        let metrics = TestMetrics()
+        let source = try await KafkaEventSource<DemoUser>(
+            configuration: .init(kafka: KafkaTestSupport.kafka(brokers), topic: sink.topic)
+        )
+        let materializer = KafkaMaterializer(
+            source: source,
+            store: try InMemoryStateStore<DemoUser>(),
+            metricsFactory: metrics
+        )
+        let running = Task { try await materializer.run() }
+        try await materializer.waitUntilVisible(receipt)
+        running.cancel()
+        try await running.value
+        for partition in receipt.offsets.keys {
+            let gauge = try metrics.expectGauge(
+                "deltakit_materializer_lag",
+                [("topic", sink.topic), ("partition", String(partition))]
+            )
+            #expect(!gauge.values.isEmpty && gauge.values.allSatisfy { $0 >= 0 }, "partition \(partition)")
+        }
     }
 
     @Test("a positioned store refuses a group, another topic, and a source that does not start at its positions")

@@ -360,6 +360,16 @@ final class RdKafkaHandle: @unchecked Sendable {
         }
     }
 
+    /// The partition's high watermark as librdkafka last saw it in a fetch response (no request is sent);
+    /// `nil` when it has not fetched the partition yet.
+    func cachedHighWatermark(topic: String, partition: Int32) -> Int64? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(pointer, topic, partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return high
+    }
+
     func pause(_ partitions: [PartitionID]) { withList(partitions) { _ = rd_kafka_pause_partitions(pointer, $0) } }
     func resume(_ partitions: [PartitionID]) { withList(partitions) { _ = rd_kafka_resume_partitions(pointer, $0) } }
 
