@@ -192,26 +192,19 @@ struct Watch: AsyncParsableCommand {
         }
     }
 
-    /// Follows a state file another process writes: reads it every `--poll-interval` and prints what changed.
-    /// Each poll reads the whole state (fine for the demo's size; a feed table in the file is future work).
+    /// Follows a state file another process writes, through the file's change feed (polled every
+    /// `--poll-interval`): the current state as inserts first unless --from-now, then each change.
     func watchFile() async throws {
-        let store = try source.stateStore()
-        var known: [Int: DemoUser] = [:]
-        var first = true
-        while true {
-            var current: [Int: DemoUser] = [:]
-            for user in try await store.snapshot() { current[user.id] = user }
-            if !(first && fromNow) {
-                for (id, user) in current.sorted(by: { $0.key < $1.key }) where known[id] != user {
-                    print(StateChange(kind: known[id] == nil ? .insert : .update, key: id, record: user))
-                }
-                for (id, user) in known.sorted(by: { $0.key < $1.key }) where current[id] == nil {
-                    print(StateChange(kind: .delete, key: id, record: user))
-                }
-            }
-            known = current
-            first = false
-            try await Task.sleep(for: .milliseconds(pollInterval))
+        let store = try SQLiteStateStore<DemoUser>(
+            configuration: .init(
+                path: source.state!,
+                source: source.topic,
+                feedPollInterval: .milliseconds(pollInterval),
+                readOnly: true
+            )
+        )
+        for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
+            print(element.change)
         }
     }
 

@@ -35,6 +35,16 @@ extension KafkaEventSink {
         public var shutdownTimeout: Duration
         /// When set, the sink creates its topic (if missing) with these settings on start. Default: `nil`.
         public var createTopic: TopicSettings?
+        /// Follow every delete event with a Kafka tombstone: a message with the same key, a null value and the
+        /// delete's order and timestamp in the headers ``tombstoneOrderHeader`` and ``tombstoneTimestampHeader``.
+        /// On a compacted topic (``TopicSettings/compacted(partitions:replicationFactor:)``) the broker then drops
+        /// a deleted key's older messages, and later the tombstone itself, so the topic stays O(live keys) and a
+        /// rebuild reads only that. ``KafkaEventSource`` reads a tombstone as the delete it stands for.
+        ///
+        /// Default: `false`, because RisingWave's `FORMAT PLAIN ENCODE JSON` source reads a tombstone as a row
+        /// whose JSON columns are all NULL (DeltaKit's views ignore it; a raw `SELECT` on the source shows it):
+        /// see `Documentation/embedded-table.md`.
+        public var sendsTombstones: Bool
 
         /// Creates a configuration.
         public init(
@@ -50,7 +60,8 @@ extension KafkaEventSink {
             partitioner: String = "murmur2_random",
             queueMaxMessages: Int = 100_000,
             shutdownTimeout: Duration = .seconds(30),
-            createTopic: TopicSettings? = nil
+            createTopic: TopicSettings? = nil,
+            sendsTombstones: Bool = false
         ) {
             self.kafka = kafka
             self.topic = topic
@@ -65,7 +76,13 @@ extension KafkaEventSink {
             self.queueMaxMessages = queueMaxMessages
             self.shutdownTimeout = shutdownTimeout
             self.createTopic = createTopic
+            self.sendsTombstones = sendsTombstones
         }
+
+        /// The header of a tombstone that carries the delete's `event_order` (decimal ASCII).
+        public static var tombstoneOrderHeader: String { "deltakit-order" }
+        /// The header of a tombstone that carries the delete's `ts` (the wire format's ISO-8601 text).
+        public static var tombstoneTimestampHeader: String { "deltakit-ts" }
 
         /// Broker acknowledgement level.
         public enum Acks: String, Sendable {
@@ -96,6 +113,17 @@ extension KafkaEventSink {
                 self.partitions = partitions
                 self.replicationFactor = replicationFactor
                 self.config = config
+            }
+
+            /// Settings for a compacted topic (`cleanup.policy=compact`): the broker keeps the newest message per
+            /// key, so with ``Configuration/sendsTombstones`` a topic stays O(live keys). A compacted topic keeps
+            /// no history of older events (a RisingWave *source* over it shows only what is left).
+            public static func compacted(partitions: Int = 4, replicationFactor: Int = 1) -> TopicSettings {
+                TopicSettings(
+                    partitions: partitions,
+                    replicationFactor: replicationFactor,
+                    config: ["cleanup.policy": "compact"]
+                )
             }
 
             /// Checks the counts: 1…100,000 partitions, a replication factor of 1…32,767.

@@ -27,6 +27,8 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     /// The topic events go to.
     public let topic: String
     let core: SinkCore
+    /// ``Configuration/sendsTombstones``.
+    private let sendsTombstones: Bool
 
     /// Creates the producer, checks that a broker answers, creates the topic if asked to, and starts polling.
     ///
@@ -89,6 +91,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
             logger.debug("metadata for '\(configuration.topic)' not available yet: \(error)")
         }
         self.topic = configuration.topic
+        self.sendsTombstones = configuration.sendsTombstones
         self.core = core
         logger.debug(
             "Kafka sink ready",
@@ -128,31 +131,50 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         // Deliveries are accounted for in chunks, reserved before producing (a report may arrive at once).
         while index < events.count, failure == nil {
             let chunkEnd = min(index + 256, events.count)
-            let reserved = chunkEnd - index
+            // One delivery per message: an event, and for a delete with tombstones on, its tombstone too.
+            let reserved =
+                sendsTombstones
+                ? events[index..<chunkEnd].reduce(0) { $0 + ($1.operation == .delete ? 2 : 1) } : chunkEnd - index
             batch.reserve(reserved)
             core.reserve(reserved)
             var enqueued = 0
+            var tombstonePending = false
             produce: while index < chunkEnd {
                 let event = events[index]
-                do {
-                    if core.isStopped { try core.checkOpen() }
-                    value.removeAll(keepingCapacity: true)
-                    try event.encodeJSON(into: &value, schema: schema)
-                    key.removeAll(keepingCapacity: true)
-                    try event.appendKeyBytes(to: &key)
-                } catch {
-                    failure = error
-                    break produce
+                if !tombstonePending {
+                    do {
+                        if core.isStopped { try core.checkOpen() }
+                        value.removeAll(keepingCapacity: true)
+                        try event.encodeJSON(into: &value, schema: schema)
+                        key.removeAll(keepingCapacity: true)
+                        try event.appendKeyBytes(to: &key)
+                    } catch {
+                        failure = error
+                        break produce
+                    }
                 }
                 while true {
-                    let result = try value.withUnsafeBytes { value in
-                        try key.withUnsafeBytes { key in
+                    let result = try key.withUnsafeBytes { key in
+                        if tombstonePending {
+                            return try core.handle.produceTombstone(
+                                topic: topic,
+                                key: key,
+                                headers: Self.tombstoneHeaders(event),
+                                receiver: batch
+                            )
+                        }
+                        return try value.withUnsafeBytes { value in
                             try core.handle.produce(topic: topic, key: key, value: value, receiver: batch)
                         }
                     }
                     switch result {
                     case .enqueued:
                         enqueued += 1
+                        if !tombstonePending, sendsTombstones, event.operation == .delete {
+                            tombstonePending = true
+                            continue
+                        }
+                        tombstonePending = false
                         index += 1
                         continue produce
                     case .queueFull:
@@ -180,6 +202,14 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         if let deliveryError { throw deliveryError }
         if let failure { throw failure }
         return receipt
+    }
+
+    /// The headers of a delete's tombstone: its order and timestamp, so a reader can place it.
+    static func tombstoneHeaders(_ event: ChangeEvent<Record>) -> [(name: String, value: [UInt8])] {
+        [
+            (Configuration.tombstoneOrderHeader, Array(String(event.order).utf8)),
+            (Configuration.tombstoneTimestampHeader, Array(EventTimestamp.format(event.timestamp).utf8)),
+        ]
     }
 
     /// Returns once every event sent before the call is acknowledged.

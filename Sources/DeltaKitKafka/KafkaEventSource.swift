@@ -321,6 +321,33 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         }
     }
 
+    /// The delete a tombstone (a null-value message, see `KafkaEventSink.Configuration.sendsTombstones`) stands
+    /// for: its key, at the order and timestamp of its headers. A tombstone without the order header cannot be
+    /// placed among the key's events, so it is malformed (reported and skipped, never applied).
+    static func tombstoneEvent(_ message: RdKafkaMessage) throws -> ChangeEvent<Record> {
+        typealias Sink = KafkaEventSink<Record>.Configuration
+        guard
+            let orderText = message.tombstoneHeaders[Sink.tombstoneOrderHeader].map({
+                String(decoding: $0, as: UTF8.self)
+            }),
+            let order = Int64(orderText)
+        else {
+            throw ChangeEventDecodingError(
+                field: ChangeEventField.order,
+                value: nil,
+                reason:
+                    "a tombstone (null value) without a numeric '\(Sink.tombstoneOrderHeader)' header; DeltaKit cannot place it among the key's events, so it never changes state"
+            )
+        }
+        guard let keyBytes = message.key else {
+            throw ChangeEventDecodingError(field: Record.keyField, value: nil, reason: "a tombstone without a key")
+        }
+        let timestamp =
+            message.tombstoneHeaders[Sink.tombstoneTimestampHeader]
+            .flatMap { EventTimestamp.parse(String(decoding: $0, as: UTF8.self)) } ?? Date(timeIntervalSince1970: 0)
+        return .delete(key: try ChangeEvent<Record>.key(fromKeyBytes: keyBytes), order: order, timestamp: timestamp)
+    }
+
     private func handle(_ message: RdKafkaMessage) {
         let partition = PartitionID(topic: message.topic, partition: message.partition)
         if message.isPartitionEOF {
@@ -343,7 +370,12 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             poll.markerPending = false
         }
         do {
-            let event = try ChangeEvent<Record>(jsonData: message.value ?? [])
+            let event =
+                if message.value == nil {
+                    try Self.tombstoneEvent(message)
+                } else {
+                    try ChangeEvent<Record>(jsonData: message.value ?? [])
+                }
             let consumed = KafkaConsumedEvent(
                 event: event,
                 topic: message.topic,

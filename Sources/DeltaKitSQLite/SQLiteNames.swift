@@ -8,6 +8,7 @@ enum SQLiteNames {
     static let meta = "deltakit_meta"
     static let positions = "deltakit_positions"
     static let history = "deltakit_history"
+    static let changes = "deltakit_changes"
     /// The state table's column holding the winning event's wire JSON (exact round trip, whatever the columns).
     static let eventColumn = "deltakit_event"
 

@@ -17,6 +17,12 @@ extension SQLiteStateStore {
         /// How many of the most recent events (by order) ``SQLiteStateStore/history(limit:)`` can return;
         /// 0 keeps none (and makes applying a little cheaper). Default: 1,000.
         public var historyLimit: Int
+        /// How many changes the file keeps for change feeds: a feed may fall this far behind, and a position
+        /// this old can still be resumed from; 1…100,000,000. Default: 100,000.
+        public var changeBufferLimit: Int
+        /// How often a change feed looks for new changes in the file (they may come from another process).
+        /// 1 ms…1 minute. Default: 100 milliseconds.
+        public var feedPollInterval: Duration
         /// Open without writing: for readers in other processes (`snapshot --state`). A missing file is then
         /// an error instead of a new store. Default: `false`.
         public var readOnly: Bool
@@ -38,6 +44,8 @@ extension SQLiteStateStore {
             source: String,
             tableName: String? = nil,
             historyLimit: Int = 1_000,
+            changeBufferLimit: Int = 100_000,
+            feedPollInterval: Duration = .milliseconds(100),
             readOnly: Bool = false,
             busyTimeout: Duration = .seconds(5),
             syncsEveryCommit: Bool = false
@@ -46,6 +54,8 @@ extension SQLiteStateStore {
             self.source = source
             self.tableName = tableName
             self.historyLimit = historyLimit
+            self.changeBufferLimit = changeBufferLimit
+            self.feedPollInterval = feedPollInterval
             self.readOnly = readOnly
             self.busyTimeout = busyTimeout
             self.syncsEveryCommit = syncsEveryCommit
@@ -53,7 +63,8 @@ extension SQLiteStateStore {
 
         /// Checks every value, naming the first that is out of range; called by the store's initializer.
         /// `path` and `source` must not be empty; `tableName` is `[a-z_][a-z0-9_]{0,62}` and not reserved;
-        /// `historyLimit` is 0…100,000,000; `busyTimeout` 0…1 hour.
+        /// `historyLimit` is 0…100,000,000; `changeBufferLimit` 1…100,000,000; `feedPollInterval` 1 ms…1 minute;
+        /// `busyTimeout` 0…1 hour.
         public func validate() throws {
             guard !path.trimmingCharacters(in: .whitespaces).isEmpty else {
                 throw DeltaKitError(
@@ -69,6 +80,12 @@ extension SQLiteStateStore {
             }
             if let tableName { try SQLiteNames.validateTable(tableName) }
             try DeltaKitError.check(historyLimit, in: 0...100_000_000, "SQLiteStateStore.historyLimit")
+            try DeltaKitError.check(changeBufferLimit, in: 1...100_000_000, "SQLiteStateStore.changeBufferLimit")
+            try DeltaKitError.check(
+                feedPollInterval,
+                in: .milliseconds(1) ... .seconds(60),
+                "SQLiteStateStore.feedPollInterval"
+            )
             try DeltaKitError.check(busyTimeout, in: .zero...Duration.seconds(3600), "SQLiteStateStore.busyTimeout")
         }
     }

@@ -30,9 +30,11 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     /// The topic the file's events and positions belong to.
     public var source: String { configuration.source }
 
-    private let pool: DatabasePool
+    let pool: DatabasePool
     private let schema: RecordSchema
-    private let sql: Statements
+    let sql: Statements
+    /// A random id written into the file when it is created: change-feed positions carry it.
+    let storeID: String
 
     /// Opens (or creates) the state file.
     ///
@@ -83,14 +85,19 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
             schema: schema.description,
             table: tableName
         )
+        let pool = self.pool
+        let createTables = sql.createTables
         do {
             if configuration.readOnly {
                 try pool.read { db in try Self.check(identity, in: db, path: path, creating: false) }
             } else {
                 try pool.write { db in
                     try Self.check(identity, in: db, path: path, creating: true)
-                    try db.execute(sql: sql.createTables)
+                    try db.execute(sql: createTables)
                 }
+            }
+            storeID = try pool.read { db in
+                try String.fetchOne(db, sql: "SELECT value FROM \(SQLiteNames.meta) WHERE name = 'store_id'") ?? "0"
             }
         } catch let error as DeltaKitError {
             throw error
@@ -109,10 +116,17 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     @discardableResult
     public func apply(_ event: ChangeEvent<Record>) async throws -> StateChange<Record>? {
         let prepared = try Prepared(event.canonicalized(), schema: schema)
+        let historyLimit = configuration.historyLimit
         return try await write { db in
             let previous = try self.current(prepared.event.key, keyValue: prepared.keyValue, db)
-            guard try self.write(prepared, over: previous, db) else { return nil }
-            try self.trimHistory(db)
+            if historyLimit > 0 {
+                try db.cachedStatement(sql: self.sql.insertHistory).execute(arguments: [
+                    prepared.event.order, prepared.json,
+                ])
+                try self.trimHistory(db)
+            }
+            guard try self.applyOne(prepared, db) else { return nil }
+            try self.trimChanges(db)
             switch (previous?.record, prepared.event.record) {
             case (nil, nil): return nil
             case (nil, let new?): return StateChange(kind: .insert, key: prepared.event.key, record: new)
@@ -144,18 +158,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         guard !prepared.isEmpty || !positions.isEmpty else { return }
         let historyLimit = configuration.historyLimit
         try await write { db in
-            let upsert = try db.cachedStatement(sql: self.sql.upsertIfNewer)
-            for event in prepared {
-                // One statement for the usual case (a newer order wins, a new key is inserted); only when nothing
-                // changed — an older order, or a tie — is the stored winner read, and a tie merged in Swift.
-                try upsert.execute(arguments: StatementArguments(event.row))
-                if db.changesCount == 0, let previous = try self.currentOrder(event.keyValue, db),
-                    previous.order == event.event.order,
-                    LatestStateMerge.supersedes(event.event, try self.event(from: previous.json))
-                {
-                    try db.cachedStatement(sql: self.sql.upsertRow).execute(arguments: StatementArguments(event.row))
-                }
-            }
+            for event in prepared { _ = try self.applyOne(event, db) }
             if historyLimit > 0, !prepared.isEmpty {
                 // Only the batch's newest `historyLimit` events can survive the trim.
                 let insert = try db.cachedStatement(sql: self.sql.insertHistory)
@@ -164,6 +167,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
                 }
                 try self.trimHistory(db)
             }
+            if !prepared.isEmpty { try self.trimChanges(db) }
             let statement = try db.cachedStatement(sql: self.sql.upsertPosition)
             for (partition, offset) in positions {
                 try statement.execute(arguments: [Int64(partition), offset])
@@ -314,20 +318,21 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         return stored
     }
 
-    /// Writes `event` if it supersedes the stored winner (and to the history either way); `true` when it won.
-    private func write(_ event: Prepared, over previous: Stored?, _ db: Database) throws -> Bool {
-        if configuration.historyLimit > 0 {
-            try db.cachedStatement(sql: sql.insertHistory).execute(arguments: [event.event.order, event.json])
-        }
-        if let previous {
-            if event.event.order < previous.order { return false }
-            if event.event.order == previous.order {
-                let stored = try self.event(from: previous.json)
-                guard LatestStateMerge.supersedes(event.event, stored) else { return false }
-            }
-        }
-        try db.cachedStatement(sql: sql.upsertRow).execute(arguments: StatementArguments(event.row))
+    /// Writes `event` if it supersedes the stored winner; `true` when it won. One statement for the usual case
+    /// (a newer order wins, a new key is inserted); only when nothing changed — an older order, or a tie — is the
+    /// stored winner read, and a tie merged in Swift. The table's triggers record the visible change for feeds.
+    private func applyOne(_ event: Prepared, _ db: Database) throws -> Bool {
+        try db.cachedStatement(sql: sql.upsertIfNewer).execute(arguments: StatementArguments(event.row))
+        if db.changesCount > 0 { return true }
+        guard let previous = try currentOrder(event.keyValue, db), previous.order == event.event.order,
+            LatestStateMerge.supersedes(event.event, try self.event(from: previous.json))
+        else { return false }
+        try db.cachedStatement(sql: sql.updateRow).execute(arguments: StatementArguments(event.updateArguments))
         return true
+    }
+
+    private func trimChanges(_ db: Database) throws {
+        try db.cachedStatement(sql: sql.trimChanges).execute(arguments: [configuration.changeBufferLimit])
     }
 
     /// The indices of the `limit` events with the highest orders (the later one among equal orders), ascending.
@@ -355,7 +360,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         return record
     }
 
-    private func event(from json: Data) throws -> ChangeEvent<Record> {
+    func event(from json: Data) throws -> ChangeEvent<Record> {
         do {
             return try ChangeEvent<Record>(jsonData: json)
         } catch {
@@ -406,7 +411,8 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
             try db.execute(
                 sql: "CREATE TABLE \(SQLiteNames.meta) (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
             )
-            for (name, value) in identity.entries {
+            let storeID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+            for (name, value) in identity.entries + [("store_id", storeID)] {
                 try db.execute(
                     sql: "INSERT INTO \(SQLiteNames.meta) (name, value) VALUES (?, ?)",
                     arguments: [name, value]
@@ -485,8 +491,10 @@ extension SQLiteStateStore {
         var event: ChangeEvent<Record>
         var json: Data
         var keyValue: DatabaseValue
-        /// Every column of the state row, in ``Statements/columns`` order.
+        /// Every column of the state row, in the table's order.
         var row: [DatabaseValue]
+        /// The row's columns except the key, then the key: the arguments of `Statements.updateRow`.
+        var updateArguments: [DatabaseValue]
 
         init(_ event: ChangeEvent<Record>, schema: RecordSchema) throws {
             self.event = event
@@ -504,6 +512,11 @@ extension SQLiteStateStore {
             row.append(Self.value(ts, .timestamp))
             row.append(self.json.databaseValue)
             self.row = row
+            let keyIndex = schema.fields.firstIndex { $0.name == schema.keyField }!
+            var update = row
+            update.remove(at: keyIndex)
+            update.append(keyValue)
+            self.updateArguments = update
         }
 
         /// The value of field `name`, expected at `index` (the encoder writes the schema's order).
@@ -545,11 +558,14 @@ extension SQLiteStateStore {
 }
 
 /// The SQL of a store, built once from its table and schema.
-private struct Statements: Sendable {
+struct Statements: Sendable {
     let createTables: String
     let selectWinner: String
-    let upsertRow: String
+    let updateRow: String
     let upsertIfNewer: String
+    let trimChanges: String
+    let selectChanges: String
+    let changeBounds: String
     let insertHistory: String
     let trimHistory: String
     let upsertPosition: String
@@ -557,6 +573,8 @@ private struct Statements: Sendable {
     let selectLive: String
     let selectPage: String
     let selectPageAfter: String
+    let selectPageWithKey: String
+    let selectPageAfterWithKey: String
     let selectValue: String
     let selectHistory: String
     let countLive: String
@@ -585,16 +603,29 @@ private struct Statements: Sendable {
         let names = schema.fields.map { q($0.name) } + ["event_order", "op", "ts", event]
         let h = SQLiteNames.history
         let p = SQLiteNames.positions
+        let c = SQLiteNames.changes
+        // A visible update: some value column changed (`IS NOT` compares NULLs as values).
+        let valueColumns = schema.valueFields.map { q($0.name) }
+        let valuesDiffer =
+            valueColumns.isEmpty ? "0" : valueColumns.map { "OLD.\($0) IS NOT NEW.\($0)" }.joined(separator: " OR ")
         createTables = """
             CREATE TABLE IF NOT EXISTS \(t) (\(columns.joined(separator: ", ")));
             CREATE INDEX IF NOT EXISTS \(q(table + "_deleted")) ON \(t) (event_order) WHERE op = 'delete';
             CREATE TABLE IF NOT EXISTS \(h) (seq INTEGER PRIMARY KEY, event_order INTEGER NOT NULL, \(event) BLOB NOT NULL);
             CREATE INDEX IF NOT EXISTS \(h)_order ON \(h) (event_order, seq);
             CREATE TABLE IF NOT EXISTS \(p) (partition INTEGER PRIMARY KEY NOT NULL, next_offset INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS \(c) (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, \(event) BLOB NOT NULL);
+            CREATE TRIGGER IF NOT EXISTS \(q(table + "_inserted")) AFTER INSERT ON \(t) WHEN NEW.op <> 'delete'
+            BEGIN INSERT INTO \(c) (kind, \(event)) VALUES ('insert', NEW.\(event)); END;
+            CREATE TRIGGER IF NOT EXISTS \(q(table + "_updated")) AFTER UPDATE ON \(t)
+            WHEN NOT (OLD.op = 'delete' AND NEW.op = 'delete') AND (OLD.op = 'delete' OR NEW.op = 'delete' OR \(valuesDiffer))
+            BEGIN INSERT INTO \(c) (kind, \(event)) VALUES (
+                CASE WHEN OLD.op = 'delete' THEN 'insert' WHEN NEW.op = 'delete' THEN 'delete' ELSE 'update' END,
+                CASE WHEN NEW.op = 'delete' THEN OLD.\(event) ELSE NEW.\(event) END); END;
             """
         selectWinner = "SELECT event_order, \(event) FROM \(t) WHERE \(key) = ?"
-        upsertRow =
-            "INSERT OR REPLACE INTO \(t) (\(names.joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", ")))"
+        let nonKey = names.filter { $0 != key }
+        updateRow = "UPDATE \(t) SET \(nonKey.map { "\($0) = ?" }.joined(separator: ", ")) WHERE \(key) = ?"
         let updates = names.filter { $0 != key }.map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
         upsertIfNewer =
             "INSERT INTO \(t) (\(names.joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", "))) ON CONFLICT (\(key)) DO UPDATE SET \(updates) WHERE excluded.event_order > \(t).event_order"
@@ -602,11 +633,18 @@ private struct Statements: Sendable {
         // Keep the newest `limit` by order (ties: the later applied); the index makes this a short scan.
         trimHistory =
             "DELETE FROM \(h) WHERE seq IN (SELECT seq FROM \(h) ORDER BY event_order DESC, seq DESC LIMIT -1 OFFSET ?)"
+        trimChanges = "DELETE FROM \(c) WHERE seq <= (SELECT max(seq) FROM \(c)) - ?"
+        selectChanges = "SELECT seq, kind, \(event) FROM \(c) WHERE seq > ? ORDER BY seq LIMIT ?"
+        changeBounds =
+            "SELECT (SELECT min(seq) FROM \(c)), coalesce((SELECT seq FROM sqlite_sequence WHERE name = '\(c)'), 0)"
         upsertPosition = "INSERT OR REPLACE INTO \(p) (partition, next_offset) VALUES (?, ?)"
         selectPositions = "SELECT partition, next_offset FROM \(p) ORDER BY partition"
         selectLive = "SELECT \(event) FROM \(t) WHERE op <> 'delete' ORDER BY \(key)"
         selectPage = "SELECT \(event) FROM \(t) WHERE op <> 'delete' ORDER BY \(key) LIMIT ?"
         selectPageAfter = "SELECT \(event) FROM \(t) WHERE \(key) > ? AND op <> 'delete' ORDER BY \(key) LIMIT ?"
+        selectPageWithKey = "SELECT \(event), \(key) FROM \(t) WHERE op <> 'delete' ORDER BY \(key) LIMIT ?"
+        selectPageAfterWithKey =
+            "SELECT \(event), \(key) FROM \(t) WHERE \(key) > ? AND op <> 'delete' ORDER BY \(key) LIMIT ?"
         selectValue = "SELECT \(event) FROM \(t) WHERE \(key) = ? AND op <> 'delete'"
         selectHistory = "SELECT \(event) FROM \(h) ORDER BY event_order DESC, seq DESC LIMIT ?"
         countLive = "SELECT count(*) FROM \(t) WHERE op <> 'delete'"

@@ -42,6 +42,62 @@ struct SQLiteStateStoreTests {
         #expect(passed.count == 9)
     }
 
+    @Test("the change feed conformance suite passes: snapshot seam, from now, resume from a position")
+    func changeFeedConformance() async throws {
+        let directory = try TemporaryDirectory()
+        let passed = try await ChangeFeedConformance(
+            makeStore: {
+                try Store(
+                    configuration: .init(
+                        path: directory.path("\(UUID().uuidString).sqlite"),
+                        source: "user-events",
+                        feedPollInterval: .milliseconds(5)
+                    )
+                )
+            },
+            apply: { store, events in try await store.apply(contentsOf: events) }
+        ).run()
+        #expect(!passed.isEmpty)
+    }
+
+    @Test("a feed in one process sees the batches another store instance writes; a stale position is refused")
+    func feedAcrossInstancesAndLimits() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("users.sqlite")
+        let writer = try Store(configuration: .init(path: path, source: "user-events", changeBufferLimit: 3))
+        try await writer.apply(contentsOf: [.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1)])
+        let reader = try Store(
+            configuration: .init(path: path, source: "user-events", feedPollInterval: .milliseconds(5), readOnly: true)
+        )
+        var feed = try await reader.changes(from: .snapshot).makeAsyncIterator()
+        #expect(
+            try await feed.next()?.change
+                == StateChange(kind: .insert, key: 1, record: DemoUser(id: 1, name: "Alice", age: 25))
+        )
+        try await writer.apply(contentsOf: [
+            .update(DemoUser(id: 1, name: "Alice", age: 26), order: 2), .delete(key: 1, order: 3),
+        ])
+        let update = try await feed.next()
+        let delete = try await feed.next()
+        #expect(update?.change == StateChange(kind: .update, key: 1, record: DemoUser(id: 1, name: "Alice", age: 26)))
+        #expect(delete?.change == StateChange(kind: .delete, key: 1, record: DemoUser(id: 1, name: "Alice", age: 26)))
+        // The file keeps 3 changes: after 5 more, the position of the update is too old to resume from.
+        var generator = DemoEventGenerator(seed: 1, users: 50, startOrder: 100)
+        try await writer.apply(contentsOf: generator.next(40))
+        await #expect {
+            _ = try await reader.changes(from: .after(update!.position!))
+        } throws: { ($0 as? DeltaKitError)?.code == .changesUnavailable }
+        await #expect {
+            _ = try await reader.changes(from: .after(ChangeFeedPosition("otherfile:1")))
+        } throws: {
+            ($0 as? DeltaKitError)?.code == .changesUnavailable && "\($0)".contains("not delivered by a feed of")
+        }
+        // And the running feed, now behind the kept changes, says so instead of skipping them.
+        await #expect {
+            _ = try await feed.next()
+        } throws: { ($0 as? DeltaKitError)?.code == .changesUnavailable }
+    }
+
     @Test("state, tombstones, history and positions survive reopening the file")
     func survivesRestart() async throws {
         let directory = try TemporaryDirectory()

@@ -81,7 +81,30 @@ enum KafkaTestSupport {
         return data
     }
 
-    /// Raw `(key, value)` pairs of a topic, read by Python's confluent-kafka — an independent reader.
+    /// Produces one message with `key`, a null value (a tombstone) and `headers`, with Python's confluent-kafka.
+    static func produceTombstoneViaPython(
+        _ brokers: String,
+        topic: String,
+        key: String,
+        headers: [String: String]
+    ) throws {
+        let script = #"""
+            import json, sys
+            from confluent_kafka import Producer
+            brokers, topic, key, headers = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+            p = Producer({"bootstrap.servers": brokers, "acks": "all"})
+            failed = []
+            p.produce(topic, key=key, value=None, headers=list(headers.items()),
+                      on_delivery=lambda err, msg: failed.append(err) if err else None)
+            if p.flush(30) != 0 or failed:
+                raise SystemExit("not acknowledged: %r" % failed)
+            """#
+        let headerJSON = String(decoding: try JSONEncoder().encode(headers), as: UTF8.self)
+        _ = try runPython(script, [brokers, topic, key, headerJSON])
+    }
+
+    /// Raw `(key, value)` pairs of a topic (with `partition` and `headers` as JSON), read by Python's
+    /// confluent-kafka — an independent reader. A null value is `nil`.
     static func rawMessagesViaPython(_ brokers: String, topic: String) throws -> [[String: String?]] {
         let script = #"""
             import json, sys
@@ -99,7 +122,10 @@ enum KafkaTestSupport {
                     if m.error().code() == KafkaError._PARTITION_EOF: eof.add(m.partition()); continue
                     raise Exception(m.error())
                 eof.discard(m.partition())
-                out.append({"key": m.key().decode() if m.key() is not None else None, "value": m.value().decode(), "partition": str(m.partition())})
+                out.append({"key": m.key().decode() if m.key() is not None else None,
+                            "value": m.value().decode() if m.value() is not None else None,
+                            "partition": str(m.partition()),
+                            "headers": json.dumps({k: v.decode() for k, v in (m.headers() or [])}, sort_keys=True)})
             c.close()
             print(json.dumps(out))
             """#

@@ -78,6 +78,8 @@ struct RdKafkaMessage: Sendable {
     var offset: Int64
     var key: [UInt8]?
     var value: [UInt8]?
+    /// The headers of a message whose value is null (a tombstone); empty otherwise (not read, to save the cost).
+    var tombstoneHeaders: [String: [UInt8]] = [:]
     /// Set for consumer errors; `isPartitionEOF` for the end-of-partition signal.
     var error: KafkaError?
     var isPartitionEOF: Bool
@@ -227,6 +229,63 @@ final class RdKafkaHandle: @unchecked Sendable {
         let err = rd_kafka_last_error()
         if err == RD_KAFKA_RESP_ERR__QUEUE_FULL { return .queueFull }
         return .failed(RdKafka.error(err, fatal: err == RD_KAFKA_RESP_ERR__FATAL))
+    }
+
+    /// Enqueues a tombstone: `key` with a null value and the given headers. On `.enqueued` the receiver gets
+    /// exactly one delivery report.
+    func produceTombstone(
+        topic: String,
+        key: UnsafeRawBufferPointer,
+        headers: [(name: String, value: [UInt8])],
+        receiver: DeliveryReceiver
+    ) throws -> ProduceResult {
+        let rkt = try topicPointer(topic)
+        let opaque = Unmanaged.passRetained(receiver).toOpaque()
+        let names = headers.map { strdup($0.name) }
+        defer { names.forEach { free($0) } }
+        // Every header value in one buffer, so that one borrow covers the call.
+        let blob = headers.flatMap(\.value)
+        var starts: [Int] = []
+        var position = 0
+        for header in headers {
+            starts.append(position)
+            position += header.value.count
+        }
+        let error: OpaquePointer? = blob.withUnsafeBytes { blob in
+            var fields: [rd_kafka_vu_t] = []
+            func field(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
+                var vu = rd_kafka_vu_t()
+                vu.vtype = type
+                set(&vu)
+                fields.append(vu)
+            }
+            field(RD_KAFKA_VTYPE_RKT) { $0.u.rkt = rkt }
+            field(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+            field(RD_KAFKA_VTYPE_KEY) {
+                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                $0.u.mem.size = key.count
+            }
+            field(RD_KAFKA_VTYPE_VALUE) {  // a null value: no pointer, no size
+                $0.u.mem.ptr = nil
+                $0.u.mem.size = 0
+            }
+            field(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = opaque }
+            for (index, header) in headers.enumerated() {
+                let name = names[index]
+                field(RD_KAFKA_VTYPE_HEADER) {
+                    $0.u.header.name = UnsafePointer(name)
+                    $0.u.header.val = blob.baseAddress.map { UnsafeRawPointer($0 + starts[index]) }
+                    $0.u.header.size = header.value.count
+                }
+            }
+            return fields.withUnsafeBufferPointer { rd_kafka_produceva(pointer, $0.baseAddress, $0.count) }
+        }
+        guard let error else { return .enqueued }
+        defer { rd_kafka_error_destroy(error) }
+        Unmanaged<DeliveryReceiver>.fromOpaque(opaque).release()
+        let code = rd_kafka_error_code(error)
+        if code == RD_KAFKA_RESP_ERR__QUEUE_FULL { return .queueFull }
+        return .failed(RdKafka.error(code, fatal: rd_kafka_error_is_fatal(error) != 0))
     }
 
     // MARK: Metadata and admin (blocking: call from a dedicated thread)
@@ -448,7 +507,7 @@ final class RdKafkaHandle: @unchecked Sendable {
                 isPartitionEOF: false
             )
         }
-        return RdKafkaMessage(
+        var message = RdKafkaMessage(
             topic: topic,
             partition: msg.partition,
             offset: msg.offset,
@@ -457,6 +516,23 @@ final class RdKafkaHandle: @unchecked Sendable {
             error: nil,
             isPartitionEOF: false
         )
+        if msg.payload == nil {
+            var headers: OpaquePointer?
+            if rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
+                var index = 0
+                var name: UnsafePointer<CChar>?
+                var value: UnsafeRawPointer?
+                var size = 0
+                while rd_kafka_header_get_all(headers, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    if let name {
+                        message.tombstoneHeaders[String(cString: name)] =
+                            value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+                    }
+                    index += 1
+                }
+            }
+        }
+        return message
     }
 
     private func withList(

@@ -1,0 +1,174 @@
+public import DeltaKit
+import Foundation
+import GRDB
+
+extension SQLiteStateStore: ChangeFeedStore {
+    /// A feed of the visible changes to the file's state, from any process that writes it.
+    ///
+    /// Changes are recorded by the state table's triggers in the same transaction as the state, numbered, and
+    /// kept up to ``Configuration/changeBufferLimit``; a feed reads them every ``Configuration/feedPollInterval``.
+    /// A position (`<file id>:<number>`) can be resumed from in any process, as long as the file still keeps the
+    /// changes after it.
+    ///
+    /// - `.snapshot`: every live record as an insert (`isSnapshot`), read in pages from one consistent
+    ///   read transaction, then every change after that snapshot — none lost, none repeated.
+    /// - `.now`: changes after the call.
+    /// - `.after(position)`: changes after a position an earlier feed delivered.
+    ///
+    /// - Throws: `DeltaKitError` (`changesUnavailable`) for a position of another file or one older than the
+    ///   changes the file keeps (also thrown by the feed when it falls that far behind).
+    public func changes(from start: ChangeFeedStart) async throws -> SQLiteChangeFeed<Record> {
+        let reader = try pool.makeSnapshot()
+        let (first, last) = try await reader.read { db in try Self.changeBounds(db, self.sql) }
+        switch start {
+        case .snapshot:
+            return SQLiteChangeFeed(store: self, after: last, snapshot: reader)
+        case .now:
+            return SQLiteChangeFeed(store: self, after: last, snapshot: nil)
+        case .after(let position):
+            let sequence = try sequence(of: position)
+            // Changes sequence+1 … last must still be in the file.
+            guard sequence <= last, sequence >= (first ?? last + 1) - 1 else {
+                throw changesUnavailable(
+                    "position \(position) is \(sequence > last ? "ahead of" : "older than") the changes \(configuration.path) keeps (\(first.map { "\($0)…\(last)" } ?? "none after \(last)")); start again from a snapshot"
+                )
+            }
+            return SQLiteChangeFeed(store: self, after: sequence, snapshot: nil)
+        }
+    }
+
+    static func changeBounds(_ db: Database, _ sql: Statements) throws -> (first: Int64?, last: Int64) {
+        guard let row = try Row.fetchOne(db, sql: sql.changeBounds) else { return (nil, 0) }
+        return (row[0] as Int64?, row[1] as Int64)
+    }
+
+    func position(_ sequence: Int64) -> ChangeFeedPosition { ChangeFeedPosition("\(storeID):\(sequence)") }
+
+    private func sequence(of position: ChangeFeedPosition) throws -> Int64 {
+        let parts = position.description.split(separator: ":")
+        guard parts.count == 2, parts[0] == storeID, let sequence = Int64(parts[1]), sequence >= 0 else {
+            throw changesUnavailable(
+                "position \(position) was not delivered by a feed of \(configuration.path) (file id \(storeID)); start again from a snapshot"
+            )
+        }
+        return sequence
+    }
+
+    func changesUnavailable(_ message: String) -> DeltaKitError {
+        DeltaKitError(code: .changesUnavailable, message: message)
+    }
+}
+
+/// The change feed of a ``SQLiteStateStore``: an `AsyncSequence` of `ChangeFeedElement`s (see
+/// ``SQLiteStateStore/changes(from:)``). Iterate it from one task.
+public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
+    public typealias Element = ChangeFeedElement<Record>
+    public typealias Failure = any Error
+
+    let store: SQLiteStateStore<Record>
+    /// The last change already covered: the snapshot's, or the start position's.
+    let after: Int64
+    /// The consistent read the snapshot comes from, when the feed starts with one.
+    let snapshot: DatabaseSnapshot?
+
+    /// Creates the iterator.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(store: store, after: after, snapshot: snapshot)
+    }
+
+    /// Reads the snapshot in pages, then polls the file's changes.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let store: SQLiteStateStore<Record>
+        var after: Int64
+        var snapshot: DatabaseSnapshot?
+        var snapshotKey: DatabaseValue?
+        var buffer: [Element] = []
+        var bufferIndex = 0
+
+        init(store: SQLiteStateStore<Record>, after: Int64, snapshot: DatabaseSnapshot?) {
+            self.store = store
+            self.after = after
+            self.snapshot = snapshot
+        }
+
+        /// The next change; waits for one (polling the file). Throws `changesUnavailable` when the file no
+        /// longer keeps the changes after the last one delivered.
+        public mutating func next() async throws -> Element? {
+            while bufferIndex == buffer.count {
+                try Task.checkCancellation()
+                buffer = []
+                bufferIndex = 0
+                if snapshot != nil {
+                    try await readSnapshotPage()
+                } else {
+                    try await readChanges()
+                    if buffer.isEmpty { try await Task.sleep(for: store.configuration.feedPollInterval) }
+                }
+            }
+            defer { bufferIndex += 1 }
+            return buffer[bufferIndex]
+        }
+
+        private mutating func readSnapshotPage() async throws {
+            guard let snapshot else { return }
+            let store = self.store
+            let key = snapshotKey
+            let rows: [Row] = try await snapshot.read { db in
+                if let key {
+                    return try Row.fetchAll(db, sql: store.sql.selectPageAfterWithKey, arguments: [key, 500])
+                }
+                return try Row.fetchAll(db, sql: store.sql.selectPageWithKey, arguments: [500])
+            }
+            if rows.isEmpty {
+                self.snapshot = nil
+                return
+            }
+            snapshotKey = rows.last![1] as DatabaseValue
+            for row in rows {
+                let event = try store.event(from: row[0] as Data)
+                guard let record = event.record else { continue }
+                buffer.append(
+                    ChangeFeedElement(
+                        change: StateChange(kind: .insert, key: record.key, record: record),
+                        isSnapshot: true,
+                        position: nil
+                    )
+                )
+            }
+        }
+
+        private mutating func readChanges() async throws {
+            let store = self.store
+            let after = self.after
+            let (rows, first) = try await store.pool.read { db in
+                (
+                    try Row.fetchAll(db, sql: store.sql.selectChanges, arguments: [after, 1_000]),
+                    try SQLiteStateStore<Record>.changeBounds(db, store.sql).first
+                )
+            }
+            if let firstRow = rows.first, (firstRow[0] as Int64) != after + 1 {
+                throw store.changesUnavailable(
+                    "a change feed of \(store.configuration.path) fell more than changeBufferLimit (\(store.configuration.changeBufferLimit)) changes behind: the changes after \(after) were removed (the file keeps \(first.map(String.init) ?? "none") onward); resume from a snapshot"
+                )
+            }
+            for row in rows {
+                let sequence = row[0] as Int64
+                let kind: StateChange<Record>.Kind =
+                    switch row[1] as String {
+                    case "insert": .insert
+                    case "update": .update
+                    default: .delete
+                    }
+                let event = try store.event(from: row[2] as Data)
+                buffer.append(
+                    ChangeFeedElement(
+                        change: StateChange(kind: kind, key: event.key, record: event.record),
+                        isSnapshot: false,
+                        position: store.position(sequence)
+                    )
+                )
+                self.after = sequence
+            }
+        }
+    }
+}
