@@ -39,7 +39,10 @@ struct Materialize: AsyncParsableCommand {
             let materializer = try await KafkaMaterializer(
                 configuration: .init(kafka: try kafka.configuration(), topic: kafka.topic),
                 store: store,
-                onMalformed: { message in printError("skipped \(message)") }
+                onMalformed: { message in printError("skipped \(message)") },
+                onSourceEvent: { event in
+                    if case .recovered = event { printError("\(event)") } else { printError("warning: \(event)") }
+                }
             )
             let resumed = positions.isEmpty ? "the beginning" : "stored positions \(Self.describe(positions))"
             printError("materializing '\(kafka.topic)' into \(state) from \(resumed)")

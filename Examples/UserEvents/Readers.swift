@@ -179,7 +179,11 @@ struct Watch: AsyncParsableCommand {
         let store = try InMemoryStateStore<DemoUser>(historyLimit: 0)
         let source = try await KafkaEventSource<DemoUser>(
             configuration: .init(kafka: source.kafka, topic: source.topic),
-            onMalformed: { message in FileHandle.standardError.write(Data("skipped \(message)\n".utf8)) }
+            onMalformed: { message in FileHandle.standardError.write(Data("skipped \(message)\n".utf8)) },
+            onSourceEvent: { event in
+                let prefix = if case .recovered = event { "" } else { "warning: " }
+                FileHandle.standardError.write(Data("\(prefix)\(event)\n".utf8))
+            }
         )
         let materializer = KafkaMaterializer(source: source, store: store)
         try await withThrowingTaskGroup(of: Void.self) { group in

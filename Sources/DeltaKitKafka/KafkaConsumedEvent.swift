@@ -49,3 +49,26 @@ package struct SourceBatch<Record: ChangeRecord>: Sendable {
         nextOffsets[partition] = max(nextOffsets[partition] ?? 0, offset + 1)
     }
 }
+
+/// What a ``KafkaEventSource`` notices about the cluster while it reads, reported to its `onSourceEvent` handler.
+public enum KafkaSourceEvent: Sendable, Hashable, CustomStringConvertible {
+    /// librdkafka reported a problem reaching the cluster (all brokers down, a transport error…); it keeps
+    /// retrying, and no events arrive meanwhile. Reported once until the source recovers.
+    case connectionProblem(String)
+    /// Messages or partition ends arrive again after a ``connectionProblem(_:)``.
+    case recovered
+    /// A partition's offsets went back: the next offset was `expected` but the broker now starts at `found`, or
+    /// (`found` `nil`) no longer has the last message read. The broker lost data or the topic was deleted and
+    /// recreated; state built from the old messages may hold records the topic no longer has.
+    case offsetsWentBack(topic: String, partition: Int32, expected: Int64, found: Int64?)
+
+    /// A one-line description for logs and terminals.
+    public var description: String {
+        switch self {
+        case .connectionProblem(let message): "cannot reach Kafka (\(message)); retrying, no changes until it is back"
+        case .recovered: "Kafka is reachable again"
+        case .offsetsWentBack(let topic, let partition, let expected, let found):
+            "partition \(partition) of '\(topic)' went back in time: the next offset was \(expected), \(found.map { "the broker now has \($0)" } ?? "and the broker no longer has offset \(expected - 1)"); it lost or recreated the topic, so the state may hold records the topic no longer has"
+        }
+    }
+}

@@ -40,6 +40,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     ///   - configuration: Consumer settings.
     ///   - logger: Receives librdkafka's logs and malformed-message reports.
     ///   - onMalformed: Called for each malformed message before it is skipped or dead-lettered. Default: `nil`.
+    ///   - onSourceEvent: Called (on the poll thread) when the source loses or regains the cluster, or sees a
+    ///     partition's offsets go back; for applications that show it. Default: `nil`.
     ///   - metricsFactory: Where the source's metrics go. Default: `MetricsSystem.factory`.
     /// - Throws: `DeltaKitError` — `connectionFailed` naming the
     ///   servers when no broker answers, `invalidConfiguration` for a bad
@@ -48,6 +50,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         configuration: Configuration,
         logger: Logger = Logger(label: "deltakit.kafka.source"),
         onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil,
+        onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)? = nil,
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws {
         try configuration.validate()
@@ -94,6 +97,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
             configuration: configuration,
             logger: logger,
             onMalformed: onMalformed,
+            onSourceEvent: onSourceEvent,
             deadLetter: deadLetter,
             metricsFactory: metricsFactory
         )
@@ -229,6 +233,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     let stopWhenCaughtUp: Bool
     private let logger: Logger
     private let onMalformed: (@Sendable (MalformedMessage) -> Void)?
+    private let onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)?
     private let deadLetter: RawProducer?
     private let deadLetterTopic: String?
     private let pollLoop = Mutex<PollLoop?>(nil)
@@ -252,12 +257,19 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     private let drained = DispatchSemaphore(value: 0)
     /// Touched only by the poll thread.
     private let pollState = Mutex<(eof: Set<PartitionID>, markerPending: Bool)>(([], false))
+    /// The connection's health and the last offset seen per partition, for ``KafkaSourceEvent``s.
+    private let health = Mutex<(troubled: Bool, lastOffsets: [Int32: Int64])>((false, [:]))
+    /// Whether a probe thread is watching for the cluster to come back (see `probeUntilReachable`).
+    private let probing = Atomic<Bool>(false)
+    /// The cluster's properties, for the probe's short-lived consumer.
+    private let probeProperties: [(String, String)]
 
     init(
         handle: RdKafkaHandle,
         configuration: KafkaEventSource<Record>.Configuration,
         logger: Logger,
         onMalformed: (@Sendable (MalformedMessage) -> Void)?,
+        onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)?,
         deadLetter: RawProducer?,
         metricsFactory: any MetricsFactory
     ) {
@@ -268,6 +280,11 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         self.stopWhenCaughtUp = configuration.stopWhenCaughtUp
         self.logger = logger
         self.onMalformed = onMalformed
+        self.onSourceEvent = onSourceEvent
+        self.probeProperties =
+            configuration.kafka.properties + [
+                ("group.id", "deltakit-probe"), ("enable.auto.commit", "false"), ("enable.partition.eof", "true"),
+            ]
         self.deadLetter = deadLetter
         if case .deadLetter(let t) = configuration.malformedPolicy {
             deadLetterTopic = t
@@ -348,8 +365,30 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         return .delete(key: try ChangeEvent<Record>.key(fromKeyBytes: keyBytes), order: order, timestamp: timestamp)
     }
 
+    /// Reports a recovery after a connection problem, and offsets that went back (`next`: the offset the
+    /// message or partition end says comes next).
+    private func observe(partition: Int32, next: Int64, isData: Bool) {
+        guard let onSourceEvent else { return }
+        let (recovered, wentBack): (Bool, Int64?) = health.withLock { health in
+            let recovered = health.troubled
+            health.troubled = false
+            let expected = health.lastOffsets[partition].map { $0 + 1 }
+            // A message at `offset` needs expected <= offset; a partition end at `offset` needs expected <= offset.
+            let wentBack = expected.flatMap { $0 > next ? $0 : nil }
+            health.lastOffsets[partition] = isData ? next : next - 1
+            return (recovered, wentBack)
+        }
+        if recovered { onSourceEvent(.recovered) }
+        if let wentBack {
+            onSourceEvent(.offsetsWentBack(topic: topic, partition: partition, expected: wentBack, found: next))
+        }
+    }
+
     private func handle(_ message: RdKafkaMessage) {
         let partition = PartitionID(topic: message.topic, partition: message.partition)
+        if message.error == nil {
+            observe(partition: message.partition, next: message.offset, isData: !message.isPartitionEOF)
+        }
         if message.isPartitionEOF {
             let assignment = Set(handle.assignment())
             let reached: Bool = pollState.withLock { poll in
@@ -425,7 +464,63 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             )
         } else {
             logger.warning("Kafka consumer: \(error)")
+            if let onSourceEvent {
+                let first = health.withLock { health in
+                    defer { health.troubled = true }
+                    return !health.troubled
+                }
+                if first { onSourceEvent(.connectionProblem(error.message)) }
+                if probing.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
+                    let thread = Thread { [self] in
+                        probeUntilReachable(onSourceEvent)
+                        probing.store(false, ordering: .releasing)
+                    }
+                    thread.name = "deltakit-kafka-probe"
+                    thread.start()
+                }
+            }
         }
+    }
+
+    /// While the cluster is unreachable, asks for the topic's metadata every 2 seconds (a retry loop, not a
+    /// wait for an event: librdkafka reports failures but not recoveries). Once it answers, reports
+    /// ``KafkaSourceEvent/recovered`` and checks that the last message read on each partition is still there:
+    /// a broker that lost its data or a recreated topic no longer has it, and a fetch at the next offset would
+    /// wait silently (Tansu) or restart the partition from its beginning (Kafka).
+    private func probeUntilReachable(_ report: @Sendable (KafkaSourceEvent) -> Void) {
+        while state.withLock({ !$0.closed }), health.withLock({ $0.troubled }) {
+            Thread.sleep(forTimeInterval: 2)
+            guard (try? handle.partitions(of: topic, timeoutMs: 2_000)) != nil else { continue }
+            let lastOffsets: [Int32: Int64]? = health.withLock { health in
+                guard health.troubled else { return nil }  // a message already proved it
+                health.troubled = false
+                return health.lastOffsets
+            }
+            guard let lastOffsets else { return }
+            report(.recovered)
+            for (partition, offset) in lastOffsets.sorted(by: { $0.key < $1.key }) where offset >= 0 {
+                if !stillHolds(partition: partition, offset: offset) {
+                    report(.offsetsWentBack(topic: topic, partition: partition, expected: offset + 1, found: nil))
+                }
+            }
+            return
+        }
+    }
+
+    /// Whether the broker still has the message at `offset` of `partition` (read with a short-lived consumer).
+    private func stillHolds(partition: Int32, offset: Int64) -> Bool {
+        let callbacks = RdKafkaCallbacks(logger: logger)
+        callbacks.onError { _ in }
+        guard let probe = try? RdKafkaHandle(kind: .consumer, properties: probeProperties, callbacks: callbacks),
+            (try? probe.assign(topic: topic, partitions: [partition], offset: offset)) != nil
+        else { return true }  // cannot tell: say nothing
+        for _ in 0..<10 {
+            guard let message = probe.consumerPoll(timeoutMs: 500) else { continue }
+            if message.error != nil { continue }
+            if message.isPartitionEOF { return message.offset > offset }
+            return message.offset == offset
+        }
+        return false
     }
 
     // MARK: Consumer side

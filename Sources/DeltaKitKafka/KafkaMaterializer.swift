@@ -14,7 +14,7 @@ import Synchronization
 ///   group: ``KafkaEventSource/Configuration/groupID`` `nil`).
 /// - Over a `PositionedStateStore` (`SQLiteStateStore`), each batch is applied **together with the new
 ///   positions** in one transaction, and a start resumes every partition at the stored position
-///   (``init(configuration:store:maxBatchSize:logger:onMalformed:)`` sets it up). A crash at any instant followed by a
+///   (``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:)`` sets it up). A crash at any instant followed by a
 ///   restart gives exactly the state a replay from scratch gives; a restart re-reads at most the batch that was
 ///   in flight. Every instance reads every partition (a full copy, like Kafka Streams' GlobalKTable), so no
 ///   group is used.
@@ -44,7 +44,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///
     /// For a `PositionedStateStore`, the source must start where the store left off: create it with
     /// ``KafkaEventSource/Configuration/startOffsets`` set to the store's positions and no group, or use
-    /// ``init(configuration:store:maxBatchSize:logger:onMalformed:)``, which does both. ``run()`` checks it.
+    /// ``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:)``, which does both. ``run()`` checks it.
     ///
     /// - Parameters:
     ///   - source: The source to read; for a `PositionedStateStore`, started at the store's positions.
@@ -82,12 +82,15 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///   - maxBatchSize: The most events per store call; 1…1,000,000. Default: 2,000.
     ///   - logger: Receives the source's logs. Default: a logger labelled `deltakit.kafka.materializer`.
     ///   - onMalformed: Called for each malformed message before it is skipped or dead-lettered. Default: `nil`.
+    ///   - onSourceEvent: Called when the source loses or regains the cluster, or a partition went back in
+    ///     time. Default: `nil`.
     public convenience init(
         configuration: KafkaEventSource<Store.Record>.Configuration,
         store: Store,
         maxBatchSize: Int = 2_000,
         logger: Logger = Logger(label: "deltakit.kafka.materializer"),
-        onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil
+        onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil,
+        onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)? = nil
     ) async throws {
         try DeltaKitError.check(maxBatchSize, in: 1...1_000_000, "KafkaMaterializer.maxBatchSize")
         var configuration = configuration
@@ -97,7 +100,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         let source = try await KafkaEventSource<Store.Record>(
             configuration: configuration,
             logger: logger,
-            onMalformed: onMalformed
+            onMalformed: onMalformed,
+            onSourceEvent: onSourceEvent
         )
         self.init(source: source, store: store, maxBatchSize: maxBatchSize, logger: logger)
     }

@@ -59,6 +59,20 @@ enum CLI {
         }
 
         var output: String { stdout.text }
+        var errors: String { stderr.text }
+
+        /// Waits (observing the output, bounded) until stderr contains `text`.
+        func waitForStderr(containing text: String, timeout: Duration) async throws {
+            let clock = ContinuousClock()
+            let deadline = clock.now + timeout
+            while !errors.contains(text) {
+                guard clock.now < deadline, process.isRunning else {
+                    Issue.record("stderr never contained '\(text)'; it was: \(errors)")
+                    throw CancellationError()
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
 
         /// Waits (observing the output, bounded) until stdout contains `text`.
         func waitForStdout(containing text: String, timeout: Duration) async throws {
@@ -94,6 +108,48 @@ enum CLI {
 
 @Suite("UserEvents CLI", .timeLimit(.minutes(5)))
 struct UserEventsCLITests {
+    @Test(
+        "watch --brokers warns while the broker is down, when it is back, and when the topic went back in time",
+        .requiresKafka
+    )
+    func watchBrokerOutage() async throws {
+        _ = try TestEnvironment.requireKafka()
+        let tansu = try #require(ProcessInfo.processInfo.environment["DELTAKIT_TANSU_BIN"])
+        let broker = try PrivateTansu(binary: tansu)
+        try await broker.start()
+        let topic = "watched"
+        func send(_ events: [ChangeEvent<DemoUser>]) async throws {
+            let sink = try await KafkaEventSink<DemoUser>(
+                configuration: .init(
+                    kafka: .init(bootstrapServers: [broker.address], connectTimeout: .seconds(15)),
+                    topic: topic,
+                    createTopic: .init(partitions: 1)
+                )
+            )
+            try await sink.send(contentsOf: events)
+            try await sink.close()
+        }
+        var generator = DemoEventGenerator(seed: 3, users: 5)
+        try await send(generator.next(30))
+        let watch = try CLI.Running(["watch", "--brokers", broker.address, "--topic", topic, "--format", "csv"])
+        try await watch.waitForStdout(containing: "insert,", timeout: .seconds(30))
+        #expect(!watch.errors.contains("warning"))
+
+        await broker.stop()
+        try await watch.waitForStderr(containing: "warning: cannot reach Kafka", timeout: .seconds(60))
+        // Tansu keeps topics in memory: it comes back empty, so the watched partition restarts at offset 0.
+        try await broker.start()
+        try await send(generator.next(2))
+        try await watch.waitForStderr(containing: "Kafka is reachable again", timeout: .seconds(60))
+        try await watch.waitForStderr(
+            containing: "partition 0 of 'watched' went back in time: the next offset was 30",
+            timeout: .seconds(60)
+        )
+        watch.signal(SIGINT)
+        _ = try await watch.wait()
+        await broker.stop()
+    }
+
     @Test("the default command runs the demo in memory and prints what the demo printed")
     func demo() async throws {
         let result = try await CLI.run(["--count", "30", "--seed", "4"])
