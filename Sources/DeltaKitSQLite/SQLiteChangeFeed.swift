@@ -113,19 +113,23 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
             guard let snapshot else { return }
             let store = self.store
             let key = snapshotKey
-            let rows: [Row] = try await snapshot.read { db in
-                if let key {
-                    return try Row.fetchAll(db, sql: store.sql.selectPageAfterWithKey, arguments: [key, 500])
-                }
-                return try Row.fetchAll(db, sql: store.sql.selectPageWithKey, arguments: [500])
+            // Rows are not Sendable: take the values out inside the read (the async overload needs Sendable).
+            let rows: [(event: Data, key: DatabaseValue)] = try await snapshot.read { @Sendable db in
+                let rows =
+                    if let key {
+                        try Row.fetchAll(db, sql: store.sql.selectPageAfterWithKey, arguments: [key, 500])
+                    } else {
+                        try Row.fetchAll(db, sql: store.sql.selectPageWithKey, arguments: [500])
+                    }
+                return rows.map { ($0[0] as Data, $0[1] as DatabaseValue) }
             }
             if rows.isEmpty {
                 self.snapshot = nil
                 return
             }
-            snapshotKey = rows.last![1] as DatabaseValue
+            snapshotKey = rows.last!.key
             for row in rows {
-                let event = try store.event(from: row[0] as Data)
+                let event = try store.event(from: row.event)
                 guard let record = event.record else { continue }
                 buffer.append(
                     ChangeFeedElement(
@@ -140,26 +144,28 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
         private mutating func readChanges() async throws {
             let store = self.store
             let after = self.after
-            let (rows, first) = try await store.pool.read { db in
+            let (rows, first) = try await store.pool.read { @Sendable db in
                 (
-                    try Row.fetchAll(db, sql: store.sql.selectChanges, arguments: [after, 1_000]),
+                    try Row.fetchAll(db, sql: store.sql.selectChanges, arguments: [after, 1_000]).map {
+                        (sequence: $0[0] as Int64, kind: $0[1] as String, event: $0[2] as Data)
+                    },
                     try SQLiteStateStore<Record>.changeBounds(db, store.sql).first
                 )
             }
-            if let firstRow = rows.first, (firstRow[0] as Int64) != after + 1 {
+            if let firstRow = rows.first, firstRow.sequence != after + 1 {
                 throw store.changesUnavailable(
                     "a change feed of \(store.configuration.path) fell more than changeBufferLimit (\(store.configuration.changeBufferLimit)) changes behind: the changes after \(after) were removed (the file keeps \(first.map(String.init) ?? "none") onward); resume from a snapshot"
                 )
             }
             for row in rows {
-                let sequence = row[0] as Int64
+                let sequence = row.sequence
                 let kind: StateChange<Record>.Kind =
-                    switch row[1] as String {
+                    switch row.kind {
                     case "insert": .insert
                     case "update": .update
                     default: .delete
                     }
-                let event = try store.event(from: row[2] as Data)
+                let event = try store.event(from: row.event)
                 buffer.append(
                     ChangeFeedElement(
                         change: StateChange(kind: kind, key: event.key, record: event.record),

@@ -163,6 +163,55 @@ struct UserEventsCLITests {
     }
 
     @Test(
+        "materialize --state, then snapshot/history/watch --state read the file; another topic's file is refused",
+        .requiresKafka
+    )
+    func stateFile() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic("cli-state")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltakit-cli-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let state = directory.appendingPathComponent("users.sqlite").path
+        _ = try await CLI.run([
+            "produce", "--brokers", brokers, "--topic", topic, "--count", "300", "--seed", "9", "--quiet",
+        ])
+
+        let materialized = try await CLI.run([
+            "materialize", "--brokers", brokers, "--topic", topic, "--state", state, "--exit-when-caught-up",
+        ])
+        #expect(materialized.status == 0, "\(materialized.stderr)")
+        #expect(materialized.stdout.hasPrefix("Applied 300 events to \(state)"))
+        #expect(materialized.stderr.contains("materializing '\(topic)' into \(state) from the beginning"))
+        let again = try await CLI.run([
+            "materialize", "--brokers", brokers, "--topic", topic, "--state", state, "--exit-when-caught-up",
+        ])
+        #expect(again.stdout.hasPrefix("Applied 0 events"), "\(again.stdout)")
+        #expect(again.stderr.contains("from stored positions"))
+
+        let snapshot = try await CLI.run(["snapshot", "--state", state, "--topic", topic, "--format", "csv"])
+        #expect(snapshot.status == 0, "\(snapshot.stderr)")
+        #expect(snapshot.stdout == CLI.referenceCSV(seed: 9, count: 300))
+        let history = try await CLI.run([
+            "history", "--state", state, "--topic", topic, "--format", "json", "--limit", "5",
+        ])
+        let events = try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [[String: Any]]
+        #expect(events?.count == 5)
+
+        let watch = try CLI.Running(["watch", "--state", state, "--topic", topic, "--format", "csv"])
+        try await watch.waitForStdout(containing: "insert,", timeout: .seconds(30))
+        watch.signal(SIGINT)
+        _ = try await watch.wait()
+
+        let wrong = try await CLI.run(["snapshot", "--state", state, "--topic", "orders"])
+        #expect(wrong.status == 1)
+        #expect(wrong.stderr.contains("holds topic '\(topic)', not 'orders'"), "\(wrong.stderr)")
+        #expect(wrong.stderr.contains("hint: "))
+        let missing = try await CLI.run(["snapshot", "--state", directory.appendingPathComponent("none.sqlite").path])
+        #expect(missing.status == 1 && missing.stderr.contains("materializ"), "\(missing.stderr)")
+    }
+
+    @Test(
         "produce, then snapshot --brokers --format csv equals the in-memory reference for the same seed",
         .requiresKafka
     )
