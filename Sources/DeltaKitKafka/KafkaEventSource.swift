@@ -74,10 +74,10 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
                     "topic '\(topic)' does not exist on \(configuration.kafka.serversDescription); produce to it first or create it with KafkaTopicAdmin.ensureTopic"
             )
         }
-        var deadLetter: RawProducer?
+        var deadLetter: DeadLetterProducer?
         if case .deadLetter(let dlqTopic) = configuration.malformedPolicy {
             try KafkaTopicName.validate(dlqTopic)
-            deadLetter = try RawProducer(configuration: configuration.kafka, logger: logger)
+            deadLetter = try DeadLetterProducer(configuration: configuration.kafka, logger: logger)
         }
         if configuration.groupID != nil {
             try handle.subscribe([topic])
@@ -173,6 +173,10 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         core.handle.cachedHighWatermark(topic: topic, partition: partition).map { max(0, $0 - next) }
     }
 
+    /// The most events ever buffered ahead of the application, and how often back-pressure engaged (partitions
+    /// paused, or the poll thread stopped taking) — for tests and tooling.
+    package var backPressureStatistics: (peakBuffered: Int, engaged: Int) { core.backPressureStatistics }
+
     /// Marks the source caught up (after applying a batch that ``SourceBatch/reachesCaughtUp``).
     package func markCaughtUp() { core.markCaughtUp() }
 
@@ -234,7 +238,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     private let logger: Logger
     private let onMalformed: (@Sendable (MalformedMessage) -> Void)?
     private let onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)?
-    private let deadLetter: RawProducer?
+    private let deadLetter: DeadLetterProducer?
     private let deadLetterTopic: String?
     private let pollLoop = Mutex<PollLoop?>(nil)
     let consumed: Counter
@@ -248,6 +252,9 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         var paused = false
         /// The poll thread waits for the application to drain the buffer (no group: see `pollOnce`).
         var pollerWaiting = false
+        /// The most items ever buffered, and how often back-pressure engaged (for tests and tooling).
+        var peakBuffered = 0
+        var backPressureEngaged = 0
         var caughtUp = false
         var caughtUpWaiters: [CheckedContinuation<Void, Never>] = []
         var count: Int { items.count - head }
@@ -270,7 +277,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         logger: Logger,
         onMalformed: (@Sendable (MalformedMessage) -> Void)?,
         onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)?,
-        deadLetter: RawProducer?,
+        deadLetter: DeadLetterProducer?,
         metricsFactory: any MetricsFactory
     ) {
         self.handle = handle
@@ -316,7 +323,9 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             // prefetched messages and fetch them again on resume: measured on Tansu, that stall cost a slow store
             // (SQLite) two thirds of its wall time.
             let full = state.withLock { state in
+                let wasWaiting = state.pollerWaiting
                 state.pollerWaiting = state.count >= bufferSize
+                if state.pollerWaiting, !wasWaiting { state.backPressureEngaged += 1 }
                 return state.pollerWaiting
             }
             if full {
@@ -331,7 +340,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         let (count, paused) = state.withLock { ($0.count, $0.paused) }
         if count >= bufferSize, !paused || message != nil {
             handle.pause(handle.assignment())
-            state.withLock { $0.paused = true }
+            state.withLock {
+                $0.paused = true
+                $0.backPressureEngaged += 1
+            }
         } else if paused, count <= bufferSize / 2 {
             handle.resume(handle.assignment())
             state.withLock { $0.paused = false }
@@ -446,6 +458,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 return waiter
             }
             state.items.append(item)
+            state.peakBuffered = max(state.peakBuffered, state.count)
             return nil
         }
         waiter?.resume(returning: item)
@@ -622,6 +635,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     var isCaughtUp: Bool { state.withLock { $0.caughtUp } }
 
+    var backPressureStatistics: (peakBuffered: Int, engaged: Int) {
+        state.withLock { ($0.peakBuffered, $0.backPressureEngaged) }
+    }
+
     func markCaughtUp() {
         let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
             // Only if nothing newer arrived behind the marker.
@@ -696,76 +713,5 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             handle.committed(partitions, timeoutMs: 5000)
         }
         return Dictionary(uniqueKeysWithValues: (result ?? [:]).map { ($0.key.partition, $0.value) })
-    }
-}
-
-/// A minimal producer for raw messages (the dead-letter topic), awaiting each delivery.
-final class RawProducer: Sendable {
-    private let handle: RdKafkaHandle
-    private let loop: PollLoop
-
-    init(configuration: KafkaConfiguration, logger: Logger) throws {
-        var properties = configuration.properties
-        properties += [("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0")]
-        properties += configuration.additionalProperties.sorted { $0.key < $1.key }
-        let handle = try RdKafkaHandle(
-            kind: .producer,
-            properties: properties,
-            callbacks: RdKafkaCallbacks(logger: logger)
-        )
-        self.handle = handle
-        self.loop = PollLoop(name: "deltakit-kafka-dlq") { handle.poll(timeoutMs: 100) }
-    }
-
-    func send(topic: String, key: [UInt8]?, value: [UInt8]) async throws {
-        let receiver = SingleDelivery()
-        let outcome: DeliveryOutcome = try await withCheckedThrowingContinuation { continuation in
-            receiver.continuation.withLock { $0 = continuation }
-            do {
-                let result = try value.withUnsafeBytes { value in
-                    try (key ?? []).withUnsafeBytes { keyBytes in
-                        try handle.produce(
-                            topic: topic,
-                            key: key == nil ? nil : keyBytes,
-                            value: value,
-                            receiver: receiver
-                        )
-                    }
-                }
-                switch result {
-                case .enqueued: break
-                case .queueFull, .failed:
-                    receiver.continuation.withLock { $0 = nil }
-                    continuation.resume(
-                        throwing: DeltaKitError(
-                            code: .deliveryFailed,
-                            message: "cannot enqueue a dead-letter message to '\(topic)'"
-                        )
-                    )
-                }
-            } catch {
-                receiver.continuation.withLock { $0 = nil }
-                continuation.resume(throwing: error)
-            }
-        }
-        if let error = outcome.error {
-            throw DeltaKitError(
-                code: .deliveryFailed,
-                message: "dead-letter message to '\(topic)' was not acknowledged: \(error.message)",
-                underlying: error
-            )
-        }
-    }
-
-    func close() async {
-        await loop.stop()
-    }
-}
-
-final class SingleDelivery: DeliveryReceiver, @unchecked Sendable {
-    // The only state is the Mutex-guarded continuation.
-    let continuation = Mutex<CheckedContinuation<DeliveryOutcome, any Error>?>(nil)
-    override func delivered(_ outcome: DeliveryOutcome) {
-        continuation.withLock { $0.take() }?.resume(returning: outcome)
     }
 }

@@ -152,7 +152,7 @@ struct KafkaIntegrationTests {
         let admin = try KafkaTopicAdmin(configuration: KafkaTestSupport.kafka(brokers))
         try await admin.ensureTopic(topic, partitions: 1)
         let sink = try await KafkaTestSupport.makeSink(brokers, topic: topic, partitions: 1)
-        let raw = try RawProducer(configuration: KafkaTestSupport.kafka(brokers), logger: .init(label: "test"))
+        let raw = try DeadLetterProducer(configuration: KafkaTestSupport.kafka(brokers), logger: .init(label: "test"))
         let alice = DemoUser(id: 1, name: "Alice", age: 25)
         try await sink.send(.insert(alice, order: 1))  // offset 0
         try await raw.send(topic: topic, key: Array("1".utf8), value: Array("not json".utf8))  // offset 1
@@ -323,7 +323,7 @@ struct KafkaIntegrationTests {
         #expect(error?.message.contains("No such configuration property") == true)
     }
 
-    @Test("a slow consumer with a small buffer pauses partitions and still gets every event in order")
+    @Test("a slow consumer with a small buffer holds at most that many events and still gets every event in order")
     func backPressure() async throws {
         let brokers = try TestEnvironment.requireKafka()
         let sink = try await KafkaTestSupport.makeSink(brokers)
@@ -345,8 +345,13 @@ struct KafkaIntegrationTests {
             read.append(consumed.event)
             if read.count % 250 == 0 { try await Task.sleep(for: .milliseconds(100)) }  // a slow application
         }
+        let statistics = source.backPressureStatistics
         try await source.close()
         #expect(EventSinkConformance<KafkaEventSink<DemoUser>>.compare(sent: events, got: read) == nil)
+        // Back-pressure engaged (the poll thread stopped taking, no group) and the buffer stayed bounded; without
+        // it the 3,000 events would all be buffered while the application sleeps.
+        #expect(statistics.engaged > 0, "\(statistics)")
+        #expect(statistics.peakBuffered <= 51, "\(statistics)")
     }
 
     @Test("a materializer service resumes from its group's commits, and a full replay leaves the same state")
@@ -416,7 +421,7 @@ struct KafkaIntegrationTests {
         var generator = DemoEventGenerator(seed: 10)
         try await sink.send(contentsOf: generator.next(100))
         try await sink.close()
-        let raw = try RawProducer(configuration: KafkaTestSupport.kafka(brokers), logger: .init(label: "test"))
+        let raw = try DeadLetterProducer(configuration: KafkaTestSupport.kafka(brokers), logger: .init(label: "test"))
         try await raw.send(topic: topic, key: nil, value: Array("{}".utf8))
         await raw.close()
         let dimensions = [("topic", topic)]

@@ -1,0 +1,184 @@
+// The only folder that imports librdkafka. Nothing here is public; no C type leaves this folder.
+import CDeltaKitRdKafka
+import DeltaKit
+import Foundation
+import Logging
+import Synchronization
+
+/// A message read by a consumer, copied out of librdkafka's buffers.
+struct RdKafkaMessage: Sendable {
+    var topic: String
+    var partition: Int32
+    var offset: Int64
+    var key: [UInt8]?
+    var value: [UInt8]?
+    /// The headers of a message whose value is null (a tombstone); empty otherwise (not read, to save the cost).
+    var tombstoneHeaders: [String: [UInt8]] = [:]
+    /// Set for consumer errors; `isPartitionEOF` for the end-of-partition signal.
+    var error: KafkaError?
+    var isPartitionEOF: Bool
+}
+
+extension RdKafkaHandle {
+    // MARK: Consuming (called from the consumer's dedicated thread)
+
+    func subscribe(_ topics: [String]) throws {
+        let list = rd_kafka_topic_partition_list_new(Int32(topics.count))
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for topic in topics { rd_kafka_topic_partition_list_add(list, topic, -1) }  // RD_KAFKA_PARTITION_UA
+        let err = rd_kafka_subscribe(pointer, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw RdKafka.error(err) }
+    }
+
+    /// Assigns partitions directly (no group), starting at `offset` (`-2` beginning, `-1` end).
+    /// Assigns `partitions` of `topic`, each starting at `overrides[partition]` or else at `offset`
+    /// (an offset, or librdkafka's logical -2 beginning / -1 end).
+    func assign(topic: String, partitions: [Int32], offset: Int64, overrides: [Int32: Int64] = [:]) throws {
+        let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for p in partitions {
+            rd_kafka_topic_partition_list_add(list, topic, p).pointee.offset = overrides[p] ?? offset
+        }
+        let err = rd_kafka_assign(pointer, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw RdKafka.error(err) }
+    }
+
+    /// The current assignment as `(topic, partition)` pairs.
+    func assignment() -> [PartitionID] {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        return (0..<Int(list.pointee.cnt)).map {
+            PartitionID(
+                topic: String(cString: list.pointee.elems[$0].topic),
+                partition: list.pointee.elems[$0].partition
+            )
+        }
+    }
+
+    /// The partition's high watermark as librdkafka last saw it in a fetch response (no request is sent);
+    /// `nil` when it has not fetched the partition yet.
+    func cachedHighWatermark(topic: String, partition: Int32) -> Int64? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(pointer, topic, partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return high
+    }
+
+    func pause(_ partitions: [PartitionID]) { withList(partitions) { _ = rd_kafka_pause_partitions(pointer, $0) } }
+    func resume(_ partitions: [PartitionID]) { withList(partitions) { _ = rd_kafka_resume_partitions(pointer, $0) } }
+
+    /// Stores `offset` (the next offset to read) for auto-commit.
+    func storeOffset(_ partition: PartitionID, next offset: Int64) -> KafkaError? {
+        var result: KafkaError?
+        withList([partition]) { list in
+            list.pointee.elems[0].offset = offset
+            let err = rd_kafka_offsets_store(pointer, list)
+            let perPartition = list.pointee.elems[0].err
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                result = RdKafka.error(err)
+            } else if perPartition != RD_KAFKA_RESP_ERR_NO_ERROR {
+                result = RdKafka.error(perPartition)
+            }
+        }
+        return result
+    }
+
+    /// Synchronously commits all stored offsets. `_NO_OFFSET` (nothing to commit) is not an error.
+    func commitStored() -> KafkaError? {
+        let err = rd_kafka_commit(pointer, nil, 0)
+        if err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET { return nil }
+        return RdKafka.error(err)
+    }
+
+    /// Committed offsets of `partitions` for this consumer's group (blocking).
+    func committed(_ partitions: [PartitionID], timeoutMs: Int32) -> [PartitionID: Int64] {
+        var result: [PartitionID: Int64] = [:]
+        withList(partitions) { list in
+            guard rd_kafka_committed(pointer, list, timeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR else { return }
+            for i in 0..<Int(list.pointee.cnt) {
+                let e = list.pointee.elems[i]
+                result[PartitionID(topic: String(cString: e.topic), partition: e.partition)] = e.offset
+            }
+        }
+        return result
+    }
+
+    /// Leaves the group (committing stored offsets when auto-commit is on).
+    func closeConsumer() -> KafkaError? {
+        let err = rd_kafka_consumer_close(pointer)
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : RdKafka.error(err)
+    }
+
+    /// Polls one consumer message or event; `nil` on timeout.
+    func consumerPoll(timeoutMs: Int32) -> RdKafkaMessage? {
+        guard let m = rd_kafka_consumer_poll(pointer, timeoutMs) else { return nil }
+        defer { rd_kafka_message_destroy(m) }
+        let msg = m.pointee
+        let topic = msg.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        func bytes(_ p: UnsafeMutableRawPointer?, _ n: Int) -> [UInt8]? {
+            guard let p else { return nil }
+            return Array(UnsafeRawBufferPointer(start: p, count: n))
+        }
+        if msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+            return RdKafkaMessage(
+                topic: topic,
+                partition: msg.partition,
+                offset: msg.offset,
+                key: nil,
+                value: nil,
+                error: nil,
+                isPartitionEOF: true
+            )
+        }
+        if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            let text = String(cString: rd_kafka_message_errstr(m))
+            return RdKafkaMessage(
+                topic: topic,
+                partition: msg.partition,
+                offset: msg.offset,
+                key: nil,
+                value: nil,
+                error: RdKafka.error(msg.err, message: text, fatal: msg.err == RD_KAFKA_RESP_ERR__FATAL),
+                isPartitionEOF: false
+            )
+        }
+        var message = RdKafkaMessage(
+            topic: topic,
+            partition: msg.partition,
+            offset: msg.offset,
+            key: bytes(msg.key, msg.key_len),
+            value: bytes(msg.payload, msg.len),
+            error: nil,
+            isPartitionEOF: false
+        )
+        if msg.payload == nil {
+            var headers: OpaquePointer?
+            if rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
+                var index = 0
+                var name: UnsafePointer<CChar>?
+                var value: UnsafeRawPointer?
+                var size = 0
+                while rd_kafka_header_get_all(headers, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    if let name {
+                        message.tombstoneHeaders[String(cString: name)] =
+                            value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+                    }
+                    index += 1
+                }
+            }
+        }
+        return message
+    }
+
+    private func withList(
+        _ partitions: [PartitionID],
+        _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void
+    ) {
+        let list = rd_kafka_topic_partition_list_new(Int32(max(1, partitions.count)))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for p in partitions { rd_kafka_topic_partition_list_add(list, p.topic, p.partition) }
+        body(list)
+    }
+}
