@@ -1,7 +1,8 @@
 /// An error reported by librdkafka, carried as `underlying`.
 public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// librdkafka's `rd_kafka_resp_err_t` value (negative for client-side errors, positive for broker errors).
-    public var code: Int32
+    /// librdkafka's `rd_kafka_resp_err_t` value (negative for client-side errors, positive for broker errors);
+    /// compare it with the named codes, e.g. `error.code == .messageTimedOut`.
+    public var code: Code
     /// librdkafka's symbolic name, e.g. `_MSG_TIMED_OUT` or `TOPIC_AUTHORIZATION_FAILED`.
     public var name: String
     /// librdkafka's human-readable text.
@@ -10,7 +11,7 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     public var isFatal: Bool
 
     /// Creates an error.
-    public init(code: Int32, name: String, message: String, isFatal: Bool = false) {
+    public init(code: Code, name: String, message: String, isFatal: Bool = false) {
         self.code = code
         self.name = name
         self.message = message
@@ -18,4 +19,45 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "librdkafka \(name) (\(code)): \(message)\(isFatal ? " [fatal]" : "")" }
+}
+
+extension KafkaError {
+    /// A librdkafka error code (`rd_kafka_resp_err_t`), with names for the ones DeltaKit reports or acts on.
+    /// Any other value is still representable: see librdkafka's `rdkafka.h` for the full list.
+    public struct Code: RawRepresentable, Hashable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
+        /// The numeric value.
+        public var rawValue: Int32
+        /// Wraps a numeric value.
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+        /// Wraps a literal value.
+        public init(integerLiteral value: Int32) { self.rawValue = value }
+
+        /// `RD_KAFKA_RESP_ERR_NO_ERROR`.
+        public static let noError: Code = 0
+        /// `_FATAL` (-150): a fatal error; the client must be recreated.
+        public static let fatal: Code = -150
+        /// `_PURGE_QUEUE` (-152): the message was purged from the queue (close after the shutdown timeout).
+        public static let purged: Code = -152
+        /// `_QUEUE_FULL` (-184): the producer queue is full.
+        public static let queueFull: Code = -184
+        /// `_TIMED_OUT` (-185): an operation timed out.
+        public static let timedOut: Code = -185
+        /// `_ALL_BROKERS_DOWN` (-187): no broker is reachable.
+        public static let allBrokersDown: Code = -187
+        /// `_UNKNOWN_TOPIC` (-188): the topic is not known to the cluster.
+        public static let unknownTopic: Code = -188
+        /// `_PARTITION_EOF` (-191): the consumer reached the end of a partition.
+        public static let partitionEOF: Code = -191
+        /// `_MSG_TIMED_OUT` (-192): a message was not delivered within `message.timeout.ms`.
+        public static let messageTimedOut: Code = -192
+        /// `_TRANSPORT` (-195): a connection to a broker failed.
+        public static let transport: Code = -195
+        /// `UNKNOWN_TOPIC_OR_PART` (3): the broker does not host the topic or partition.
+        public static let unknownTopicOrPartition: Code = 3
+        /// `TOPIC_ALREADY_EXISTS` (36).
+        public static let topicAlreadyExists: Code = 36
+
+        /// The numeric value.
+        public var description: String { String(rawValue) }
+    }
 }

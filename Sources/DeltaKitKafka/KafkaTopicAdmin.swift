@@ -72,7 +72,7 @@ public struct KafkaTopicAdmin: Sendable {
                 )
             }
         } catch let error as KafkaError {
-            if error.name == "_TRANSPORT" || error.name == "_TIMED_OUT" || error.name == "_ALL_BROKERS_DOWN" {
+            if [.transport, .timedOut, .allBrokersDown].contains(error.code) {
                 throw unreachable(error)
             }
             throw DeltaKitError(

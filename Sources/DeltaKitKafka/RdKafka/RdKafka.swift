@@ -16,7 +16,7 @@ package enum RdKafka {
 
     static func error(_ err: rd_kafka_resp_err_t, message: String? = nil, fatal: Bool = false) -> KafkaError {
         KafkaError(
-            code: err.rawValue,
+            code: KafkaError.Code(rawValue: err.rawValue),
             name: String(cString: rd_kafka_err2name(err)),
             message: message ?? String(cString: rd_kafka_err2str(err)),
             isFatal: fatal
