@@ -48,7 +48,7 @@ struct KafkaFaultTests {
         let sending = Task { try await sink.send(contentsOf: during) }
         try await Task.sleep(for: .seconds(1))
         for id: Int32 in 1...3 { mock.setBroker(id, up: true) }
-        try await sending.value
+        _ = try await sending.value
         acknowledged += during
 
         let after = generator.next(500)
@@ -126,12 +126,12 @@ struct KafkaFaultTests {
         let later = Task { try await sink.send(.update(DemoUser(id: keyOnBroker2, name: "B", age: 2), order: 101)) }
         try await Task.sleep(for: .milliseconds(300))
         mock.setBroker(1, up: true)
-        try await first.value
+        _ = try await first.value
         let flushed = try await flush.value
         // Broker 2 stays down for the whole check, so an implementation that waited for `later` would still wait.
         #expect(flushed - flushStart < .seconds(15), "flush returned once the earlier send was acknowledged")
         mock.setBroker(2, up: true)
-        try await later.value
+        _ = try await later.value
         try await sink.close()
     }
 

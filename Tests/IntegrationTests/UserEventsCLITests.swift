@@ -30,8 +30,7 @@ enum CLI {
             let data = Mutex(Data())
             var text: String { data.withLock { String(decoding: $0, as: UTF8.self) } }
         }
-        // Process is not Sendable; it is only read (pid, isRunning, status) after `run()`.
-        nonisolated(unsafe) let process: Process
+        let process: Process
         private let stdout = Buffer()
         private let stderr = Buffer()
         private let done = Mutex(0)
