@@ -40,6 +40,8 @@ package struct SourceBatch<Record: ChangeRecord>: Sendable {
     /// Per partition, the offset after the last message of the batch (events and malformed messages alike):
     /// where a restart continues once the batch is applied.
     package var nextOffsets: [Int32: Int64] = [:]
+    /// The malformed messages skipped within the batch (reported already; acknowledged with the batch).
+    package var skipped: [(partition: Int32, offset: Int64)] = []
     /// The batch ends at the point where every partition was caught up.
     package var reachesCaughtUp = false
     /// The source ends after this batch (``KafkaEventSource/Configuration/stopWhenCaughtUp``).

@@ -153,7 +153,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
                 batch.events.append(event)
                 batch.advance(event.partition, past: event.offset)
             case .malformed(let message):
-                try await core.handleMalformed(message)
+                try await core.handleMalformed(message, acknowledging: false)
+                batch.skipped.append((message.partition, message.offset))
                 batch.advance(message.partition, past: message.offset)
             case .caughtUp:
                 batch.reachesCaughtUp = true
@@ -176,6 +177,14 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     /// The most events ever buffered ahead of the application, and how often back-pressure engaged (partitions
     /// paused, or the poll thread stopped taking) — for tests and tooling.
     package var backPressureStatistics: (peakBuffered: Int, engaged: Int) { core.backPressureStatistics }
+
+    /// Acknowledges a batch once it is applied: its events and the malformed messages it skipped.
+    package func acknowledge(_ batch: SourceBatch<Record>) {
+        for consumed in batch.events { acknowledge(consumed) }
+        for (partition, offset) in batch.skipped {
+            core.acknowledge(topic: topic, partition: partition, offset: offset)
+        }
+    }
 
     /// Marks the source caught up (after applying a batch that ``SourceBatch/reachesCaughtUp``).
     package func markCaughtUp() { core.markCaughtUp() }
@@ -608,7 +617,9 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         }
     }
 
-    func handleMalformed(_ message: MalformedMessage) async throws {
+    /// Reports, dead-letters, and — when `acknowledging` — acknowledges a malformed message. A batch defers the
+    /// acknowledgement until the events before it in the batch are applied (at-least-once with a group).
+    func handleMalformed(_ message: MalformedMessage, acknowledging: Bool = true) async throws {
         malformed.increment()
         logger.warning(
             "skipping malformed message",
@@ -621,7 +632,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         if let deadLetter, let deadLetterTopic {
             try await deadLetter.send(topic: deadLetterTopic, key: message.key, value: message.value ?? [])
         }
-        acknowledge(topic: message.topic, partition: message.partition, offset: message.offset)
+        if acknowledging { acknowledge(topic: message.topic, partition: message.partition, offset: message.offset) }
     }
 
     func acknowledge(topic: String, partition: Int32, offset: Int64) {

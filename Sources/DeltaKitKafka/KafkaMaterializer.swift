@@ -146,7 +146,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             } else if !events.isEmpty {
                 try await store.apply(contentsOf: events)
             }
-            for consumed in batch.events { source.acknowledge(consumed) }
+            source.acknowledge(batch)
             advanceVisibility(batch.nextOffsets)
             recordLag(batch.nextOffsets)
             if batch.reachesCaughtUp { source.markCaughtUp() }

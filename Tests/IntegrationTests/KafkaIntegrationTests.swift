@@ -145,6 +145,36 @@ struct KafkaIntegrationTests {
         }
     }
 
+    @Test("with a group, malformed messages at a partition's end are committed past once the batch is applied")
+    func malformedCommittedWithGroup() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let sink = try await KafkaTestSupport.makeSink(brokers, partitions: 1)
+        var generator = DemoEventGenerator(seed: 12, users: 3)
+        try await sink.send(contentsOf: generator.next(3))  // offsets 0…2
+        try await sink.close()
+        try KafkaTestSupport.produceRawViaPython(
+            brokers,
+            topic: sink.topic,
+            values: [Array("not json".utf8), Array("{}".utf8)]
+        )  // offsets 3, 4
+        let source = try await KafkaEventSource<DemoUser>(
+            configuration: .init(
+                kafka: KafkaTestSupport.kafka(brokers),
+                topic: sink.topic,
+                groupID: "malformed-\(UUID().uuidString.prefix(8))",
+                sessionTimeout: .seconds(6)
+            )
+        )
+        let materializer = KafkaMaterializer(source: source, store: try InMemoryStateStore<DemoUser>())
+        let running = Task { try await materializer.run() }
+        await materializer.waitUntilCaughtUp()
+        try await source.commit()
+        // Past both malformed messages: a restart in this group does not report them again.
+        #expect(await source.committedOffsets() == [0: 5])
+        running.cancel()
+        try await running.value
+    }
+
     @Test("malformed messages are reported with their offsets, never reach state, and the stream goes on")
     func malformed() async throws {
         let brokers = try TestEnvironment.requireKafka()
