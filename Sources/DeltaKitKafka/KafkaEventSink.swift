@@ -212,6 +212,9 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         ]
     }
 
+    /// How often a sender waited because librdkafka's queue was full (``Configuration/queueMaxMessages``).
+    package var queueFullWaits: Int { core.queueFullWaits }
+
     /// Returns once every event sent before the call is acknowledged.
     ///
     /// - Throws: the sink's failure if an event could not be delivered.
@@ -252,6 +255,8 @@ final class SinkCore: Sendable {
         var closed = false
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+        /// How often a sender waited for queue space (for tests and tooling).
+        var queueFullWaits = 0
     }
     private let state = Mutex(State())
     private let stopped = Atomic<Bool>(false)
@@ -371,9 +376,14 @@ final class SinkCore: Sendable {
         }
     }
 
+    var queueFullWaits: Int { state.withLock { $0.queueFullWaits } }
+
     func waitForQueueSpace() async {
         await withCheckedContinuation { continuation in
-            state.withLock { $0.spaceWaiters.append(continuation) }
+            state.withLock {
+                $0.spaceWaiters.append(continuation)
+                $0.queueFullWaits += 1
+            }
         }
     }
 
