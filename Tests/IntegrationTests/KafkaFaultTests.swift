@@ -1,6 +1,7 @@
 import DeltaKit
 import DeltaKitTesting
 import Foundation
+import MetricsTestKit
 import Testing
 
 @testable import DeltaKitKafka
@@ -9,7 +10,12 @@ import Testing
 /// broker that is stopped and restarted.
 @Suite("Kafka faults", .timeLimit(.minutes(5)))
 struct KafkaFaultTests {
-    static func mockSink(topic: String, messageTimeout: Duration) async throws -> KafkaEventSink<DemoUser> {
+    static func mockSink(
+        topic: String,
+        messageTimeout: Duration,
+        shutdownTimeout: Duration = .seconds(30),
+        metrics: TestMetrics = TestMetrics()
+    ) async throws -> KafkaEventSink<DemoUser> {
         try await KafkaEventSink<DemoUser>(
             configuration: .init(
                 kafka: .init(
@@ -17,9 +23,41 @@ struct KafkaFaultTests {
                     additionalProperties: ["test.mock.num.brokers": "3", "retry.backoff.ms": "50"]
                 ),
                 topic: topic,
-                messageTimeout: messageTimeout
-            )
+                messageTimeout: messageTimeout,
+                shutdownTimeout: shutdownTimeout
+            ),
+            metricsFactory: metrics
         )
+    }
+
+    @Test("mockClusterPurge: brokers down at close: close waits shutdownTimeout, purges, throws; failed = purged")
+    func mockClusterPurgeOnClose() async throws {
+        let metrics = TestMetrics()
+        let sink = try await Self.mockSink(
+            topic: "purge",
+            messageTimeout: .seconds(120),
+            shutdownTimeout: .seconds(1),
+            metrics: metrics
+        )
+        let mock = try #require(sink.mockCluster)
+        var generator = DemoEventGenerator(seed: 9, users: 5)
+        try await sink.send(contentsOf: generator.next(10))
+        for id: Int32 in 1...3 { mock.setBroker(id, up: false) }
+        let stuck = generator.next(40)
+        let sending = Task { try await sink.send(contentsOf: stuck) }
+        let dimensions = [("topic", "purge")]
+        let sent = { try metrics.expectCounter("deltakit_kafka_events_sent_total", dimensions).totalValue }
+        // Observe the enqueueing (bounded): the 40 events are in librdkafka's queue, none can be delivered.
+        for _ in 0..<500 where try sent() < 50 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try sent() == 50)
+        let closing = await #expect(throws: DeltaKitError.self) { try await sink.close() }
+        #expect(closing?.code == .deliveryFailed && closing?.message.contains("purged") == true)
+        let failed = try metrics.expectCounter("deltakit_kafka_events_failed_total", dimensions).totalValue
+        let acknowledged = try metrics.expectCounter("deltakit_kafka_events_acknowledged_total", dimensions).totalValue
+        #expect(failed == 40, "every purged event is counted as failed")
+        #expect(acknowledged == 10)
+        let result = await sending.result
+        #expect(throws: DeltaKitError.self) { try result.get() }
     }
 
     @Test("acknowledged before, during and after broker outages and request errors: all in the final state")
