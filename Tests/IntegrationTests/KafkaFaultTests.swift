@@ -83,10 +83,19 @@ struct KafkaFaultTests {
         // All brokers down while a batch is being sent; back up a second later.
         for id: Int32 in 1...3 { mock.setBroker(id, up: false) }
         let during = generator.next(500)
-        let sending = Task { try await sink.send(contentsOf: during) }
-        try await Task.sleep(for: .seconds(1))
+        let clock = ContinuousClock()
+        let sending = Task {
+            _ = try await sink.send(contentsOf: during)
+            return clock.now
+        }
+        try await Task.sleep(for: .seconds(1))  // the outage's length (fault injection, not synchronisation)
+        let backUp = clock.now
         for id: Int32 in 1...3 { mock.setBroker(id, up: true) }
-        _ = try await sending.value
+        let delivered = try await sending.value
+        #expect(
+            delivered >= backUp,
+            "the outage took effect: nothing could be acknowledged while every broker was down"
+        )
         acknowledged += during
 
         let after = generator.next(500)
@@ -100,6 +109,10 @@ struct KafkaFaultTests {
         )
         #expect(applied >= acknowledged.count, "no acknowledged event is missing (retries may duplicate)")
         #expect(try await store.snapshot() == KafkaTestSupport.reference(acknowledged))
+        // Event by event: every acknowledged event is on the topic (a duplicate cannot hide a loss).
+        let read = try await KafkaTestSupport.readAll(mock.bootstrapServers, topic: topic)
+        let missing = Set(acknowledged).subtracting(read)
+        #expect(missing.isEmpty, "\(missing.count) acknowledged events are not on the topic")
         try await sink.close()
     }
 
