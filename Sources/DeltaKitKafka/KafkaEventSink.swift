@@ -214,6 +214,8 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
 
     /// How often a sender waited because librdkafka's queue was full (``Configuration/queueMaxMessages``).
     package var queueFullWaits: Int { core.queueFullWaits }
+    /// How many ``flush()`` calls have determined which sends they wait for (for tests).
+    package var flushesStarted: Int { core.flushesStarted }
 
     /// Returns once every event sent before the call is acknowledged.
     ///
@@ -257,6 +259,8 @@ final class SinkCore: Sendable {
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
         /// How often a sender waited for queue space (for tests and tooling).
         var queueFullWaits = 0
+        /// How many flushes took their snapshot of the batches in progress (for tests).
+        var flushesStarted = 0
     }
     private let state = Mutex(State())
     private let stopped = Atomic<Bool>(false)
@@ -310,7 +314,10 @@ final class SinkCore: Sendable {
 
     /// Waits for every `send` call in progress now (not for those that start later).
     func waitForBatchesInProgress() async {
-        let batches = state.withLock { Array($0.batches.values) }
+        let batches = state.withLock { state in
+            state.flushesStarted += 1
+            return Array(state.batches.values)
+        }
         for batch in batches { await batch.waitUntilDone() }
     }
 
@@ -377,6 +384,7 @@ final class SinkCore: Sendable {
     }
 
     var queueFullWaits: Int { state.withLock { $0.queueFullWaits } }
+    var flushesStarted: Int { state.withLock { $0.flushesStarted } }
 
     func waitForQueueSpace() async {
         await withCheckedContinuation { continuation in

@@ -2,6 +2,7 @@ import DeltaKit
 import DeltaKitTesting
 import Foundation
 import MetricsTestKit
+import Synchronization
 import Testing
 
 @testable import DeltaKitKafka
@@ -141,7 +142,8 @@ struct KafkaFaultTests {
     @Test("flush waits for the sends in progress, not for a send that starts later and is stuck")
     func flushIgnoresLaterSends() async throws {
         let topic = "flush"
-        let sink = try await Self.mockSink(topic: topic, messageTimeout: .seconds(60))
+        let metrics = TestMetrics()
+        let sink = try await Self.mockSink(topic: topic, messageTimeout: .seconds(60), metrics: metrics)
         let mock = try #require(sink.mockCluster)
         mock.createTopic(topic, partitions: 2)
         mock.setLeader(topic: topic, partition: 0, broker: 1)
@@ -162,27 +164,35 @@ struct KafkaFaultTests {
         try await source.close()
         let keyOnBroker1 = try #require(partitionOfKey.first { $0.value == 0 }?.key)
         let keyOnBroker2 = try #require(partitionOfKey.first { $0.value == 1 }?.key)
+        let sent = { try metrics.expectCounter("deltakit_kafka_events_sent_total", [("topic", topic)]).totalValue }
+        /// Waits (observing, bounded) until `condition` holds.
+        func observe(_ what: String, _ condition: () throws -> Bool) async throws {
+            for _ in 0..<1_000 where try !condition() { try await Task.sleep(for: .milliseconds(5)) }
+            try #require(try condition(), "\(what) never happened")
+        }
 
         mock.setBroker(1, up: false)
         let first = Task { try await sink.send(.update(DemoUser(id: keyOnBroker1, name: "A", age: 1), order: 100)) }
-        try await Task.sleep(for: .milliseconds(200))
-        let clock = ContinuousClock()
-        let flushStart = clock.now
-        let flush = Task {
-            try await sink.flush()
-            return clock.now
-        }
-        try await Task.sleep(for: .milliseconds(200))
+        try await observe("the first send was enqueued") { try sent() == 7 }
+        let flush = Task { try await sink.flush() }
+        try await observe("the flush took its snapshot") { sink.flushesStarted == 1 }
         mock.setBroker(2, up: false)
-        let later = Task { try await sink.send(.update(DemoUser(id: keyOnBroker2, name: "B", age: 2), order: 101)) }
-        try await Task.sleep(for: .milliseconds(300))
+        let laterDone = Atomic<Bool>(false)
+        let later = Task {
+            _ = try await sink.send(.update(DemoUser(id: keyOnBroker2, name: "B", age: 2), order: 101))
+            laterDone.store(true, ordering: .releasing)
+        }
+        try await observe("the later send was enqueued") { try sent() == 8 }
         mock.setBroker(1, up: true)
         _ = try await first.value
-        let flushed = try await flush.value
-        // Broker 2 stays down for the whole check, so an implementation that waited for `later` would still wait.
-        #expect(flushed - flushStart < .seconds(15), "flush returned once the earlier send was acknowledged")
+        try await flush.value
+        // Broker 2 is still down: the later send cannot have been acknowledged, yet the flush returned.
+        let laterDoneAtFlush = laterDone.load(ordering: .acquiring)
+        #expect(!laterDoneAtFlush, "flush returned without waiting for the later send")
         mock.setBroker(2, up: true)
-        _ = try await later.value
+        try await later.value
+        let laterDoneAtEnd = laterDone.load(ordering: .acquiring)
+        #expect(laterDoneAtEnd)
         try await sink.close()
     }
 
