@@ -108,7 +108,13 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "DeltaKitTests", dependencies: ["DeltaKit", "DeltaKitTesting"]),
         .testTarget(name: "DeltaKitTestingTests", dependencies: ["DeltaKit", "DeltaKitTesting"]),
-        .testTarget(name: "DeltaKitKafkaTests", dependencies: ["DeltaKit", "DeltaKitKafka", "DeltaKitTesting"]),
+        .testTarget(
+            name: "DeltaKitKafkaTests",
+            dependencies: [
+                "DeltaKit", "DeltaKitKafka", "DeltaKitTesting",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
+        ),
         .testTarget(
             name: "DeltaKitRisingWaveTests",
             dependencies: ["DeltaKit", "DeltaKitRisingWave", "DeltaKitTesting"]

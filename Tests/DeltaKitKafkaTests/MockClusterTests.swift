@@ -1,0 +1,254 @@
+import DeltaKit
+import DeltaKitTesting
+import Foundation
+import MetricsTestKit
+import Synchronization
+import Testing
+
+@testable import DeltaKitKafka
+
+/// Faults on librdkafka's in-process mock cluster (brokers down, injected request errors): no broker needed, so
+/// these run as unit tests, and `scripts/test` runs them again on the system librdkafka (Debian's 2.0.2).
+@Suite("Kafka faults on librdkafka's mock cluster", .timeLimit(.minutes(5)))
+struct MockClusterTests {
+    /// Every event of `topic`, read once without a group.
+    static func readAll(_ brokers: String, topic: String) async throws -> [ChangeEvent<DemoUser>] {
+        let source = try await KafkaEventSource<DemoUser>(
+            configuration: .init(kafka: .init(bootstrapServers: [brokers]), topic: topic, stopWhenCaughtUp: true)
+        )
+        var events: [ChangeEvent<DemoUser>] = []
+        for try await consumed in source.events { events.append(consumed.event) }
+        try await source.close()
+        return events
+    }
+
+    /// The reference state of `events`.
+    static func reference(_ events: [ChangeEvent<DemoUser>]) -> [DemoUser] {
+        var state = LatestState<DemoUser>()
+        for event in events { state.apply(event) }
+        return state.snapshot()
+    }
+
+    static func mockSink(
+        topic: String,
+        messageTimeout: Duration,
+        shutdownTimeout: Duration = .seconds(30),
+        metrics: TestMetrics = TestMetrics()
+    ) async throws -> KafkaEventSink<DemoUser> {
+        try await KafkaEventSink<DemoUser>(
+            configuration: .init(
+                kafka: .init(
+                    bootstrapServers: ["unused:9092"],
+                    additionalProperties: ["test.mock.num.brokers": "3", "retry.backoff.ms": "50"]
+                ),
+                topic: topic,
+                messageTimeout: messageTimeout,
+                shutdownTimeout: shutdownTimeout
+            ),
+            metricsFactory: metrics
+        )
+    }
+
+    @Test("mockClusterPurge: brokers down at close: close waits shutdownTimeout, purges, throws; failed = purged")
+    func mockClusterPurgeOnClose() async throws {
+        let metrics = TestMetrics()
+        let sink = try await Self.mockSink(
+            topic: "purge",
+            messageTimeout: .seconds(120),
+            shutdownTimeout: .seconds(1),
+            metrics: metrics
+        )
+        let mock = try #require(sink.mockCluster)
+        var generator = DemoEventGenerator(seed: 9, users: 5)
+        try await sink.send(contentsOf: generator.next(10))
+        for id: Int32 in 1...3 { mock.setBroker(id, up: false) }
+        let stuck = generator.next(40)
+        let sending = Task { try await sink.send(contentsOf: stuck) }
+        let dimensions = [("topic", "purge")]
+        let sent = { try metrics.expectCounter("deltakit_kafka_events_sent_total", dimensions).totalValue }
+        // Observe the enqueueing (bounded): the 40 events are in librdkafka's queue, none can be delivered.
+        for _ in 0..<500 where try sent() < 50 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try sent() == 50)
+        let closing = await #expect(throws: DeltaKitError.self) { try await sink.close() }
+        #expect(closing?.code == .deliveryFailed && closing?.message.contains("purged") == true)
+        let failed = try metrics.expectCounter("deltakit_kafka_events_failed_total", dimensions).totalValue
+        let acknowledged = try metrics.expectCounter("deltakit_kafka_events_acknowledged_total", dimensions).totalValue
+        #expect(failed == 40, "every purged event is counted as failed")
+        #expect(acknowledged == 10)
+        let result = await sending.result
+        #expect(throws: DeltaKitError.self) { try result.get() }
+    }
+
+    @Test("acknowledged before, during and after broker outages and request errors: all in the final state")
+    func mockClusterOutage() async throws {
+        let topic = "faults"
+        let sink = try await Self.mockSink(topic: topic, messageTimeout: .seconds(60))
+        let mock = try #require(sink.mockCluster)
+        print("librdkafka \(KafkaTopicAdmin.librdkafkaVersion), mock cluster at \(mock.bootstrapServers)")
+        var generator = DemoEventGenerator(seed: 31, users: 12)
+        var acknowledged: [ChangeEvent<DemoUser>] = []
+
+        let before = generator.next(500)
+        try await sink.send(contentsOf: before)
+        acknowledged += before
+
+        // Retriable broker errors on Produce: NOT_LEADER_FOR_PARTITION (6) and REQUEST_TIMED_OUT (7).
+        mock.failProduceRequests(count: 3, errorCode: 6)
+        mock.failProduceRequests(count: 2, errorCode: 7)
+        let withErrors = generator.next(500)
+        try await sink.send(contentsOf: withErrors)
+        acknowledged += withErrors
+
+        // All brokers down while a batch is being sent; back up a second later.
+        for id: Int32 in 1...3 { mock.setBroker(id, up: false) }
+        let during = generator.next(500)
+        let clock = ContinuousClock()
+        let sending = Task {
+            _ = try await sink.send(contentsOf: during)
+            return clock.now
+        }
+        try await Task.sleep(for: .seconds(1))  // the outage's length (fault injection, not synchronisation)
+        let backUp = clock.now
+        for id: Int32 in 1...3 { mock.setBroker(id, up: true) }
+        let delivered = try await sending.value
+        #expect(
+            delivered >= backUp,
+            "the outage took effect: nothing could be acknowledged while every broker was down"
+        )
+        acknowledged += during
+
+        let after = generator.next(500)
+        try await sink.send(contentsOf: after)
+        acknowledged += after
+
+        let store = try InMemoryStateStore<DemoUser>()
+        let applied = try await KafkaMaterializer.materialize(
+            .init(kafka: .init(bootstrapServers: [mock.bootstrapServers]), topic: topic, groupID: nil),
+            into: store
+        )
+        #expect(applied >= acknowledged.count, "no acknowledged event is missing (retries may duplicate)")
+        #expect(try await store.snapshot() == Self.reference(acknowledged))
+        // Event by event: every acknowledged event is on the topic (a duplicate cannot hide a loss).
+        let read = try await Self.readAll(mock.bootstrapServers, topic: topic)
+        let missing = Set(acknowledged).subtracting(read)
+        #expect(missing.isEmpty, "\(missing.count) acknowledged events are not on the topic")
+        try await sink.close()
+    }
+
+    @Test("an event that cannot be delivered is reported, and the sink stops instead of skipping it")
+    func mockClusterPermanentOutage() async throws {
+        let sink = try await Self.mockSink(topic: "dead", messageTimeout: .seconds(2))
+        let mock = try #require(sink.mockCluster)
+        try await sink.send(.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1))
+        for id: Int32 in 1...3 { mock.setBroker(id, up: false) }
+        let failed = await #expect(throws: DeltaKitError.self) {
+            try await sink.send(.update(DemoUser(id: 1, name: "Alice", age: 26), order: 2))
+        }
+        #expect(failed?.code == .deliveryFailed)
+        #expect((failed?.underlying as? KafkaError)?.code == .messageTimedOut)
+        #expect((failed?.underlying as? KafkaError)?.name == "_MSG_TIMED_OUT")
+        #expect(failed?.message.contains("key 1") == true)
+        for id: Int32 in 1...3 { mock.setBroker(id, up: true) }
+        let next = await #expect(throws: DeltaKitError.self) {
+            try await sink.send(.update(DemoUser(id: 1, name: "Alice", age: 27), order: 3))
+        }
+        #expect(next?.code == .closed, "a later send must not leave a gap behind a failed one")
+        await #expect(throws: DeltaKitError.self) { try await sink.flush() }
+        try? await sink.close()
+    }
+
+    @Test("flush waits for the sends in progress, not for a send that starts later and is stuck")
+    func flushIgnoresLaterSends() async throws {
+        let topic = "flush"
+        let metrics = TestMetrics()
+        let sink = try await Self.mockSink(topic: topic, messageTimeout: .seconds(60), metrics: metrics)
+        let mock = try #require(sink.mockCluster)
+        mock.createTopic(topic, partitions: 2)
+        mock.setLeader(topic: topic, partition: 0, broker: 1)
+        mock.setLeader(topic: topic, partition: 1, broker: 2)
+        // Learn which keys land on which partition.
+        let probes = (1...6).map { ChangeEvent.insert(DemoUser(id: $0, name: "P", age: $0), order: Int64($0)) }
+        try await sink.send(contentsOf: probes)
+        let source = try await KafkaEventSource<DemoUser>(
+            configuration: .init(
+                kafka: .init(bootstrapServers: [mock.bootstrapServers]),
+                topic: topic,
+                groupID: nil,
+                stopWhenCaughtUp: true
+            )
+        )
+        var partitionOfKey: [Int: Int32] = [:]
+        for try await consumed in source.events { partitionOfKey[consumed.event.key] = consumed.partition }
+        try await source.close()
+        let keyOnBroker1 = try #require(partitionOfKey.first { $0.value == 0 }?.key)
+        let keyOnBroker2 = try #require(partitionOfKey.first { $0.value == 1 }?.key)
+        let sent = { try metrics.expectCounter("deltakit_kafka_events_sent_total", [("topic", topic)]).totalValue }
+        /// Waits (observing, bounded) until `condition` holds.
+        func observe(_ what: String, _ condition: () throws -> Bool) async throws {
+            for _ in 0..<1_000 where try !condition() { try await Task.sleep(for: .milliseconds(5)) }
+            try #require(try condition(), "\(what) never happened")
+        }
+
+        mock.setBroker(1, up: false)
+        let first = Task { try await sink.send(.update(DemoUser(id: keyOnBroker1, name: "A", age: 1), order: 100)) }
+        try await observe("the first send was enqueued") { try sent() == 7 }
+        let flush = Task { try await sink.flush() }
+        try await observe("the flush took its snapshot") { sink.flushesStarted == 1 }
+        mock.setBroker(2, up: false)
+        let laterDone = Atomic<Bool>(false)
+        let later = Task {
+            _ = try await sink.send(.update(DemoUser(id: keyOnBroker2, name: "B", age: 2), order: 101))
+            laterDone.store(true, ordering: .releasing)
+        }
+        try await observe("the later send was enqueued") { try sent() == 8 }
+        mock.setBroker(1, up: true)
+        _ = try await first.value
+        try await flush.value
+        // Broker 2 is still down: the later send cannot have been acknowledged, yet the flush returned.
+        let laterDoneAtFlush = laterDone.load(ordering: .acquiring)
+        #expect(!laterDoneAtFlush, "flush returned without waiting for the later send")
+        mock.setBroker(2, up: true)
+        try await later.value
+        let laterDoneAtEnd = laterDone.load(ordering: .acquiring)
+        #expect(laterDoneAtEnd)
+        try await sink.close()
+    }
+}
+
+@Suite("Read-your-writes bookkeeping (KafkaMaterializer's Visibility)")
+struct VisibilityTests {
+    @Test("a receipt is visible once every partition in it is applied past its offset")
+    func receipts() {
+        var visibility = Visibility()
+        let receipt = EventReceipt(offsets: [0: 4, 1: 0])
+        #expect(!visibility.isVisible(receipt))
+        #expect(visibility.advance([0: 5]).isEmpty)
+        #expect(!visibility.isVisible(receipt), "partition 1 is still behind")
+        #expect(visibility.behind(receipt) == "partition 1 needs offset 0, applied before 0")
+        #expect(visibility.advance([1: 1]).isEmpty)
+        #expect(visibility.isVisible(receipt))
+        // Positions never go back: an older batch (replayed) does not hide what was applied.
+        _ = visibility.advance([0: 2])
+        #expect(visibility.isVisible(EventReceipt(partition: 0, offset: 4)))
+    }
+
+    @Test("a waiter is handed back by the advance that covers it; one cancelled before it waits is refused")
+    func waiters() async throws {
+        var visibility = Visibility()
+        let receipt = EventReceipt(partition: 3, offset: 9)
+        let id = visibility.newID()
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            #expect(visibility.wait(id, receipt, continuation) == .wait)
+            #expect(visibility.advance([3: 9]).isEmpty, "offset 9 is applied only once the next offset is 10")
+            let ready = visibility.advance([3: 10])
+            #expect(ready.count == 1)
+            (ready.first ?? continuation).resume()
+        }
+        let cancelled = visibility.newID()
+        #expect(visibility.cancel(cancelled) == nil)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            #expect(visibility.wait(cancelled, EventReceipt(partition: 4, offset: 0), continuation) == .cancel)
+            continuation.resume()
+        }
+    }
+}
