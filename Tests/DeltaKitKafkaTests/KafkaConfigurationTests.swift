@@ -180,6 +180,11 @@ struct KafkaConfigurationTests {
         let longSession = KafkaEventSource<DemoUser>.Configuration(topic: "t", sessionTimeout: .seconds(1 << 40))
         error = await invalid { try longSession.validate() }
         #expect(error?.message.contains("sessionTimeout") == true)
+        var slowFetch = KafkaEventSource<DemoUser>.Configuration(topic: "t")
+        #expect(slowFetch.properties.contains { $0 == ("fetch.wait.max.ms", "100") })
+        slowFetch.fetchWait = .seconds(301)
+        error = await invalid { try slowFetch.validate() }
+        #expect(error?.message.contains("fetchWait") == true)
         let admin = try? KafkaTopicAdmin(configuration: .init())
         error = await invalid { _ = try await admin?.ensureTopic("t", partitions: -3) }
         #expect(error?.message.contains("partitions is -3") == true)

@@ -17,7 +17,7 @@ struct Benchmarks: AsyncParsableCommand {
         abstract: "DeltaKit benchmarks (driven by Benchmarks/run).",
         subcommands: [
             Generate.self, Produce.self, Snapshot.self, Encode.self, DecodeApply.self, Materialize.self,
-            SQLiteRestart.self, SQLiteMemory.self,
+            SQLiteRestart.self, SQLiteMemory.self, Latency.self,
         ]
     )
 }
