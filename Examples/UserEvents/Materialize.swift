@@ -63,13 +63,13 @@ struct Materialize: AsyncParsableCommand {
                     // Progress while reading; one line when caught up (then, as a service, keep following).
                     let caughtUp = Task { await materializer.waitUntilCaughtUp() }
                     while !materializer.isCaughtUp {
-                        progress.update(materializer.appliedEvents)
+                        progress.update(materializer.appliedEvents, detail: Self.describeLag(materializer.lag))
                         try await Task.sleep(for: .milliseconds(250))
                     }
                     _ = await caughtUp.value
                     progress.finish()
                     printError(
-                        "caught up: \(materializer.appliedEvents) events applied, \(try await store.count()) users in \(state)"
+                        "caught up: \(materializer.appliedEvents) events applied, \(try await store.count()) users in \(state)\(Self.describeLag(materializer.lag).map { ", \($0)" } ?? "")"
                     )
                     if exitWhenCaughtUp { return nil }
                     try await Task.sleep(for: .seconds(1_000_000_000))
@@ -87,6 +87,13 @@ struct Materialize: AsyncParsableCommand {
             )
             if let signal { throw ExitCode(signal == .sigint ? 130 : 143) }
         }
+    }
+
+    /// `lag 12 (0:0, 1:12)`: the total and per partition, as librdkafka last saw the partitions' ends.
+    static func describeLag(_ lag: [Int32: Int64]) -> String? {
+        guard !lag.isEmpty else { return nil }
+        let parts = lag.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ", ")
+        return "lag \(lag.values.reduce(0, +)) (\(parts))"
     }
 
     static func describe(_ positions: [Int32: Int64]) -> String {

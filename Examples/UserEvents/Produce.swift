@@ -103,7 +103,9 @@ final class ProgressReporter: Sendable {
     private let enabled = isatty(STDERR_FILENO) == 1
     private let clock = ContinuousClock()
     private let start: ContinuousClock.Instant
-    private let state = Mutex<(last: ContinuousClock.Instant?, count: Int, shown: Bool)>((nil, 0, false))
+    private let state = Mutex<(last: ContinuousClock.Instant?, count: Int, shown: Bool, detail: String?)>(
+        (nil, 0, false, nil)
+    )
 
     init(total: Int?, unit: String, verb: String) {
         self.total = total
@@ -112,16 +114,17 @@ final class ProgressReporter: Sendable {
         self.start = ContinuousClock().now
     }
 
-    /// Records progress; redraws at most once a second.
-    func update(_ count: Int) {
+    /// Records progress (and an extra `detail`, such as a lag); redraws at most once a second.
+    func update(_ count: Int, detail: String? = nil) {
         guard enabled else { return }
         let now = clock.now
         let line: String? = state.withLock { state in
             state.count = count
+            state.detail = detail
             if let last = state.last, now - last < .seconds(1) { return nil }
             state.last = now
             state.shown = true
-            return "\r" + text(count, now)
+            return "\r" + text(count, now, detail)
         }
         if let line { FileHandle.standardError.write(Data(line.utf8)) }
     }
@@ -129,9 +132,9 @@ final class ProgressReporter: Sendable {
     /// Ends the progress line with the final count, so nothing printed afterwards is glued to it.
     func finish() {
         guard enabled else { return }
-        let (count, shown) = state.withLock { ($0.count, $0.shown) }
+        let (count, shown, detail) = state.withLock { ($0.count, $0.shown, $0.detail) }
         guard shown else { return }
-        FileHandle.standardError.write(Data(("\r" + text(count, clock.now) + "\n").utf8))
+        FileHandle.standardError.write(Data(("\r" + text(count, clock.now, detail) + "\n").utf8))
     }
 
     /// Writes a line of its own (a warning) without gluing it to the progress line.
@@ -140,9 +143,10 @@ final class ProgressReporter: Sendable {
         write()
     }
 
-    private func text(_ count: Int, _ now: ContinuousClock.Instant) -> String {
+    private func text(_ count: Int, _ now: ContinuousClock.Instant, _ detail: String? = nil) -> String {
         let of = total.map { "/\($0)" } ?? ""
-        return "\(verb) \(count)\(of) \(unit) (\(Self.rate(count, now - start)) \(unit)/s)"
+        return
+            "\(verb) \(count)\(of) \(unit) (\(Self.rate(count, now - start)) \(unit)/s)\(detail.map { ", \($0)" } ?? "")"
     }
 
     static func rate(_ count: Int, _ elapsed: Duration) -> Int {

@@ -36,6 +36,12 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     private let applied = Atomic<Int>(0)
     private let metricsFactory: any MetricsFactory
     private let lagGauges = Mutex<[Int32: Gauge]>([:])
+    private let latestLag = Mutex<[Int32: Int64]>([:])
+
+    /// Per partition, the messages between the applied position and the partition's end as librdkafka last
+    /// saw it (what the `deltakit_materializer_lag` gauge reports); empty before the first batch. A broker that
+    /// reports wrong end offsets (Tansu) makes it wrong: decide readiness with ``isCaughtUp``.
+    public var lag: [Int32: Int64] { latestLag.withLock { $0 } }
 
     /// How many events this materializer has applied so far (for progress reports).
     public var appliedEvents: Int { applied.load(ordering: .relaxed) }
@@ -218,6 +224,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
                 return gauge
             }
             gauge.record(lag)
+            latestLag.withLock { $0[partition] = lag }
         }
     }
 

@@ -120,8 +120,10 @@ struct SQLiteMaterializerTests {
         )
         let running = Task { try await materializer.run() }
         try await materializer.waitUntilVisible(receipt)
+        let lag = materializer.lag
         running.cancel()
         try await running.value
+        #expect(Set(lag.keys) == Set(receipt.offsets.keys) && lag.values.allSatisfy { $0 >= 0 }, "\(lag)")
         for partition in receipt.offsets.keys {
             let gauge = try metrics.expectGauge(
                 "deltakit_materializer_lag",
