@@ -36,19 +36,13 @@ func json(_ scalar: ScalarType, _ value: Any) -> [UInt8]? {
 
 /// What the wire decoder makes of a field whose JSON is `bytes`.
 func readBack(_ scalar: ScalarType, _ bytes: [UInt8]) -> Any? {
-    let object = Array(#"{"f":"#.utf8) + bytes + [UInt8(ascii: "}")]
-    return object.withUnsafeBytes { raw -> Any? in
-        guard let value = try? FlatJSONReader.fields(of: raw).first?.value else {
-            fatalError("the JSON the table wrote is not JSON: \(String(decoding: object, as: UTF8.self))")
-        }
-        switch value {
-        case .bool(let flag): return scalar.readJSON(.bool(flag))
-        case .string(let text): return scalar.readJSON(.string(text))
-        case .number(let range, let isInteger):
-            return scalar.readJSON(.number(FlatJSONReader.text(range, in: raw), isInteger: isInteger))
-        default: return nil
-        }
+    let value: JSONScalar?
+    do {
+        value = try FlatJSONReader.scalar(bytes)
+    } catch {
+        fatalError("the JSON the table wrote is not JSON: \(String(decoding: bytes, as: UTF8.self))")
     }
+    return value.flatMap { scalar.readJSON($0) }
 }
 
 /// The reference integer parser: an optional sign and ASCII digits, in range.

@@ -7,15 +7,7 @@ extension ChangeEvent {
         json.reserveCapacity(128)
         try encodeJSON(into: &json)
         let fields = try json.withUnsafeBytes { bytes in
-            try FlatJSONReader.fields(of: bytes).map { name, value -> (name: String, value: JSONScalar?) in
-                switch value {
-                case .bool(let flag): (name, .bool(flag))
-                case .string(let text): (name, .string(text))
-                case .number(let range, let isInteger):
-                    (name, .number(FlatJSONReader.text(range, in: bytes), isInteger: isInteger))
-                case .null, .nested: (name, nil)
-                }
-            }
+            try FlatJSONReader.fields(of: bytes).map { (name: $0.key, value: $0.value.scalar(in: bytes)) }
         }
         return (json, fields)
     }

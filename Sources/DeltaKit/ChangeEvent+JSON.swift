@@ -298,17 +298,9 @@ extension ChangeEvent {
         if Record.Key.self == String.self, let key = String(validating: bytes, as: UTF8.self) as? Record.Key {
             return key
         }
-        let object = Array(#"{"k":"#.utf8) + bytes + [UInt8(ascii: "}")]
         let scalar = try ScalarType.require(Record.Key.self, field: Record.keyField)
-        let value: JSONScalar? = try? object.withUnsafeBytes { raw in
-            switch try FlatJSONReader.fields(of: raw).first?.value {
-            case .bool(let flag): .bool(flag)
-            case .string(let text): .string(text)
-            case .number(let range, let isInteger): .number(FlatJSONReader.text(range, in: raw), isInteger: isInteger)
-            default: nil
-            }
-        }
-        guard let value, let key = scalar.readJSON(value) as? Record.Key else {
+        guard let value = try? FlatJSONReader.scalar(bytes), let key = scalar.readJSON(value) as? Record.Key
+        else {
             throw ChangeEventDecodingError(
                 field: Record.keyField,
                 value: String(decoding: bytes.prefix(200), as: UTF8.self),

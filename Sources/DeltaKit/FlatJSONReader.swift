@@ -10,6 +10,16 @@ enum FlatJSONValue {
     case string(String)
     /// An object or array (not a scalar): its text range, for messages.
     case nested(Range<Int>)
+
+    /// The value as the scalar table reads it; `nil` for `null` and for an object or array.
+    func scalar(in bytes: UnsafeRawBufferPointer) -> JSONScalar? {
+        switch self {
+        case .bool(let flag): .bool(flag)
+        case .string(let text): .string(text)
+        case .number(let range, let isInteger): .number(FlatJSONReader.text(range, in: bytes), isInteger: isInteger)
+        case .null, .nested: nil
+        }
+    }
 }
 
 /// Reads one flat JSON object — the wire shape of a change event — from bytes, without Foundation's
@@ -80,6 +90,15 @@ struct FlatJSONReader {
     /// The text of `range` in the input, for number parsing and messages.
     static func text(_ range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    }
+
+    /// The scalar JSON value `json` alone (a number, string or boolean, as the scalar table writes one), or `nil`
+    /// for `null` or an object or array.
+    ///
+    /// - Throws: ``ChangeEventDecodingError`` when `json` is not one JSON value.
+    static func scalar(_ json: some Collection<UInt8>) throws -> JSONScalar? {
+        let object = Array(#"{"v":"#.utf8) + json + [UInt8(ascii: "}")]
+        return try object.withUnsafeBytes { bytes in try fields(of: bytes).first?.value.scalar(in: bytes) }
     }
 
     // MARK: Grammar

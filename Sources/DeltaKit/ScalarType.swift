@@ -42,20 +42,17 @@ package struct ScalarType: Sendable {
     /// a number's or boolean's JSON text. Backends use it for keys in query parameters.
     /// Throws when the value has no JSON form (see ``writeJSON``).
     package func textForm(of value: Any, field: String) throws -> String {
-        var json: [UInt8] = Array(#"{"v":"#.utf8)
+        var json: [UInt8] = []
         try writeJSON(value, &json, field)
-        json.append(UInt8(ascii: "}"))
-        return try json.withUnsafeBytes { bytes in
-            switch try FlatJSONReader.fields(of: bytes).first?.value {
-            case .string(let text): return text
-            case .bool(let flag): return flag ? "true" : "false"
-            case .number(let range, _): return FlatJSONReader.text(range, in: bytes)
-            default:
-                throw DeltaKitError(
-                    code: .serializationFailed,
-                    message: "field '\(field)' (\(swiftName)) has no scalar JSON form"
-                )
-            }
+        switch try FlatJSONReader.scalar(json) {
+        case .string(let text): return text
+        case .bool(let flag): return flag ? "true" : "false"
+        case .number(let text, _): return text
+        case nil:
+            throw DeltaKitError(
+                code: .serializationFailed,
+                message: "field '\(field)' (\(swiftName)) has no scalar JSON form"
+            )
         }
     }
 

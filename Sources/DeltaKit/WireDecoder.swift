@@ -29,15 +29,10 @@ struct WireDecoder: Decoder {
         guard let value = fields[name] else {
             throw DecodingError.keyNotFound(key, .init(codingPath: [key], debugDescription: "missing"))
         }
-        let scalar: JSONScalar
-        switch value {
-        case .null:
-            throw DecodingError.valueNotFound(T.self, .init(codingPath: [key], debugDescription: "null"))
-        case .bool(let flag): scalar = .bool(flag)
-        case .string(let text): scalar = .string(text)
-        case .number(let range, let isInteger):
-            scalar = .number(FlatJSONReader.text(range, in: bytes), isInteger: isInteger)
-        case .nested:
+        guard let scalar = value.scalar(in: bytes) else {
+            if case .null = value {
+                throw DecodingError.valueNotFound(T.self, .init(codingPath: [key], debugDescription: "null"))
+            }
             throw DecodingError.typeMismatch(T.self, .init(codingPath: [key], debugDescription: "not a scalar"))
         }
         guard let description = ScalarType.of(T.self) else {
