@@ -547,20 +547,23 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     // MARK: Consumer side
 
-    /// The next item, or `nil` once closed (or the waiting task was cancelled).
     /// The next buffered item, without waiting; `nil` when none is buffered.
     func takeIfAvailable() -> SourceItem<Record>? {
-        state.withLock { state in
-            guard state.head < state.items.count else { return nil }
-            let item = state.items[state.head]
-            state.head += 1
-            if state.head > 1024, state.head * 2 > state.items.count {
-                state.items.removeFirst(state.head)
-                state.head = 0
-            }
-            wakePollerIfDrained(&state)
-            return item
+        state.withLock { popBuffered(&$0) }
+    }
+
+    /// Removes and returns the oldest buffered item (compacting the buffer now and then, and waking the poll
+    /// thread when it waits for room); `nil` when the buffer is empty.
+    private func popBuffered(_ state: inout State) -> SourceItem<Record>? {
+        guard state.head < state.items.count else { return nil }
+        let item = state.items[state.head]
+        state.head += 1
+        if state.head > 1024, state.head * 2 > state.items.count {
+            state.items.removeFirst(state.head)
+            state.head = 0
         }
+        wakePollerIfDrained(&state)
+        return item
     }
 
     /// Wakes the poll thread when it waits for room and the buffer is down to half.
@@ -571,20 +574,12 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         }
     }
 
+    /// The next item, or `nil` once closed (or the waiting task was cancelled).
     func take() async -> SourceItem<Record>? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let action: TakeAction<Record> = state.withLock { state in
-                    if state.head < state.items.count {
-                        let item = state.items[state.head]
-                        state.head += 1
-                        if state.head > 1024, state.head * 2 > state.items.count {
-                            state.items.removeFirst(state.head)
-                            state.head = 0
-                        }
-                        wakePollerIfDrained(&state)
-                        return .item(item)
-                    }
+                    if let item = popBuffered(&state) { return .item(item) }
                     if state.closed || Task.isCancelled { return .end }
                     if state.waiter != nil {
                         // Two tasks iterating one source would steal each other's events.
