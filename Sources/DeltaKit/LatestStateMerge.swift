@@ -127,17 +127,20 @@ public struct LatestState<Record: ChangeRecord>: Sendable {
     /// passed it); an older insert arriving later would otherwise bring the key back.
     @discardableResult
     public mutating func removeTombstones(olderThan order: Int64) -> Int {
-        let before = winners.count
-        winners = winners.filter { $0.value.record != nil || $0.value.order >= order }
-        return before - winners.count
+        removeTombstones { $0.order < order }
     }
 
     /// Forgets tombstones whose delete event's timestamp (`ts`) is before `date`: expiry by age, for a topic
     /// whose retention (or compaction's `delete.retention.ms`) has passed them. Returns how many were removed.
     @discardableResult
     public mutating func removeTombstones(deletedBefore date: Date) -> Int {
+        removeTombstones { $0.timestamp < date }
+    }
+
+    /// Forgets the tombstones whose delete event matches `expired`; returns how many.
+    private mutating func removeTombstones(where expired: (ChangeEvent<Record>) -> Bool) -> Int {
         let before = winners.count
-        winners = winners.filter { $0.value.record != nil || $0.value.timestamp >= date }
+        winners = winners.filter { $0.value.record != nil || !expired($0.value) }
         return before - winners.count
     }
 }

@@ -116,17 +116,9 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     @discardableResult
     public func apply(_ event: ChangeEvent<Record>) async throws -> StateChange<Record>? {
         let prepared = try Prepared(event.canonicalized(), schema: schema)
-        let historyLimit = configuration.historyLimit
         return try await write { db in
             let previous = try self.current(prepared.event.key, keyValue: prepared.keyValue, db)
-            if historyLimit > 0 {
-                try db.cachedStatement(sql: self.sql.insertHistory).execute(arguments: [
-                    prepared.event.order, prepared.json,
-                ])
-                try self.trimHistory(db)
-            }
-            guard try self.applyOne(prepared, db) else { return nil }
-            try self.trimChanges(db)
+            guard try self.writeBatch([prepared], positions: [:], db) == [true] else { return nil }
             switch (previous?.record, prepared.event.record) {
             case (nil, nil): return nil
             case (nil, let new?): return StateChange(kind: .insert, key: prepared.event.key, record: new)
@@ -156,23 +148,27 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         }
         let prepared = try events.map { try Prepared($0.canonicalized(), schema: schema) }
         guard !prepared.isEmpty || !positions.isEmpty else { return }
-        let historyLimit = configuration.historyLimit
-        try await write { db in
-            for event in prepared { _ = try self.applyOne(event, db) }
-            if historyLimit > 0, !prepared.isEmpty {
-                // Only the batch's newest `historyLimit` events can survive the trim.
-                let insert = try db.cachedStatement(sql: self.sql.insertHistory)
-                for index in Self.newest(prepared, limit: historyLimit) {
-                    try insert.execute(arguments: [prepared[index].event.order, prepared[index].json])
-                }
-                try self.trimHistory(db)
+        try await write { db in _ = try self.writeBatch(prepared, positions: positions, db) }
+    }
+
+    /// Writes `events` in order, their history and `positions`, in the caller's transaction; returns whether
+    /// each event won (superseded the stored winner).
+    private func writeBatch(_ events: [Prepared], positions: [Int32: Int64], _ db: Database) throws -> [Bool] {
+        let won = try events.map { try applyOne($0, db) }
+        if configuration.historyLimit > 0, !events.isEmpty {
+            // Only the batch's newest `historyLimit` events can survive the trim.
+            let insert = try db.cachedStatement(sql: sql.insertHistory)
+            for index in Self.newest(events, limit: configuration.historyLimit) {
+                try insert.execute(arguments: [events[index].event.order, events[index].json])
             }
-            if !prepared.isEmpty { try self.trimChanges(db) }
-            let statement = try db.cachedStatement(sql: self.sql.upsertPosition)
-            for (partition, offset) in positions {
-                try statement.execute(arguments: [Int64(partition), offset])
-            }
+            try trimHistory(db)
         }
+        if !events.isEmpty { try trimChanges(db) }
+        let statement = try db.cachedStatement(sql: sql.upsertPosition)
+        for (partition, offset) in positions {
+            try statement.execute(arguments: [Int64(partition), offset])
+        }
+        return won
     }
 
     /// The next offset to read per partition of ``source``, as last recorded with a batch.
