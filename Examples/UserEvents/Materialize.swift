@@ -83,9 +83,9 @@ struct Materialize: AsyncParsableCommand {
             let elapsed = clock.now - start
             let interrupted = signal == nil ? "" : " (interrupted)"
             printLine(
-                "Applied \(materializer.appliedEvents) events to \(state) in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow)))\(interrupted); positions \(Self.describe(try await store.positions()))"
+                "Applied \(materializer.appliedEvents) events to \(state) in \(ProgressReporter.text(elapsed))\(interrupted); positions \(Self.describe(try await store.positions()))"
             )
-            if let signal { throw ExitCode(signal == .sigint ? 130 : 143) }
+            if let signal { throw ExitCode(interruptedBy: signal) }
         }
     }
 

@@ -68,9 +68,9 @@ struct Produce: AsyncParsableCommand {
             let elapsed = clock.now - start
             let interrupted = signal == nil ? "" : " (interrupted)"
             printLine(
-                "Sent \(sent) events to '\(kafka.topic)' in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))) (\(ProgressReporter.rate(sent, elapsed)) events/s)\(interrupted)"
+                "Sent \(sent) events to '\(kafka.topic)' in \(ProgressReporter.text(elapsed)) (\(ProgressReporter.rate(sent, elapsed)) events/s)\(interrupted)"
             )
-            if let signal { throw ExitCode(signal == .sigint ? 130 : 143) }
+            if let signal { throw ExitCode(interruptedBy: signal) }
         }
     }
 
@@ -149,8 +149,20 @@ final class ProgressReporter: Sendable {
             "\(verb) \(count)\(of) \(unit) (\(Self.rate(count, now - start)) \(unit)/s)\(detail.map { ", \($0)" } ?? "")"
     }
 
+    /// An elapsed time as the summaries print it: `1s 308ms`.
+    static func text(_ elapsed: Duration) -> String {
+        elapsed.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))
+    }
+
     static func rate(_ count: Int, _ elapsed: Duration) -> Int {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return seconds > 0 ? Int(Double(count) / seconds) : count
+    }
+}
+
+extension ExitCode {
+    /// The status of a command stopped by `signal`, as `--help` documents: 130 for SIGINT, 143 for SIGTERM.
+    init(interruptedBy signal: UnixSignal) {
+        self.init(signal == .sigint ? 130 : 143)
     }
 }

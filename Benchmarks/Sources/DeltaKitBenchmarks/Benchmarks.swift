@@ -218,6 +218,21 @@ func distinctInserts(_ range: Range<Int>) -> [ChangeEvent<DemoUser>] {
     }
 }
 
+/// The benchmarks' state file (topic `bench`, a short history).
+func benchmarkSQLiteStore(_ path: String) throws -> SQLiteStateStore<DemoUser> {
+    try SQLiteStateStore(configuration: .init(path: path, source: "bench", historyLimit: 20))
+}
+
+/// Applies `keys` distinct inserts in batches of 2,000, each with its position, as a materializer would.
+func fillDistinct(_ store: SQLiteStateStore<DemoUser>, keys: Int) async throws {
+    var next = 0
+    while next < keys {
+        let end = min(next + 2_000, keys)
+        try await store.apply(contentsOf: distinctInserts(next..<end), positions: [0: Int64(end)])
+        next = end
+    }
+}
+
 struct SQLiteRestart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sqlite-restart",
@@ -231,20 +246,10 @@ struct SQLiteRestart: AsyncParsableCommand {
         try? FileManager.default.removeItem(atPath: path)
         let clock = ContinuousClock()
         let fillStart = clock.now
-        do {
-            let store = try SQLiteStateStore<DemoUser>(
-                configuration: .init(path: path, source: "bench", historyLimit: 20)
-            )
-            var next = 0
-            while next < keys {
-                let end = min(next + 2_000, keys)
-                try await store.apply(contentsOf: distinctInserts(next..<end), positions: [0: Int64(end)])
-                next = end
-            }
-        }
+        try await fillDistinct(benchmarkSQLiteStore(path), keys: keys)  // closed before the restart below
         let fill = clock.now - fillStart
         let restartStart = clock.now
-        let store = try SQLiteStateStore<DemoUser>(configuration: .init(path: path, source: "bench", historyLimit: 20))
+        let store = try benchmarkSQLiteStore(path)
         let value = try await store.value(forKey: keys / 2)
         let restart = clock.now - restartStart
         guard value?.id == keys / 2 else { throw ExitCode(1) }
@@ -265,13 +270,8 @@ struct SQLiteMemory: AsyncParsableCommand {
         try? FileManager.default.removeItem(atPath: path)
         let clock = ContinuousClock()
         let start = clock.now
-        let store = try SQLiteStateStore<DemoUser>(configuration: .init(path: path, source: "bench", historyLimit: 20))
-        var next = 0
-        while next < keys {
-            let end = min(next + 2_000, keys)
-            try await store.apply(contentsOf: distinctInserts(next..<end), positions: [0: Int64(end)])
-            next = end
-        }
+        let store = try benchmarkSQLiteStore(path)
+        try await fillDistinct(store, keys: keys)
         guard try await store.count() == keys else { throw ExitCode(1) }
         print(String(format: "%d %.1f %.1f", keys, peakResidentMiB(), seconds(clock.now - start)))
     }
