@@ -1,7 +1,8 @@
 // libFuzzer target: the wire decoder (`ChangeEvent(jsonData:)`). Built by scripts/fuzz together with the core's
 // sources (one module, so internals are visible), never part of a library product.
 //
-// For every input: no trap, hang or leak (AddressSanitizer); an accepted event re-encodes to bytes that decode to an
+// For every input: no trap, hang or leak (AddressSanitizer); the decoder's fast path and its `Codable` path accept
+// the same events and decode them equally; an accepted event re-encodes to bytes that decode to an
 // equal event (round trip); and where Foundation's JSONSerialization (a slow, independent reader) also reads the
 // input, it finds the same id, op and event_order — the decoder never invents data.
 import Foundation
@@ -21,6 +22,18 @@ struct FuzzUser: ChangeRecord {
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeBufferPointer(start: data, count: size)
+    // The fast path (envelope read from the tokens) and the `Codable` path accept exactly the same events.
+    if let decoder = try? WireDecoder(
+        fields: WireFields(FlatJSONReader.fields(of: UnsafeRawBufferPointer(bytes))),
+        bytes: UnsafeRawBufferPointer(bytes)
+    ) {
+        let general = try? ChangeEvent<FuzzUser>.decodeGeneral(decoder)
+        if let fast = ChangeEvent<FuzzUser>.decodeValid(decoder), fast != general {
+            fatalError("the fast path decoded \(fast), the Codable path \(String(describing: general))")
+        } else if ChangeEvent<FuzzUser>.decodeValid(decoder) == nil, let general {
+            fatalError("the Codable path accepted \(general), the fast path did not")
+        }
+    }
     guard let event = try? ChangeEvent<FuzzUser>(jsonData: bytes) else { return 0 }
     // Round trip.
     guard let encoded = try? event.jsonData() else { fatalError("accepted but cannot re-encode: \(event)") }

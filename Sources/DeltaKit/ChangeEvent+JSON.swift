@@ -106,13 +106,47 @@ extension ChangeEvent {
 
     /// Decodes the wire bytes with DeltaKit's own flat-JSON reader and the core's scalar table: no
     /// `JSONDecoder`, no copy of the message.
+    ///
+    /// A well-formed event takes ``decodeValid(_:)``, which reads the envelope straight from the tokens; anything
+    /// it does not accept goes through the `Codable` path (``init(from:)``), which decides — with the same rules —
+    /// and names what is wrong. (The `EventDecoder` fuzz target checks that both paths agree on every input.)
     static func decodeWire(_ bytes: UnsafeRawBufferPointer) throws -> Self {
-        let fields = try FlatJSONReader.fields(of: bytes)
-        var byName: [String: FlatJSONValue] = [:]
-        byName.reserveCapacity(fields.count)
-        for (key, value) in fields { byName[key] = value }
+        let decoder = WireDecoder(fields: WireFields(try FlatJSONReader.fields(of: bytes)), bytes: bytes)
+        if let event = decodeValid(decoder) { return event }
+        return try decodeGeneral(decoder)
+    }
+
+    /// The event in `decoder` when it is valid and its record type needs no check after decoding; `nil` otherwise.
+    /// The same rules as ``init(from:)``, without its keyed container, error bookkeeping and name hashing.
+    static func decodeValid(_ decoder: WireDecoder) -> Self? {
+        guard case .string(let opText)? = decoder.fields[ChangeEventField.operation],
+            let operation = ChangeOperation(rawValue: opText),
+            case .number(let orderRange, isInteger: true)? = decoder.fields[ChangeEventField.order],
+            let order = FlatJSONReader.integer(orderRange, in: decoder.bytes),
+            case .string(let tsText)? = decoder.fields[ChangeEventField.timestamp],
+            let timestamp = EventTimestamp.parse(tsText),
+            let schema = try? Record.schema, !schema.checksValuesAfterDecoding
+        else { return nil }
+        if operation == .delete {
+            guard let key = try? decoder.decode(Record.Key.self, key: AnyCodingKey(schema.keyField)) else {
+                return nil
+            }
+            for field in schema.valueFields {
+                switch decoder.fields[field.name] {
+                case nil, .null?: continue
+                default: return nil
+                }
+            }
+            return .delete(key: key, order: order, timestamp: timestamp)
+        }
+        guard let record = try? Record(from: decoder) else { return nil }
+        return Self(operation: operation, record: record, order: order, timestamp: timestamp)
+    }
+
+    /// Decodes through ``init(from:)``: the path that explains what is wrong with an event.
+    static func decodeGeneral(_ decoder: WireDecoder) throws -> Self {
         do {
-            return try Self(from: WireDecoder(fields: byName, bytes: bytes))
+            return try Self(from: decoder)
         } catch let error as ChangeEventDecodingError {
             throw error
         } catch {

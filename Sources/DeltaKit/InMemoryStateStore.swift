@@ -11,7 +11,8 @@ import Synchronization
 public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, ChangeFeedStore {
     private struct State {
         var latest = LatestState<Record>()
-        /// The retained history, ascending by order; at most `historyLimit` events.
+        /// The retained history, ascending by order: the newest `historyLimit` events are the last ones (up to
+        /// as many older ones wait to be trimmed).
         var history: [ChangeEvent<Record>] = []
         /// How many visible changes were made so far: the position after the newest change.
         var sequence: UInt64 = 0
@@ -56,8 +57,24 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     }
 
     /// Applies events in order; stops at the first invalid one (those before it stay applied).
+    ///
+    /// The valid events before an invalid one are applied under one acquisition of the store's lock.
     public func apply(contentsOf events: [ChangeEvent<Record>]) async throws {
-        for event in events { try applyNow(event) }
+        var canonical: [ChangeEvent<Record>] = []
+        canonical.reserveCapacity(events.count)
+        var failure: (any Error)?
+        for event in events {
+            do { canonical.append(try event.canonicalized()) } catch {
+                failure = error
+                break
+            }
+        }
+        var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
+        state.withLock { state in
+            for event in canonical { _ = applyLocked(event, in: &state, overflowed: &overflowed) }
+        }
+        finish(overflowed)
+        if let failure { throw failure }
     }
 
     /// Applies one event without suspending (for synchronous callers); see ``apply(_:)``.
@@ -65,21 +82,32 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     public func applyNow(_ event: ChangeEvent<Record>) throws -> StateChange<Record>? {
         let event = try event.canonicalized()
         var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
-        let change = state.withLock { state in
-            let change = state.latest.apply(event)
-            if historyLimit > 0 { Self.remember(event, in: &state.history, limit: historyLimit) }
-            if let change { overflowed = publish(change, in: &state) }
-            return change
-        }
-        if !overflowed.isEmpty {
-            let error = DeltaKitError(
-                code: .changesUnavailable,
-                message:
-                    "a change feed of InMemoryStateStore<\(Record.self)> fell more than \(changeBufferLimit) changes behind (changeBufferLimit); resume from the last position it delivered, or start again from a snapshot"
-            )
-            for continuation in overflowed { continuation.finish(throwing: error) }
-        }
+        let change = state.withLock { state in applyLocked(event, in: &state, overflowed: &overflowed) }
+        finish(overflowed)
         return change
+    }
+
+    /// Applies a canonical event to the locked state; collects the feeds that overflowed.
+    private func applyLocked(
+        _ event: ChangeEvent<Record>,
+        in state: inout State,
+        overflowed: inout [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation]
+    ) -> StateChange<Record>? {
+        let change = state.latest.apply(event)
+        if historyLimit > 0 { Self.remember(event, in: &state.history, limit: historyLimit) }
+        if let change { overflowed += publish(change, in: &state) }
+        return change
+    }
+
+    /// Ends the feeds that fell too far behind (outside the lock).
+    private func finish(_ overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation]) {
+        guard !overflowed.isEmpty else { return }
+        let error = DeltaKitError(
+            code: .changesUnavailable,
+            message:
+                "a change feed of InMemoryStateStore<\(Record.self)> fell more than \(changeBufferLimit) changes behind (changeBufferLimit); resume from the last position it delivered, or start again from a snapshot"
+        )
+        for continuation in overflowed { continuation.finish(throwing: error) }
     }
 
     /// Records a change and hands it to every feed; returns the feeds that overflowed (to finish outside the lock).
@@ -110,17 +138,23 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         return overflowed
     }
 
+    /// Inserts `event` by order into `history`, which keeps up to `2 × limit` events so that trimming it to the
+    /// newest `limit` is amortized over `limit` inserts (readers take the last `limit`).
     private static func remember(_ event: ChangeEvent<Record>, in history: inout [ChangeEvent<Record>], limit: Int) {
-        if history.count == limit, let oldest = history.first, event.order < oldest.order { return }
-        // Insert after every event with order <= event.order (stable for equal orders).
-        var low = 0
-        var high = history.count
-        while low < high {
-            let mid = (low + high) / 2
-            if history[mid].order <= event.order { low = mid + 1 } else { high = mid }
+        if history.count >= limit, event.order < history[history.count - limit].order { return }
+        if history.last.map({ $0.order <= event.order }) ?? true {
+            history.append(event)  // the common case: events arrive in order
+        } else {
+            // Insert after every event with order <= event.order (stable for equal orders).
+            var low = 0
+            var high = history.count
+            while low < high {
+                let mid = (low + high) / 2
+                if history[mid].order <= event.order { low = mid + 1 } else { high = mid }
+            }
+            history.insert(event, at: low)
         }
-        history.insert(event, at: low)
-        if history.count > limit { history.removeFirst(history.count - limit) }
+        if history.count >= 2 * limit { history.removeFirst(history.count - limit) }
     }
 
     public func snapshot() async throws -> [Record] { state.withLock { $0.latest.snapshot() } }
@@ -134,7 +168,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/invalidConfiguration``) when `limit` is negative.
     public func history(limit: Int) async throws -> [ChangeEvent<Record>] {
         try DeltaKitError.check(limit, in: 0...Int.max, "history limit")
-        return state.withLock { Array($0.history.reversed().prefix(limit)) }
+        return state.withLock { Array($0.history.suffix(historyLimit).reversed().prefix(limit)) }
     }
 
     public func count() async throws -> Int { state.withLock { $0.latest.liveCount } }

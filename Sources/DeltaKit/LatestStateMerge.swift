@@ -90,17 +90,18 @@ public struct LatestState<Record: ChangeRecord>: Sendable {
         let previous = winners[event.key]
         if let previous, !LatestStateMerge.supersedes(event, previous) { return nil }
         winners[event.key] = event
-        switch (previous?.record, event.record) {
-        case (nil, nil): return nil
-        case (nil, let new?):
-            liveCount += 1
-            return StateChange(kind: .insert, key: event.key, record: new)
-        case (let old?, nil):
-            liveCount -= 1
-            return StateChange(kind: .delete, key: event.key, record: old)
-        case (let old?, let new?):
+        // Nested `if`s rather than a switch over a tuple of optionals: unspecialized generic code would look up
+        // the tuple's type metadata on every call.
+        if let new = event.record {
+            guard let old = previous?.record else {
+                liveCount += 1
+                return StateChange(kind: .insert, key: event.key, record: new)
+            }
             return old == new ? nil : StateChange(kind: .update, key: event.key, record: new)
         }
+        guard let old = previous?.record else { return nil }
+        liveCount -= 1
+        return StateChange(kind: .delete, key: event.key, record: old)
     }
 
     /// The current record for `key`, or `nil` if it has none.

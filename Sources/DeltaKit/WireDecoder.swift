@@ -1,8 +1,40 @@
+/// The fields of one decoded flat JSON object, looked up by name: a linear scan for objects of up to
+/// ``indexThreshold`` fields (a change event's fields are few and come in the order the decoder asks for them,
+/// so a scan beats hashing every name), a dictionary beyond that.
+struct WireFields {
+    let names: [String]
+    let values: [FlatJSONValue]
+    private let index: [String: Int]?
+    static let indexThreshold = 16
+
+    init(_ fields: [(key: String, value: FlatJSONValue)]) {
+        names = fields.map(\.key)
+        values = fields.map(\.value)
+        if fields.count > Self.indexThreshold {
+            var index: [String: Int] = [:]
+            index.reserveCapacity(fields.count)
+            for (position, name) in names.enumerated() { index[name] = position }
+            self.index = index
+        } else {
+            self.index = nil
+        }
+    }
+
+    subscript(name: String) -> FlatJSONValue? {
+        if let index { return index[name].map { values[$0] } }
+        for position in names.indices where names[position] == name { return values[position] }
+        return nil
+    }
+}
+
 /// A `Decoder` over the fields of one flat JSON object (``FlatJSONReader``): scalars are converted by the
 /// core's table of scalar types (``ScalarType/readJSON``), so the wire decoder accepts exactly what the
 /// encoder writes and what a column can hold. Lives only for one decode, on one thread.
+///
+/// The common scalar types (`String`, `Bool` and the integers) are read straight from the field's token; each of
+/// those fast paths accepts exactly what the table accepts and leaves everything else (and every error) to it.
 struct WireDecoder: Decoder {
-    let fields: [String: FlatJSONValue]
+    let fields: WireFields
     let bytes: UnsafeRawBufferPointer
     var codingPath: [any CodingKey] { [] }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
@@ -44,6 +76,29 @@ struct WireDecoder: Decoder {
         return result
     }
 
+    /// The value of `key` as an integer of type `I`, read from the token in place; the table's rule (an integral
+    /// JSON number that fits `I`); anything else, errors included, goes through ``decode(_:key:)``.
+    func decodeInteger<I: FixedWidthInteger>(_ type: I.Type, key: some CodingKey) throws -> I {
+        if case .number(let range, isInteger: true)? = fields[key.stringValue],
+            let wide = FlatJSONReader.integer(range, in: bytes), let value = I(exactly: wide)
+        {
+            return value
+        }
+        return try decode(type, key: key)
+    }
+
+    /// The value of `key` as a `String` (a JSON string); anything else goes through ``decode(_:key:)``.
+    func decodeString(key: some CodingKey) throws -> String {
+        if case .string(let text)? = fields[key.stringValue] { return text }
+        return try decode(String.self, key: key)
+    }
+
+    /// The value of `key` as a `Bool` (`true` or `false`); anything else goes through ``decode(_:key:)``.
+    func decodeBool(key: some CodingKey) throws -> Bool {
+        if case .bool(let flag)? = fields[key.stringValue] { return flag }
+        return try decode(Bool.self, key: key)
+    }
+
     /// The value of `name` as JSON-ish text, for error messages.
     func rawText(_ name: String) -> String? {
         switch fields[name] {
@@ -62,7 +117,7 @@ struct WireDecoder: Decoder {
 private struct WireKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let decoder: WireDecoder
     var codingPath: [any CodingKey] { [] }
-    var allKeys: [Key] { decoder.fields.keys.compactMap { Key(stringValue: $0) } }
+    var allKeys: [Key] { decoder.fields.names.compactMap { Key(stringValue: $0) } }
 
     func contains(_ key: Key) -> Bool { decoder.fields[key.stringValue] != nil }
     func decodeNil(forKey key: Key) throws -> Bool {
@@ -80,20 +135,20 @@ private struct WireKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtoco
         default: return try decoder.decode(T.self, key: key)
         }
     }
-    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try decoder.decode(type, key: key) }
-    func decode(_ type: String.Type, forKey key: Key) throws -> String { try decoder.decode(type, key: key) }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try decoder.decodeBool(key: key) }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String { try decoder.decodeString(key: key) }
     func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try decoder.decode(type, key: key) }
     func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try decoder.decode(type, key: key) }
-    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try decoder.decode(type, key: key) }
-    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try decoder.decode(type, key: key) }
-    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try decoder.decode(type, key: key) }
-    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try decoder.decode(type, key: key) }
-    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try decoder.decode(type, key: key) }
-    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try decoder.decode(type, key: key) }
-    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try decoder.decode(type, key: key) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try decoder.decode(type, key: key) }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try decoder.decode(type, key: key) }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try decoder.decode(type, key: key) }
+    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try decoder.decodeInteger(type, key: key) }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws
         -> KeyedDecodingContainer<NestedKey>

@@ -145,11 +145,21 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     /// calls ``markCaughtUp()`` once the batch is applied, so that ``isCaughtUp`` never runs ahead of the state.
     package func nextBatch(limit: Int) async throws -> SourceBatch<Record>? {
         var batch = SourceBatch<Record>()
-        guard var item = await core.take() else { return nil }
+        guard let first = await core.take() else { return nil }
+        var items = [first]
+        var index = 0
+        defer { if !batch.events.isEmpty { core.consumed.increment(by: Int64(batch.events.count)) } }
         while true {
+            if index == items.count {
+                // Take what is buffered in one step (one lock), not item by item.
+                items = core.takeAvailable(limit: limit - batch.events.count)
+                index = 0
+                if items.isEmpty { return batch }
+            }
+            let item = items[index]
+            index += 1
             switch item {
             case .event(let event):
-                core.consumed.increment()
                 batch.events.append(event)
                 batch.advance(event.partition, past: event.offset)
             case .malformed(let message):
@@ -159,12 +169,16 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
             case .caughtUp:
                 batch.reachesCaughtUp = true
                 if core.stopWhenCaughtUp { batch.isLast = true }
+                core.putBack(items[index...])
                 return batch
             case .failure(let error):
+                core.putBack(items[index...])
                 throw error
             }
-            guard batch.events.count < limit, let next = core.takeIfAvailable() else { return batch }
-            item = next
+            if batch.events.count >= limit {
+                core.putBack(items[index...])
+                return batch
+            }
         }
     }
 
@@ -178,11 +192,11 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     /// paused, or the poll thread stopped taking) — for tests and tooling.
     package var backPressureStatistics: (peakBuffered: Int, engaged: Int) { core.backPressureStatistics }
 
-    /// Acknowledges a batch once it is applied: its events and the malformed messages it skipped.
+    /// Acknowledges a batch once it is applied: its events and the malformed messages it skipped (one offset
+    /// stored per partition: the batch's ``SourceBatch/nextOffsets``).
     package func acknowledge(_ batch: SourceBatch<Record>) {
-        for consumed in batch.events { acknowledge(consumed) }
-        for (partition, offset) in batch.skipped {
-            core.acknowledge(topic: topic, partition: partition, offset: offset)
+        for (partition, next) in batch.nextOffsets {
+            core.acknowledge(topic: topic, partition: partition, offset: next - 1)
         }
     }
 
@@ -272,7 +286,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// Signalled when the buffer is drained to half while the poll thread waits.
     private let drained = DispatchSemaphore(value: 0)
     /// Touched only by the poll thread.
-    private let pollState = Mutex<(eof: Set<PartitionID>, markerPending: Bool)>(([], false))
+    private let pollState = Mutex<(eof: Set<Int32>, markerPending: Bool)>(([], false))
     /// The connection's health and the last offset seen per partition, for ``KafkaSourceEvent``s.
     private let health = Mutex<(troubled: Bool, lastOffsets: [Int32: Int64])>((false, [:]))
     /// Whether a probe thread is watching for the cluster to come back (see `probeUntilReachable`).
@@ -331,23 +345,23 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             // until the application drained half of it. Pausing partitions instead would drop librdkafka's
             // prefetched messages and fetch them again on resume: measured on Tansu, that stall cost a slow store
             // (SQLite) two thirds of its wall time.
-            let full = state.withLock { state in
+            let room = state.withLock { state in
                 let wasWaiting = state.pollerWaiting
                 state.pollerWaiting = state.count >= bufferSize
                 if state.pollerWaiting, !wasWaiting { state.backPressureEngaged += 1 }
-                return state.pollerWaiting
+                return bufferSize - state.count
             }
-            if full {
+            if room <= 0 {
                 _ = drained.wait(timeout: .now() + .milliseconds(100))
                 return
             }
-            if let message = handle.consumerPoll(timeoutMs: 100) { handle(message) }
+            _ = pollAvailable(upTo: room)
             return
         }
-        let message = handle.consumerPoll(timeoutMs: 100)
-        if let message { handle(message) }
+        let room = state.withLock { max(1, bufferSize - $0.count) }
+        let polled = pollAvailable(upTo: room)
         let (count, paused) = state.withLock { ($0.count, $0.paused) }
-        if count >= bufferSize, !paused || message != nil {
+        if count >= bufferSize, !paused || polled > 0 {
             handle.pause(handle.assignment())
             state.withLock {
                 $0.paused = true
@@ -358,6 +372,25 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             state.withLock { $0.paused = false }
         }
     }
+
+    /// Waits up to 100 ms for a message, then takes what librdkafka already holds, up to `limit` messages
+    /// (at most ``pollBatchLimit``), and hands the items to the application under one lock. Returns how many
+    /// messages were taken.
+    private func pollAvailable(upTo limit: Int) -> Int {
+        var pending: [SourceItem<Record>] = []
+        var taken = 0
+        let limit = min(limit, Self.pollBatchLimit)
+        while taken < limit,
+            handle.consumerPoll(timeoutMs: taken == 0 ? 100 : 0, { handle($0, into: &pending) }) != nil
+        {
+            taken += 1
+        }
+        push(contentsOf: pending)
+        return taken
+    }
+
+    /// The most messages the poll thread takes from librdkafka before handing them over.
+    static var pollBatchLimit: Int { 512 }
 
     /// The delete a tombstone (a null-value message, see `KafkaEventSink.Configuration.sendsTombstones`) stands
     /// for: its key, at the order and timestamp of its headers. A tombstone without the order header cannot be
@@ -405,30 +438,52 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         }
     }
 
-    private func handle(_ message: RdKafkaMessage) {
-        let partition = PartitionID(topic: message.topic, partition: message.partition)
-        if message.error == nil {
-            observe(partition: message.partition, next: message.offset, isData: !message.isPartitionEOF)
+    /// Turns one polled message into an item appended to `pending` (an event decoded in place from
+    /// librdkafka's buffer, a malformed message, the caught-up marker), or reports a client error (after handing
+    /// over what is pending, to keep the order).
+    private func handle(_ view: RdKafkaMessageView, into pending: inout [SourceItem<Record>]) {
+        if let value = view.plainValue, let event = try? ChangeEvent<Record>(jsonData: value) {
+            noteData(partition: view.partition, offset: view.offset)
+            pending.append(
+                .event(KafkaConsumedEvent(event: event, topic: topic, partition: view.partition, offset: view.offset))
+            )
+            return
         }
+        let message = view.copy()  // the unusual cases: copied out of librdkafka's buffer
+        if message.error != nil {
+            push(contentsOf: pending)
+            pending.removeAll()
+        }
+        if let item = handle(message) { pending.append(item) }
+    }
+
+    /// An ordinary message was read at `offset` of `partition`: the partition is no longer at its end, and
+    /// the source events are told about it.
+    private func noteData(partition: Int32, offset: Int64) {
+        observe(partition: partition, next: offset, isData: true)
+        pollState.withLock { poll in
+            if !poll.eof.isEmpty { poll.eof.remove(partition) }
+            poll.markerPending = false
+        }
+    }
+
+    private func handle(_ message: RdKafkaMessage) -> SourceItem<Record>? {
         if message.isPartitionEOF {
-            let assignment = Set(handle.assignment())
+            observe(partition: message.partition, next: message.offset, isData: false)
+            let assignment = Set(handle.assignment().filter { $0.topic == topic }.map(\.partition))
             let reached: Bool = pollState.withLock { poll in
-                poll.eof.insert(partition)
+                poll.eof.insert(message.partition)
                 guard !assignment.isEmpty, assignment.isSubset(of: poll.eof), !poll.markerPending else { return false }
                 poll.markerPending = true
                 return true
             }
-            if reached { push(.caughtUp) }
-            return
+            return reached ? .caughtUp : nil
         }
         if let error = message.error {
             clientError(error)
-            return
+            return nil
         }
-        pollState.withLock { poll in
-            poll.eof.remove(partition)
-            poll.markerPending = false
-        }
+        noteData(partition: message.partition, offset: message.offset)
         do {
             let event =
                 if message.value == nil {
@@ -436,41 +491,45 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 } else {
                     try ChangeEvent<Record>(jsonData: message.value ?? [])
                 }
-            let consumed = KafkaConsumedEvent(
-                event: event,
-                topic: message.topic,
-                partition: message.partition,
-                offset: message.offset
+            return .event(
+                KafkaConsumedEvent(
+                    event: event,
+                    topic: message.topic,
+                    partition: message.partition,
+                    offset: message.offset
+                )
             )
-            push(.event(consumed))
         } catch {
             let decodingError =
                 error as? ChangeEventDecodingError
                 ?? ChangeEventDecodingError(field: nil, value: nil, reason: "\(error)")
-            let malformed = MalformedMessage(
-                topic: message.topic,
-                partition: message.partition,
-                offset: message.offset,
-                key: message.key,
-                value: message.value,
-                error: decodingError
+            return .malformed(
+                MalformedMessage(
+                    topic: message.topic,
+                    partition: message.partition,
+                    offset: message.offset,
+                    key: message.key,
+                    value: message.value,
+                    error: decodingError
+                )
             )
-            push(.malformed(malformed))
         }
     }
 
-    private func push(_ item: SourceItem<Record>) {
+    private func push(_ item: SourceItem<Record>) { push(contentsOf: [item]) }
+
+    /// Hands `items` to the application in one step: the first to a waiting consumer, the rest to the buffer.
+    private func push(contentsOf items: [SourceItem<Record>]) {
+        guard let first = items.first else { return }
         let waiter: CheckedContinuation<SourceItem<Record>?, Never>? = state.withLock { state in
-            if case .caughtUp = item {} else { state.caughtUp = false }
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
-            }
-            state.items.append(item)
+            if items.contains(where: { if case .caughtUp = $0 { false } else { true } }) { state.caughtUp = false }
+            let waiter = state.waiter
+            state.waiter = nil
+            state.items.append(contentsOf: waiter == nil ? items[...] : items.dropFirst())
             state.peakBuffered = max(state.peakBuffered, state.count)
-            return nil
+            return waiter
         }
-        waiter?.resume(returning: item)
+        waiter?.resume(returning: first)
     }
 
     func clientError(_ error: KafkaError) {
@@ -547,9 +606,30 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     // MARK: Consumer side
 
-    /// The next buffered item, without waiting; `nil` when none is buffered.
-    func takeIfAvailable() -> SourceItem<Record>? {
-        state.withLock { popBuffered(&$0) }
+    /// Up to `limit` buffered items (at least one when any is buffered), without waiting.
+    func takeAvailable(limit: Int) -> [SourceItem<Record>] {
+        state.withLock { state in
+            let end = min(state.items.count, state.head + max(1, limit))
+            guard state.head < end else { return [] }
+            let taken = Array(state.items[state.head..<end])
+            state.head = end
+            compact(&state)
+            wakePollerIfDrained(&state)
+            return taken
+        }
+    }
+
+    /// Returns items taken by ``takeAvailable(limit:)`` but not used to the front of the buffer, in order.
+    func putBack(_ items: ArraySlice<SourceItem<Record>>) {
+        guard !items.isEmpty else { return }
+        state.withLock { state in
+            if state.head >= items.count {
+                state.head -= items.count
+                state.items.replaceSubrange(state.head..<state.head + items.count, with: items)
+            } else {
+                state.items.replaceSubrange(state.head..<state.head, with: items)
+            }
+        }
     }
 
     /// Removes and returns the oldest buffered item (compacting the buffer now and then, and waking the poll
@@ -558,12 +638,17 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         guard state.head < state.items.count else { return nil }
         let item = state.items[state.head]
         state.head += 1
+        compact(&state)
+        wakePollerIfDrained(&state)
+        return item
+    }
+
+    /// Drops the taken items from the front of the buffer now and then (amortized O(1) per item).
+    private func compact(_ state: inout State) {
         if state.head > 1024, state.head * 2 > state.items.count {
             state.items.removeFirst(state.head)
             state.head = 0
         }
-        wakePollerIfDrained(&state)
-        return item
     }
 
     /// Wakes the poll thread when it waits for room and the buffer is down to half.

@@ -19,6 +19,83 @@ struct RdKafkaMessage: Sendable {
     var isPartitionEOF: Bool
 }
 
+/// A consumed message in librdkafka's buffer, valid only inside ``RdKafkaHandle/consumerPoll(timeoutMs:_:)``'s
+/// body: the hot path reads the value in place; anything unusual is copied out (``copy()``).
+struct RdKafkaMessageView {
+    private let message: UnsafeMutablePointer<rd_kafka_message_t>
+
+    fileprivate init(_ message: UnsafeMutablePointer<rd_kafka_message_t>) { self.message = message }
+
+    var partition: Int32 { message.pointee.partition }
+    var offset: Int64 { message.pointee.offset }
+
+    /// The value of an ordinary message (no error, not a partition end, not a null value); `nil` otherwise.
+    var plainValue: UnsafeRawBufferPointer? {
+        let m = message.pointee
+        guard m.err == RD_KAFKA_RESP_ERR_NO_ERROR, let payload = m.payload else { return nil }
+        return UnsafeRawBufferPointer(start: payload, count: m.len)
+    }
+
+    /// The message copied out of librdkafka's buffers (with a tombstone's headers).
+    func copy() -> RdKafkaMessage {
+        let msg = message.pointee
+        let topic = msg.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        func bytes(_ p: UnsafeMutableRawPointer?, _ n: Int) -> [UInt8]? {
+            guard let p else { return nil }
+            return Array(UnsafeRawBufferPointer(start: p, count: n))
+        }
+        if msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+            return RdKafkaMessage(
+                topic: topic,
+                partition: msg.partition,
+                offset: msg.offset,
+                key: nil,
+                value: nil,
+                error: nil,
+                isPartitionEOF: true
+            )
+        }
+        if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            let text = String(cString: rd_kafka_message_errstr(message))
+            return RdKafkaMessage(
+                topic: topic,
+                partition: msg.partition,
+                offset: msg.offset,
+                key: nil,
+                value: nil,
+                error: RdKafka.error(msg.err, message: text, fatal: msg.err == RD_KAFKA_RESP_ERR__FATAL),
+                isPartitionEOF: false
+            )
+        }
+        var copied = RdKafkaMessage(
+            topic: topic,
+            partition: msg.partition,
+            offset: msg.offset,
+            key: bytes(msg.key, msg.key_len),
+            value: bytes(msg.payload, msg.len),
+            error: nil,
+            isPartitionEOF: false
+        )
+        if msg.payload == nil {
+            var headers: OpaquePointer?
+            if rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
+                var index = 0
+                var name: UnsafePointer<CChar>?
+                var value: UnsafeRawPointer?
+                var size = 0
+                while rd_kafka_header_get_all(headers, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    if let name {
+                        copied.tombstoneHeaders[String(cString: name)] =
+                            value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+                    }
+                    index += 1
+                }
+            }
+        }
+        return copied
+    }
+}
+
 extension RdKafkaHandle {
     // MARK: Consuming (called from the consumer's dedicated thread)
 
@@ -113,65 +190,16 @@ extension RdKafkaHandle {
 
     /// Polls one consumer message or event; `nil` on timeout.
     func consumerPoll(timeoutMs: Int32) -> RdKafkaMessage? {
-        guard let m = rd_kafka_consumer_poll(pointer, timeoutMs) else { return nil }
-        defer { rd_kafka_message_destroy(m) }
-        let msg = m.pointee
-        let topic = msg.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-        func bytes(_ p: UnsafeMutableRawPointer?, _ n: Int) -> [UInt8]? {
-            guard let p else { return nil }
-            return Array(UnsafeRawBufferPointer(start: p, count: n))
-        }
-        if msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
-            return RdKafkaMessage(
-                topic: topic,
-                partition: msg.partition,
-                offset: msg.offset,
-                key: nil,
-                value: nil,
-                error: nil,
-                isPartitionEOF: true
-            )
-        }
-        if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            let text = String(cString: rd_kafka_message_errstr(m))
-            return RdKafkaMessage(
-                topic: topic,
-                partition: msg.partition,
-                offset: msg.offset,
-                key: nil,
-                value: nil,
-                error: RdKafka.error(msg.err, message: text, fatal: msg.err == RD_KAFKA_RESP_ERR__FATAL),
-                isPartitionEOF: false
-            )
-        }
-        var message = RdKafkaMessage(
-            topic: topic,
-            partition: msg.partition,
-            offset: msg.offset,
-            key: bytes(msg.key, msg.key_len),
-            value: bytes(msg.payload, msg.len),
-            error: nil,
-            isPartitionEOF: false
-        )
-        if msg.payload == nil {
-            var headers: OpaquePointer?
-            if rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
-                var index = 0
-                var name: UnsafePointer<CChar>?
-                var value: UnsafeRawPointer?
-                var size = 0
-                while rd_kafka_header_get_all(headers, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    if let name {
-                        message.tombstoneHeaders[String(cString: name)] =
-                            value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-                    }
-                    index += 1
-                }
-            }
-        }
-        return message
+        consumerPoll(timeoutMs: timeoutMs) { $0.copy() }
     }
 
+    /// Polls one consumer message or event and hands it to `body` in librdkafka's own buffer (no copy); `nil`
+    /// on timeout. The view is valid only during `body`.
+    func consumerPoll<T>(timeoutMs: Int32, _ body: (RdKafkaMessageView) -> T) -> T? {
+        guard let m = rd_kafka_consumer_poll(pointer, timeoutMs) else { return nil }
+        defer { rd_kafka_message_destroy(m) }
+        return body(RdKafkaMessageView(m))
+    }
     private func withList(
         _ partitions: [PartitionID],
         _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void
