@@ -114,6 +114,7 @@ let package = Package(
             name: "DeltaKitKafkaTests",
             dependencies: [
                 "DeltaKit", "DeltaKitKafka", "DeltaKitTesting",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),

@@ -1,5 +1,6 @@
 import DeltaKit
 import DeltaKitTesting
+import Logging
 import Testing
 
 @testable import DeltaKitKafka
@@ -188,6 +189,19 @@ struct KafkaConfigurationTests {
         let admin = try? KafkaTopicAdmin(configuration: .init())
         error = await invalid { _ = try await admin?.ensureTopic("t", partitions: -3) }
         #expect(error?.message.contains("partitions is -3") == true)
+    }
+
+    @Test("fetch.queue.backoff.ms is 10 ms on a librdkafka that has it (2.2+), left out before, and accepted")
+    func fetchQueueBackoff() throws {
+        let properties = KafkaEventSource<DemoUser>.Configuration(topic: "t").properties
+        let backoff = properties.first { $0.0 == "fetch.queue.backoff.ms" }?.1
+        #expect(backoff == (RdKafka.version >= 0x0202_0000 ? "10" : nil), "librdkafka \(RdKafka.versionString)")
+        // The loaded librdkafka accepts every property the source sets (no broker is contacted).
+        _ = try RdKafkaHandle(
+            kind: .consumer,
+            properties: properties,
+            callbacks: RdKafkaCallbacks(logger: Logger(label: "test"))
+        )
     }
 
     @Test("an unknown property fails at construction with librdkafka's own message, no broker needed")

@@ -155,6 +155,30 @@ struct MergeSemanticsTests {
         #expect(try await store.history(limit: 1_000).count == 20)
     }
 
+    @Test("history keeps the newest historyLimit events by order, whatever order they arrive in")
+    func historyWindow() async throws {
+        for limit in [1, 3, 7] {
+            var orders = Array(1...40).map(Int64.init)
+            var generator = SystemRandomNumberGenerator()
+            orders.shuffle(using: &generator)
+            orders += [38, 2, 40]  // duplicates of kept and dropped orders
+            let store = try InMemoryStateStore<DemoUser>(historyLimit: limit)
+            var applied: [ChangeEvent<DemoUser>] = []
+            for (index, order) in orders.enumerated() {
+                let event = ChangeEvent.insert(DemoUser(id: index % 5, name: "n\(index)", age: index), order: order)
+                applied.append(event)
+                if index % 2 == 0 { try store.applyNow(event) } else { try await store.apply(contentsOf: [event]) }
+            }
+            // The reference: stable by order (equal orders keep arrival order), newest first.
+            let expected = Array(
+                applied.enumerated().sorted { ($0.element.order, $0.offset) < ($1.element.order, $1.offset) }
+                    .map(\.element).suffix(limit).reversed()
+            )
+            #expect(try await store.history(limit: 1_000) == expected, "limit \(limit)")
+            #expect(try await store.history(limit: 1) == Array(expected.prefix(1)), "limit \(limit)")
+        }
+    }
+
     @Test("removing old tombstones keeps newer ones")
     func tombstoneCompaction() {
         var state = LatestState<DemoUser>()
