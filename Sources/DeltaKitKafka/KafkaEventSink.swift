@@ -59,7 +59,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         callbacks.onError { [weak core] error in core?.clientError(error) }
         do {
             let timeout = configuration.kafka.connectTimeout.int32Milliseconds(minimum: 100)
-            _ = try await DedicatedThread.run(name: "deltakit-kafka-connect") {
+            _ = try await BlockingCalls.run {
                 try handle.clusterMetadata(timeoutMs: timeout)
             }
         } catch let error as KafkaError {
@@ -68,7 +68,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         }
         if let settings = configuration.createTopic {
             do {
-                let admin = try KafkaTopicAdmin(configuration: configuration.kafka, logger: logger)
+                let admin = KafkaTopicAdmin(handle: handle, configuration: configuration.kafka, callbacks: callbacks)
                 try await admin.ensureTopic(
                     configuration.topic,
                     partitions: settings.partitions,
@@ -84,7 +84,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
             // Learn the topic's partitions and leaders now, not on the first send.
             let timeout = configuration.kafka.connectTimeout.int32Milliseconds(minimum: 100)
             let topic = configuration.topic
-            try await DedicatedThread.run(name: "deltakit-kafka-connect") {
+            try await BlockingCalls.run {
                 _ = try handle.warmUp(topic: topic, timeoutMs: timeout)
             }
         } catch let error as KafkaError {
@@ -96,8 +96,9 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         logger.debug(
             "Kafka sink ready",
             metadata: [
-                "topic": "\(topic)", "servers": "\(configuration.kafka.serversDescription)",
-                "librdkafka": "\(RdKafka.versionString)",
+                KafkaTelemetry.Key.topic: "\(topic)",
+                KafkaTelemetry.Key.servers: "\(configuration.kafka.serversDescription)",
+                KafkaTelemetry.Key.librdkafkaVersion: "\(RdKafka.versionString)",
             ]
         )
     }
@@ -567,14 +568,14 @@ struct SinkMetrics: Sendable {
     let latency: Metrics.Timer
 
     init(topic: String, factory: any MetricsFactory) {
-        let dimensions = [("topic", topic)]
-        sent = Counter(label: "deltakit_kafka_events_sent_total", dimensions: dimensions, factory: factory)
+        let dimensions = [(KafkaTelemetry.Dimension.topic, topic)]
+        sent = Counter(label: KafkaTelemetry.Metric.eventsSent, dimensions: dimensions, factory: factory)
         acknowledged = Counter(
-            label: "deltakit_kafka_events_acknowledged_total",
+            label: KafkaTelemetry.Metric.eventsAcknowledged,
             dimensions: dimensions,
             factory: factory
         )
-        failed = Counter(label: "deltakit_kafka_events_failed_total", dimensions: dimensions, factory: factory)
-        latency = Metrics.Timer(label: "deltakit_kafka_delivery_latency", dimensions: dimensions, factory: factory)
+        failed = Counter(label: KafkaTelemetry.Metric.eventsFailed, dimensions: dimensions, factory: factory)
+        latency = Metrics.Timer(label: KafkaTelemetry.Metric.deliveryLatency, dimensions: dimensions, factory: factory)
     }
 }

@@ -61,7 +61,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         let topic = configuration.topic
         let partitions: [Int32]?
         do {
-            partitions = try await DedicatedThread.run(name: "deltakit-kafka-connect") {
+            partitions = try await BlockingCalls.run {
                 try handle.partitions(of: topic, timeoutMs: timeout)
             }
         } catch let error as KafkaError {
@@ -321,14 +321,14 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         } else {
             deadLetterTopic = nil
         }
-        let dimensions = [("topic", configuration.topic)]
+        let dimensions = [(KafkaTelemetry.Dimension.topic, configuration.topic)]
         consumed = Counter(
-            label: "deltakit_kafka_events_consumed_total",
+            label: KafkaTelemetry.Metric.eventsConsumed,
             dimensions: dimensions,
             factory: metricsFactory
         )
         malformed = Counter(
-            label: "deltakit_kafka_messages_malformed_total",
+            label: KafkaTelemetry.Metric.messagesMalformed,
             dimensions: dimensions,
             factory: metricsFactory
         )
@@ -704,8 +704,8 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         logger.warning(
             "skipping malformed message",
             metadata: [
-                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
-                "error": "\(message.error)",
+                KafkaTelemetry.Key.topic: "\(message.topic)", KafkaTelemetry.Key.partition: "\(message.partition)",
+                KafkaTelemetry.Key.offset: "\(message.offset)", KafkaTelemetry.Key.error: "\(message.error)",
             ]
         )
         onMalformed?(message)
@@ -765,7 +765,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         await loop?.stop()
         let handle = self.handle
         let hasGroup = self.hasGroup
-        let error: KafkaError? = try await DedicatedThread.run(name: "deltakit-kafka-close") {
+        let error: KafkaError? = try await BlockingCalls.run {
             var first: KafkaError?
             if hasGroup { first = handle.commitStored() }
             let closeError = handle.closeConsumer()
@@ -784,7 +784,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     func commit() async throws {
         guard hasGroup else { return }
         let handle = self.handle
-        if let error = try await DedicatedThread.run(name: "deltakit-kafka-commit", { handle.commitStored() }) {
+        if let error = try await BlockingCalls.run({ handle.commitStored() }) {
             throw DeltaKitError(
                 code: .rejected,
                 message: "committing offsets of '\(topic)': \(error.message)",
@@ -800,7 +800,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     func committedOffsets() async -> [Int32: Int64] {
         let handle = self.handle
         let partitions = handle.assignment()
-        let result = try? await DedicatedThread.run(name: "deltakit-kafka-committed") {
+        let result = try? await BlockingCalls.run {
             handle.committed(partitions, timeoutMs: 5000)
         }
         return Dictionary(uniqueKeysWithValues: (result ?? [:]).map { ($0.key.partition, $0.value) })

@@ -216,8 +216,11 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             let gauge = lagGauges.withLock { gauges in
                 if let gauge = gauges[partition] { return gauge }
                 let gauge = Gauge(
-                    label: "deltakit_materializer_lag",
-                    dimensions: [("topic", source.topic), ("partition", String(partition))],
+                    label: KafkaTelemetry.Metric.materializerLag,
+                    dimensions: [
+                        (KafkaTelemetry.Dimension.topic, source.topic),
+                        (KafkaTelemetry.Dimension.partition, String(partition)),
+                    ],
                     factory: metricsFactory
                 )
                 gauges[partition] = gauge

@@ -24,6 +24,14 @@ public struct KafkaTopicAdmin: Sendable {
         self.handle = try RdKafkaHandle(kind: .producer, properties: properties, callbacks: callbacks)
     }
 
+    /// Administers through an existing producer handle (a sink creates its topic on its own connection instead of
+    /// opening a second client).
+    init(handle: RdKafkaHandle, configuration: KafkaConfiguration, callbacks: RdKafkaCallbacks) {
+        self.configuration = configuration
+        self.handle = handle
+        self.callbacks = callbacks
+    }
+
     /// Checks that a broker answers within ``KafkaConfiguration/connectTimeout`` and returns the number of brokers.
     ///
     /// - Throws: `DeltaKitError` with code `connectionFailed` naming
@@ -62,7 +70,7 @@ public struct KafkaTopicAdmin: Sendable {
         let handle = self.handle
         let timeout = configuration.connectTimeout.int32Milliseconds(minimum: 100)
         do {
-            return try await DedicatedThread.run(name: "deltakit-kafka-admin") {
+            return try await BlockingCalls.run {
                 try handle.createTopic(
                     topic,
                     partitions: Int32(clamping: partitions),
@@ -83,14 +91,14 @@ public struct KafkaTopicAdmin: Sendable {
         }
     }
 
-    /// Runs a blocking metadata call on its own thread; a librdkafka failure means no broker answered.
+    /// Runs a blocking metadata call on the shared blocking queue; a librdkafka failure means no broker answered.
     private func metadataCall<T: Sendable>(
         _ body: @escaping @Sendable (RdKafkaHandle, Int32) throws -> T
     ) async throws -> T {
         let handle = self.handle
         let timeout = configuration.connectTimeout.int32Milliseconds(minimum: 100)
         do {
-            return try await DedicatedThread.run(name: "deltakit-kafka-admin") { try body(handle, timeout) }
+            return try await BlockingCalls.run { try body(handle, timeout) }
         } catch let error as KafkaError {
             throw unreachable(error)
         }

@@ -126,7 +126,7 @@ struct SQLiteMaterializerTests {
         #expect(Set(lag.keys) == Set(receipt.offsets.keys) && lag.values.allSatisfy { $0 >= 0 }, "\(lag)")
         for partition in receipt.offsets.keys {
             let gauge = try metrics.expectGauge(
-                "deltakit_materializer_lag",
+                "deltakit_kafka_materializer_lag",
                 [("topic", sink.topic), ("partition", String(partition))]
             )
             #expect(!gauge.values.isEmpty && gauge.values.allSatisfy { $0 >= 0 }, "partition \(partition)")

@@ -54,7 +54,7 @@ func rdkafkaLog(
         default: .debug
         }
     if level <= 4 { callbacks.noteProblem(message) }
-    callbacks.logger.log(level: swiftLevel, "\(message)", metadata: ["librdkafka.facility": "\(fac)"])
+    callbacks.logger.log(level: swiftLevel, "\(message)", metadata: [KafkaTelemetry.Key.librdkafkaFacility: "\(fac)"])
 }
 
 func rdkafkaError(

@@ -1,16 +1,17 @@
 import Foundation
 import Synchronization
 
-/// Runs blocking work on a thread of its own, never on Swift's cooperative pool.
-enum DedicatedThread {
-    /// Runs `body` on a new thread and returns its result.
-    static func run<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+/// Where every blocking librdkafka call (metadata, topic creation, commits, closing a consumer) runs: one
+/// concurrent Dispatch queue shared by every client, so that no call blocks Swift's cooperative pool and no call
+/// starts a thread of its own (Dispatch reuses its worker threads). The poll loops are long-lived and keep
+/// their own threads (``PollLoop``).
+enum BlockingCalls {
+    static let queue = DispatchQueue(label: "deltakit.kafka.blocking", qos: .utility, attributes: .concurrent)
+
+    /// Runs `body` on the shared queue and returns its result.
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                continuation.resume(with: Result { try body() })
-            }
-            thread.name = name
-            thread.start()
+            queue.async { continuation.resume(with: Result { try body() }) }
         }
     }
 }
