@@ -122,7 +122,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         try core.checkOpen()
         if events.isEmpty { return EventReceipt() }
         let schema = try Record.schema
-        let batch = DeliveryBatch(core: core)
+        let batch = core.startSend()
         var value: [UInt8] = []
         value.reserveCapacity(256)
         var key: [UInt8] = []
@@ -136,8 +136,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
             let reserved =
                 sendsTombstones
                 ? events[index..<chunkEnd].reduce(0) { $0 + ($1.operation == .delete ? 2 : 1) } : chunkEnd - index
-            batch.reserve(reserved)
-            core.reserve(reserved)
+            core.reserve(reserved, for: batch)
             var enqueued = 0
             var tombstonePending = false
             produce: while index < chunkEnd {
@@ -155,18 +154,24 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
                     }
                 }
                 while true {
-                    let result = try key.withUnsafeBytes { key in
-                        if tombstonePending {
-                            return try core.handle.produceTombstone(
-                                topic: topic,
-                                key: key,
-                                headers: Self.tombstoneHeaders(event),
-                                receiver: batch
-                            )
+                    let result: RdKafkaHandle.ProduceResult
+                    do {
+                        result = try key.withUnsafeBytes { key in
+                            if tombstonePending {
+                                return try core.handle.produceTombstone(
+                                    topic: topic,
+                                    key: key,
+                                    headers: Self.tombstoneHeaders(event),
+                                    receiver: batch
+                                )
+                            }
+                            return try value.withUnsafeBytes { value in
+                                try core.handle.produce(topic: topic, key: key, value: value, receiver: batch)
+                            }
                         }
-                        return try value.withUnsafeBytes { value in
-                            try core.handle.produce(topic: topic, key: key, value: value, receiver: batch)
-                        }
+                    } catch {
+                        failure = error  // the send still waits for what it enqueued, then throws this
+                        break produce
                     }
                     switch result {
                     case .enqueued:
@@ -194,12 +199,9 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
                 }
             }
             core.sent(enqueued)
-            if enqueued < reserved {
-                batch.release(reserved - enqueued)
-                core.release(reserved - enqueued)
-            }
+            core.release(reserved - enqueued, for: batch)
         }
-        let (deliveryError, receipt) = await batch.seal()
+        let (deliveryError, receipt) = await core.seal(batch)
         if let deliveryError { throw deliveryError }
         if let failure { throw failure }
         return receipt
@@ -222,7 +224,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     ///
     /// - Throws: the sink's failure if an event could not be delivered.
     public func flush() async throws {
-        await core.waitForBatchesInProgress()
+        await core.waitForSendsInProgress()
         if let failure = core.failure { throw failure }
     }
 
@@ -241,29 +243,21 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     }
 }
 
-/// A sink's shared state: the handle, its poll thread, outstanding counts and waiters.
+/// A sink's shared state: the handle, its poll thread, and its ``SinkStateMachine`` behind one lock. Every
+/// transition's actions (resuming waiters) run after the lock is released, in ``perform(_:)``.
 final class SinkCore: Sendable {
+    typealias Machine = SinkStateMachine<CheckedContinuation<Void, Never>, CheckedContinuation<SendOutcome, Never>>
+    /// What a send's caller gets once every message it produced has a report.
+    typealias SendOutcome = (error: DeltaKitError?, receipt: EventReceipt)
+
     let handle: RdKafkaHandle
     private let topic: String
     private let shutdownTimeout: Duration
     private let logger: Logger
     private let pollLoop: Mutex<PollLoop?> = Mutex(nil)
     private let metrics: SinkMetrics
-
-    private struct State {
-        var batches: [Int: DeliveryBatch] = [:]
-        var batchCounter = 0
-        var outstanding = 0
-        var failure: DeltaKitError?
-        var closed = false
-        var idleWaiters: [CheckedContinuation<Void, Never>] = []
-        var spaceWaiters: [CheckedContinuation<Void, Never>] = []
-        /// How often a sender waited for queue space (for tests and tooling).
-        var queueFullWaits = 0
-        /// How many flushes took their snapshot of the batches in progress (for tests).
-        var flushesStarted = 0
-    }
-    private let state = Mutex(State())
+    private let machine = Mutex(Machine())
+    /// Set once the sink failed or closed: the cheap check before each event.
     private let stopped = Atomic<Bool>(false)
 
     init<R>(
@@ -280,82 +274,87 @@ final class SinkCore: Sendable {
         let loop = PollLoop(name: "deltakit-kafka-producer") { [weak self] in
             guard let self else { return }
             self.handle.poll(timeoutMs: 100)
-            self.resumeSpaceWaiters()
+            self.perform(self.machine.withLock { $0.polled() })
         }
         pollLoop.withLock { $0 = loop }
     }
 
-    var failure: DeltaKitError? { state.withLock { $0.failure } }
+    /// Runs the actions a transition returned (never under the lock).
+    private func perform(_ actions: [Machine.Action]) {
+        for action in actions {
+            switch action {
+            case .resume(let waiter): waiter.resume()
+            case .completeSend(let waiter, let error, let receipt): waiter.resume(returning: (error, receipt))
+            }
+        }
+    }
+
+    var failure: DeltaKitError? { machine.withLock { $0.failure } }
 
     func checkOpen() throws {
-        try state.withLock { state in
-            if let failure = state.failure {
-                throw DeltaKitError(
-                    code: .closed,
-                    message:
-                        "the Kafka sink for '\(topic)' stopped after an earlier failure (\(failure.message)); create a new sink and resend from the last acknowledged event",
-                    underlying: failure
-                )
-            }
-            if state.closed {
-                throw DeltaKitError(code: .closed, message: "the Kafka sink for '\(topic)' is closed")
-            }
+        let (failure, closed) = machine.withLock { ($0.failure, $0.closed) }
+        if let failure {
+            throw DeltaKitError(
+                code: .closed,
+                message:
+                    "the Kafka sink for '\(topic)' stopped after an earlier failure (\(failure.message)); create a new sink and resend from the last acknowledged event",
+                underlying: failure
+            )
         }
-    }
-
-    func nextBatchID() -> Int {
-        state.withLock { state in
-            state.batchCounter += 1
-            return state.batchCounter
-        }
-    }
-
-    func register(_ batch: DeliveryBatch) { state.withLock { $0.batches[batch.id] = batch } }
-    func unregister(_ batch: DeliveryBatch) { _ = state.withLock { $0.batches.removeValue(forKey: batch.id) } }
-
-    /// Waits for every `send` call in progress now (not for those that start later).
-    func waitForBatchesInProgress() async {
-        let batches = state.withLock { state in
-            state.flushesStarted += 1
-            return Array(state.batches.values)
-        }
-        for batch in batches { await batch.waitUntilDone() }
+        if closed { throw DeltaKitError(code: .closed, message: "the Kafka sink for '\(topic)' is closed") }
     }
 
     /// `true` once the sink failed or was closed (a cheap check before each event).
     var isStopped: Bool { stopped.load(ordering: .relaxed) }
 
-    /// Accounts for `count` deliveries about to be produced.
-    func reserve(_ count: Int) { state.withLock { $0.outstanding += count } }
+    // MARK: Sends
 
-    /// Gives back reservations that were not produced, or that got their delivery report.
-    func release(_ count: Int) {
-        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
-            state.outstanding -= count
-            guard state.outstanding == 0 else { return [] }
-            defer { state.idleWaiters = [] }
-            return state.idleWaiters
-        }
-        for waiter in waiters { waiter.resume() }
+    func startSend() -> DeliveryBatch { DeliveryBatch(core: self, id: machine.withLock { $0.startSend() }) }
+
+    /// Accounts for `count` deliveries of `batch` about to be produced.
+    func reserve(_ count: Int, for batch: DeliveryBatch) { machine.withLock { $0.reserve(count, for: batch.id) } }
+
+    /// Gives back reservations of `batch` that were not produced.
+    func release(_ count: Int, for batch: DeliveryBatch) {
+        perform(machine.withLock { $0.release(count, for: batch.id) })
     }
 
-    /// Called on the poll thread for every delivery report; returns the error when the delivery failed.
-    func delivered(_ outcome: DeliveryOutcome) -> DeltaKitError? {
+    /// Called on the poll thread for every delivery report of `batch`.
+    func delivered(_ outcome: DeliveryOutcome, for batch: DeliveryBatch) {
         var failure: DeltaKitError?
         if let error = outcome.error {
             metrics.failed.increment()
             failure = DeltaKitError(
                 code: .deliveryFailed,
-                message: "the event for key \(outcome.key ?? "?") on '\(topic)' was not acknowledged: \(error.message)",
+                message:
+                    "the event for key \(outcome.key ?? "?") on '\(topic)' was not acknowledged: \(error.message)",
                 underlying: error
             )
-            _ = fail(failure!)
+            stopped.store(true, ordering: .relaxed)
         } else {
             metrics.acknowledged.increment()
             if outcome.latencyMicros >= 0 { metrics.latency.recordNanoseconds(outcome.latencyMicros * 1000) }
         }
-        release(1)
-        return failure
+        let (actions, first) = machine.withLock { machine in
+            let first = failure.map { machine.fail($0) } ?? false
+            let actions = machine.delivered(
+                for: batch.id,
+                failure: failure,
+                partition: outcome.partition,
+                offset: outcome.offset
+            )
+            return (actions, first)
+        }
+        if first, let failure { logger.error("Kafka sink stopped: \(failure)") }
+        perform(actions)
+    }
+
+    /// No more messages will be added to `batch`; waits for its reports and returns its first failure and the
+    /// receipt of what was acknowledged.
+    func seal(_ batch: DeliveryBatch) async -> SendOutcome {
+        await withCheckedContinuation { continuation in
+            perform(machine.withLock { $0.seal(batch.id, waiter: continuation) })
+        }
     }
 
     func sent(_ count: Int) { if count > 0 { metrics.sent.increment(by: Int64(count)) } }
@@ -363,13 +362,8 @@ final class SinkCore: Sendable {
     /// Records the first failure; returns the error to throw.
     func fail(_ error: DeltaKitError) -> DeltaKitError {
         stopped.store(true, ordering: .relaxed)
-        return state.withLock { state in
-            if state.failure == nil {
-                state.failure = error
-                logger.error("Kafka sink stopped: \(error)")
-            }
-            return error
-        }
+        if machine.withLock({ $0.fail(error) }) { logger.error("Kafka sink stopped: \(error)") }
+        return error
     }
 
     /// librdkafka client-level errors: fatal ones stop the sink; others are logged (librdkafka retries them).
@@ -384,36 +378,34 @@ final class SinkCore: Sendable {
         }
     }
 
-    var queueFullWaits: Int { state.withLock { $0.queueFullWaits } }
-    var flushesStarted: Int { state.withLock { $0.flushesStarted } }
+    // MARK: Waiting
 
+    /// How often a sender waited because librdkafka's queue was full.
+    var queueFullWaits: Int { machine.withLock { $0.queueFullWaits } }
+    /// How many flushes took their set of sends in progress (for tests).
+    var flushesStarted: Int { machine.withLock { $0.flushesStarted } }
+
+    /// Waits for every `send` call in progress now (not for those that start later).
+    func waitForSendsInProgress() async {
+        await withCheckedContinuation { continuation in
+            perform(machine.withLock { $0.flush(waiter: continuation) })
+        }
+    }
+
+    /// Waits until the next poll served reports (librdkafka's queue was full).
     func waitForQueueSpace() async {
         await withCheckedContinuation { continuation in
-            state.withLock {
-                $0.spaceWaiters.append(continuation)
-                $0.queueFullWaits += 1
-            }
+            machine.withLock { $0.waitForQueueSpace(waiter: continuation) }
         }
     }
 
-    private func resumeSpaceWaiters() {
-        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
-            defer { state.spaceWaiters = [] }
-            return state.spaceWaiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Waits until no delivery is outstanding; `false` if `timeout` passed first.
+    /// Waits until no delivery is outstanding; `false` if `timeout` passed first (the outstanding messages are
+    /// then purged, and their failure reports end the wait).
     @discardableResult
     func waitUntilIdle(timeout: Duration?) async -> Bool {
         let wait: @Sendable () async -> Void = { [self] in
             await withCheckedContinuation { continuation in
-                let idle = state.withLock { state in
-                    if state.outstanding > 0 { state.idleWaiters.append(continuation) }
-                    return state.outstanding == 0
-                }
-                if idle { continuation.resume() }
+                perform(machine.withLock { $0.waitUntilIdle(waiter: continuation) })
             }
         }
         guard let timeout else {
@@ -441,13 +433,11 @@ final class SinkCore: Sendable {
         }
     }
 
+    // MARK: Lifecycle
+
     func close() async throws {
         stopped.store(true, ordering: .relaxed)
-        let alreadyClosed = state.withLock { state in
-            defer { state.closed = true }
-            return state.closed
-        }
-        if alreadyClosed { return }
+        guard machine.withLock({ $0.close() }) else { return }
         let clean = await waitUntilIdle(timeout: shutdownTimeout)
         await shutdown()
         if !clean {
@@ -472,93 +462,18 @@ final class SinkCore: Sendable {
     }
 }
 
-/// Awaits the delivery reports of one `send` call. Retained once per message as librdkafka's opaque.
+/// One `send` call as librdkafka's per-message opaque: routes each delivery report to the sink's state machine.
 final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
-    // All mutable state is in `state` (a Mutex); `core` and `id` are immutable.
+    // Immutable; all state is in the sink's SinkStateMachine.
     let core: SinkCore
-    let id: Int
-    private struct State {
-        var pending = 0
-        var sealed = false
-        var done = false
-        var error: DeltaKitError?
-        var receipt = EventReceipt()
-        var continuation: CheckedContinuation<(DeltaKitError?, EventReceipt), Never>?
-        var doneWaiters: [CheckedContinuation<Void, Never>] = []
-    }
-    private let state = Mutex(State())
+    let id: SinkCore.Machine.SendID
 
-    /// Creates a batch and registers it with the sink, so that `flush()` can wait for it.
-    init(core: SinkCore) {
+    init(core: SinkCore, id: SinkCore.Machine.SendID) {
         self.core = core
-        self.id = core.nextBatchID()
-        super.init()
-        core.register(self)
+        self.id = id
     }
 
-    func reserve(_ count: Int) { state.withLock { $0.pending += count } }
-
-    /// Gives back reservations that were not produced (before `seal`).
-    func release(_ count: Int) { state.withLock { $0.pending -= count } }
-
-    override func delivered(_ outcome: DeliveryOutcome) {
-        let failure = core.delivered(outcome)
-        let finished = state.withLock { state in
-            state.pending -= 1
-            if state.error == nil { state.error = failure }
-            if failure == nil, outcome.error == nil {
-                state.receipt.record(partition: outcome.partition, offset: outcome.offset)
-            }
-            return Self.finishIfDone(&state)
-        }
-        finish(finished)
-    }
-
-    /// No more messages will be added; waits for the outstanding ones and returns the first failure and the
-    /// receipt of what was acknowledged.
-    func seal() async -> (DeltaKitError?, EventReceipt) {
-        await withCheckedContinuation { continuation in
-            let finished = state.withLock { state in
-                state.sealed = true
-                state.continuation = continuation
-                return Self.finishIfDone(&state)
-            }
-            finish(finished)
-        }
-    }
-
-    /// Waits until the batch is sealed and every message in it has a delivery report.
-    func waitUntilDone() async {
-        await withCheckedContinuation { continuation in
-            let done = state.withLock { state in
-                if !state.done { state.doneWaiters.append(continuation) }
-                return state.done
-            }
-            if done { continuation.resume() }
-        }
-    }
-
-    private typealias Finished = (
-        continuation: CheckedContinuation<(DeltaKitError?, EventReceipt), Never>?, error: DeltaKitError?,
-        receipt: EventReceipt, waiters: [CheckedContinuation<Void, Never>]
-    )
-
-    private static func finishIfDone(_ state: inout State) -> Finished? {
-        guard state.sealed, state.pending == 0, !state.done else { return nil }
-        state.done = true
-        defer {
-            state.continuation = nil
-            state.doneWaiters = []
-        }
-        return (state.continuation, state.error, state.receipt, state.doneWaiters)
-    }
-
-    private func finish(_ finished: Finished?) {
-        guard let finished else { return }
-        core.unregister(self)
-        finished.continuation?.resume(returning: (finished.error, finished.receipt))
-        for waiter in finished.waiters { waiter.resume() }
-    }
+    override func delivered(_ outcome: DeliveryOutcome) { core.delivered(outcome, for: self) }
 }
 
 struct SinkMetrics: Sendable {
