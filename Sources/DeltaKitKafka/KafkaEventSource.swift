@@ -2,6 +2,7 @@ public import DeltaKit
 import Foundation
 public import Logging
 public import Metrics
+import NIOCore
 public import ServiceLifecycle
 import Synchronization
 
@@ -10,10 +11,13 @@ import Synchronization
 ///
 /// - With a consumer group (``Configuration/groupID``), an offset is committed only after the application
 ///   calls ``acknowledge(_:)`` for that event. ``close()`` commits and leaves the group.
-/// - Back-pressure: once ``Configuration/bufferSize`` events wait for the application, a source in a group
-///   pauses its partitions (its poll loop never stops, so the member is never evicted); a source without a
-///   group stops taking messages from librdkafka until half the buffer is drained (librdkafka's own prefetch
-///   queue is bounded by `queued.max.messages.kbytes`), which avoids re-fetching on resume.
+/// - Back-pressure: events reach the application through swift-nio's `NIOAsyncSequenceProducer`, in batches of
+///   one poll. Once ``Configuration/bufferSize`` events wait (or the sequence's high watermark is reached), a
+///   source in a group pauses its partitions (its poll loop never stops, so the member is never evicted); a
+///   source without a group stops taking messages from librdkafka until the application drained half of it
+///   (librdkafka's own prefetch queue is bounded by `queued.max.messages.kbytes`), which avoids re-fetching on
+///   resume.
+/// - One reader: ``events`` (or a materializer) reads a source once; a second reader gets an error.
 /// - A malformed message never ends the stream and never reaches state: it is reported with topic,
 ///   partition, offset and the decoding error, then skipped or forwarded to a dead-letter topic.
 /// - "Caught up" is decided by partition EOF on every assigned partition, never from end offsets.
@@ -106,8 +110,9 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
 
     deinit { core.abandon() }
 
-    /// The events, in per-partition order. Iterate it from one task at a time: a second task that waits for
-    /// events while another one does gets an error instead of a share of them.
+    /// The events, in per-partition order. A source's events are read by one iterator: a second one (another
+    /// task, or a second loop) gets an error instead of a share of them. Leaving the loop or cancelling its task
+    /// ends the events; ``close()`` the source then.
     public var events: KafkaEventSequence<Record> { KafkaEventSequence(core: core) }
 
     /// Marks `event` as done: its offset (+1) is stored and committed by the next auto-commit or ``close()``.
@@ -137,50 +142,14 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         try await close()
     }
 
-    /// Waits for at least one event, then takes every event already buffered, up to `limit`: the hand-off a
-    /// materializer applies in one step. Malformed messages are handled as by ``events`` (reported, skipped or
-    /// dead-lettered) and advance ``SourceBatch/nextOffsets`` like events do. `nil` when the source ended.
+    /// The events in batches: each waits for at least one event, then takes every event already handed over, up
+    /// to `limit` — what a materializer applies in one step. Malformed messages are handled as by ``events``
+    /// (reported, skipped or dead-lettered) and advance ``SourceBatch/nextOffsets`` like events do. Like
+    /// ``events``, read by one iterator.
     ///
-    /// When the batch ends at the caught-up point, ``SourceBatch/reachesCaughtUp`` is set and the caller
-    /// calls ``markCaughtUp()`` once the batch is applied, so that ``isCaughtUp`` never runs ahead of the state.
-    package func nextBatch(limit: Int) async throws -> SourceBatch<Record>? {
-        var batch = SourceBatch<Record>()
-        guard let first = await core.take() else { return nil }
-        var items = [first]
-        var index = 0
-        defer { if !batch.events.isEmpty { core.consumed.increment(by: Int64(batch.events.count)) } }
-        while true {
-            if index == items.count {
-                // Take what is buffered in one step (one lock), not item by item.
-                items = core.takeAvailable(limit: limit - batch.events.count)
-                index = 0
-                if items.isEmpty { return batch }
-            }
-            let item = items[index]
-            index += 1
-            switch item {
-            case .event(let event):
-                batch.events.append(event)
-                batch.advance(event.partition, past: event.offset)
-            case .malformed(let message):
-                try await core.handleMalformed(message, acknowledging: false)
-                batch.skipped.append((message.partition, message.offset))
-                batch.advance(message.partition, past: message.offset)
-            case .caughtUp:
-                batch.reachesCaughtUp = true
-                if core.stopWhenCaughtUp { batch.isLast = true }
-                core.putBack(items[index...])
-                return batch
-            case .failure(let error):
-                core.putBack(items[index...])
-                throw error
-            }
-            if batch.events.count >= limit {
-                core.putBack(items[index...])
-                return batch
-            }
-        }
-    }
+    /// When a batch ends at the caught-up point, ``SourceBatch/reachesCaughtUp`` is set and the caller calls
+    /// ``markCaughtUp()`` once the batch is applied, so that ``isCaughtUp`` never runs ahead of the state.
+    package func batches(limit: Int) -> SourceBatches<Record> { SourceBatches(core: core, limit: max(1, limit)) }
 
     /// How far `next` (the next offset to read) is behind the partition's end, as librdkafka last saw the end
     /// in a fetch response; `nil` before the first fetch. A broker that reports wrong end offsets makes this wrong.
@@ -190,7 +159,9 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
 
     /// The most events ever buffered ahead of the application, and how often back-pressure engaged (partitions
     /// paused, or the poll thread stopped taking) — for tests and tooling.
-    package var backPressureStatistics: (peakBuffered: Int, engaged: Int) { core.backPressureStatistics }
+    package var backPressureStatistics: (peakBuffered: Int, engaged: Int, released: Int, paused: Int) {
+        core.backPressureStatistics
+    }
 
     /// Acknowledges a batch once it is applied: its events and the malformed messages it skipped (one offset
     /// stored per partition: the batch's ``SourceBatch/nextOffsets``).
@@ -212,15 +183,22 @@ public struct KafkaEventSequence<Record: ChangeRecord>: AsyncSequence, Sendable 
     public typealias Element = KafkaConsumedEvent<Record>
     let core: SourceCore<Record>
 
-    public func makeAsyncIterator() -> Iterator { Iterator(core: core) }
+    public func makeAsyncIterator() -> Iterator { Iterator(reader: core.makeReader()) }
 
     /// Iterates events; malformed messages and caught-up markers are handled inside.
     public struct Iterator: AsyncIteratorProtocol {
-        let core: SourceCore<Record>
+        var reader: Result<SourceReader<Record>, DeltaKitError>
 
         public mutating func next() async throws -> KafkaConsumedEvent<Record>? {
+            guard case .success(var current) = reader else {
+                _ = try reader.get()
+                return nil
+            }
+            defer { reader = .success(current) }
+            let core = current.core
             while true {
-                guard let item = await core.take() else { return nil }
+                guard let item = await current.next() else { return nil }
+                core.handedOver(1)
                 switch item {
                 case .event(let event):
                     core.consumed.increment()
@@ -238,10 +216,127 @@ public struct KafkaEventSequence<Record: ChangeRecord>: AsyncSequence, Sendable 
     }
 }
 
-enum TakeAction<Record: ChangeRecord> {
-    case item(SourceItem<Record>)
-    case end
-    case wait
+/// The batches of a source (``KafkaEventSource/batches(limit:)``).
+package struct SourceBatches<Record: ChangeRecord>: AsyncSequence, Sendable {
+    package typealias Element = SourceBatch<Record>
+    let core: SourceCore<Record>
+    let limit: Int
+
+    package func makeAsyncIterator() -> Iterator { Iterator(reader: core.makeReader(), limit: limit) }
+
+    /// Builds each batch from what the producer side handed over.
+    package struct Iterator: AsyncIteratorProtocol {
+        var reader: Result<SourceReader<Record>, DeltaKitError>
+        let limit: Int
+
+        package mutating func next() async throws -> SourceBatch<Record>? {
+            guard case .success(var current) = reader else {
+                _ = try reader.get()
+                return nil
+            }
+            defer { reader = .success(current) }
+            let core = current.core
+            var batch = SourceBatch<Record>()
+            guard let first = await current.next() else { return nil }
+            var items = [first]
+            var index = 0
+            var handed = 0
+            defer {
+                core.handedOver(handed)
+                if !batch.events.isEmpty { core.consumed.increment(by: Int64(batch.events.count)) }
+            }
+            while true {
+                if index == items.count {
+                    // Take what is already handed over in one step, without waiting.
+                    items = await current.available(limit: limit - batch.events.count)
+                    index = 0
+                    if items.isEmpty { return batch }
+                }
+                let item = items[index]
+                index += 1
+                handed += 1
+                switch item {
+                case .event(let event):
+                    batch.events.append(event)
+                    batch.advance(event.partition, past: event.offset)
+                case .malformed(let message):
+                    try await core.handleMalformed(message, acknowledging: false)
+                    batch.skipped.append((message.partition, message.offset))
+                    batch.advance(message.partition, past: message.offset)
+                case .caughtUp:
+                    batch.reachesCaughtUp = true
+                    if core.stopWhenCaughtUp { batch.isLast = true }
+                    current.putBack(items[index...])
+                    return batch
+                case .failure(let error):
+                    current.putBack(items[index...])
+                    throw error
+                }
+                if batch.events.count >= limit {
+                    current.putBack(items[index...])
+                    return batch
+                }
+            }
+        }
+    }
+}
+
+/// The one reader of a source's items: it owns the producer's iterator (which stays in the task that reads),
+/// the rest of the batch it is reading, and the items a batch took but did not use.
+package struct SourceReader<Record: ChangeRecord> {
+    let core: SourceCore<Record>
+    private let iterator: SourceCore<Record>.Items.AsyncIterator
+    /// Items taken from the producer and not handed on yet, oldest first, from `frontIndex`.
+    private var front: [SourceItem<Record>] = []
+    private var frontIndex = 0
+    /// How many batches this reader took from the producer.
+    private var pulled = 0
+
+    init(core: SourceCore<Record>, iterator: SourceCore<Record>.Items.AsyncIterator) {
+        self.core = core
+        self.iterator = iterator
+    }
+
+    /// The next item, waiting for one; `nil` once the source is closed (or the task cancelled).
+    mutating func next() async -> SourceItem<Record>? {
+        if frontIndex == front.count {
+            guard await pullBatch() else { return nil }
+        }
+        frontIndex += 1
+        return front[frontIndex - 1]
+    }
+
+    /// Up to `limit` items already handed over (at least one when any is), without waiting for new ones.
+    mutating func available(limit: Int) async -> [SourceItem<Record>] {
+        var taken: [SourceItem<Record>] = []
+        while taken.count < limit {
+            if frontIndex == front.count {
+                // A batch the poll thread already yielded is buffered: taking it does not wait.
+                guard core.yieldedBatches > pulled, await pullBatch() else { break }
+            }
+            let end = min(front.count, frontIndex + limit - taken.count)
+            taken += front[frontIndex..<end]
+            frontIndex = end
+        }
+        return taken
+    }
+
+    /// Returns unused items to the front, in order.
+    mutating func putBack(_ items: ArraySlice<SourceItem<Record>>) {
+        guard !items.isEmpty else { return }
+        front = Array(items) + front[frontIndex...]
+        frontIndex = 0
+    }
+
+    /// Replaces the (used up) front with the producer's next batch; `false` at the end.
+    private mutating func pullBatch() async -> Bool {
+        guard let batch = await iterator.next() else { return false }
+        pulled += 1
+        front = batch
+        frontIndex = 0
+        if batch.isEmpty { return await pullBatch() }
+        return true
+    }
 }
 
 enum SourceItem<Record: ChangeRecord>: Sendable {
@@ -267,26 +362,44 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     let consumed: Counter
     private let malformed: Counter
 
+    /// The hand-off from the poll thread to the application: swift-nio's back-pressured sequence, one element per
+    /// poll (up to ``pollBatchLimit`` items: a per-item hand-off through generic code cost more than decoding).
+    /// Its watermarks — `bufferSize` in polls' worth of items, and half that — decide when the poll thread stops
+    /// taking messages from librdkafka (or, in a group, pauses the partitions) and when it resumes
+    /// (``SourceDemand``); `bufferSize` also bounds the items waiting, counted one by one.
+    typealias Items = NIOAsyncSequenceProducer<
+        [SourceItem<Record>], NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, SourceDemand
+    >
+    private let items: Items
+    private let feed: Items.Source
+    private let demand = SourceDemand()
+    /// The items can be read by one reader (``makeReader()``).
+    private let readerTaken = Atomic<Bool>(false)
+
     private struct State {
-        var items: [SourceItem<Record>] = []
-        var head = 0
-        var waiter: CheckedContinuation<SourceItem<Record>?, Never>?
+        /// Items handed to the producer side, and items the application has taken: their difference is what
+        /// waits for the application (the poll thread never takes more than `bufferSize` minus that).
+        var yielded = 0
+        var handedOver = 0
+        /// How many batches (elements of `items`) the poll thread yielded.
+        var yieldedBatches = 0
         var closed = false
-        var paused = false
-        /// The poll thread waits for the application to drain the buffer (no group: see `pollOnce`).
-        var pollerWaiting = false
-        /// The most items ever buffered, and how often back-pressure engaged (for tests and tooling).
+        /// The most items ever waiting, and how often back-pressure engaged (for tests and tooling).
         var peakBuffered = 0
         var backPressureEngaged = 0
+        /// How often demand came back after back-pressure, and how often a group's partitions were paused.
+        var backPressureReleased = 0
+        var partitionsPaused = 0
         var caughtUp = false
         var caughtUpWaiters: [CheckedContinuation<Void, Never>] = []
-        var count: Int { items.count - head }
     }
     private let state = Mutex(State())
-    /// Signalled when the buffer is drained to half while the poll thread waits.
-    private let drained = DispatchSemaphore(value: 0)
-    /// Touched only by the poll thread.
-    private let pollState = Mutex<(eof: Set<Int32>, markerPending: Bool)>(([], false))
+    /// Touched only by the poll thread: partition ends seen, and the back-pressure state — the demand epoch at
+    /// the yield that was told to stop (`nil` while the application wants more), and whether the partitions
+    /// are paused (in a group).
+    private let pollState = Mutex<(eof: Set<Int32>, markerPending: Bool, stoppedAt: Int?, paused: Bool)>(
+        ([], false, nil, false)
+    )
     /// The connection's health and the last offset seen per partition, for ``KafkaSourceEvent``s.
     private let health = Mutex<(troubled: Bool, lastOffsets: [Int32: Int64])>((false, [:]))
     /// Whether a probe thread is watching for the cluster to come back (see `probeUntilReachable`).
@@ -307,6 +420,15 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         self.topic = configuration.topic
         self.hasGroup = configuration.groupID != nil
         self.bufferSize = max(1, configuration.bufferSize)
+        let high = max(1, (bufferSize + Self.pollBatchLimit - 1) / Self.pollBatchLimit)
+        let produced = Items.makeSequence(
+            elementType: [SourceItem<Record>].self,
+            backPressureStrategy: .init(lowWatermark: max(1, high / 2), highWatermark: high),
+            finishOnDeinit: true,
+            delegate: demand
+        )
+        self.items = produced.sequence
+        self.feed = produced.source
         self.stopWhenCaughtUp = configuration.stopWhenCaughtUp
         self.logger = logger
         self.onMalformed = onMalformed
@@ -339,43 +461,51 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     // MARK: Poll thread
 
     private func pollOnce() {
-        if !hasGroup {
-            // Without a group nothing needs librdkafka to be polled while the application is behind, so a full
-            // buffer just stops the taking (librdkafka keeps prefetching up to its queued.max.messages.kbytes)
-            // until the application drained half of it. Pausing partitions instead would drop librdkafka's
-            // prefetched messages and fetch them again on resume: measured on Tansu, that stall cost a slow store
-            // (SQLite) two thirds of its wall time.
-            let room = state.withLock { state in
-                let wasWaiting = state.pollerWaiting
-                state.pollerWaiting = state.count >= bufferSize
-                if state.pollerWaiting, !wasWaiting { state.backPressureEngaged += 1 }
-                return bufferSize - state.count
+        let (wanted, paused, released) = pollState.withLock { poll in
+            var released = false
+            if let stoppedAt = poll.stoppedAt, demand.wantsMore(since: stoppedAt) {
+                poll.stoppedAt = nil
+                released = true
             }
-            if room <= 0 {
-                _ = drained.wait(timeout: .now() + .milliseconds(100))
+            return (poll.stoppedAt == nil && !demand.hasEnded, poll.paused, released)
+        }
+        if released { state.withLock { $0.backPressureReleased += 1 } }
+        // The producer's depth does not count items the reader took but has not handed to the application yet;
+        // `room` does, so that no more than `bufferSize` items ever wait.
+        let room = bufferSize - waiting
+        if !hasGroup {
+            // Without a group nothing needs librdkafka to be polled while the application is behind, so the poll
+            // thread just stops taking messages (librdkafka keeps prefetching up to queued.max.messages.kbytes)
+            // until the consumer drained the hand-off to its low watermark. Pausing partitions instead would drop
+            // librdkafka's prefetched messages and fetch them again on resume: measured on Tansu, that stall cost
+            // a slow store (SQLite) two thirds of its wall time.
+            guard wanted, room > 0 else {
+                demand.waitForDemand(timeout: .milliseconds(100))
                 return
             }
             _ = pollAvailable(upTo: room)
             return
         }
-        let room = state.withLock { max(1, bufferSize - $0.count) }
-        let polled = pollAvailable(upTo: room)
-        let (count, paused) = state.withLock { ($0.count, $0.paused) }
-        if count >= bufferSize, !paused || polled > 0 {
+        // In a group the poll loop never stops (the member would be evicted): the partitions are paused instead.
+        if !wanted || room <= 0, !paused {
             handle.pause(handle.assignment())
-            state.withLock {
-                $0.paused = true
-                $0.backPressureEngaged += 1
-            }
-        } else if paused, count <= bufferSize / 2 {
+            pollState.withLock { $0.paused = true }
+            state.withLock { $0.partitionsPaused += 1 }
+        } else if wanted, room > 0, paused {
             handle.resume(handle.assignment())
-            state.withLock { $0.paused = false }
+            pollState.withLock { $0.paused = false }
         }
+        // Paused partitions deliver nothing (librdkafka drops what it prefetched for them); the poll still serves
+        // the group (rebalances, errors), and a message that was on its way is kept.
+        _ = pollAvailable(upTo: max(1, room))
     }
 
+    /// How many items wait for the application.
+    private var waiting: Int { state.withLock { $0.yielded - $0.handedOver } }
+
     /// Waits up to 100 ms for a message, then takes what librdkafka already holds, up to `limit` messages
-    /// (at most ``pollBatchLimit``), and hands the items to the application under one lock. Returns how many
-    /// messages were taken.
+    /// (at most ``pollBatchLimit``), and hands the items to the application as one element of the hand-off.
+    /// Returns how many messages were taken.
     private func pollAvailable(upTo limit: Int) -> Int {
         var pending: [SourceItem<Record>] = []
         var taken = 0
@@ -518,19 +648,28 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     private func push(_ item: SourceItem<Record>) { push(contentsOf: [item]) }
 
-    /// Hands `items` to the application in one step: the first to a waiting consumer, the rest to the buffer.
+    /// Hands `items` to the application in one step. Counted before they are yielded, so that ``markCaughtUp()``
+    /// never sees the application level with the poll thread while items are on their way.
     private func push(contentsOf items: [SourceItem<Record>]) {
-        guard let first = items.first else { return }
-        let waiter: CheckedContinuation<SourceItem<Record>?, Never>? = state.withLock { state in
+        guard !items.isEmpty else { return }
+        state.withLock { state in
             if items.contains(where: { if case .caughtUp = $0 { false } else { true } }) { state.caughtUp = false }
-            let waiter = state.waiter
-            state.waiter = nil
-            state.items.append(contentsOf: waiter == nil ? items[...] : items.dropFirst())
-            state.peakBuffered = max(state.peakBuffered, state.count)
-            return waiter
+            state.yielded += items.count
+            state.yieldedBatches += 1
+            state.peakBuffered = max(state.peakBuffered, state.yielded - state.handedOver)
         }
-        waiter?.resume(returning: first)
+        let epoch = demand.epoch
+        if feed.yield(items) == .stopProducing {
+            let first = pollState.withLock { poll in
+                defer { poll.stoppedAt = epoch }
+                return poll.stoppedAt == nil
+            }
+            if first { state.withLock { $0.backPressureEngaged += 1 } }
+        }
     }
+
+    /// How many batches the poll thread has handed to the producer side so far.
+    var yieldedBatches: Int { state.withLock { $0.yieldedBatches } }
 
     func clientError(_ error: KafkaError) {
         if error.isFatal {
@@ -606,95 +745,25 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     // MARK: Consumer side
 
-    /// Up to `limit` buffered items (at least one when any is buffered), without waiting.
-    func takeAvailable(limit: Int) -> [SourceItem<Record>] {
-        state.withLock { state in
-            let end = min(state.items.count, state.head + max(1, limit))
-            guard state.head < end else { return [] }
-            let taken = Array(state.items[state.head..<end])
-            state.head = end
-            compact(&state)
-            wakePollerIfDrained(&state)
-            return taken
+    /// The reader of this source's items; an error for every reader after the first.
+    func makeReader() -> Result<SourceReader<Record>, DeltaKitError> {
+        guard readerTaken.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else {
+            return .failure(
+                DeltaKitError(
+                    code: .invalidConfiguration,
+                    message:
+                        "the events of the KafkaEventSource for '\(topic)' are already read by another task or loop (a source has one reader); create one source per consumer (same group)"
+                )
+            )
         }
+        return .success(SourceReader(core: self, iterator: items.makeAsyncIterator()))
     }
 
-    /// Returns items taken by ``takeAvailable(limit:)`` but not used to the front of the buffer, in order.
-    func putBack(_ items: ArraySlice<SourceItem<Record>>) {
-        guard !items.isEmpty else { return }
-        state.withLock { state in
-            if state.head >= items.count {
-                state.head -= items.count
-                state.items.replaceSubrange(state.head..<state.head + items.count, with: items)
-            } else {
-                state.items.replaceSubrange(state.head..<state.head, with: items)
-            }
-        }
-    }
-
-    /// Removes and returns the oldest buffered item (compacting the buffer now and then, and waking the poll
-    /// thread when it waits for room); `nil` when the buffer is empty.
-    private func popBuffered(_ state: inout State) -> SourceItem<Record>? {
-        guard state.head < state.items.count else { return nil }
-        let item = state.items[state.head]
-        state.head += 1
-        compact(&state)
-        wakePollerIfDrained(&state)
-        return item
-    }
-
-    /// Drops the taken items from the front of the buffer now and then (amortized O(1) per item).
-    private func compact(_ state: inout State) {
-        if state.head > 1024, state.head * 2 > state.items.count {
-            state.items.removeFirst(state.head)
-            state.head = 0
-        }
-    }
-
-    /// Wakes the poll thread when it waits for room and the buffer is down to half.
-    private func wakePollerIfDrained(_ state: inout State) {
-        if state.pollerWaiting, state.count <= bufferSize / 2 {
-            state.pollerWaiting = false
-            drained.signal()
-        }
-    }
-
-    /// The next item, or `nil` once closed (or the waiting task was cancelled).
-    func take() async -> SourceItem<Record>? {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let action: TakeAction<Record> = state.withLock { state in
-                    if let item = popBuffered(&state) { return .item(item) }
-                    if state.closed || Task.isCancelled { return .end }
-                    if state.waiter != nil {
-                        // Two tasks iterating one source would steal each other's events.
-                        return .item(
-                            .failure(
-                                DeltaKitError(
-                                    code: .invalidConfiguration,
-                                    message:
-                                        "the events of the KafkaEventSource for '\(topic)' are being iterated by another task; iterate from one task, or create one source per consumer (same group)"
-                                )
-                            )
-                        )
-                    }
-                    state.waiter = continuation
-                    return .wait
-                }
-                switch action {
-                case .item(let item):
-                    continuation.resume(returning: item)
-                case .end: continuation.resume(returning: nil)
-                case .wait: break
-                }
-            }
-        } onCancel: {
-            let waiter = state.withLock { state in
-                defer { state.waiter = nil }
-                return state.waiter
-            }
-            waiter?.resume(returning: nil)
-        }
+    /// The application took `count` items (events, malformed messages, markers).
+    func handedOver(_ count: Int) {
+        guard count > 0 else { return }
+        state.withLock { $0.handedOver += count }
     }
 
     /// Reports, dead-letters, and — when `acknowledging` — acknowledges a malformed message. A batch defers the
@@ -726,14 +795,14 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     var isCaughtUp: Bool { state.withLock { $0.caughtUp } }
 
-    var backPressureStatistics: (peakBuffered: Int, engaged: Int) {
-        state.withLock { ($0.peakBuffered, $0.backPressureEngaged) }
+    var backPressureStatistics: (peakBuffered: Int, engaged: Int, released: Int, paused: Int) {
+        state.withLock { ($0.peakBuffered, $0.backPressureEngaged, $0.backPressureReleased, $0.partitionsPaused) }
     }
 
     func markCaughtUp() {
         let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
             // Only if nothing newer arrived behind the marker.
-            guard state.head == state.items.count else { return [] }
+            guard state.handedOver == state.yielded else { return [] }
             state.caughtUp = true
             defer { state.caughtUpWaiters = [] }
             return state.caughtUpWaiters
@@ -752,14 +821,11 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     }
 
     func close() async throws {
-        let (alreadyClosed, waiter) = state.withLock { state in
-            defer {
-                state.closed = true
-                state.waiter = nil
-            }
-            return (state.closed, state.waiter)
+        let alreadyClosed = state.withLock { state in
+            defer { state.closed = true }
+            return state.closed
         }
-        waiter?.resume(returning: nil)
+        feed.finish()  // the reader gets what is buffered, then the end
         if alreadyClosed { return }
         let loop = pollLoop.withLock { $0.take() }
         await loop?.stop()
@@ -795,6 +861,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     func abandon() {
         pollLoop.withLock { $0.take() }?.requestStop()
+        feed.finish()
     }
 
     func committedOffsets() async -> [Int32: Int64] {

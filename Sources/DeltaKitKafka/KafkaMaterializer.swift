@@ -145,7 +145,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             advanceVisibility(stored)
         }
         var applied = 0
-        while let batch = try await source.nextBatch(limit: maxBatchSize) {
+        for try await batch in source.batches(limit: maxBatchSize) {
             let events = batch.events.map(\.event)
             if let positioned {
                 try await positioned.apply(contentsOf: events, positions: batch.nextOffsets)
