@@ -23,8 +23,11 @@ extension ChangeEvent {
     /// backend carried it.
     ///
     /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/serializationFailed``) when the event is invalid.
-    public func canonicalized() throws -> ChangeEvent {
-        let schema = try Record.schema
+    public func canonicalized() throws -> ChangeEvent { try canonicalized(schema: try Record.schema) }
+
+    /// ``canonicalized()`` with the schema already looked up (batch callers look it up once).
+    @inline(__always)
+    package func canonicalized(schema: RecordSchema) throws -> ChangeEvent {
         guard schema.changesInRoundTrip, record != nil else {
             // Every typed value of these fields is valid and travels unchanged: nothing to check or convert.
             if schema.hasFallibleFields { try validate() }

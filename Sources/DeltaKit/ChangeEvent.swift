@@ -30,6 +30,7 @@ public struct ChangeEvent<Record: ChangeRecord>: Hashable, Sendable {
     /// Creates an insert or update event for `record`.
     ///
     /// - Precondition: `operation` is not ``ChangeOperation/delete``; use ``delete(key:order:timestamp:)``.
+    @inline(__always)
     public init(operation: ChangeOperation, record: Record, order: Int64, timestamp: Date = Date()) {
         precondition(operation != .delete, "a delete event carries no record; use ChangeEvent.delete(key:order:)")
         self.key = record.key

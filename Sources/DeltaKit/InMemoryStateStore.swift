@@ -63,8 +63,9 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         var canonical: [ChangeEvent<Record>] = []
         canonical.reserveCapacity(events.count)
         var failure: (any Error)?
+        let schema = try Record.schema
         for event in events {
-            do { canonical.append(try event.canonicalized()) } catch {
+            do { canonical.append(try event.canonicalized(schema: schema)) } catch {
                 failure = error
                 break
             }
@@ -88,6 +89,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     }
 
     /// Applies a canonical event to the locked state; collects the feeds that overflowed.
+    @inline(__always)
     private func applyLocked(
         _ event: ChangeEvent<Record>,
         in state: inout State,
@@ -111,6 +113,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     }
 
     /// Records a change and hands it to every feed; returns the feeds that overflowed (to finish outside the lock).
+    @inline(__always)
     private func publish(
         _ change: StateChange<Record>,
         in state: inout State
@@ -140,6 +143,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
 
     /// Inserts `event` by order into `history`, which keeps up to `2 × limit` events so that trimming it to the
     /// newest `limit` is amortized over `limit` inserts (readers take the last `limit`).
+    @inline(__always)
     private static func remember(_ event: ChangeEvent<Record>, in history: inout [ChangeEvent<Record>], limit: Int) {
         if history.count >= limit, event.order < history[history.count - limit].order { return }
         if history.last.map({ $0.order <= event.order }) ?? true {

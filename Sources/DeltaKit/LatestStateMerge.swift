@@ -18,6 +18,7 @@ public import Foundation
 /// An event identical to the current one changes nothing.
 public enum LatestStateMerge {
     /// Returns `true` when `candidate` replaces `current` as the state of their (common) key.
+    @inline(__always)
     public static func supersedes<Record>(_ candidate: ChangeEvent<Record>, _ current: ChangeEvent<Record>) -> Bool {
         if candidate.order != current.order { return candidate.order > current.order }
         if candidate == current { return false }
@@ -63,6 +64,7 @@ public struct StateChange<Record: ChangeRecord>: Hashable, Sendable {
     public var record: Record?
 
     /// Creates a change.
+    @inline(__always)
     public init(kind: Kind, key: Record.Key, record: Record?) {
         self.kind = kind
         self.key = key
@@ -86,6 +88,7 @@ public struct LatestState<Record: ChangeRecord>: Sendable {
     /// Applies one event and returns the change to the visible state, or `nil` when nothing visible changed
     /// (an older, duplicate or losing event, or a delete of a key that has no state).
     @discardableResult
+    @inline(__always)
     public mutating func apply(_ event: ChangeEvent<Record>) -> StateChange<Record>? {
         let previous = winners[event.key]
         if let previous, !LatestStateMerge.supersedes(event, previous) { return nil }

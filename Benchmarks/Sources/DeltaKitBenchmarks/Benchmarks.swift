@@ -137,20 +137,31 @@ func processCPUSeconds() -> Double {
     return user + system
 }
 
-struct DecodeApply: ParsableCommand {
+struct DecodeApply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
             "Decode pre-encoded events and apply them to an InMemoryStateStore, without Kafka; prints CPU µs/event."
     )
     @Option var count = 500_000
+    @Option(help: "Events per store call (as a materializer hands them over); 1 applies them one by one.")
+    var batch = 2_000
 
-    func run() throws {
+    func run() async throws {
         let messages = try benchmarkEvents(count).map { Array(try $0.jsonData()) }
         let store = try InMemoryStateStore<DemoUser>(historyLimit: 20)
         let cpu = processCPUSeconds()
         let clock = ContinuousClock()
         let start = clock.now
-        for message in messages { try store.applyNow(try ChangeEvent<DemoUser>(jsonData: message)) }
+        var pending: [ChangeEvent<DemoUser>] = []
+        pending.reserveCapacity(batch)
+        for message in messages {
+            pending.append(try ChangeEvent<DemoUser>(jsonData: message))
+            if pending.count >= batch {
+                try await store.apply(contentsOf: pending)
+                pending.removeAll(keepingCapacity: true)
+            }
+        }
+        try await store.apply(contentsOf: pending)
         let elapsed = clock.now - start
         let used = processCPUSeconds() - cpu
         print(
