@@ -140,28 +140,43 @@ func processCPUSeconds() -> Double {
 struct DecodeApply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Decode pre-encoded events and apply them to an InMemoryStateStore, without Kafka; prints CPU µs/event."
+            "Decode pre-encoded events and apply them to an InMemoryStateStore (or a SQLiteStateStore), without Kafka; prints CPU µs/event."
     )
     @Option var count = 500_000
     @Option(help: "Events per store call (as a materializer hands them over); 1 applies them one by one.")
     var batch = 2_000
 
+    @Option(help: "Apply to a fresh SQLiteStateStore at this path (with positions, as a materializer does).")
+    var sqlite: String?
+
     func run() async throws {
         let messages = try benchmarkEvents(count).map { Array(try $0.jsonData()) }
-        let store = try InMemoryStateStore<DemoUser>(historyLimit: 20)
+        let memory = try InMemoryStateStore<DemoUser>(historyLimit: 20)
+        var file: SQLiteStateStore<DemoUser>?
+        if let sqlite {
+            try? FileManager.default.removeItem(atPath: sqlite)
+            file = try SQLiteStateStore<DemoUser>(configuration: .init(path: sqlite, source: "bench", historyLimit: 20))
+        }
         let cpu = processCPUSeconds()
         let clock = ContinuousClock()
         let start = clock.now
         var pending: [ChangeEvent<DemoUser>] = []
         pending.reserveCapacity(batch)
+        var applied: Int64 = 0
+        func flush() async throws {
+            applied += Int64(pending.count)
+            if let file {
+                try await file.apply(contentsOf: pending, positions: [0: applied])
+            } else {
+                try await memory.apply(contentsOf: pending)
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
         for message in messages {
             pending.append(try ChangeEvent<DemoUser>(jsonData: message))
-            if pending.count >= batch {
-                try await store.apply(contentsOf: pending)
-                pending.removeAll(keepingCapacity: true)
-            }
+            if pending.count >= batch { try await flush() }
         }
-        try await store.apply(contentsOf: pending)
+        try await flush()
         let elapsed = clock.now - start
         let used = processCPUSeconds() - cpu
         print(
