@@ -28,8 +28,9 @@ extension KafkaEventSource {
         public var startOffsets: [Int32: Int64] = [:]
         /// What to do with a message that is not a valid change event. Default: ``MalformedPolicy/skip``.
         public var malformedPolicy: MalformedPolicy
-        /// Messages buffered ahead of the application before back-pressure applies (in a group: partitions are
-        /// paused; without one: librdkafka is not polled until half are taken). Default: 10,000.
+        /// Messages buffered ahead of the application before back-pressure applies: no more messages are taken
+        /// from librdkafka until half are taken (in a group, an application behind for more than a second gets its
+        /// partitions paused instead, so that the poll keeps serving the group). Default: 10,000.
         public var bufferSize: Int
         /// The longest a broker may hold a fetch request open waiting for data (`fetch.wait.max.ms`): the
         /// latency/throughput trade-off of reading. A broker answers as soon as data arrives, but some (librdkafka's

@@ -12,11 +12,11 @@ import Synchronization
 /// - With a consumer group (``Configuration/groupID``), an offset is committed only after the application
 ///   calls ``acknowledge(_:)`` for that event. ``close()`` commits and leaves the group.
 /// - Back-pressure: events reach the application through swift-nio's `NIOAsyncSequenceProducer`, in batches of
-///   one poll. Once ``Configuration/bufferSize`` events wait (or the sequence's high watermark is reached), a
-///   source in a group pauses its partitions (its poll loop never stops, so the member is never evicted); a
-///   source without a group stops taking messages from librdkafka until the application drained half of it
-///   (librdkafka's own prefetch queue is bounded by `queued.max.messages.kbytes`), which avoids re-fetching on
-///   resume.
+///   one poll. Once ``Configuration/bufferSize`` events wait (or the sequence's high watermark is reached), the
+///   source stops taking messages from librdkafka until the application drained half of it (librdkafka's own
+///   prefetch queue is bounded by `queued.max.messages.kbytes`), which avoids re-fetching on resume. A source in a
+///   group whose application stays behind for more than a second pauses its partitions instead and keeps polling,
+///   so that the group's rebalances are served and the member is never evicted.
 /// - One reader: ``events`` (or a materializer) reads a source once; a second reader gets an error.
 /// - A malformed message never ends the stream and never reaches state: it is reported with topic,
 ///   partition, offset and the decoding error, then skipped or forwarded to a dead-letter topic.
@@ -170,6 +170,10 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
             core.acknowledge(topic: topic, partition: partition, offset: next - 1)
         }
     }
+
+    /// How long a source in a group stops taking messages for a reader that is behind before it pauses its
+    /// partitions to keep serving the group (a rebalance waits at most this long for the member).
+    package static var groupStallBeforePause: Duration { .seconds(1) }
 
     /// Marks the source caught up (after applying a batch that ``SourceBatch/reachesCaughtUp``).
     package func markCaughtUp() { core.markCaughtUp() }
@@ -395,11 +399,11 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     }
     private let state = Mutex(State())
     /// Touched only by the poll thread: partition ends seen, and the back-pressure state — the demand epoch at
-    /// the yield that was told to stop (`nil` while the application wants more), and whether the partitions
-    /// are paused (in a group).
-    private let pollState = Mutex<(eof: Set<Int32>, markerPending: Bool, stoppedAt: Int?, paused: Bool)>(
-        ([], false, nil, false)
-    )
+    /// the yield that was told to stop (`nil` while the application wants more), whether the partitions are
+    /// paused (in a group), and since when the reader has been behind.
+    private let pollState = Mutex<
+        (eof: Set<Int32>, markerPending: Bool, stoppedAt: Int?, paused: Bool, stalledSince: ContinuousClock.Instant?)
+    >(([], false, nil, false, nil))
     /// The connection's health and the last offset seen per partition, for ``KafkaSourceEvent``s.
     private let health = Mutex<(troubled: Bool, lastOffsets: [Int32: Int64])>((false, [:]))
     /// Whether a probe thread is watching for the cluster to come back (see `probeUntilReachable`).
@@ -473,31 +477,38 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         // The producer's depth does not count items the reader took but has not handed to the application yet;
         // `room` does, so that no more than `bufferSize` items ever wait.
         let room = bufferSize - waiting
-        if !hasGroup {
-            // Without a group nothing needs librdkafka to be polled while the application is behind, so the poll
-            // thread just stops taking messages (librdkafka keeps prefetching up to queued.max.messages.kbytes)
-            // until the consumer drained the hand-off to its low watermark. Pausing partitions instead would drop
-            // librdkafka's prefetched messages and fetch them again on resume: measured on Tansu, that stall cost
-            // a slow store (SQLite) two thirds of its wall time.
-            guard wanted, room > 0 else {
+        guard wanted, room > 0 else {
+            // The application is behind. The poll thread stops taking messages (librdkafka keeps prefetching, up to
+            // queued.max.messages.kbytes) until the reader drained the hand-off to its low watermark. Pausing the
+            // partitions instead drops librdkafka's prefetched messages and fetches them again on resume: measured
+            // on Tansu, that stall cost a slow store (SQLite) two thirds of its wall time, and half a second per
+            // cycle for a slow reader in a group. A group member must keep polling, though — rebalances are served
+            // by the poll — so one whose reader stays behind for `groupStallBeforePause` pauses its partitions
+            // and polls on.
+            let stalledSince = pollState.withLock { poll in
+                if poll.stalledSince == nil { poll.stalledSince = .now }
+                return poll.stalledSince!
+            }
+            if !hasGroup || ContinuousClock.now - stalledSince < KafkaEventSource<Record>.groupStallBeforePause {
                 demand.waitForDemand(timeout: .milliseconds(100))
                 return
             }
-            _ = pollAvailable(upTo: room)
+            if !paused {
+                handle.pause(handle.assignment())
+                pollState.withLock { $0.paused = true }
+                state.withLock { $0.partitionsPaused += 1 }
+            }
+            // Paused partitions deliver nothing (librdkafka drops what it prefetched for them); the poll still
+            // serves the group (rebalances, errors), and a message that was on its way is kept.
+            _ = pollAvailable(upTo: max(1, room))
             return
         }
-        // In a group the poll loop never stops (the member would be evicted): the partitions are paused instead.
-        if !wanted || room <= 0, !paused {
-            handle.pause(handle.assignment())
-            pollState.withLock { $0.paused = true }
-            state.withLock { $0.partitionsPaused += 1 }
-        } else if wanted, room > 0, paused {
+        pollState.withLock { $0.stalledSince = nil }
+        if paused {
             handle.resume(handle.assignment())
             pollState.withLock { $0.paused = false }
         }
-        // Paused partitions deliver nothing (librdkafka drops what it prefetched for them); the poll still serves
-        // the group (rebalances, errors), and a message that was on its way is kept.
-        _ = pollAvailable(upTo: max(1, room))
+        _ = pollAvailable(upTo: room)
     }
 
     /// How many items wait for the application.

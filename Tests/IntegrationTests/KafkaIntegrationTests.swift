@@ -376,13 +376,25 @@ struct KafkaIntegrationTests {
         #expect(error?.message.contains("No such configuration property") == true)
     }
 
+    /// How the application in ``backPressure(_:)`` falls behind.
+    enum Slowness: String, CaseIterable, CustomTestStringConvertible, Sendable {
+        /// 100 ms every 250 events, without a group.
+        case shortStalls
+        /// The same in a consumer group: the source stops taking messages, it does not pause its partitions.
+        case shortStallsInGroup
+        /// One stall longer than `groupStallBeforePause` in a group: the partitions are paused, then resumed.
+        case longStallInGroup
+        var testDescription: String { rawValue }
+        var inGroup: Bool { self != .shortStalls }
+    }
+
     @Test(
         "a slow consumer with a small buffer holds at most that many events and still gets every event in order",
-        arguments: [false, true]
+        arguments: Slowness.allCases
     )
-    func backPressure(inGroup: Bool) async throws {
+    func backPressure(_ slowness: Slowness) async throws {
         let brokers = try TestEnvironment.requireKafka()
-        let bufferSize = inGroup ? 500 : 50
+        let bufferSize = 50
         let sink = try await KafkaTestSupport.makeSink(brokers)
         var generator = DemoEventGenerator(seed: 8, users: 40)
         let events = generator.next(3_000)
@@ -392,29 +404,30 @@ struct KafkaIntegrationTests {
             configuration: .init(
                 kafka: KafkaTestSupport.kafka(brokers),
                 topic: sink.topic,
-                groupID: inGroup ? "back-pressure-\(UUID().uuidString)" : nil,
-                // A group pauses its partitions, and each resume fetches again (about half a second on Tansu):
-                // a larger buffer keeps the number of cycles, and the test's time, small.
+                groupID: slowness.inGroup ? "back-pressure-\(UUID().uuidString)" : nil,
                 bufferSize: bufferSize,
                 stopWhenCaughtUp: true
             )
         )
+        let longStall = KafkaEventSource<DemoUser>.groupStallBeforePause + .milliseconds(500)
         var read: [ChangeEvent<DemoUser>] = []
         for try await consumed in source.events {
             read.append(consumed.event)
-            if read.count % 250 == 0 { try await Task.sleep(for: .milliseconds(100)) }  // a slow application
+            // A slow application: the stalls are the fault under test, not synchronisation.
+            if slowness == .longStallInGroup, read.count == 1_000 { try await Task.sleep(for: longStall) }
+            if read.count % 250 == 0 { try await Task.sleep(for: .milliseconds(100)) }
         }
         let statistics = source.backPressureStatistics
         try await source.close()
         #expect(EventSinkConformance<KafkaEventSink<DemoUser>>.compare(sent: events, got: read) == nil)
-        // Back-pressure engaged and was released again (without a group the poll thread stopped taking; in a group
-        // the partitions were paused and resumed), and the hand-off stayed bounded; without it the 3,000 events
-        // would all be buffered while the application sleeps.
+        // Back-pressure engaged and was released again, and the hand-off stayed bounded; without it the 3,000
+        // events would all be buffered while the application sleeps. Short stalls only stop the taking (no
+        // re-fetch); a group member behind for longer pauses its partitions to keep serving the group.
         #expect(statistics.engaged > 0, "\(statistics)")
         #expect(statistics.released > 0, "\(statistics)")
-        #expect((statistics.paused > 0) == inGroup, "\(statistics)")
-        // Without a group exactly bufferSize; in a group one message may still arrive while its partitions pause.
-        #expect(statistics.peakBuffered <= bufferSize + (inGroup ? 1 : 0), "\(statistics)")
+        #expect((statistics.paused > 0) == (slowness == .longStallInGroup), "\(statistics)")
+        // One message may still arrive while a group's partitions pause.
+        #expect(statistics.peakBuffered <= bufferSize + (slowness == .longStallInGroup ? 1 : 0), "\(statistics)")
     }
 
     @Test("a materializer service resumes from its group's commits, and a full replay leaves the same state")
