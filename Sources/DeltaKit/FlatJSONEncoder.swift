@@ -7,12 +7,15 @@ import Foundation
 /// intermediate tree. A `final class` so the containers the `Encoder` API hands out share one buffer;
 /// it lives only for the duration of one encode call on one thread.
 final class FlatJSONWriter {
-    var buffer: [UInt8]
+    // `@exclusivity(unchecked)`: a writer lives for one encode call on one thread and no method of it calls
+    // another while holding an access to these properties, so no access can overlap; the dynamic checks cost about
+    // a tenth of encoding an event.
+    @exclusivity(unchecked) var buffer: [UInt8]
     /// Field names written, collected only when `recordsNames` is set (the slow path for records that skip fields).
-    var written: [String] = []
+    @exclusivity(unchecked) var written: [String] = []
     var recordsNames = false
-    var fieldCount = 0
-    private var needsComma = false
+    @exclusivity(unchecked) var fieldCount = 0
+    @exclusivity(unchecked) private var needsComma = false
 
     init(buffer: [UInt8], recordsNames: Bool = false) {
         self.buffer = buffer

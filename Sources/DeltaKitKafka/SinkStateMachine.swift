@@ -83,15 +83,18 @@ struct SinkStateMachine<Waiter, SendWaiter> {
     /// A delivery report for a message of `id`: `failure` when it was not acknowledged (it stops the sink),
     /// otherwise the partition and offset it got.
     mutating func delivered(for id: SendID, failure: DeltaKitError?, partition: Int32, offset: Int64) -> [Action] {
-        guard sends[id] != nil else { return [] }
-        sends[id]!.pending -= 1
+        // One hash lookup, then in place through the index: this runs once per message.
+        guard let index = sends.index(forKey: id) else { return [] }
         outstanding -= 1
+        sends.values[index].pending -= 1
         if let failure {
-            if sends[id]!.error == nil { sends[id]!.error = failure }
+            if sends.values[index].error == nil { sends.values[index].error = failure }
             fail(failure)
         } else {
-            sends[id]!.receipt.record(partition: partition, offset: offset)
+            sends.values[index].receipt.record(partition: partition, offset: offset)
         }
+        let done = sends.values[index].sealed && sends.values[index].pending == 0
+        guard done || (outstanding == 0 && !idleWaiters.isEmpty) else { return [] }
         var actions: [Action] = []
         completeIfDone(id, &actions)
         resumeIdleWaiters(&actions)
