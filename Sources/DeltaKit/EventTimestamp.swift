@@ -8,21 +8,37 @@ public import Foundation
 public enum EventTimestamp {
     /// Rounds a date to whole microseconds, the precision of the wire format and of SQL timestamps.
     ///
-    /// A `Date` is a `Double` of seconds, so it holds every whole microsecond only between 1902 and 2038
-    /// (2³¹ seconds around 1970); outside, a timestamp may move by a microsecond.
+    /// A `Date` is a `Double` of seconds since 2001, so it holds every whole microsecond from about 1865 to 2137
+    /// (2³² seconds around 2001, where a `Double`'s step passes half a microsecond); outside, a timestamp may
+    /// move by a microsecond once — its text then reads back to the same `Date`.
     public static func truncatedToMicroseconds(_ date: Date) -> Date {
         Self.date(fromMicroseconds: microseconds(date))
     }
 
     /// Microseconds since 1970-01-01T00:00:00Z, rounded to the nearest microsecond.
     public static func microseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        // From the `Double` a `Date` stores (seconds since 2001), whole seconds and the fraction apart: the
+        // difference is exact, so only the fraction is rounded. Going through `timeIntervalSince1970` (one more
+        // rounding) and scaling all of it by 10⁶ (a product rounded to half a microsecond after 2038) moved
+        // timestamps read back from their own text — found by the RowText fuzz target (2108-06-30T23:40:00.126001
+        // came back as .126002).
+        let seconds = date.timeIntervalSinceReferenceDate
+        let whole = seconds.rounded(.down)
+        return (Int64(whole) + referenceDateOffset) * 1_000_000 + Int64(((seconds - whole) * 1_000_000).rounded())
     }
 
     /// The `Date` nearest to `micros` microseconds since 1970.
     static func date(fromMicroseconds micros: Int64) -> Date {
-        Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+        // Integer arithmetic down to the seconds since 2001, then one rounding into the `Double`.
+        let sinceReference = micros - referenceDateOffset * 1_000_000
+        let seconds = sinceReference.floorDiv(1_000_000)
+        return Date(
+            timeIntervalSinceReferenceDate: Double(seconds) + Double(sinceReference - seconds * 1_000_000) / 1_000_000
+        )
     }
+
+    /// Seconds from 1970-01-01 to 2001-01-01, `Date`'s reference date.
+    private static let referenceDateOffset: Int64 = 978_307_200
 
     /// Formats a date as `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`.
     public static func format(_ date: Date) -> String {

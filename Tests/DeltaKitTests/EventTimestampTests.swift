@@ -78,4 +78,32 @@ struct EventTimestampTests {
             #expect(EventTimestamp.format(parsed) == text.replacingOccurrences(of: ".1+", with: ".100000+"))
         }
     }
+
+    @Test("fuzz finding: a timestamp's text reads back to itself in every year; its microsecond is kept 1865–2137")
+    func microsecondsAfter2038() throws {
+        // The RowText fuzz target's finding: a Date of 2108 came back one microsecond later from its own text.
+        let found = "2108-06-30T23:40:00.126001+00:00"
+        #expect(EventTimestamp.parse(found).map(EventTimestamp.format) == found)
+        var state: UInt64 = 2026  // SplitMix64: reproducible samples
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        for _ in 0..<20_000 {
+            // Anywhere in years 1–9999: one trip through the text may move the microsecond, the next never does.
+            let anywhere = Date(timeIntervalSinceReferenceDate: Double(next() % 315_000_000_000) - 63_000_000_000)
+            let text = EventTimestamp.format(anywhere)
+            if let parsed = EventTimestamp.parse(text) { #expect(EventTimestamp.format(parsed) == text) }
+            // Within 2³² seconds of 2001 every microsecond is kept exactly.
+            let near = Date(
+                timeIntervalSinceReferenceDate: Double(Int64(next() % 8_589_934_592) - 4_294_967_296) / 1.0
+                    + Double(next() % 1_000_000) / 1_000_000
+            )
+            let exact = try #require(EventTimestamp.parse(EventTimestamp.format(near)))
+            #expect(EventTimestamp.microseconds(exact) == EventTimestamp.microseconds(near))
+        }
+    }
 }
