@@ -241,23 +241,13 @@ package struct SourceBatches<Record: ChangeRecord>: AsyncSequence, Sendable {
             defer { reader = .success(current) }
             let core = current.core
             var batch = SourceBatch<Record>()
-            guard let first = await current.next() else { return nil }
-            var items = [first]
-            var index = 0
+            guard var item = await current.next() else { return nil }
             var handed = 0
             defer {
                 core.handedOver(handed)
                 if !batch.events.isEmpty { core.consumed.increment(by: Int64(batch.events.count)) }
             }
             while true {
-                if index == items.count {
-                    // Take what is already handed over in one step, without waiting.
-                    items = await current.available(limit: limit - batch.events.count)
-                    index = 0
-                    if items.isEmpty { return batch }
-                }
-                let item = items[index]
-                index += 1
                 handed += 1
                 switch item {
                 case .event(let event):
@@ -270,27 +260,24 @@ package struct SourceBatches<Record: ChangeRecord>: AsyncSequence, Sendable {
                 case .caughtUp:
                     batch.reachesCaughtUp = true
                     if core.stopWhenCaughtUp { batch.isLast = true }
-                    current.putBack(items[index...])
                     return batch
                 case .failure(let error):
-                    current.putBack(items[index...])
                     throw error
                 }
-                if batch.events.count >= limit {
-                    current.putBack(items[index...])
-                    return batch
-                }
+                // Take what is already handed over, without waiting for more.
+                guard batch.events.count < limit, let next = await current.nextIfAvailable() else { return batch }
+                item = next
             }
         }
     }
 }
 
-/// The one reader of a source's items: it owns the producer's iterator (which stays in the task that reads),
-/// the rest of the batch it is reading, and the items a batch took but did not use.
+/// The one reader of a source's items: it owns the producer's iterator (which stays in the task that reads) and
+/// the rest of the batch it is reading.
 package struct SourceReader<Record: ChangeRecord> {
     let core: SourceCore<Record>
     private let iterator: SourceCore<Record>.Items.AsyncIterator
-    /// Items taken from the producer and not handed on yet, oldest first, from `frontIndex`.
+    /// The batch taken from the producer, handed on up to `frontIndex`.
     private var front: [SourceItem<Record>] = []
     private var frontIndex = 0
     /// How many batches this reader took from the producer.
@@ -310,26 +297,14 @@ package struct SourceReader<Record: ChangeRecord> {
         return front[frontIndex - 1]
     }
 
-    /// Up to `limit` items already handed over (at least one when any is), without waiting for new ones.
-    mutating func available(limit: Int) async -> [SourceItem<Record>] {
-        var taken: [SourceItem<Record>] = []
-        while taken.count < limit {
-            if frontIndex == front.count {
-                // A batch the poll thread already yielded is buffered: taking it does not wait.
-                guard core.yieldedBatches > pulled, await pullBatch() else { break }
-            }
-            let end = min(front.count, frontIndex + limit - taken.count)
-            taken += front[frontIndex..<end]
-            frontIndex = end
+    /// The next item already handed over, without waiting for a new one; `nil` when there is none.
+    mutating func nextIfAvailable() async -> SourceItem<Record>? {
+        if frontIndex == front.count {
+            // A batch the poll thread already yielded is buffered: taking it does not wait.
+            guard core.yieldedBatches > pulled, await pullBatch() else { return nil }
         }
-        return taken
-    }
-
-    /// Returns unused items to the front, in order.
-    mutating func putBack(_ items: ArraySlice<SourceItem<Record>>) {
-        guard !items.isEmpty else { return }
-        front = Array(items) + front[frontIndex...]
-        frontIndex = 0
+        frontIndex += 1
+        return front[frontIndex - 1]
     }
 
     /// Replaces the (used up) front with the producer's next batch; `false` at the end.
