@@ -336,7 +336,7 @@ final class SinkCore: Sendable {
             if outcome.latencyMicros >= 0 { metrics.latency.recordNanoseconds(outcome.latencyMicros * 1000) }
         }
         let (actions, first) = machine.withLock { machine in
-            let first = failure.map { machine.fail($0) } ?? false
+            let first = failure != nil && machine.failure == nil
             let actions = machine.delivered(
                 for: batch.id,
                 failure: failure,

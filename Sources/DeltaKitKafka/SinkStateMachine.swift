@@ -80,16 +80,16 @@ struct SinkStateMachine<Waiter, SendWaiter> {
         return actions
     }
 
-    /// A delivery report for a message of `id`: `failure` when it was not acknowledged (it stops the sink),
-    /// otherwise the partition and offset it got.
+    /// A delivery report for a message of `id`: `failure` when it was not acknowledged (it stops the sink, as
+    /// ``fail(_:)``), otherwise the partition and offset it got.
     mutating func delivered(for id: SendID, failure: DeltaKitError?, partition: Int32, offset: Int64) -> [Action] {
+        if let failure { fail(failure) }
         // One hash lookup, then in place through the index: this runs once per message.
         guard let index = sends.index(forKey: id) else { return [] }
         outstanding -= 1
         sends.values[index].pending -= 1
         if let failure {
             if sends.values[index].error == nil { sends.values[index].error = failure }
-            fail(failure)
         } else {
             sends.values[index].receipt.record(partition: partition, offset: offset)
         }
