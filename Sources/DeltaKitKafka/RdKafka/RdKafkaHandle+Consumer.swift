@@ -44,38 +44,23 @@ struct RdKafkaMessageView {
             guard let p else { return nil }
             return Array(UnsafeRawBufferPointer(start: p, count: n))
         }
-        if msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
-            return RdKafkaMessage(
-                topic: topic,
-                partition: msg.partition,
-                offset: msg.offset,
-                key: nil,
-                value: nil,
-                error: nil,
-                isPartitionEOF: true
-            )
-        }
-        if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            let text = String(cString: rd_kafka_message_errstr(message))
-            return RdKafkaMessage(
-                topic: topic,
-                partition: msg.partition,
-                offset: msg.offset,
-                key: nil,
-                value: nil,
-                error: RdKafka.error(msg.err, message: text, fatal: msg.err == RD_KAFKA_RESP_ERR__FATAL),
-                isPartitionEOF: false
-            )
-        }
         var copied = RdKafkaMessage(
             topic: topic,
             partition: msg.partition,
             offset: msg.offset,
-            key: bytes(msg.key, msg.key_len),
-            value: bytes(msg.payload, msg.len),
+            key: nil,
+            value: nil,
             error: nil,
-            isPartitionEOF: false
+            isPartitionEOF: msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF
         )
+        if copied.isPartitionEOF { return copied }
+        if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            let text = String(cString: rd_kafka_message_errstr(message))
+            copied.error = RdKafka.error(msg.err, message: text, fatal: msg.err == RD_KAFKA_RESP_ERR__FATAL)
+            return copied
+        }
+        copied.key = bytes(msg.key, msg.key_len)
+        copied.value = bytes(msg.payload, msg.len)
         if msg.payload == nil {
             var headers: OpaquePointer?
             if rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
