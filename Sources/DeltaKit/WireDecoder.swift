@@ -2,28 +2,28 @@
 /// ``indexThreshold`` fields (a change event's fields are few and come in the order the decoder asks for them,
 /// so a scan beats hashing every name), a dictionary beyond that.
 struct WireFields {
-    let names: [String]
-    let values: [FlatJSONValue]
+    let fields: [(key: String, value: FlatJSONValue)]
     private let index: [String: Int]?
     static let indexThreshold = 16
 
     init(_ fields: [(key: String, value: FlatJSONValue)]) {
-        names = fields.map(\.key)
-        values = fields.map(\.value)
+        self.fields = fields
         if fields.count > Self.indexThreshold {
             var index: [String: Int] = [:]
             index.reserveCapacity(fields.count)
-            for (position, name) in names.enumerated() { index[name] = position }
+            for (position, field) in fields.enumerated() { index[field.key] = position }
             self.index = index
         } else {
             self.index = nil
         }
     }
 
+    /// The field names, in input order.
+    var names: [String] { fields.map(\.key) }
+
     subscript(name: String) -> FlatJSONValue? {
-        if let index { return index[name].map { values[$0] } }
-        for position in names.indices where names[position] == name { return values[position] }
-        return nil
+        if let index { return index[name].map { fields[$0].value } }
+        return fields.first { $0.key == name }?.value
     }
 }
 
