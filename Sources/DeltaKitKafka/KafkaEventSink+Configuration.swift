@@ -13,7 +13,8 @@ extension KafkaEventSink {
         public var idempotence: Bool
         /// Acknowledgements required from the broker (`acks`). Default: ``Acks/all``.
         public var acks: Acks
-        /// How long to wait to fill a batch (`linger.ms`). Default: 5 ms.
+        /// How long to wait to fill a batch (`linger.ms`). Default: 5 ms. ``KafkaEventSink/flush()`` and
+        /// ``KafkaEventSink/close()`` do not wait for it: they send what is lingering at once.
         public var linger: Duration
         /// Maximum batch size in bytes (`batch.size`). Default: 1,000,000.
         public var batchBytes: Int

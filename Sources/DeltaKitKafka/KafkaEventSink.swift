@@ -222,6 +222,8 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
 
     /// Returns once every event sent before the call is acknowledged.
     ///
+    /// Batches waiting for ``Configuration/linger`` are sent at once rather than when it ends.
+    ///
     /// - Throws: the sink's failure if an event could not be delivered.
     public func flush() async throws {
         await core.waitForSendsInProgress()
@@ -229,7 +231,8 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     }
 
     /// Stops accepting events, waits up to ``Configuration/shutdownTimeout`` for outstanding deliveries,
-    /// purges (and reports as failed) any still pending after that, and stops the poll thread.
+    /// purges (and reports as failed) any still pending after that, and stops the poll thread. Batches waiting for
+    /// ``Configuration/linger`` are sent at once rather than when it ends.
     ///
     /// - Throws: `deliveryFailed` when events had to be purged.
     public func close() async throws {
@@ -259,6 +262,9 @@ final class SinkCore: Sendable {
     private let machine = Mutex(Machine())
     /// Set once the sink failed or closed: the cheap check before each event.
     private let stopped = Atomic<Bool>(false)
+    /// How many `flush()`/`close()` calls are waiting. While one is, the poll thread serves reports through
+    /// `rd_kafka_flush`, which makes librdkafka send what is lingering now instead of after `linger.ms`.
+    private let waitingForDelivery = Atomic<Int>(0)
 
     init<R>(
         handle: RdKafkaHandle,
@@ -273,7 +279,11 @@ final class SinkCore: Sendable {
         self.metrics = SinkMetrics(topic: configuration.topic, factory: metricsFactory)
         let loop = PollLoop(name: "deltakit-kafka-producer") { [weak self] in
             guard let self else { return }
-            self.handle.poll(timeoutMs: 100)
+            if self.waitingForDelivery.load(ordering: .relaxed) > 0, self.handle.outstandingMessages > 0 {
+                _ = self.handle.flush(timeoutMs: 100)
+            } else {
+                self.handle.poll(timeoutMs: 100)
+            }
             self.perform(self.machine.withLock { $0.polled() })
         }
         pollLoop.withLock { $0 = loop }
@@ -387,6 +397,8 @@ final class SinkCore: Sendable {
 
     /// Waits for every `send` call in progress now (not for those that start later).
     func waitForSendsInProgress() async {
+        waitingForDelivery.add(1, ordering: .relaxed)
+        defer { waitingForDelivery.subtract(1, ordering: .relaxed) }
         await withCheckedContinuation { continuation in
             perform(machine.withLock { $0.flush(waiter: continuation) })
         }
@@ -438,7 +450,9 @@ final class SinkCore: Sendable {
     func close() async throws {
         stopped.store(true, ordering: .relaxed)
         guard machine.withLock({ $0.close() }) else { return }
+        waitingForDelivery.add(1, ordering: .relaxed)
         let clean = await waitUntilIdle(timeout: shutdownTimeout)
+        waitingForDelivery.subtract(1, ordering: .relaxed)
         await shutdown()
         if !clean {
             throw DeltaKitError(

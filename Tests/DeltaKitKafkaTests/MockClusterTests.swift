@@ -33,6 +33,7 @@ struct MockClusterTests {
         topic: String,
         messageTimeout: Duration,
         shutdownTimeout: Duration = .seconds(30),
+        linger: Duration = .milliseconds(5),
         metrics: TestMetrics = TestMetrics()
     ) async throws -> KafkaEventSink<DemoUser> {
         try await KafkaEventSink<DemoUser>(
@@ -42,11 +43,50 @@ struct MockClusterTests {
                     additionalProperties: ["test.mock.num.brokers": "3", "retry.backoff.ms": "50"]
                 ),
                 topic: topic,
+                linger: linger,
                 messageTimeout: messageTimeout,
                 shutdownTimeout: shutdownTimeout
             ),
             metricsFactory: metrics
         )
+    }
+
+    @Test("flush() and close() send what is lingering at once: with linger 60 s both return long before it")
+    func waitsSendLingeringMessages() async throws {
+        let metrics = TestMetrics()
+        let sink = try await Self.mockSink(
+            topic: "linger",
+            messageTimeout: .seconds(120),
+            shutdownTimeout: .seconds(30),
+            linger: .seconds(60),
+            metrics: metrics
+        )
+        let clock = ContinuousClock()
+        let start = clock.now
+        var generator = DemoEventGenerator(seed: 11, users: 5)
+        let (firstEvents, secondEvents) = (generator.next(20), generator.next(30))
+        let dimensions = [("topic", "linger")]
+        let sent = { try metrics.expectCounter("deltakit_kafka_events_sent_total", dimensions).totalValue }
+        let acknowledged = {
+            try metrics.expectCounter("deltakit_kafka_events_acknowledged_total", dimensions).totalValue
+        }
+
+        let first = Task { try await sink.send(contentsOf: firstEvents) }
+        for _ in 0..<500 where try sent() < 20 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try sent() == 20)
+        #expect(try acknowledged() == 0, "the batch lingers (60 s)")
+        try await sink.flush()
+        #expect(try acknowledged() == 20)
+        try await first.value
+
+        let second = Task { try await sink.send(contentsOf: secondEvents) }
+        for _ in 0..<500 where try sent() < 50 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try sent() == 50)
+        #expect(try acknowledged() == 20, "the batch lingers (60 s)")
+        try await sink.close()  // shutdownTimeout 30 s < linger: without sending at once it would purge and throw
+        #expect(try acknowledged() == 50)
+        try await second.value
+        #expect(clock.now - start < .seconds(60), "neither flush() nor close() waited for linger.ms")
     }
 
     @Test("mockClusterPurge: brokers down at close: close waits shutdownTimeout, purges, throws; failed = purged")
