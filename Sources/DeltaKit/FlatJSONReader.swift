@@ -1,7 +1,7 @@
 import Foundation
 
 /// One value of a flat JSON object, as a slice of the input: what the wire decoder works on.
-enum FlatJSONValue {
+package enum FlatJSONValue {
     case null
     case bool(Bool)
     /// A number's text, validated against JSON's grammar; `isInteger` when it has no fraction or exponent.
@@ -29,7 +29,7 @@ enum FlatJSONValue {
 /// NaN/Infinity) with an object at the top; nested objects and arrays are skipped (and reported as `nested`),
 /// up to a depth of 64. Duplicate keys: the last one wins (as in `JSONSerialization`). Anything else throws a
 /// ``ChangeEventDecodingError`` naming the offset.
-struct FlatJSONReader {
+package struct FlatJSONReader {
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
     static let maxDepth = 64
@@ -37,7 +37,7 @@ struct FlatJSONReader {
     private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     /// The fields of the object in `bytes`, in input order (a repeated key keeps its last value).
-    static func fields(of bytes: UnsafeRawBufferPointer) throws -> [(key: String, value: FlatJSONValue)] {
+    package static func fields(of bytes: UnsafeRawBufferPointer) throws -> [(key: String, value: FlatJSONValue)] {
         var reader = FlatJSONReader(bytes)
         reader.skipWhitespace()
         guard reader.peek() == UInt8(ascii: "{") else {
@@ -89,7 +89,7 @@ struct FlatJSONReader {
 
     /// The integer whose JSON text (a number token with `isInteger`) is `range` of `bytes`, or `nil` when it does
     /// not fit 64 bits. Reads the bytes in place: the same result as `Int64(text(range, in: bytes))`.
-    static func integer(_ range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Int64? {
+    package static func integer(_ range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Int64? {
         var index = range.lowerBound
         guard index < range.upperBound else { return nil }
         let negative = bytes[index] == UInt8(ascii: "-")

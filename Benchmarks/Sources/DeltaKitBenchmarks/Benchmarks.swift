@@ -149,8 +149,20 @@ struct DecodeApply: AsyncParsableCommand {
     @Option(help: "Apply to a fresh SQLiteStateStore at this path (with positions, as a materializer does).")
     var sqlite: String?
 
+    @Flag(
+        help:
+            "Decode with a decoder written for DemoUser on DeltaKit's flat-JSON reader (what a generated decoder would do) instead of ChangeEvent(jsonData:) and Codable."
+    )
+    var handDecoded = false
+
     func run() async throws {
         let messages = try benchmarkEvents(count).map { Array(try $0.jsonData()) }
+        if handDecoded {  // the same events as the library's decoder, checked before timing
+            for message in messages.prefix(10_000) {
+                guard try message.withUnsafeBytes({ try Self.decodeDemoUser($0) }) == ChangeEvent(jsonData: message)
+                else { throw NotADemoEvent() }
+            }
+        }
         let memory = try InMemoryStateStore<DemoUser>(historyLimit: 20)
         var file: SQLiteStateStore<DemoUser>?
         if let sqlite {
@@ -173,7 +185,11 @@ struct DecodeApply: AsyncParsableCommand {
             pending.removeAll(keepingCapacity: true)
         }
         for message in messages {
-            pending.append(try ChangeEvent<DemoUser>(jsonData: message))
+            if handDecoded {
+                pending.append(try message.withUnsafeBytes { try Self.decodeDemoUser($0) })
+            } else {
+                pending.append(try ChangeEvent<DemoUser>(jsonData: message))
+            }
             if pending.count >= batch { try await flush() }
         }
         try await flush()
@@ -185,6 +201,41 @@ struct DecodeApply: AsyncParsableCommand {
                 used * 1e6 / Double(count),
                 Double(count) / seconds(elapsed)
             )
+        )
+    }
+}
+
+extension DecodeApply {
+    struct NotADemoEvent: Error {}
+
+    /// What a decoder generated for `DemoUser` (a macro) would do: the fields read from the flat-JSON reader's
+    /// tokens into the record's initializer, no `Decoder`, no `Codable`. Valid demo events only (a benchmark).
+    static func decodeDemoUser(_ bytes: UnsafeRawBufferPointer) throws -> ChangeEvent<DemoUser> {
+        var id: Int64?
+        var name: String?
+        var age: Int64?
+        var operation: ChangeOperation?
+        var order: Int64?
+        var timestamp: Date?
+        for (key, value) in try FlatJSONReader.fields(of: bytes) {
+            switch (key, value) {
+            case ("id", .number(let range, isInteger: true)): id = FlatJSONReader.integer(range, in: bytes)
+            case ("name", .string(let text)): name = text
+            case ("age", .number(let range, isInteger: true)): age = FlatJSONReader.integer(range, in: bytes)
+            case ("op", .string(let text)): operation = ChangeOperation(rawValue: text)
+            case ("event_order", .number(let range, isInteger: true)): order = FlatJSONReader.integer(range, in: bytes)
+            case ("ts", .string(let text)): timestamp = EventTimestamp.parse(text)
+            default: continue
+            }
+        }
+        guard let id, let operation, let order, let timestamp else { throw NotADemoEvent() }
+        if operation == .delete { return .delete(key: Int(id), order: order, timestamp: timestamp) }
+        guard let name, let age else { throw NotADemoEvent() }
+        return ChangeEvent(
+            operation: operation,
+            record: DemoUser(id: Int(id), name: name, age: Int(age)),
+            order: order,
+            timestamp: timestamp
         )
     }
 }
