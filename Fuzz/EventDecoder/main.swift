@@ -28,9 +28,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         bytes: UnsafeRawBufferPointer(bytes)
     ) {
         let general = try? ChangeEvent<FuzzUser>.decodeGeneral(decoder)
-        if let fast = ChangeEvent<FuzzUser>.decodeValid(decoder), fast != general {
+        if let fast = ChangeEvent<FuzzUser>.decodeValid(decoder, schema: try! FuzzUser.schema), fast != general {
             fatalError("the fast path decoded \(fast), the Codable path \(String(describing: general))")
-        } else if ChangeEvent<FuzzUser>.decodeValid(decoder) == nil, let general {
+        } else if ChangeEvent<FuzzUser>.decodeValid(decoder, schema: try! FuzzUser.schema) == nil, let general {
             fatalError("the Codable path accepted \(general), the fast path did not")
         }
     }

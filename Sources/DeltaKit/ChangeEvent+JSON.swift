@@ -94,13 +94,14 @@ extension ChangeEvent {
     ///   not JSON, has an unknown `op`, misses a field, has a value of the wrong type, or is a delete
     ///   that carries values.
     public init(jsonData: some DataProtocol) throws {
+        let schema = try? Record.schema
         if let event = try jsonData.withContiguousStorageIfAvailable({
-            try Self.decodeWire(UnsafeRawBufferPointer($0))
+            try Self.decodeWire(UnsafeRawBufferPointer($0), schema: schema)
         }) {
             self = event
         } else {
             let bytes = Array(jsonData)
-            self = try bytes.withUnsafeBytes { try Self.decodeWire($0) }
+            self = try bytes.withUnsafeBytes { try Self.decodeWire($0, schema: schema) }
         }
     }
 
@@ -110,28 +111,32 @@ extension ChangeEvent {
     /// A well-formed event takes ``decodeValid(_:)``, which reads the envelope straight from the tokens; anything
     /// it does not accept goes through the `Codable` path (``init(from:)``), which decides — with the same rules —
     /// and names what is wrong. (The `EventDecoder` fuzz target checks that both paths agree on every input.)
-    static func decodeWire(_ bytes: UnsafeRawBufferPointer) throws -> Self {
+    ///
+    /// `schema` is `Record.schema` (`nil` if it cannot be had: the `Codable` path then reports why), looked up once
+    /// by a caller that decodes many events rather than once per event.
+    package static func decodeWire(_ bytes: UnsafeRawBufferPointer, schema: RecordSchema?) throws -> Self {
         let decoder = WireDecoder(fields: WireFields(try FlatJSONReader.fields(of: bytes)), bytes: bytes)
-        if let event = decodeValid(decoder) { return event }
+        if let schema, let event = decodeValid(decoder, schema: schema) { return event }
         return try decodeGeneral(decoder)
     }
 
-    /// The event in `decoder` when it is valid and its record type needs no check after decoding; `nil` otherwise.
-    /// The same rules as ``init(from:)``, without its keyed container, error bookkeeping and name hashing.
-    static func decodeValid(_ decoder: WireDecoder) -> Self? {
+    /// The event in `decoder` when it is valid and its record type (described by `schema`) needs no check after
+    /// decoding; `nil` otherwise. The same rules as ``init(from:)``, without its keyed container, error
+    /// bookkeeping and name hashing.
+    static func decodeValid(_ decoder: WireDecoder, schema: RecordSchema) -> Self? {
         guard case .string(let opText)? = decoder.fields[ChangeEventField.operation],
             let operation = ChangeOperation(rawValue: opText),
             case .number(let orderRange, isInteger: true)? = decoder.fields[ChangeEventField.order],
             let order = FlatJSONReader.integer(orderRange, in: decoder.bytes),
             case .string(let tsText)? = decoder.fields[ChangeEventField.timestamp],
             let timestamp = EventTimestamp.parse(tsText),
-            let schema = try? Record.schema, !schema.checksValuesAfterDecoding
+            !schema.checksValuesAfterDecoding
         else { return nil }
         if operation == .delete {
             guard let key = try? decoder.decode(Record.Key.self, key: AnyCodingKey(schema.keyField)) else {
                 return nil
             }
-            for field in schema.valueFields {
+            for field in schema.fields where field.name != schema.keyField {
                 switch decoder.fields[field.name] {
                 case nil, .null?: continue
                 default: return nil

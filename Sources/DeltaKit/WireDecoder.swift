@@ -76,27 +76,27 @@ struct WireDecoder: Decoder {
         return result
     }
 
-    /// The value of `key` as an integer of type `I`, read from the token in place; the table's rule (an integral
-    /// JSON number that fits `I`); anything else, errors included, goes through ``decode(_:key:)``.
-    func decodeInteger<I: FixedWidthInteger>(_ type: I.Type, key: some CodingKey) throws -> I {
-        if case .number(let range, isInteger: true)? = fields[key.stringValue],
-            let wide = FlatJSONReader.integer(range, in: bytes), let value = I(exactly: wide)
-        {
-            return value
-        }
-        return try decode(type, key: key)
+    /// The value of `name` as an integer of type `I`, read from the token in place, when it is an integral JSON
+    /// number that fits `I` (the table's rule); `nil` for anything else, which ``decode(_:key:)`` then decides.
+    /// Keyed by name, not by the caller's `CodingKey` type, so it is specialized for each integer type.
+    @inline(__always)
+    func integer<I: FixedWidthInteger>(_ type: I.Type, named name: String) -> I? {
+        guard case .number(let range, isInteger: true)? = fields[name],
+            let wide = FlatJSONReader.integer(range, in: bytes)
+        else { return nil }
+        return I(exactly: wide)
     }
 
-    /// The value of `key` as a `String` (a JSON string); anything else goes through ``decode(_:key:)``.
-    func decodeString(key: some CodingKey) throws -> String {
-        if case .string(let text)? = fields[key.stringValue] { return text }
-        return try decode(String.self, key: key)
+    /// The value of `name` when it is a JSON string; `nil` for anything else (left to ``decode(_:key:)``).
+    func string(named name: String) -> String? {
+        if case .string(let text)? = fields[name] { return text }
+        return nil
     }
 
-    /// The value of `key` as a `Bool` (`true` or `false`); anything else goes through ``decode(_:key:)``.
-    func decodeBool(key: some CodingKey) throws -> Bool {
-        if case .bool(let flag)? = fields[key.stringValue] { return flag }
-        return try decode(Bool.self, key: key)
+    /// The value of `name` when it is `true` or `false`; `nil` for anything else (left to ``decode(_:key:)``).
+    func bool(named name: String) -> Bool? {
+        if case .bool(let flag)? = fields[name] { return flag }
+        return nil
     }
 
     /// The value of `name` as JSON-ish text, for error messages.
@@ -135,20 +135,31 @@ private struct WireKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtoco
         default: return try decoder.decode(T.self, key: key)
         }
     }
-    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try decoder.decodeBool(key: key) }
-    func decode(_ type: String.Type, forKey key: Key) throws -> String { try decoder.decodeString(key: key) }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool {
+        try decoder.bool(named: key.stringValue) ?? decoder.decode(type, key: key)
+    }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String {
+        try decoder.string(named: key.stringValue) ?? decoder.decode(type, key: key)
+    }
     func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try decoder.decode(type, key: key) }
     func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try decoder.decode(type, key: key) }
-    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try decoder.decodeInteger(type, key: key) }
-    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try decoder.decodeInteger(type, key: key) }
-    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try decoder.decodeInteger(type, key: key) }
-    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try decoder.decodeInteger(type, key: key) }
-    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try decoder.decodeInteger(type, key: key) }
-    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try decoder.decodeInteger(type, key: key) }
-    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try decoder.decodeInteger(type, key: key) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try decoder.decodeInteger(type, key: key) }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try decoder.decodeInteger(type, key: key) }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try decoder.decodeInteger(type, key: key) }
+    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try integer(type, key) }
+    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try integer(type, key) }
+    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try integer(type, key) }
+    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try integer(type, key) }
+    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try integer(type, key) }
+    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try integer(type, key) }
+    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try integer(type, key) }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try integer(type, key) }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try integer(type, key) }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try integer(type, key) }
+
+    /// The common integer path, inlined into each `decode` above so that ``WireDecoder/integer(_:named:)`` is
+    /// specialized for the integer type (this container is generic over the application's `CodingKey`).
+    @inline(__always)
+    private func integer<I: FixedWidthInteger>(_ type: I.Type, _ key: Key) throws -> I {
+        try decoder.integer(type, named: key.stringValue) ?? decoder.decode(type, key: key)
+    }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws
         -> KeyedDecodingContainer<NestedKey>

@@ -496,8 +496,9 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         var pending: [SourceItem<Record>] = []
         var taken = 0
         let limit = min(limit, Self.pollBatchLimit)
+        let schema = try? Record.schema  // once per poll, not per message
         while taken < limit,
-            handle.consumerPoll(timeoutMs: taken == 0 ? 100 : 0, { handle($0, into: &pending) }) != nil
+            handle.consumerPoll(timeoutMs: taken == 0 ? 100 : 0, { handle($0, schema: schema, into: &pending) }) != nil
         {
             taken += 1
         }
@@ -557,8 +558,12 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// Turns one polled message into an item appended to `pending` (an event decoded in place from
     /// librdkafka's buffer, a malformed message, the caught-up marker), or reports a client error (after handing
     /// over what is pending, to keep the order).
-    private func handle(_ view: RdKafkaMessageView, into pending: inout [SourceItem<Record>]) {
-        if let value = view.plainValue, let event = try? ChangeEvent<Record>(jsonData: value) {
+    private func handle(
+        _ view: RdKafkaMessageView,
+        schema: RecordSchema?,
+        into pending: inout [SourceItem<Record>]
+    ) {
+        if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema) {
             noteData(partition: view.partition, offset: view.offset)
             pending.append(
                 .event(KafkaConsumedEvent(event: event, topic: topic, partition: view.partition, offset: view.offset))

@@ -62,7 +62,7 @@ struct WireFastPathTests {
         let bytes = Array(text.utf8)
         try bytes.withUnsafeBytes { raw in
             let decoder = WireDecoder(fields: WireFields(try FlatJSONReader.fields(of: raw)), bytes: raw)
-            let fast = ChangeEvent<Wide>.decodeValid(decoder)
+            let fast = ChangeEvent<Wide>.decodeValid(decoder, schema: try Wide.schema)
             let general = try? ChangeEvent<Wide>.decodeGeneral(decoder)
             #expect(fast == general, "\(text)")
         }
@@ -74,7 +74,7 @@ struct WireFastPathTests {
             let bytes = Array(text.utf8)
             try bytes.withUnsafeBytes { raw in
                 let decoder = WireDecoder(fields: WireFields(try FlatJSONReader.fields(of: raw)), bytes: raw)
-                #expect(ChangeEvent<Wide>.decodeValid(decoder) != nil, "\(text)")
+                #expect(ChangeEvent<Wide>.decodeValid(decoder, schema: try Wide.schema) != nil, "\(text)")
             }
         }
     }
