@@ -51,6 +51,12 @@ struct MockClusterTests {
         )
     }
 
+    /// Waits (observing, bounded: 5 s) until `condition` holds; the test stops if it never does.
+    static func observe(_ what: String, _ condition: () throws -> Bool) async throws {
+        for _ in 0..<1_000 where try !condition() { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(try condition(), "\(what) never happened")
+    }
+
     @Test("flush() and close() send what is lingering at once: with linger 60 s both return long before it")
     func waitsSendLingeringMessages() async throws {
         let metrics = TestMetrics()
@@ -72,16 +78,14 @@ struct MockClusterTests {
         }
 
         let first = Task { try await sink.send(contentsOf: firstEvents) }
-        for _ in 0..<500 where try sent() < 20 { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(try sent() == 20)
+        try await Self.observe("the first 20 events were enqueued") { try sent() == 20 }
         #expect(try acknowledged() == 0, "the batch lingers (60 s)")
         try await sink.flush()
         #expect(try acknowledged() == 20)
         try await first.value
 
         let second = Task { try await sink.send(contentsOf: secondEvents) }
-        for _ in 0..<500 where try sent() < 50 { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(try sent() == 50)
+        try await Self.observe("the next 30 events were enqueued") { try sent() == 50 }
         #expect(try acknowledged() == 20, "the batch lingers (60 s)")
         try await sink.close()  // shutdownTimeout 30 s < linger: without sending at once it would purge and throw
         #expect(try acknowledged() == 50)
@@ -106,9 +110,8 @@ struct MockClusterTests {
         let sending = Task { try await sink.send(contentsOf: stuck) }
         let dimensions = [("topic", "purge")]
         let sent = { try metrics.expectCounter("deltakit_kafka_events_sent_total", dimensions).totalValue }
-        // Observe the enqueueing (bounded): the 40 events are in librdkafka's queue, none can be delivered.
-        for _ in 0..<500 where try sent() < 50 { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(try sent() == 50)
+        // The 40 events are in librdkafka's queue, none can be delivered.
+        try await Self.observe("the 40 events were enqueued") { try sent() == 50 }
         let closing = await #expect(throws: DeltaKitError.self) { try await sink.close() }
         #expect(closing?.code == .deliveryFailed && closing?.message.contains("purged") == true)
         let failed = try metrics.expectCounter("deltakit_kafka_events_failed_total", dimensions).totalValue
@@ -223,24 +226,19 @@ struct MockClusterTests {
         let keyOnBroker1 = try #require(partitionOfKey.first { $0.value == 0 }?.key)
         let keyOnBroker2 = try #require(partitionOfKey.first { $0.value == 1 }?.key)
         let sent = { try metrics.expectCounter("deltakit_kafka_events_sent_total", [("topic", topic)]).totalValue }
-        /// Waits (observing, bounded) until `condition` holds.
-        func observe(_ what: String, _ condition: () throws -> Bool) async throws {
-            for _ in 0..<1_000 where try !condition() { try await Task.sleep(for: .milliseconds(5)) }
-            try #require(try condition(), "\(what) never happened")
-        }
 
         mock.setBroker(1, up: false)
         let first = Task { try await sink.send(.update(DemoUser(id: keyOnBroker1, name: "A", age: 1), order: 100)) }
-        try await observe("the first send was enqueued") { try sent() == 7 }
+        try await Self.observe("the first send was enqueued") { try sent() == 7 }
         let flush = Task { try await sink.flush() }
-        try await observe("the flush took its snapshot") { sink.flushesStarted == 1 }
+        try await Self.observe("the flush took its snapshot") { sink.flushesStarted == 1 }
         mock.setBroker(2, up: false)
         let laterDone = Atomic<Bool>(false)
         let later = Task {
             _ = try await sink.send(.update(DemoUser(id: keyOnBroker2, name: "B", age: 2), order: 101))
             laterDone.store(true, ordering: .releasing)
         }
-        try await observe("the later send was enqueued") { try sent() == 8 }
+        try await Self.observe("the later send was enqueued") { try sent() == 8 }
         mock.setBroker(1, up: true)
         _ = try await first.value
         try await flush.value
