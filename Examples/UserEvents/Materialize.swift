@@ -23,6 +23,14 @@ struct Materialize: AsyncParsableCommand {
     var state: String
     @Flag(help: "Stop once every partition is read to its end (exit 0) instead of running as a service.")
     var exitWhenCaughtUp = false
+    @Flag(
+        help: """
+            When the file's positions belong to another log than the topic holds now (the topic was deleted and \
+            recreated, or the broker lost its data), empty the file and read the topic from its beginning instead \
+            of stopping with an error.
+            """
+    )
+    var rebuild = false
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -42,9 +50,14 @@ struct Materialize: AsyncParsableCommand {
                 onMalformed: { message in printError("skipped \(message)") },
                 onSourceEvent: { event in
                     if case .recovered = event { printError("\(event)") } else { printError("warning: \(event)") }
-                }
+                },
+                rebuildOnIncompatibleTopic: rebuild
             )
-            let resumed = positions.isEmpty ? "the beginning" : "stored positions \(Self.describe(positions))"
+            let current = try await store.positions()
+            if !positions.isEmpty, current.isEmpty {
+                printError("rebuilt \(state): its positions (\(Self.describe(positions))) belonged to another log")
+            }
+            let resumed = current.isEmpty ? "the beginning" : "stored positions \(Self.describe(current))"
             printError("materializing '\(kafka.topic)' into \(state) from \(resumed)")
             let progress = ProgressReporter(total: nil, unit: "events", verb: "applied")
             let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)

@@ -14,8 +14,14 @@ struct SourceOptions: ParsableArguments {
     var brokers: String?
     @Option(help: "Or read the SQLite state file that `materialize --state FILE` keeps (also while it runs).")
     var state: String?
-    @Option(help: "The topic (with --brokers and --state; with --risingwave it selects the objects' names).")
-    var topic = "user-events"
+    @Option(
+        name: .customLong("topic"),
+        help: """
+            The topic (default user-events). With --risingwave it selects the objects' names; with --state the \
+            file records its topic, and --topic only checks it.
+            """
+    )
+    var topicOption: String?
     @Option(help: "Seconds to wait for a broker or database before giving up (1…3600).")
     var connectTimeout: Int = 10
 
@@ -37,6 +43,9 @@ struct SourceOptions: ParsableArguments {
         }
     }
 
+    /// The topic read from Kafka or RisingWave.
+    var topic: String { topicOption ?? "user-events" }
+
     var kafka: KafkaConfiguration { .userEvents(brokers: brokers ?? "", connectTimeout: connectTimeout) }
 
     func risingWaveStore() async throws -> RisingWaveStateStore<DemoUser> {
@@ -49,9 +58,17 @@ struct SourceOptions: ParsableArguments {
         )
     }
 
-    /// The state file, opened read-only (the materializer may be writing it).
-    func stateStore() throws -> SQLiteStateStore<DemoUser> {
-        try SQLiteStateStore(configuration: .init(path: state!, source: topic, readOnly: true))
+    /// The state file, opened read-only (the materializer may be writing it), for the topic it records (checked
+    /// against --topic when given).
+    func stateStore(feedPollInterval: Duration = .milliseconds(100)) throws -> SQLiteStateStore<DemoUser> {
+        try SQLiteStateStore(
+            configuration: .init(
+                path: state!,
+                source: topicOption,
+                feedPollInterval: feedPollInterval,
+                readOnly: true
+            )
+        )
     }
 
     /// Reads the whole topic into memory (no consumer group), reporting malformed messages on stderr.
@@ -186,12 +203,17 @@ struct Watch: AsyncParsableCommand {
             }
         )
         let materializer = KafkaMaterializer(source: source, store: store)
+        // Whichever ends first ends the command: the feed, or the materializer with its error (the topic was
+        // recreated under it, say), which must not stay unread behind a feed that waits for ever.
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await materializer.run() }
-            await materializer.waitUntilCaughtUp()
-            for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
-                print(element.change)
+            group.addTask {
+                await materializer.waitUntilCaughtUp()
+                for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
+                    print(element.change)
+                }
             }
+            try await group.next()
             group.cancelAll()
         }
     }
@@ -199,14 +221,7 @@ struct Watch: AsyncParsableCommand {
     /// Follows a state file another process writes, through the file's change feed (polled every
     /// `--poll-interval`): the current state as inserts first unless --from-now, then each change.
     func watchFile() async throws {
-        let store = try SQLiteStateStore<DemoUser>(
-            configuration: .init(
-                path: source.state!,
-                source: source.topic,
-                feedPollInterval: .milliseconds(pollInterval),
-                readOnly: true
-            )
-        )
+        let store = try source.stateStore(feedPollInterval: .milliseconds(pollInterval))
         for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
             print(element.change)
         }

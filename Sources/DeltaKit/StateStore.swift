@@ -58,6 +58,49 @@ public protocol PositionedStateStore<Record>: MutableStateStore {
     /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/serializationFailed``) for an invalid event, in
     ///   which case nothing of the batch is applied.
     func apply(contentsOf events: [ChangeEvent<Record>], positions: [Int32: Int64]) async throws
+
+    /// The fingerprint of the last message applied per partition of ``source``, as recorded with the positions
+    /// by ``apply(contentsOf:positions:fingerprints:)``: what tells the log the positions belong to from a
+    /// recreated topic of the same name. Empty when none was recorded.
+    func fingerprints() async throws -> [Int32: MessageFingerprint]
+
+    /// Applies `events`, records `positions` and `fingerprints` (the last message applied per partition) in one
+    /// atomic step.
+    ///
+    /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/serializationFailed``) for an invalid event, in
+    ///   which case nothing of the batch is applied.
+    func apply(
+        contentsOf events: [ChangeEvent<Record>],
+        positions: [Int32: Int64],
+        fingerprints: [Int32: MessageFingerprint]
+    ) async throws
+
+    /// Removes every key, the history, the positions and the fingerprints in one atomic step, so that the store
+    /// can be rebuilt from the beginning of its source (a topic that was recreated). Change feeds of the store
+    /// end with ``DeltaKitError/Code/changesUnavailable``.
+    func removeAll() async throws
+}
+
+extension PositionedStateStore {
+    /// None recorded: a store that does not record fingerprints cannot tell a recreated topic from its own.
+    public func fingerprints() async throws -> [Int32: MessageFingerprint] { [:] }
+
+    /// Applies the events and records the positions; the fingerprints are not recorded.
+    public func apply(
+        contentsOf events: [ChangeEvent<Record>],
+        positions: [Int32: Int64],
+        fingerprints: [Int32: MessageFingerprint]
+    ) async throws {
+        try await apply(contentsOf: events, positions: positions)
+    }
+
+    /// Refuses: a store has to implement rebuilding itself.
+    public func removeAll() async throws {
+        throw DeltaKitError(
+            code: .invalidConfiguration,
+            message: "\(type(of: self)) cannot remove its state for a rebuild; replace the store instead"
+        )
+    }
 }
 
 /// A ``StateStore`` that DeltaKit itself writes by applying events under ``LatestStateMerge``.

@@ -13,6 +13,8 @@ public struct KafkaConsumedEvent<Record: ChangeRecord>: Sendable {
     public var partition: Int32
     /// The message's offset in its partition.
     public var offset: Int64
+    /// What identifies the message in its partition's log (kept by positioned stores with their positions).
+    package var fingerprint = MessageFingerprint(offset: -1, timestamp: -1, digest: 0)
 }
 
 /// A message that is not a valid change event, reported with where it is and why it was refused.
@@ -29,6 +31,8 @@ public struct MalformedMessage: Sendable, CustomStringConvertible {
     public var value: [UInt8]?
     /// Why it could not be decoded.
     public var error: ChangeEventDecodingError
+    /// What identifies the message in its partition's log.
+    package var fingerprint: MessageFingerprint?
 
     public var description: String { "malformed message at \(topic)[\(partition)]@\(offset): \(error)" }
 }
@@ -40,6 +44,9 @@ package struct SourceBatch<Record: ChangeRecord>: Sendable {
     /// Per partition, the offset after the last message of the batch (events and malformed messages alike):
     /// where a restart continues once the batch is applied.
     package var nextOffsets: [Int32: Int64] = [:]
+    /// Per partition, the fingerprint of the last message of the batch: recorded with the positions, it tells the
+    /// same log from a recreated topic when reading resumes.
+    package var lastFingerprints: [Int32: MessageFingerprint] = [:]
     /// The malformed messages skipped within the batch (reported already; acknowledged with the batch).
     package var skipped: [(partition: Int32, offset: Int64)] = []
     /// The batch ends at the point where every partition was caught up.
@@ -47,8 +54,10 @@ package struct SourceBatch<Record: ChangeRecord>: Sendable {
     /// The source ends after this batch (``KafkaEventSource/Configuration/stopWhenCaughtUp``).
     package var isLast = false
 
-    mutating func advance(_ partition: Int32, past offset: Int64) {
-        nextOffsets[partition] = max(nextOffsets[partition] ?? 0, offset + 1)
+    mutating func advance(_ partition: Int32, past offset: Int64, fingerprint: MessageFingerprint?) {
+        guard offset + 1 > nextOffsets[partition] ?? 0 else { return }
+        nextOffsets[partition] = offset + 1
+        lastFingerprints[partition] = fingerprint
     }
 }
 

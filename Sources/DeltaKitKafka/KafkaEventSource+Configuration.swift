@@ -46,6 +46,13 @@ extension KafkaEventSource {
         /// End the event sequence once every assigned partition is caught up (partition EOF), for one-shot
         /// reads. Default: `false`.
         public var stopWhenCaughtUp: Bool
+        /// How often a source without a group asks for the topic's partitions, and starts reading partitions
+        /// added since from their beginning (in a group, the group's rebalance does it). 100 ms…1 hour.
+        /// Default: 10 seconds.
+        public var partitionRefreshInterval: Duration = .seconds(10)
+        /// For tests: without a group, start with only these partitions, as if the topic had no others then
+        /// (librdkafka's mock cluster cannot add partitions to a topic; partition discovery adds the rest).
+        package var initialPartitions: Set<Int32>?
 
         /// Creates a configuration.
         public init(
@@ -98,6 +105,11 @@ extension KafkaEventSource {
             try DeltaKitError.check(bufferSize, in: 1...10_000_000, "bufferSize")
             try DeltaKitError.check(sessionTimeout, in: .seconds(1) ... .seconds(3600), "sessionTimeout")
             try DeltaKitError.check(fetchWait, in: .zero ... .seconds(300), "fetchWait")
+            try DeltaKitError.check(
+                partitionRefreshInterval,
+                in: .milliseconds(100) ... .seconds(3600),
+                "partitionRefreshInterval"
+            )
             if case .deadLetter(let topic) = malformedPolicy { try KafkaTopicName.validate(topic) }
             if !startOffsets.isEmpty, groupID != nil {
                 throw DeltaKitError(

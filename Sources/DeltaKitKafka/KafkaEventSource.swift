@@ -88,7 +88,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         } else {
             try handle.assign(
                 topic: topic,
-                partitions: partitions,
+                partitions: partitions.filter { configuration.initialPartitions?.contains($0) ?? true },
                 offset: configuration.startPosition == .earliest ? -2 : -1,
                 overrides: configuration.startOffsets
             )
@@ -252,11 +252,11 @@ package struct SourceBatches<Record: ChangeRecord>: AsyncSequence, Sendable {
                 switch item {
                 case .event(let event):
                     batch.events.append(event)
-                    batch.advance(event.partition, past: event.offset)
+                    batch.advance(event.partition, past: event.offset, fingerprint: event.fingerprint)
                 case .malformed(let message):
                     try await core.handleMalformed(message, acknowledging: false)
                     batch.skipped.append((message.partition, message.offset))
-                    batch.advance(message.partition, past: message.offset)
+                    batch.advance(message.partition, past: message.offset, fingerprint: message.fingerprint)
                 case .caughtUp:
                     batch.reachesCaughtUp = true
                     if core.stopWhenCaughtUp { batch.isLast = true }
@@ -379,12 +379,26 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     private let pollState = Mutex<
         (eof: Set<Int32>, markerPending: Bool, stoppedAt: Int?, paused: Bool, stalledSince: ContinuousClock.Instant?)
     >(([], false, nil, false, nil))
+    /// When the poll thread last asked for the topic's partitions (no group).
+    private let lastPartitionRefresh = Mutex<ContinuousClock.Instant>(.now)
     /// The connection's health and the last offset seen per partition, for ``KafkaSourceEvent``s.
     private let health = Mutex<(troubled: Bool, lastOffsets: [Int32: Int64])>((false, [:]))
     /// Whether a probe thread is watching for the cluster to come back (see `probeUntilReachable`).
     private let probing = Atomic<Bool>(false)
     /// The cluster's properties, for the probe's short-lived consumer.
     private let probeProperties: [(String, String)]
+    /// The cluster's own properties (for the continuity check's consumer).
+    private let kafkaProperties: [(String, String)]
+    /// Where a partition starts when this source has delivered nothing of it yet (no group).
+    private let startOffsets: [Int32: Int64]
+    private let startPosition: KafkaEventSource<Record>.Configuration.StartPosition
+    private let partitionRefreshInterval: Duration
+    /// Without a group, a connection problem makes the source hold back every message until the continuity check
+    /// (``verifyContinuity()``) has shown that the broker still holds the same log: set on the error, cleared once
+    /// the partitions are re-positioned after the last delivered message. Read by the poll thread per message.
+    private let verifying = Atomic<Bool>(false)
+    /// Per partition, the last message handed to the application (updated once per poll).
+    private let delivered = Mutex<[Int32: MessageFingerprint]>([:])
 
     init(
         handle: RdKafkaHandle,
@@ -412,6 +426,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         self.logger = logger
         self.onMalformed = onMalformed
         self.onSourceEvent = onSourceEvent
+        self.kafkaProperties = configuration.kafka.properties
+        self.startOffsets = configuration.startOffsets
+        self.startPosition = configuration.startPosition
+        self.partitionRefreshInterval = configuration.partitionRefreshInterval
         self.probeProperties =
             configuration.kafka.properties + [
                 ("group.id", "deltakit-probe"), ("enable.auto.commit", "false"), ("enable.partition.eof", "true"),
@@ -440,6 +458,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     // MARK: Poll thread
 
     private func pollOnce() {
+        if !hasGroup { refreshPartitionsIfDue() }
         let (wanted, paused, released) = pollState.withLock { poll in
             var released = false
             if let stoppedAt = poll.stoppedAt, demand.wantsMore(since: stoppedAt) {
@@ -502,8 +521,50 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         {
             taken += 1
         }
+        if !hasGroup { recordDelivered(pending) }
         push(contentsOf: pending)
         return taken
+    }
+
+    /// Keeps the last message of each partition among `items` (for the continuity check after a reconnect).
+    private func recordDelivered(_ items: [SourceItem<Record>]) {
+        var last: [Int32: MessageFingerprint] = [:]
+        for item in items {
+            switch item {
+            case .event(let event): last[event.partition] = event.fingerprint
+            case .malformed(let message): last[message.partition] = message.fingerprint
+            case .caughtUp, .failure: break
+            }
+        }
+        guard !last.isEmpty else { return }
+        delivered.withLock { $0.merge(last) { _, new in new } }
+    }
+
+    /// Without a group, every ``KafkaEventSource/Configuration/partitionRefreshInterval`` asks for the topic's
+    /// partitions and reads those added since from their beginning (not while a continuity check runs).
+    private func refreshPartitionsIfDue() {
+        let due = lastPartitionRefresh.withLock { last in
+            guard ContinuousClock.now - last >= partitionRefreshInterval else { return false }
+            last = .now
+            return true
+        }
+        guard due, !verifying.load(ordering: .relaxed),
+            let partitions = try? handle.partitions(of: topic, timeoutMs: 1_000)
+        else { return }
+        let assigned = Set(handle.assignment().filter { $0.topic == topic }.map(\.partition))
+        let added = partitions.filter { !assigned.contains($0) }
+        guard !assigned.isEmpty, !added.isEmpty else { return }
+        do {
+            try handle.addToAssignment(topic: topic, partitions: added, offset: -2)
+            pollState.withLock { $0.markerPending = false }
+            logger.info(
+                "reading partitions added to '\(topic)' from their beginning",
+                metadata: [KafkaTelemetry.Key.partition: "\(added.map(String.init).joined(separator: ","))"]
+            )
+        } catch {
+            logger.warning("cannot read partitions \(added) added to '\(topic)': \(error); retrying")
+            lastPartitionRefresh.withLock { $0 = .now - partitionRefreshInterval }
+        }
     }
 
     /// The most messages the poll thread takes from librdkafka before handing them over.
@@ -564,9 +625,19 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         into pending: inout [SourceItem<Record>]
     ) {
         if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema) {
+            // While the continuity check runs, nothing is delivered: the partitions are re-positioned after it.
+            if verifying.load(ordering: .relaxed) { return }
             noteData(partition: view.partition, offset: view.offset)
             pending.append(
-                .event(KafkaConsumedEvent(event: event, topic: topic, partition: view.partition, offset: view.offset))
+                .event(
+                    KafkaConsumedEvent(
+                        event: event,
+                        topic: topic,
+                        partition: view.partition,
+                        offset: view.offset,
+                        fingerprint: view.fingerprint
+                    )
+                )
             )
             return
         }
@@ -574,6 +645,8 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         if message.error != nil {
             push(contentsOf: pending)
             pending.removeAll()
+        } else if verifying.load(ordering: .relaxed) {
+            return
         }
         if let item = handle(message) { pending.append(item) }
     }
@@ -605,6 +678,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             return nil
         }
         noteData(partition: message.partition, offset: message.offset)
+        var digest = MessageFingerprint.Digest()
+        digest.add(message.key)
+        digest.add(message.value)
+        let fingerprint = MessageFingerprint(offset: message.offset, timestamp: message.timestamp, digest: digest.value)
         do {
             let event =
                 if message.value == nil {
@@ -617,7 +694,8 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                     event: event,
                     topic: message.topic,
                     partition: message.partition,
-                    offset: message.offset
+                    offset: message.offset,
+                    fingerprint: fingerprint
                 )
             )
         } catch {
@@ -631,7 +709,8 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                     offset: message.offset,
                     key: message.key,
                     value: message.value,
-                    error: decodingError
+                    error: decodingError,
+                    fingerprint: fingerprint
                 )
             )
         }
@@ -675,20 +754,22 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             )
         } else {
             logger.warning("Kafka consumer: \(error)")
-            if let onSourceEvent {
-                let first = health.withLock { health in
-                    defer { health.troubled = true }
-                    return !health.troubled
+            // Without a group the source keeps its own positions: hold messages back until the continuity check
+            // shows the broker still holds the same log (it may have come back empty, or the topic recreated).
+            if !hasGroup { verifying.store(true, ordering: .relaxed) }
+            guard onSourceEvent != nil || !hasGroup else { return }
+            let first = health.withLock { health in
+                defer { health.troubled = true }
+                return !health.troubled
+            }
+            if first { onSourceEvent?(.connectionProblem(error.message)) }
+            if probing.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
+                let thread = Thread { [self] in
+                    probeUntilReachable()
+                    probing.store(false, ordering: .releasing)
                 }
-                if first { onSourceEvent(.connectionProblem(error.message)) }
-                if probing.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
-                    let thread = Thread { [self] in
-                        probeUntilReachable(onSourceEvent)
-                        probing.store(false, ordering: .releasing)
-                    }
-                    thread.name = "deltakit-kafka-probe"
-                    thread.start()
-                }
+                thread.name = "deltakit-kafka-probe"
+                thread.start()
             }
         }
     }
@@ -698,10 +779,17 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// ``KafkaSourceEvent/recovered`` and checks that the last message read on each partition is still there:
     /// a broker that lost its data or a recreated topic no longer has it, and a fetch at the next offset would
     /// wait silently (Tansu) or restart the partition from its beginning (Kafka).
-    private func probeUntilReachable(_ report: @Sendable (KafkaSourceEvent) -> Void) {
-        while state.withLock({ !$0.closed }), health.withLock({ $0.troubled }) {
-            Thread.sleep(forTimeInterval: 2)
+    private func probeUntilReachable() {
+        var wait = 0.5
+        while state.withLock({ !$0.closed }), health.withLock({ $0.troubled }) || verifying.load(ordering: .relaxed) {
+            Thread.sleep(forTimeInterval: wait)
+            wait = 2
             guard (try? handle.partitions(of: topic, timeoutMs: 2_000)) != nil else { continue }
+            if !hasGroup {
+                verifyContinuity()
+                return
+            }
+            guard let report = onSourceEvent else { return }
             let lastOffsets: [Int32: Int64]? = health.withLock { health in
                 guard health.troubled else { return nil }  // a message already proved it
                 health.troubled = false
@@ -715,6 +803,92 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 }
             }
             return
+        }
+    }
+
+    /// Without a group, once the cluster answers again: re-reads the last message delivered from each partition.
+    /// The same log: every partition is re-positioned right after what was delivered (messages that arrived
+    /// meanwhile were held back) and reading goes on. Another log (topic recreated, broker came back empty or
+    /// shorter): the events end with `incompatibleStore` — state built from the old log must not be continued
+    /// with the new one's offsets.
+    private func verifyContinuity() {
+        let delivered = self.delivered.withLock { $0 }
+        let assigned = handle.assignment().filter { $0.topic == topic }.map(\.partition)
+        var expected: [Int32: ExpectedPosition] = [:]
+        for partition in assigned {
+            if let last = delivered[partition] {
+                expected[partition] = ExpectedPosition(next: last.offset + 1, fingerprint: last)
+            } else if let start = startOffsets[partition] {
+                expected[partition] = ExpectedPosition(next: start, fingerprint: nil)
+            }
+        }
+        let verdicts = TopicContinuity.verify(
+            topic: topic,
+            expected: expected,
+            properties: kafkaProperties,
+            logger: logger,
+            timeout: .seconds(10)
+        )
+        let wasTroubled = health.withLock { health in
+            defer { health.troubled = false }
+            return health.troubled
+        }
+        if wasTroubled { onSourceEvent?(.recovered) }
+        let different = verdicts.compactMap { partition, verdict -> (Int32, String)? in
+            if case .different(let text) = verdict { (partition, text) } else { nil }
+        }.sorted { $0.0 < $1.0 }
+        for (partition, verdict) in verdicts.sorted(by: { $0.key < $1.key }) {
+            if case .unverifiable(let text) = verdict {
+                logger.warning("continuity of '\(topic)' partition \(partition) after a reconnect not checked: \(text)")
+            }
+        }
+        guard different.isEmpty else {
+            for (partition, _) in different {
+                onSourceEvent?(
+                    .offsetsWentBack(
+                        topic: topic,
+                        partition: partition,
+                        expected: expected[partition]!.next,
+                        found: nil
+                    )
+                )
+            }
+            push(
+                .failure(
+                    DeltaKitError(
+                        code: .incompatibleStore,
+                        message:
+                            "topic '\(topic)' is not the log this source was reading (deleted and recreated, or the broker lost its data): \(different.map(\.1).joined(separator: "; ")); state built from the old log cannot continue with the new one — rebuild it from the topic's beginning (UserEvents materialize --rebuild; KafkaMaterializer rebuildOnIncompatibleTopic)"
+                    )
+                )
+            )
+            return
+        }
+        // The same log: continue right after the last delivered message of each partition.
+        var next: [Int32: Int64] = startOffsets
+        for (partition, last) in delivered { next[partition] = last.offset + 1 }
+        do {
+            try handle.assign(
+                topic: topic,
+                partitions: assigned,
+                offset: startPosition == .earliest ? -2 : -1,
+                overrides: next
+            )
+            pollState.withLock { poll in
+                poll.eof.removeAll()
+                poll.markerPending = false
+            }
+            verifying.store(false, ordering: .relaxed)
+        } catch {
+            push(
+                .failure(
+                    DeltaKitError(
+                        code: .closed,
+                        message: "re-positioning the partitions of '\(topic)' after a reconnect failed: \(error)",
+                        underlying: error
+                    )
+                )
+            )
         }
     }
 

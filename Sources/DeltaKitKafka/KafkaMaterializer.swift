@@ -90,18 +90,29 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///   - onMalformed: Called for each malformed message before it is skipped or dead-lettered. Default: `nil`.
     ///   - onSourceEvent: Called when the source loses or regains the cluster, or a partition went back in
     ///     time. Default: `nil`.
+    ///   - rebuildOnIncompatibleTopic: When the store's positions belong to another log than the topic now
+    ///     holds (the topic was deleted and recreated, or the broker lost its data): `false` throws
+    ///     `incompatibleStore` naming both; `true` removes the store's state (`removeAll()`) and reads the topic
+    ///     from its beginning. Checked here, by re-reading the last applied message of each partition. Default:
+    ///     `false`.
     public convenience init(
         configuration: KafkaEventSource<Store.Record>.Configuration,
         store: Store,
         maxBatchSize: Int = 2_000,
         logger: Logger = Logger(label: "deltakit.kafka.materializer"),
         onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil,
-        onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)? = nil
+        onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)? = nil,
+        rebuildOnIncompatibleTopic: Bool = false
     ) async throws {
         try DeltaKitError.check(maxBatchSize, in: 1...1_000_000, "KafkaMaterializer.maxBatchSize")
         var configuration = configuration
         if let positioned = store as? any PositionedStateStore<Store.Record> {
-            configuration.startOffsets = try await Self.startOffsets(of: positioned, for: configuration)
+            configuration.startOffsets = try await Self.startOffsets(
+                of: positioned,
+                for: configuration,
+                logger: logger,
+                rebuild: rebuildOnIncompatibleTopic
+            )
         }
         let source = try await KafkaEventSource<Store.Record>(
             configuration: configuration,
@@ -148,7 +159,11 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         for try await batch in source.batches(limit: maxBatchSize) {
             let events = batch.events.map(\.event)
             if let positioned {
-                try await positioned.apply(contentsOf: events, positions: batch.nextOffsets)
+                try await positioned.apply(
+                    contentsOf: events,
+                    positions: batch.nextOffsets,
+                    fingerprints: batch.lastFingerprints
+                )
             } else if !events.isEmpty {
                 try await store.apply(contentsOf: events)
             }
@@ -244,7 +259,9 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
 
     private static func startOffsets(
         of store: any PositionedStateStore<Store.Record>,
-        for configuration: KafkaEventSource<Store.Record>.Configuration
+        for configuration: KafkaEventSource<Store.Record>.Configuration,
+        logger: Logger,
+        rebuild: Bool = false
     ) async throws -> [Int32: Int64] {
         guard store.source == configuration.topic else {
             throw DeltaKitError(
@@ -260,7 +277,49 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
                     "groupID '\(configuration.groupID ?? "")' is set, but \(type(of: store)) keeps its own position and a full copy of every partition; set groupID to nil"
             )
         }
-        return try await store.positions()
+        let positions = try await store.positions()
+        guard !positions.isEmpty else { return positions }
+        let fingerprints = try await store.fingerprints()
+        var expected: [Int32: ExpectedPosition] = [:]
+        for (partition, next) in positions {
+            expected[partition] = ExpectedPosition(next: next, fingerprint: fingerprints[partition])
+        }
+        let topic = configuration.topic
+        let properties = configuration.kafka.properties
+        let timeout = max(configuration.kafka.connectTimeout, .seconds(5))
+        let checked = expected
+        let verdicts = try await BlockingCalls.run {
+            TopicContinuity.verify(
+                topic: topic,
+                expected: checked,
+                properties: properties,
+                logger: logger,
+                timeout: timeout
+            )
+        }
+        var different: [String] = []
+        for (partition, verdict) in verdicts.sorted(by: { $0.key < $1.key }) {
+            switch verdict {
+            case .same: break
+            case .unverifiable(let why):
+                logger.warning("the store's position in '\(topic)' partition \(partition) was not checked: \(why)")
+            case .different(let what):
+                different.append("partition \(partition): the store has \(expected[partition]!.description); \(what)")
+            }
+        }
+        guard !different.isEmpty else { return positions }
+        if rebuild {
+            logger.warning(
+                "rebuilding the store from the beginning of '\(topic)': its positions belong to another log (\(different.joined(separator: "; ")))"
+            )
+            try await store.removeAll()
+            return [:]
+        }
+        throw DeltaKitError(
+            code: .incompatibleStore,
+            message:
+                "the store follows another log than topic '\(topic)' holds now (the topic was deleted and recreated, or the broker lost its data): \(different.joined(separator: "; ")); resuming would skip or mix events — rebuild the store from the topic's beginning (UserEvents materialize --rebuild; KafkaMaterializer rebuildOnIncompatibleTopic: true), or point it at the cluster it was built from"
+        )
     }
 
     /// Reads a topic once, from the start (or, for a `PositionedStateStore`, from its positions), into
@@ -284,7 +343,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         var configuration = configuration
         configuration.stopWhenCaughtUp = true
         if let positioned = store as? any PositionedStateStore<Store.Record> {
-            configuration.startOffsets = try await startOffsets(of: positioned, for: configuration)
+            configuration.startOffsets = try await startOffsets(of: positioned, for: configuration, logger: logger)
         }
         let source = try await KafkaEventSource<Store.Record>(
             configuration: configuration,

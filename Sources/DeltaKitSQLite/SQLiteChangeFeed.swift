@@ -16,15 +16,19 @@ extension SQLiteStateStore: ChangeFeedStore {
     /// - `.after(position)`: changes after a position an earlier feed delivered.
     ///
     /// - Throws: `DeltaKitError` (`changesUnavailable`) for a position of another file or one older than the
-    ///   changes the file keeps (also thrown by the feed when it falls that far behind).
+    ///   changes the file keeps (also thrown by the feed when it falls that far behind, and when the file is
+    ///   rebuilt — ``removeAll()`` — or deleted and created anew at its path: its positions no longer apply).
     public func changes(from start: ChangeFeedStart) async throws -> SQLiteChangeFeed<Record> {
         let reader = try pool.makeSnapshot()
-        let (first, last) = try await reader.read { db in try Self.changeBounds(db, self.sql) }
+        let (first, last, fileID) = try await reader.read { db in
+            let (first, last) = try Self.changeBounds(db, self.sql)
+            return (first, last, try Self.storeID(db))
+        }
         switch start {
         case .snapshot:
-            return SQLiteChangeFeed(store: self, after: last, snapshot: reader)
+            return SQLiteChangeFeed(store: self, after: last, snapshot: reader, storeID: fileID)
         case .now:
-            return SQLiteChangeFeed(store: self, after: last, snapshot: nil)
+            return SQLiteChangeFeed(store: self, after: last, snapshot: nil, storeID: fileID)
         case .after(let position):
             let sequence = try sequence(of: position)
             // Changes sequence+1 … last must still be in the file.
@@ -33,7 +37,7 @@ extension SQLiteStateStore: ChangeFeedStore {
                     "position \(position) is \(sequence > last ? "ahead of" : "older than") the changes \(configuration.path) keeps (\(first.map { "\($0)…\(last)" } ?? "none after \(last)")); start again from a snapshot"
                 )
             }
-            return SQLiteChangeFeed(store: self, after: sequence, snapshot: nil)
+            return SQLiteChangeFeed(store: self, after: sequence, snapshot: nil, storeID: fileID)
         }
     }
 
@@ -70,10 +74,12 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
     let after: Int64
     /// The consistent read the snapshot comes from, when the feed starts with one.
     let snapshot: DatabaseSnapshot?
+    /// The file's id when the feed was created: a rebuild (``SQLiteStateStore/removeAll()``) changes it.
+    let storeID: String
 
     /// Creates the iterator.
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(store: store, after: after, snapshot: snapshot)
+        AsyncIterator(store: store, after: after, snapshot: snapshot, storeID: storeID)
     }
 
     /// Reads the snapshot in pages, then polls the file's changes.
@@ -84,11 +90,14 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
         var snapshotKey: DatabaseValue?
         var buffer: [Element] = []
         var bufferIndex = 0
+        /// The file's id when the feed started: a rebuild changes it.
+        let storeID: String
 
-        init(store: SQLiteStateStore<Record>, after: Int64, snapshot: DatabaseSnapshot?) {
+        init(store: SQLiteStateStore<Record>, after: Int64, snapshot: DatabaseSnapshot?, storeID: String) {
             self.store = store
             self.after = after
             self.snapshot = snapshot
+            self.storeID = storeID
         }
 
         /// The next change; waits for one (polling the file). Throws `changesUnavailable` when the file no
@@ -144,12 +153,24 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
         private mutating func readChanges() async throws {
             let store = self.store
             let after = self.after
-            let (rows, first) = try await store.pool.read { @Sendable db in
+            let path = store.configuration.path
+            guard FileIdentity(path: path) == store.fileIdentity else {
+                throw store.changesUnavailable(
+                    "\(path) was deleted or replaced by another file since it was opened; open it again and start from a snapshot"
+                )
+            }
+            let (rows, first, storeID) = try await store.pool.read { @Sendable db in
                 (
                     try Row.fetchAll(db, sql: store.sql.selectChanges, arguments: [after, 1_000]).map {
                         (sequence: $0[0] as Int64, kind: $0[1] as String, event: $0[2] as Data)
                     },
-                    try SQLiteStateStore<Record>.changeBounds(db, store.sql).first
+                    try SQLiteStateStore<Record>.changeBounds(db, store.sql).first,
+                    try SQLiteStateStore<Record>.storeID(db)
+                )
+            }
+            guard storeID == self.storeID else {
+                throw store.changesUnavailable(
+                    "\(path) was rebuilt (its state removed to be read again from the topic's beginning); its earlier changes no longer apply — start again from a snapshot"
                 )
             }
             if let firstRow = rows.first, firstRow.sequence != after + 1 {

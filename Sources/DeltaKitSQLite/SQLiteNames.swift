@@ -9,6 +9,8 @@ enum SQLiteNames {
     static let positions = "deltakit_positions"
     static let history = "deltakit_history"
     static let changes = "deltakit_changes"
+    /// The last message applied per partition (`MessageFingerprint`), written with the positions.
+    static let fingerprints = "deltakit_fingerprints"
     /// The state table's column holding the winning event's wire JSON (exact round trip, whatever the columns).
     static let eventColumn = "deltakit_event"
 

@@ -8,8 +8,9 @@ extension SQLiteStateStore {
         /// The database file. Created (with its tables) when missing, unless ``readOnly``.
         public var path: String
         /// The Kafka topic whose events the file holds. Recorded in the file: opening the file for another topic
-        /// is refused (`DeltaKitError.Code.incompatibleStore`).
-        public var source: String
+        /// is refused (`DeltaKitError.Code.incompatibleStore`). `nil` takes the topic the existing file records
+        /// (for readers, which need not know it); a new file needs one.
+        public var source: String?
         /// The state table's name. Default: `nil`, derived from the record type: its name in snake case plus
         /// `s` (`User` → `users`, `OrderLine` → `order_lines`), so `SELECT * FROM users ORDER BY id` works in
         /// the `sqlite3` shell.
@@ -41,7 +42,7 @@ extension SQLiteStateStore {
         /// Creates a configuration.
         public init(
             path: String,
-            source: String,
+            source: String?,
             tableName: String? = nil,
             historyLimit: Int = 1_000,
             changeBufferLimit: Int = 100_000,
@@ -62,7 +63,7 @@ extension SQLiteStateStore {
         }
 
         /// Checks every value, naming the first that is out of range; called by the store's initializer.
-        /// `path` and `source` must not be empty; `tableName` is `[a-z_][a-z0-9_]{0,62}` and not reserved;
+        /// `path` and `source` (when given) must not be empty; `tableName` is `[a-z_][a-z0-9_]{0,62}` and not reserved;
         /// `historyLimit` is 0…100,000,000; `changeBufferLimit` 1…100,000,000; `feedPollInterval` 1 ms…1 minute;
         /// `busyTimeout` 0…1 hour.
         public func validate() throws {
@@ -72,7 +73,7 @@ extension SQLiteStateStore {
                     message: "SQLiteStateStore.path is empty; give the state file's path, e.g. users.sqlite"
                 )
             }
-            guard !source.isEmpty else {
+            guard source != "" else {
                 throw DeltaKitError(
                     code: .invalidConfiguration,
                     message: "SQLiteStateStore.source is empty; give the topic whose events the file holds"

@@ -1,6 +1,7 @@
 public import DeltaKit
 public import Foundation
 import GRDB
+import Synchronization
 
 /// The latest state per key in a SQLite file: DeltaKit's durable embedded table, the alternative to
 /// RisingWave that lives in your process and survives restarts.
@@ -27,21 +28,32 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     public let configuration: Configuration
     /// The state table's name (``Configuration/tableName`` or the derived one).
     public let tableName: String
-    /// The topic the file's events and positions belong to.
-    public var source: String { configuration.source }
+    /// The topic the file's events and positions belong to (``Configuration/source``, or the file's own when
+    /// that is `nil`).
+    public let source: String
 
     let pool: DatabasePool
     private let schema: RecordSchema
     let sql: Statements
-    /// A random id written into the file when it is created: change-feed positions carry it.
-    let storeID: String
+    /// A random id written into the file when it is created, and anew by ``removeAll()``: change-feed positions
+    /// carry it.
+    var storeID: String { currentStoreID.withLock { $0 } }
+    private let currentStoreID: Mutex<String>
+    /// The file's identity on the disk when it was opened: a feed notices a file deleted and created anew.
+    let fileIdentity: FileIdentity?
+    /// Held by a writable store: one writer per file.
+    private let writerLock: WriterLock?
 
     /// Opens (or creates) the state file.
+    ///
+    /// A writable store is the file's one writer: it holds a lock (`<file>-writer.lock`, released when the store
+    /// is deinitialized or its process ends) that a second writable store, in any process, is refused.
     ///
     /// - Throws: `DeltaKitError` — `invalidConfiguration` for a bad setting or an unsupported record;
     ///   `incompatibleStore` when the file holds another topic, record schema, table or format version (the
     ///   message names both; the file is left untouched); `storageFailed` for a file that cannot be opened or
-    ///   is not a SQLite database (a corrupt file is reported, never replaced).
+    ///   is not a SQLite database (a corrupt file is reported, never replaced), or when another process (or
+    ///   store) is writing the file.
     public init(configuration: Configuration) throws {
         try configuration.validate()
         let schema = try Record.schema
@@ -59,16 +71,18 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         self.schema = schema
         self.sql = Statements(table: tableName, schema: schema)
         let path = configuration.path
-        if configuration.readOnly, !FileManager.default.fileExists(atPath: path) {
+        if configuration.readOnly || configuration.source == nil, !FileManager.default.fileExists(atPath: path) {
             throw DeltaKitError(
                 code: .invalidConfiguration,
                 message:
                     "no state file at \(path); create it by materializing the topic first (UserEvents materialize --state \(path))"
             )
         }
+        writerLock = configuration.readOnly ? nil : try WriterLock(databasePath: path)
         var grdb = GRDB.Configuration()
         grdb.readonly = configuration.readOnly
-        grdb.busyMode = .timeout(TimeInterval(configuration.busyTimeout.components.seconds))
+        let timeout = configuration.busyTimeout.components
+        grdb.busyMode = .timeout(TimeInterval(timeout.seconds) + TimeInterval(timeout.attoseconds) / 1e18)
         grdb.label = "DeltaKitSQLite"
         if !configuration.readOnly {
             let synchronous = configuration.syncsEveryCommit ? "FULL" : "NORMAL"
@@ -79,15 +93,17 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         } catch {
             throw Self.storageError(error, path: path, doing: "opening")
         }
-        let identity = Identity(
-            source: configuration.source,
-            record: "\(Record.self)",
-            schema: schema.description,
-            table: tableName
-        )
         let pool = self.pool
         let createTables = sql.createTables
         do {
+            let source = try configuration.source ?? Self.storedSource(pool, path: path)
+            self.source = source
+            let identity = Identity(
+                source: source,
+                record: "\(Record.self)",
+                schema: schema.description,
+                table: tableName
+            )
             if configuration.readOnly {
                 try pool.read { db in try Self.check(identity, in: db, path: path, creating: false) }
             } else {
@@ -96,9 +112,8 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
                     try db.execute(sql: createTables)
                 }
             }
-            storeID = try pool.read { db in
-                try String.fetchOne(db, sql: "SELECT value FROM \(SQLiteNames.meta) WHERE name = 'store_id'") ?? "0"
-            }
+            currentStoreID = Mutex(try pool.read { db in try Self.storeID(db) })
+            fileIdentity = FileIdentity(path: path)
         } catch let error as DeltaKitError {
             throw error
         } catch {
@@ -140,6 +155,18 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     /// - Throws: `DeltaKitError` — `serializationFailed` for an invalid event (nothing of the batch is
     ///   applied), `invalidConfiguration` for a negative offset, `storageFailed` when the file cannot be written.
     public func apply(contentsOf events: [ChangeEvent<Record>], positions: [Int32: Int64]) async throws {
+        try await apply(contentsOf: events, positions: positions, fingerprints: [:])
+    }
+
+    /// Applies `events` in order and records `positions` and `fingerprints` (the last message applied per
+    /// partition) in one transaction.
+    ///
+    /// - Throws: as ``apply(contentsOf:positions:)``.
+    public func apply(
+        contentsOf events: [ChangeEvent<Record>],
+        positions: [Int32: Int64],
+        fingerprints: [Int32: MessageFingerprint]
+    ) async throws {
         for (partition, offset) in positions where partition < 0 || offset < 0 {
             throw DeltaKitError(
                 code: .invalidConfiguration,
@@ -148,7 +175,52 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         }
         let prepared = try events.map { try Prepared($0.canonicalized(), schema: schema) }
         guard !prepared.isEmpty || !positions.isEmpty else { return }
-        try await write { db in _ = try self.writeBatch(prepared, positions: positions, db) }
+        try await write { db in
+            _ = try self.writeBatch(prepared, positions: positions, db)
+            let statement = try db.cachedStatement(sql: self.sql.upsertFingerprint)
+            for (partition, fingerprint) in fingerprints {
+                try statement.execute(arguments: [
+                    Int64(partition), fingerprint.offset, fingerprint.timestamp, Int64(bitPattern: fingerprint.digest),
+                ])
+            }
+        }
+    }
+
+    /// The fingerprint of the last message applied per partition, as recorded with the positions.
+    public func fingerprints() async throws -> [Int32: MessageFingerprint] {
+        try await read { db in
+            guard try db.tableExists(SQLiteNames.fingerprints) else { return [:] }
+            var fingerprints: [Int32: MessageFingerprint] = [:]
+            for row in try Row.fetchAll(db, sql: self.sql.selectFingerprints) {
+                fingerprints[Int32(truncatingIfNeeded: row[0] as Int64)] = MessageFingerprint(
+                    offset: row[1],
+                    timestamp: row[2],
+                    digest: UInt64(bitPattern: row[3] as Int64)
+                )
+            }
+            return fingerprints
+        }
+    }
+
+    /// Removes every key, the history, the changes, the positions and the fingerprints in one transaction, and
+    /// gives the file a new id: change feeds of the file (in any process) end with `changesUnavailable`, and a
+    /// materializer starting on it reads its topic from the beginning. Used by `KafkaMaterializer` to rebuild
+    /// from a recreated topic.
+    public func removeAll() async throws {
+        let newID = Self.newStoreID()
+        try await write { db in
+            for table in [self.tableName, SQLiteNames.history, SQLiteNames.changes, SQLiteNames.positions] {
+                try db.execute(sql: "DELETE FROM \(SQLiteNames.quote(table))")
+            }
+            if try db.tableExists(SQLiteNames.fingerprints) {
+                try db.execute(sql: "DELETE FROM \(SQLiteNames.fingerprints)")
+            }
+            try db.execute(
+                sql: "UPDATE \(SQLiteNames.meta) SET value = ? WHERE name = 'store_id'",
+                arguments: [newID]
+            )
+        }
+        currentStoreID.withLock { $0 = newID }
     }
 
     /// Writes `events` in order, their history and `positions`, in the caller's transaction; returns whether
@@ -407,8 +479,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
             try db.execute(
                 sql: "CREATE TABLE \(SQLiteNames.meta) (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
             )
-            let storeID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
-            for (name, value) in identity.entries + [("store_id", storeID)] {
+            for (name, value) in identity.entries + [("store_id", newStoreID())] {
                 try db.execute(
                     sql: "INSERT INTO \(SQLiteNames.meta) (name, value) VALUES (?, ?)",
                     arguments: [name, value]
@@ -432,6 +503,28 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
                 message: "\(path) holds \(what) \(found), not '\(expected)'; \(hint)"
             )
         }
+    }
+
+    private static func newStoreID() -> String { String(UInt64.random(in: 0...UInt64.max), radix: 36) }
+
+    static func storeID(_ db: Database) throws -> String {
+        try String.fetchOne(db, sql: "SELECT value FROM \(SQLiteNames.meta) WHERE name = 'store_id'") ?? "0"
+    }
+
+    /// The topic recorded in an existing file (for a store opened without ``Configuration/source``).
+    private static func storedSource(_ pool: DatabasePool, path: String) throws -> String {
+        let source = try pool.read { db -> String? in
+            guard try db.tableExists(SQLiteNames.meta) else { return nil }
+            return try String.fetchOne(db, sql: "SELECT value FROM \(SQLiteNames.meta) WHERE name = 'source'")
+        }
+        guard let source else {
+            throw DeltaKitError(
+                code: .incompatibleStore,
+                message:
+                    "\(path) records no topic: it is not a DeltaKit state file or holds no state yet; materialize a topic into it first, or name the topic"
+            )
+        }
+        return source
     }
 
     private static func storageError(_ error: any Error, path: String, doing: String) -> DeltaKitError {
@@ -576,6 +669,8 @@ struct Statements: Sendable {
     let trimHistory: String
     let upsertPosition: String
     let selectPositions: String
+    let upsertFingerprint: String
+    let selectFingerprints: String
     let selectLive: String
     let selectPage: String
     let selectPageAfter: String
@@ -610,6 +705,7 @@ struct Statements: Sendable {
         let h = SQLiteNames.history
         let p = SQLiteNames.positions
         let c = SQLiteNames.changes
+        let f = SQLiteNames.fingerprints
         // A visible update: some value column changed (`IS NOT` compares NULLs as values).
         let valueColumns = schema.valueFields.map { q($0.name) }
         let valuesDiffer =
@@ -620,6 +716,7 @@ struct Statements: Sendable {
             CREATE TABLE IF NOT EXISTS \(h) (seq INTEGER PRIMARY KEY, event_order INTEGER NOT NULL, \(event) BLOB NOT NULL);
             CREATE INDEX IF NOT EXISTS \(h)_order ON \(h) (event_order, seq);
             CREATE TABLE IF NOT EXISTS \(p) (partition INTEGER PRIMARY KEY NOT NULL, next_offset INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS \(f) (partition INTEGER PRIMARY KEY NOT NULL, "offset" INTEGER NOT NULL, timestamp INTEGER NOT NULL, digest INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS \(c) (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, \(event) BLOB NOT NULL);
             CREATE TRIGGER IF NOT EXISTS \(q(table + "_inserted")) AFTER INSERT ON \(t) WHEN NEW.op <> 'delete'
             BEGIN INSERT INTO \(c) (kind, \(event)) VALUES ('insert', NEW.\(event)); END;
@@ -645,6 +742,9 @@ struct Statements: Sendable {
             "SELECT (SELECT min(seq) FROM \(c)), coalesce((SELECT seq FROM sqlite_sequence WHERE name = '\(c)'), 0)"
         upsertPosition = "INSERT OR REPLACE INTO \(p) (partition, next_offset) VALUES (?, ?)"
         selectPositions = "SELECT partition, next_offset FROM \(p) ORDER BY partition"
+        upsertFingerprint =
+            "INSERT OR REPLACE INTO \(f) (partition, \"offset\", timestamp, digest) VALUES (?, ?, ?, ?)"
+        selectFingerprints = "SELECT partition, \"offset\", timestamp, digest FROM \(f) ORDER BY partition"
         selectLive = "SELECT \(event) FROM \(t) WHERE op <> 'delete' ORDER BY \(key)"
         selectPage = "SELECT \(event) FROM \(t) WHERE op <> 'delete' ORDER BY \(key) LIMIT ?"
         selectPageAfter = "SELECT \(event) FROM \(t) WHERE \(key) > ? AND op <> 'delete' ORDER BY \(key) LIMIT ?"

@@ -290,3 +290,56 @@ struct VisibilityTests {
         }
     }
 }
+
+@Suite("Partitions added while reading", .timeLimit(.minutes(5)))
+struct PartitionDiscoveryTests {
+    @Test("a materializer without a group reads partitions added while it runs, from their beginning")
+    func addedPartitionsAreRead() async throws {
+        let topic = "grows"
+        let sink = try await MockClusterTests.mockSink(topic: topic, messageTimeout: .seconds(30))
+        let mock = try #require(sink.mockCluster)
+        var generator = DemoEventGenerator(seed: 21, users: 40)
+        let events = generator.next(600)
+        let receipt = try await sink.send(contentsOf: events)
+        #expect(receipt.offsets.count > 1, "the events are spread over several partitions")
+        // The source starts as if the topic had only partition 0 (librdkafka's mock cluster cannot add
+        // partitions); partition discovery must find 1 and 2 and read them from offset 0.
+        var configuration = KafkaEventSource<DemoUser>.Configuration(
+            kafka: .init(bootstrapServers: [mock.bootstrapServers]),
+            topic: topic
+        )
+        configuration.initialPartitions = [0]
+        configuration.partitionRefreshInterval = .milliseconds(200)
+        let store = try InMemoryStateStore<DemoUser>()
+        let materializer = KafkaMaterializer(
+            source: try await KafkaEventSource(configuration: configuration),
+            store: store
+        )
+        let run = Task { try await materializer.run() }
+        try await MockClusterTests.observe("every event applied") { materializer.appliedEvents == 600 }
+        #expect(try await store.snapshot() == MockClusterTests.reference(events))
+        run.cancel()
+        _ = await run.result
+        try await sink.close()
+    }
+
+    @Test("without discovery the same source reads only partition 0 (the test's premise)")
+    func premise() async throws {
+        let topic = "grows-premise"
+        let sink = try await MockClusterTests.mockSink(topic: topic, messageTimeout: .seconds(30))
+        let mock = try #require(sink.mockCluster)
+        var generator = DemoEventGenerator(seed: 21, users: 40)
+        let receipt = try await sink.send(contentsOf: generator.next(600))
+        var configuration = KafkaEventSource<DemoUser>.Configuration(
+            kafka: .init(bootstrapServers: [mock.bootstrapServers]),
+            topic: topic,
+            stopWhenCaughtUp: true
+        )
+        configuration.initialPartitions = [0]
+        configuration.partitionRefreshInterval = .seconds(3600)
+        let store = try InMemoryStateStore<DemoUser>()
+        let applied = try await KafkaMaterializer.materialize(configuration, into: store)
+        #expect(applied == Int(try #require(receipt.offsets[0])) + 1)
+        try await sink.close()
+    }
+}

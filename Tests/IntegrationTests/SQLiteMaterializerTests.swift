@@ -33,11 +33,13 @@ struct SQLiteMaterializerTests {
             topic: sink.topic
         )
 
-        let store = try Self.open(directory, topic: sink.topic)
-        #expect(try await KafkaMaterializer.materialize(configuration, into: store) == 1_200)
-        #expect(try await store.snapshot() == KafkaTestSupport.reference(first))
-        // The positions are the next offsets: one past each partition's last acknowledged message.
-        #expect(try await store.positions() == receipt.offsets.mapValues { $0 + 1 })
+        do {  // the store is released (its writer lock too) before the file is reopened
+            let store = try Self.open(directory, topic: sink.topic)
+            #expect(try await KafkaMaterializer.materialize(configuration, into: store) == 1_200)
+            #expect(try await store.snapshot() == KafkaTestSupport.reference(first))
+            // The positions are the next offsets: one past each partition's last acknowledged message.
+            #expect(try await store.positions() == receipt.offsets.mapValues { $0 + 1 })
+        }
 
         // Reopened (a restart): nothing to re-read.
         let reopened = try Self.open(directory, topic: sink.topic)

@@ -12,6 +12,8 @@ struct RdKafkaMessage: Sendable {
     var offset: Int64
     var key: [UInt8]?
     var value: [UInt8]?
+    /// The message's timestamp in milliseconds since 1970 (create or log-append time); -1 when it has none.
+    var timestamp: Int64 = -1
     /// The headers of a message whose value is null (a tombstone); empty otherwise (not read, to save the cost).
     var tombstoneHeaders: [String: [UInt8]] = [:]
     /// Set for consumer errors; `isPartitionEOF` for the end-of-partition signal.
@@ -28,6 +30,18 @@ struct RdKafkaMessageView {
 
     var partition: Int32 { message.pointee.partition }
     var offset: Int64 { message.pointee.offset }
+
+    /// The message's timestamp in milliseconds since 1970; -1 when it has none.
+    var timestamp: Int64 { rd_kafka_message_timestamp(message, nil) }
+
+    /// What identifies this message in its partition's log (offset, timestamp, a digest of key and value).
+    var fingerprint: MessageFingerprint {
+        let m = message.pointee
+        var digest = MessageFingerprint.Digest()
+        digest.add(m.key.map { UnsafeRawBufferPointer(start: $0, count: m.key_len) })
+        digest.add(m.payload.map { UnsafeRawBufferPointer(start: $0, count: m.len) })
+        return MessageFingerprint(offset: m.offset, timestamp: timestamp, digest: digest.value)
+    }
 
     /// The value of an ordinary message (no error, not a partition end, not a null value); `nil` otherwise.
     var plainValue: UnsafeRawBufferPointer? {
@@ -61,6 +75,7 @@ struct RdKafkaMessageView {
         }
         copied.key = bytes(msg.key, msg.key_len)
         copied.value = bytes(msg.payload, msg.len)
+        copied.timestamp = timestamp
         if msg.payload == nil {
             var headers: OpaquePointer?
             if rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
@@ -103,6 +118,26 @@ extension RdKafkaHandle {
         }
         let err = rd_kafka_assign(pointer, list)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw RdKafka.error(err) }
+    }
+
+    /// Adds `partitions` of `topic` to the assignment, each starting at `offset` (-2: the beginning), keeping the
+    /// positions of the partitions already assigned.
+    func addToAssignment(topic: String, partitions: [Int32], offset: Int64) throws {
+        let list = rd_kafka_topic_partition_list_new(Int32(max(1, partitions.count)))
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for p in partitions { rd_kafka_topic_partition_list_add(list, topic, p).pointee.offset = offset }
+        if let error = rd_kafka_incremental_assign(pointer, list) {
+            defer { rd_kafka_error_destroy(error) }
+            throw RdKafka.error(rd_kafka_error_code(error), message: String(cString: rd_kafka_error_string(error)))
+        }
+    }
+
+    /// The partition's low and high watermarks, asked from its leader (blocking up to `timeoutMs`).
+    func queryWatermarks(topic: String, partition: Int32, timeoutMs: Int32) -> (low: Int64, high: Int64)? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_query_watermark_offsets(pointer, topic, partition, &low, &high, timeoutMs)
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR ? (low, high) : nil
     }
 
     /// The current assignment as `(topic, partition)` pairs.

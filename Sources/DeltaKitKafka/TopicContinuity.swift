@@ -1,0 +1,167 @@
+import DeltaKit
+import Foundation
+import Logging
+
+/// Whether a partition's log still holds what a reader took from it (see ``TopicContinuity``).
+enum ContinuityVerdict: Sendable, Equatable {
+    /// The message at the fingerprint's offset is the same one: the log continues.
+    case same
+    /// Cannot be told: the message was removed by retention or compaction, or the cluster did not answer.
+    /// Reading goes on (retention and compaction remove old messages of the same log).
+    case unverifiable(String)
+    /// Another log: the message there differs, the partition is shorter than the position, or the partition or
+    /// the topic is gone. The text says what the log holds now.
+    case different(String)
+}
+
+/// What a reader expects of one partition: the next offset it reads and, when known, the fingerprint of the last
+/// message it applied (normally at `next - 1`).
+struct ExpectedPosition: Sendable {
+    var next: Int64
+    var fingerprint: MessageFingerprint?
+
+    /// `next 90, last offset 89 (timestamp …, digest …)`.
+    var description: String {
+        "next offset \(next)\(fingerprint.map { ", last applied \($0)" } ?? "")"
+    }
+}
+
+/// Re-reads, with a short-lived consumer, the last message a reader applied from each partition and compares it
+/// with the fingerprint the reader kept: a topic that was deleted and recreated, or a broker that lost its data,
+/// holds another message there — or fewer messages than the position — and must never be resumed silently.
+enum TopicContinuity {
+    /// The verdict per partition of `expected` (partitions with nothing read yet are not checked).
+    static func verify(
+        topic: String,
+        expected: [Int32: ExpectedPosition],
+        properties: [(String, String)],
+        logger: Logger,
+        timeout: Duration
+    ) -> [Int32: ContinuityVerdict] {
+        let wanted = expected.filter { $0.value.next > 0 }
+        guard !wanted.isEmpty else { return [:] }
+        let timeoutMs = timeout.int32Milliseconds(minimum: 100)
+        let callbacks = RdKafkaCallbacks(logger: logger)
+        callbacks.onError { _ in }
+        let probeProperties =
+            properties + [
+                ("group.id", "deltakit-continuity-probe"), ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "true"), ("auto.offset.reset", "error"), ("fetch.wait.max.ms", "100"),
+            ]
+        guard let probe = try? RdKafkaHandle(kind: .consumer, properties: probeProperties, callbacks: callbacks) else {
+            return wanted.mapValues { _ in .unverifiable("no consumer could be created to check") }
+        }
+        defer { _ = probe.closeConsumer() }
+        let partitions: [Int32]
+        do {
+            guard let found = try probe.partitions(of: topic, timeoutMs: timeoutMs) else {
+                return wanted.mapValues { _ in .different("topic '\(topic)' no longer exists") }
+            }
+            partitions = found
+        } catch {
+            return wanted.mapValues { _ in .unverifiable("the cluster did not answer: \(error)") }
+        }
+        var verdicts: [Int32: ContinuityVerdict] = [:]
+        var targets: [Int32: Int64] = [:]
+        for (partition, position) in wanted {
+            if !partitions.contains(partition) {
+                verdicts[partition] = .different(
+                    "the topic has \(partitions.count) partitions now, no partition \(partition)"
+                )
+            } else {
+                targets[partition] = position.fingerprint?.offset ?? position.next - 1
+            }
+        }
+        guard !targets.isEmpty else { return verdicts }
+        let start = ContinuousClock.now
+        let deadline = start + timeout
+        // First read each target offset directly. A broker answers an offset past the end with OFFSET_OUT_OF_RANGE
+        // (Kafka) or not at all (Tansu holds the fetch, and its end offsets are not reliable): partitions still
+        // undecided are then read from their beginning, where the partition's end shows whether it reaches the
+        // target.
+        for (phase, from) in [
+            (start + min(timeout / 3, .seconds(3)), targets), (deadline, targets.mapValues { _ in -2 }),
+        ] {
+            let undecided = targets.keys.filter { verdicts[$0] == nil }
+            guard !undecided.isEmpty else { break }
+            do {
+                try probe.assign(topic: topic, partitions: undecided, offset: -2, overrides: from)
+            } catch {
+                for partition in undecided { verdicts[partition] = .unverifiable("cannot read it: \(error)") }
+                break
+            }
+            while undecided.contains(where: { verdicts[$0] == nil }), ContinuousClock.now < phase {
+                guard let message = probe.consumerPoll(timeoutMs: 100), let target = targets[message.partition],
+                    undecided.contains(message.partition), verdicts[message.partition] == nil
+                else { continue }
+                verdicts[message.partition] = judge(message, target: target, position: wanted[message.partition]!) {
+                    outOfRange(probe, topic: topic, partition: message.partition, target: target, $0)
+                }
+            }
+        }
+        for partition in wanted.keys where verdicts[partition] == nil {
+            verdicts[partition] = .unverifiable("partition \(partition) did not answer within \(timeout)")
+        }
+        return verdicts
+    }
+
+    /// The verdict `message` gives for a partition read at (or before) `target`; `nil` when it says nothing yet.
+    private static func judge(
+        _ message: RdKafkaMessage,
+        target: Int64,
+        position: ExpectedPosition,
+        outOfRange: (ExpectedPosition) -> ContinuityVerdict
+    ) -> ContinuityVerdict? {
+        let partition = message.partition
+        if message.isPartitionEOF {
+            // The end comes before the target: the partition holds fewer messages than the position.
+            guard message.offset <= target else { return nil }
+            return .different(
+                "partition \(partition) ends at offset \(message.offset), before the position (\(position.description))"
+            )
+        }
+        if message.error != nil { return outOfRange(position) }
+        if message.offset > target {
+            return .unverifiable(
+                "offset \(target) of partition \(partition) was removed (compaction), the next is \(message.offset)"
+            )
+        }
+        return message.offset == target ? compare(message, partition: partition, with: position) : nil
+    }
+
+    private static func compare(
+        _ message: RdKafkaMessage,
+        partition: Int32,
+        with position: ExpectedPosition
+    ) -> ContinuityVerdict {
+        guard let expected = position.fingerprint else { return .same }
+        var digest = MessageFingerprint.Digest()
+        digest.add(message.key)
+        digest.add(message.value)
+        let found = MessageFingerprint(offset: message.offset, timestamp: message.timestamp, digest: digest.value)
+        if found == expected { return .same }
+        return .different("partition \(partition) holds another message at \(found), not the one applied (\(expected))")
+    }
+
+    /// The target offset is out of the partition's range: past its end (another log), or before its start
+    /// (removed by retention).
+    private static func outOfRange(
+        _ probe: RdKafkaHandle,
+        topic: String,
+        partition: Int32,
+        target: Int64,
+        _ position: ExpectedPosition
+    ) -> ContinuityVerdict {
+        guard let (low, high) = probe.queryWatermarks(topic: topic, partition: partition, timeoutMs: 5_000) else {
+            return .unverifiable("offset \(target) of partition \(partition) is out of range, and its range is unknown")
+        }
+        if high <= target {
+            return .different(
+                "partition \(partition) ends at offset \(high), before the position (\(position.description))"
+            )
+        }
+        return .unverifiable(
+            "offset \(target) of partition \(partition) was removed by retention (the partition starts at \(low))"
+        )
+    }
+}

@@ -1,0 +1,103 @@
+import DeltaKit
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The one-writer lock of a state file: an exclusive `flock` on `<file>-writer.lock`, held for as long as the
+/// writable store exists. The kernel drops it with the process, however it ends (`SIGKILL` included), so a
+/// crashed writer never leaves a stale lock. Readers do not take it.
+///
+/// `flock` rather than `fcntl`: SQLite itself holds `fcntl` locks on the database, and closing any descriptor
+/// of a file drops every `fcntl` lock the process has on it; `flock` locks are separate. The lock lives in its
+/// own file so that it never touches SQLite's.
+///
+/// `@unchecked Sendable` is sound: the only state is an immutable descriptor, closed once in `deinit`.
+final class WriterLock: @unchecked Sendable {
+    private let descriptor: Int32
+    /// The lock file's path.
+    let path: String
+
+    /// Takes the lock for the state file at `databasePath`, or throws naming the process that holds it.
+    init(databasePath: String) throws {
+        let path = databasePath + "-writer.lock"
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            let code = errno
+            throw DeltaKitError(
+                code: .storageFailed,
+                message:
+                    "cannot create the writer lock \(path): \(String(cString: strerror(code))); check that the directory is writable",
+                underlying: SQLiteFailure(code: 0, message: "errno \(code)")
+            )
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            let holder = Self.holder(descriptor).flatMap { $0 != getpid() && kill($0, 0) == 0 ? $0 : nil }
+            close(descriptor)
+            guard code == EWOULDBLOCK else {
+                throw DeltaKitError(
+                    code: .storageFailed,
+                    message: "cannot lock \(path): \(String(cString: strerror(code)))",
+                    underlying: SQLiteFailure(code: 0, message: "errno \(code)")
+                )
+            }
+            if Self.heldHere.withLock({ $0.contains(path) }) {
+                throw DeltaKitError(
+                    code: .storageFailed,
+                    message:
+                        "this process already writes \(databasePath) through another SQLiteStateStore; a state file has one writer — use that store, or release it first"
+                )
+            }
+            throw DeltaKitError(
+                code: .storageFailed,
+                message:
+                    "another process\(holder.map { " (pid \($0))" } ?? "") is writing \(databasePath); a state file has one writer — stop it first, or read the file with readOnly: true (snapshot/history/watch --state)"
+            )
+        }
+        // Record who holds it, for the message above.
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(descriptor, 0)
+        _ = pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        self.descriptor = descriptor
+        self.path = path
+        Self.heldHere.withLock { _ = $0.insert(path) }
+    }
+
+    deinit {
+        Self.heldHere.withLock { _ = $0.remove(path) }
+        close(descriptor)
+    }
+
+    /// The lock files this process holds (to tell a second store in this process from another process).
+    private static let heldHere = Mutex<Set<String>>([])
+
+    /// The pid written by the holder, when readable.
+    private static func holder(_ descriptor: Int32) -> Int32? {
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return nil }
+        return Int32(String(decoding: buffer[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}
+
+/// A file's identity on the disk (device and inode): a path that names another file than the one opened was
+/// deleted and created anew.
+struct FileIdentity: Sendable, Equatable {
+    private let device: UInt64
+    private let inode: UInt64
+
+    /// The identity of the file at `path` now; `nil` when there is none.
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+    }
+}
