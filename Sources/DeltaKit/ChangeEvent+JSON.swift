@@ -91,8 +91,8 @@ extension ChangeEvent {
     /// Decodes one event from its wire JSON (DeltaKit's own output or the original demo producer's).
     ///
     /// - Throws: ``ChangeEventDecodingError`` naming the field and the offending value when the input is
-    ///   not JSON, has an unknown `op`, misses a field, has a value of the wrong type, or is a delete
-    ///   that carries values.
+    ///   not JSON, has a name twice (`{"id":1,…,"id":2}`, also spelled `"\u0069d"`), has an unknown `op`, misses
+    ///   a field, has a value of the wrong type, or is a delete that carries values.
     public init(jsonData: some DataProtocol) throws {
         let schema = try? Record.schema
         if let event = try jsonData.withContiguousStorageIfAvailable({
@@ -187,6 +187,10 @@ extension ChangeEvent: Codable {
 
     /// Decodes the flat wire shape from any `Decoder`, with errors naming the field and value
     /// (``ChangeEventDecodingError``).
+    ///
+    /// A `Decoder` shows one value per name, so this initializer cannot see a name that the JSON repeats:
+    /// Foundation's `JSONDecoder` silently keeps one of the values. Decode wire bytes with ``init(jsonData:)``,
+    /// which refuses a repeated name (every DeltaKit source, store and fake does).
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: AnyCodingKey.self)
         let fields = FieldReader(container: container)
@@ -347,6 +351,55 @@ extension ChangeEvent {
             )
         }
         return key
+    }
+
+    /// Whether `bytes` are exactly this event's ``keyBytes`` — the Kafka message key the sink writes for it.
+    /// Allocation-free for `Int`, `Int64` and `String` keys (the consumer checks every message).
+    package func isKeyed(by bytes: UnsafeRawBufferPointer) -> Bool {
+        if Record.Key.self == Int.self {
+            return Self.isDecimalText(
+                bytes,
+                of: Int64(withUnsafePointer(to: key) { $0.withMemoryRebound(to: Int.self, capacity: 1) { $0.pointee } })
+            )
+        }
+        if Record.Key.self == Int64.self {
+            return Self.isDecimalText(
+                bytes,
+                of: withUnsafePointer(to: key) { $0.withMemoryRebound(to: Int64.self, capacity: 1) { $0.pointee } }
+            )
+        }
+        if Record.Key.self == String.self {
+            var text = withUnsafePointer(to: key) { $0.withMemoryRebound(to: String.self, capacity: 1) { $0.pointee } }
+            return text.withUTF8 { $0.elementsEqual(bytes) }
+        }
+        guard let expected = try? keyBytes else { return false }
+        return expected.elementsEqual(bytes)
+    }
+
+    /// Whether `bytes` are the canonical decimal text of `value` (no sign but a minus, no leading zero, no `-0`).
+    private static func isDecimalText(_ bytes: UnsafeRawBufferPointer, of value: Int64) -> Bool {
+        // The reader's integer grammar is an optional minus and digits; with the value equal, the length rules out
+        // leading zeros and `-0`.
+        guard let parsed = FlatJSONReader.integer(0..<bytes.count, in: bytes), parsed == value else { return false }
+        var digits = 1
+        var rest = value / 10
+        while rest != 0 {
+            digits += 1
+            rest /= 10
+        }
+        return bytes.count == digits + (value < 0 ? 1 : 0)
+    }
+
+    /// The error for a message whose Kafka key (`kafkaKey`, present) is not this event's ``keyBytes``.
+    package func misKeyedError(kafkaKey: some Collection<UInt8>) -> ChangeEventDecodingError {
+        let shown = { (bytes: [UInt8]) in "`\(String(decoding: bytes.prefix(200), as: UTF8.self))`" }
+        let expected = (try? keyBytes).map(shown) ?? "\(key)"
+        return ChangeEventDecodingError(
+            field: Record.keyField,
+            value: (try? keyBytes).map { String(decoding: $0.prefix(200), as: UTF8.self) },
+            reason:
+                "the message's Kafka key is \(shown(Array(kafkaKey))) but its record's key is \(expected): Kafka keeps a key's order only on that key's partition, so a mis-keyed event is refused — key each message with its record's key (as KafkaEventSink does), or send no key"
+        )
     }
 
     /// Appends ``keyBytes`` to `buffer`.

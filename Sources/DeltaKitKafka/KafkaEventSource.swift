@@ -536,6 +536,21 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         return .delete(key: try ChangeEvent<Record>.key(fromKeyBytes: keyBytes), order: order, timestamp: timestamp)
     }
 
+    /// The event in a message with a value: decoded, and refused when the message has a key that is not the
+    /// record's (as ``KafkaEventSink`` writes it, ``ChangeEvent/keyBytes``). Kafka keeps order per partition and
+    /// the partition follows the message key, so a mis-keyed event can overtake or trail its key's other events
+    /// (and log compaction would treat it as another key's latest message). A message without a key is accepted:
+    /// other producers may not key, and then the order of a key's events is the producer's responsibility.
+    static func keyedEvent(_ message: RdKafkaMessage) throws -> ChangeEvent<Record> {
+        let event = try ChangeEvent<Record>(jsonData: message.value ?? [])
+        if let key = message.key,
+            !key.withUnsafeBytes({ event.isKeyed(by: $0) })
+        {
+            throw event.misKeyedError(kafkaKey: key)
+        }
+        return event
+    }
+
     /// Reports a recovery after a connection problem, and offsets that went back (`next`: the offset the
     /// message or partition end says comes next).
     private func observe(partition: Int32, next: Int64, isData: Bool) {
@@ -563,7 +578,9 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         schema: RecordSchema?,
         into pending: inout [SourceItem<Record>]
     ) {
-        if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema) {
+        if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
+            view.key.map(event.isKeyed(by:)) ?? true
+        {
             noteData(partition: view.partition, offset: view.offset)
             pending.append(
                 .event(KafkaConsumedEvent(event: event, topic: topic, partition: view.partition, offset: view.offset))
@@ -610,7 +627,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 if message.value == nil {
                     try Self.tombstoneEvent(message)
                 } else {
-                    try ChangeEvent<Record>(jsonData: message.value ?? [])
+                    try Self.keyedEvent(message)
                 }
             return .event(
                 KafkaConsumedEvent(
