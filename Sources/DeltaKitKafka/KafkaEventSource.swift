@@ -19,7 +19,9 @@ import Synchronization
 ///   so that the group's rebalances are served and the member is never evicted.
 /// - One reader: ``events`` (or a materializer) reads a source once; a second reader gets an error.
 /// - A malformed message never ends the stream and never reaches state: it is reported with topic,
-///   partition, offset and the decoding error, then skipped or forwarded to a dead-letter topic.
+///   partition, offset and the decoding error, then skipped or forwarded to a dead-letter topic. Malformed also
+///   covers a JSON object that repeats a name and a message whose Kafka key is not its record's key as
+///   ``KafkaEventSink`` writes it (a message without a key is accepted; `Documentation/semantics.md`).
 /// - "Caught up" is decided by partition EOF on every assigned partition, never from end offsets.
 ///
 /// ```swift
