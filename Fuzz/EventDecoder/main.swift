@@ -5,6 +5,11 @@
 // the same events and decode them equally; an accepted event re-encodes to bytes that decode to an
 // equal event (round trip); and where Foundation's JSONSerialization (a slow, independent reader) also reads the
 // input, it finds the same id, op and event_order — the decoder never invents data.
+//
+// Repeated names (issue 17): an object the reader accepts has unique names (checked against JSONSerialization's
+// dictionary, an independent reader); and the same object with one of its names written again — plainly or
+// spelled with \u escapes, with the choice taken from the input — is refused by the reader, the fast path and
+// the `Codable` path alike, with an error naming that field.
 import Foundation
 
 struct FuzzUser: ChangeRecord {
@@ -34,6 +39,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             fatalError("the Codable path accepted \(general), the fast path did not")
         }
     }
+    checkRepeatedNames(bytes)
     guard let event = try? ChangeEvent<FuzzUser>(jsonData: bytes) else { return 0 }
     // Round trip.
     guard let encoded = try? event.jsonData() else { fatalError("accepted but cannot re-encode: \(event)") }
@@ -51,4 +57,62 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         fatalError("envelope disagrees with JSONSerialization: \(object) vs \(event)")
     }
     return 0
+}
+
+/// The repeated-name properties (see the top of the file).
+func checkRepeatedNames(_ bytes: UnsafeBufferPointer<UInt8>) {
+    let raw = UnsafeRawBufferPointer(bytes)
+    guard let fields = try? FlatJSONReader.fields(of: raw), !fields.isEmpty,
+        let close = bytes.lastIndex(of: UInt8(ascii: "}"))
+    else { return }
+    if let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], object.count != fields.count
+    {
+        fatalError("accepted \(fields.count) names, JSONSerialization found \(object.count) distinct: a repeated name")
+    }
+    // Which name to repeat, and how to spell it, follow from the input (deterministic for a reproducer).
+    let seed = bytes.reduce(0) { ($0 &* 31) &+ Int($1) }
+    let name = fields[abs(seed % fields.count)].key
+    let escapeAll = seed & 1 == 1
+    var repeated = Array(bytes[..<close])
+    repeated += Array(",\(quoted(name, escapeAll: escapeAll)):0".utf8)
+    repeated += Array(bytes[close...])
+    let schema = try! FuzzUser.schema
+    repeated.withUnsafeBytes { raw in
+        var errors: [ChangeEventDecodingError?] = []
+        for attempt in 0..<3 {
+            do {
+                switch attempt {
+                case 0: _ = try FlatJSONReader.fields(of: raw)
+                case 1: _ = try ChangeEvent<FuzzUser>.decodeWire(raw, schema: schema)  // the fast path first
+                default: _ = try ChangeEvent<FuzzUser>.decodeWire(raw, schema: nil)  // the Codable path only
+                }
+                fatalError(
+                    "a repeated '\(name)' was accepted (attempt \(attempt)): \(String(decoding: repeated, as: UTF8.self))"
+                )
+            } catch {
+                errors.append(error as? ChangeEventDecodingError)
+            }
+        }
+        guard errors[0]?.field == name, errors[1] == errors[0], errors[2] == errors[0] else {
+            fatalError("a repeated '\(name)' was refused differently: \(errors)")
+        }
+    }
+}
+
+/// `name` as a JSON string: minimal escapes, or every scalar as `\uXXXX` (surrogate pairs beyond the BMP).
+func quoted(_ name: String, escapeAll: Bool) -> String {
+    var out = "\""
+    for scalar in name.unicodeScalars {
+        if escapeAll || scalar.value < 0x20 || scalar == "\"" || scalar == "\\" {
+            if scalar.value > 0xFFFF {
+                let v = scalar.value - 0x10000
+                out += String(format: "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF))
+            } else {
+                out += String(format: "\\u%04x", scalar.value)
+            }
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
 }

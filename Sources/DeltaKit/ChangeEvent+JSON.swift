@@ -91,8 +91,8 @@ extension ChangeEvent {
     /// Decodes one event from its wire JSON (DeltaKit's own output or the original demo producer's).
     ///
     /// - Throws: ``ChangeEventDecodingError`` naming the field and the offending value when the input is
-    ///   not JSON, has an unknown `op`, misses a field, has a value of the wrong type, or is a delete
-    ///   that carries values.
+    ///   not JSON, has a name twice (`{"id":1,…,"id":2}`, also spelled `"\u0069d"`), has an unknown `op`, misses
+    ///   a field, has a value of the wrong type, or is a delete that carries values.
     public init(jsonData: some DataProtocol) throws {
         let schema = try? Record.schema
         if let event = try jsonData.withContiguousStorageIfAvailable({
@@ -187,6 +187,10 @@ extension ChangeEvent: Codable {
 
     /// Decodes the flat wire shape from any `Decoder`, with errors naming the field and value
     /// (``ChangeEventDecodingError``).
+    ///
+    /// A `Decoder` shows one value per name, so this initializer cannot see a name that the JSON repeats:
+    /// Foundation's `JSONDecoder` silently keeps one of the values. Decode wire bytes with ``init(jsonData:)``,
+    /// which refuses a repeated name (every DeltaKit source, store and fake does).
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: AnyCodingKey.self)
         let fields = FieldReader(container: container)
@@ -347,6 +351,57 @@ extension ChangeEvent {
             )
         }
         return key
+    }
+
+    /// Whether `bytes` are exactly this event's ``keyBytes`` — the Kafka message key the sink writes for it.
+    /// Allocation-free for `Int`, `Int64` and `String` keys: the consumer checks every message (about 10 ns for an
+    /// integer key, unspecialized).
+    package func isKeyed(by bytes: UnsafeRawBufferPointer) -> Bool {
+        if Record.Key.self == Int64.self || (Record.Key.self == Int.self && MemoryLayout<Int>.size == 8) {
+            return withUnsafePointer(to: key) {
+                Self.isDecimalText(bytes, of: UnsafeRawPointer($0).load(as: Int64.self))
+            }
+        }
+        if Record.Key.self == String.self {
+            return withUnsafePointer(to: key) {
+                var text = UnsafeRawPointer($0).assumingMemoryBound(to: String.self).pointee
+                return text.withUTF8 { $0.elementsEqual(bytes) }
+            }
+        }
+        guard let expected = try? keyBytes else { return false }
+        return expected.elementsEqual(bytes)
+    }
+
+    /// Whether `bytes` are the canonical decimal text of `value` (a minus only when negative, no leading zero), as
+    /// the JSON writer prints it: compared digit by digit from the end.
+    @inline(__always)
+    private static func isDecimalText(_ bytes: UnsafeRawBufferPointer, of value: Int64) -> Bool {
+        var rest = value.magnitude
+        var index = bytes.count
+        repeat {
+            index -= 1
+            guard index >= 0, bytes[index] == UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10) else {
+                return false
+            }
+            rest /= 10
+        } while rest != 0
+        if value < 0 {
+            index -= 1
+            guard index >= 0, bytes[index] == UInt8(ascii: "-") else { return false }
+        }
+        return index == 0
+    }
+
+    /// The error for a message whose Kafka key (`kafkaKey`, present) is not this event's ``keyBytes``.
+    package func misKeyedError(kafkaKey: some Collection<UInt8>) -> ChangeEventDecodingError {
+        let shown = { (bytes: [UInt8]) in "`\(String(decoding: bytes.prefix(200), as: UTF8.self))`" }
+        let expected = (try? keyBytes).map(shown) ?? "\(key)"
+        return ChangeEventDecodingError(
+            field: Record.keyField,
+            value: (try? keyBytes).map { String(decoding: $0.prefix(200), as: UTF8.self) },
+            reason:
+                "the message's Kafka key is \(shown(Array(kafkaKey))) but its record's key is \(expected): Kafka keeps a key's order only on that key's partition, so a mis-keyed event is refused — key each message with its record's key (as KafkaEventSink does), or send no key"
+        )
     }
 
     /// Appends ``keyBytes`` to `buffer`.

@@ -27,8 +27,8 @@ package enum FlatJSONValue {
 ///
 /// It accepts exactly RFC 8259 JSON (UTF-8, no trailing commas, no comments, no leading zeros, no bare
 /// NaN/Infinity) with an object at the top; nested objects and arrays are skipped (and reported as `nested`),
-/// up to a depth of 64. Duplicate keys: the last one wins (as in `JSONSerialization`). Anything else throws a
-/// ``ChangeEventDecodingError`` naming the offset.
+/// up to a depth of 64. A name that appears twice in the object is refused (see ``fields(of:)``). Anything else
+/// throws a ``ChangeEventDecodingError`` naming the offset.
 package struct FlatJSONReader {
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
@@ -36,7 +36,16 @@ package struct FlatJSONReader {
 
     private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
-    /// The fields of the object in `bytes`, in input order (a repeated key keeps its last value).
+    /// The fields of the object in `bytes`, in input order.
+    ///
+    /// The names of the object's members are unique: a name that appears twice — compared after decoding its
+    /// escapes, so `"id"` and `"\u0069d"` are the same name — throws a ``ChangeEventDecodingError`` naming it.
+    /// JSON readers disagree on which of two values counts (`JSONSerialization` takes the last, RisingWave's
+    /// simd-json the first), so an event with a repeated name has no one meaning and never changes state.
+    /// (Objects nested in a field are only checked for syntax: no field of an event holds one.)
+    ///
+    /// The check costs no allocation for up to ``WireFields/indexThreshold`` fields (the names read so far are
+    /// compared, as the lookup does); a wider object is checked with a set.
     package static func fields(of bytes: UnsafeRawBufferPointer) throws -> [(key: String, value: FlatJSONValue)] {
         var reader = FlatJSONReader(bytes)
         reader.skipWhitespace()
@@ -54,6 +63,7 @@ package struct FlatJSONReader {
         }
         reader.index += 1
         var fields: [(key: String, value: FlatJSONValue)] = []
+        var wideNames: Set<String>?  // the names so far, once the object is wider than the linear scan's limit
         reader.skipWhitespace()
         if reader.peek() == UInt8(ascii: "}") {
             reader.index += 1
@@ -61,17 +71,19 @@ package struct FlatJSONReader {
             while true {
                 reader.skipWhitespace()
                 guard reader.peek() == UInt8(ascii: "\"") else { throw reader.syntax("expected a field name") }
+                let nameOffset = reader.index
                 let key = try reader.string()
+                if fields.count < WireFields.indexThreshold {
+                    for field in fields where field.key == key { throw reader.repeated(key, at: nameOffset) }
+                } else {
+                    if wideNames == nil { wideNames = Set(fields.lazy.map(\.key)) }
+                    guard wideNames!.insert(key).inserted else { throw reader.repeated(key, at: nameOffset) }
+                }
                 reader.skipWhitespace()
                 guard reader.peek() == UInt8(ascii: ":") else { throw reader.syntax("expected ':'") }
                 reader.index += 1
                 reader.skipWhitespace()
-                let value = try reader.value()
-                if let existing = fields.firstIndex(where: { $0.key == key }) {
-                    fields[existing].value = value
-                } else {
-                    fields.append((key, value))
-                }
+                fields.append((key, try reader.value()))
                 reader.skipWhitespace()
                 if reader.peek() == UInt8(ascii: ",") {
                     reader.index += 1
@@ -136,6 +148,16 @@ package struct FlatJSONReader {
             field: nil,
             value: "\"\(snippet)\"",
             reason: "not valid JSON (\(reason) at byte \(index))"
+        )
+    }
+
+    /// A member name that appeared before in the same object.
+    private func repeated(_ name: String, at offset: Int) -> ChangeEventDecodingError {
+        ChangeEventDecodingError(
+            field: name,
+            value: nil,
+            reason:
+                "the name appears twice in the object (again at byte \(offset)); JSON readers disagree on which value counts, so the event is refused — write each field once"
         )
     }
 

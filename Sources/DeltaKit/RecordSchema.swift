@@ -59,7 +59,8 @@ public struct RecordSchema: Hashable, Sendable, CustomStringConvertible {
     /// NaN `Decimal`, an unsigned integer beyond BIGINT): only then must a typed event be checked.
     package var hasFallibleFields = false
 
-    /// Creates a schema; `keyField` must name one of `fields`.
+    /// Creates a schema; `keyField` must name one of `fields`, no two fields share a name, and none is named like
+    /// an envelope field (``ChangeEventField``: `op`, `event_order`, `ts`).
     public init(keyField: String, fields: [Field]) throws {
         guard fields.contains(where: { $0.name == keyField }) else {
             throw DeltaKitError(
@@ -71,6 +72,15 @@ public struct RecordSchema: Hashable, Sendable, CustomStringConvertible {
         var seen = Set<String>()
         for field in fields where !seen.insert(field.name).inserted {
             throw DeltaKitError(code: .invalidConfiguration, message: "field '\(field.name)' is declared twice")
+        }
+        let envelope = [ChangeEventField.operation, ChangeEventField.order, ChangeEventField.timestamp]
+        for field in fields where envelope.contains(field.name) {
+            // The wire object would carry the name twice, and a decoder refuses a repeated name.
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "field '\(field.name)' has the name of an event envelope field (\(envelope.joined(separator: ", "))); rename it on the wire with CodingKeys"
+            )
         }
         self.keyField = keyField
         self.fields = fields

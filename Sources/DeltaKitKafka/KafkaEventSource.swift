@@ -19,7 +19,9 @@ import Synchronization
 ///   so that the group's rebalances are served and the member is never evicted.
 /// - One reader: ``events`` (or a materializer) reads a source once; a second reader gets an error.
 /// - A malformed message never ends the stream and never reaches state: it is reported with topic,
-///   partition, offset and the decoding error, then skipped or forwarded to a dead-letter topic.
+///   partition, offset and the decoding error, then skipped or forwarded to a dead-letter topic. Malformed also
+///   covers a JSON object that repeats a name and a message whose Kafka key is not its record's key as
+///   ``KafkaEventSink`` writes it (a message without a key is accepted; `Documentation/semantics.md`).
 /// - "Caught up" is decided by partition EOF on every assigned partition, never from end offsets.
 ///
 /// ```swift
@@ -597,6 +599,27 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         return .delete(key: try ChangeEvent<Record>.key(fromKeyBytes: keyBytes), order: order, timestamp: timestamp)
     }
 
+    /// No key, or the key of `event`'s record (without a closure: this runs for every message).
+    private static func keyAgrees(_ key: UnsafeRawBufferPointer?, _ event: ChangeEvent<Record>) -> Bool {
+        guard let key else { return true }
+        return event.isKeyed(by: key)
+    }
+
+    /// The event in a message with a value: decoded, and refused when the message has a key that is not the
+    /// record's (as ``KafkaEventSink`` writes it, ``ChangeEvent/keyBytes``). Kafka keeps order per partition and
+    /// the partition follows the message key, so a mis-keyed event can overtake or trail its key's other events
+    /// (and log compaction would treat it as another key's latest message). A message without a key is accepted:
+    /// other producers may not key, and then the order of a key's events is the producer's responsibility.
+    static func keyedEvent(_ message: RdKafkaMessage) throws -> ChangeEvent<Record> {
+        let event = try ChangeEvent<Record>(jsonData: message.value ?? [])
+        if let key = message.key,
+            !key.withUnsafeBytes({ event.isKeyed(by: $0) })
+        {
+            throw event.misKeyedError(kafkaKey: key)
+        }
+        return event
+    }
+
     /// Reports a recovery after a connection problem, and offsets that went back (`next`: the offset the
     /// message or partition end says comes next).
     private func observe(partition: Int32, next: Int64, isData: Bool) {
@@ -624,7 +647,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         schema: RecordSchema?,
         into pending: inout [SourceItem<Record>]
     ) {
-        if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema) {
+        // A message with a key must carry that key's record (``keyedEvent(_:)``); else the slow path reports it.
+        if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
+            Self.keyAgrees(view.key, event)
+        {
             // While the continuity check runs, nothing is delivered: the partitions are re-positioned after it.
             if verifying.load(ordering: .relaxed) { return }
             noteData(partition: view.partition, offset: view.offset)
@@ -687,7 +713,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 if message.value == nil {
                     try Self.tombstoneEvent(message)
                 } else {
-                    try ChangeEvent<Record>(jsonData: message.value ?? [])
+                    try Self.keyedEvent(message)
                 }
             return .event(
                 KafkaConsumedEvent(

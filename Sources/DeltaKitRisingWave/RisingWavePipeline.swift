@@ -255,6 +255,10 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     /// The core's validity rule in SQL (see `Documentation/semantics.md`): a known `op`; a key, `event_order` and
     /// `ts`; a delete carries no values; an insert or update has every non-optional field. RisingWave turns a value
     /// it cannot convert into NULL, so a wrongly typed field fails the same test. An invalid event never wins.
+    ///
+    /// Two rules it cannot apply (a known difference, `Documentation/semantics.md`): a name repeated in the JSON
+    /// object — RisingWave's parser keeps both members and reads the first, where DeltaKit's consumers refuse the
+    /// message — and a Kafka key that is not the record's, which the source does not read.
     public var validityCondition: String {
         let op = q(ChangeEventField.operation)
         let required = [schema.keyField, ChangeEventField.order, ChangeEventField.timestamp].map {

@@ -28,8 +28,33 @@ struct WrongKey: ChangeRecord {
     var key: Int { id }
 }
 
+struct Reading: ChangeRecord {
+    static let keyField = "id"
+    var id: Int
+    var ts: Date
+    var key: Int { id }
+}
+
 @Suite("RecordSchema")
 struct RecordSchemaTests {
+    @Test("a field named like an envelope field is refused: the wire object would carry the name twice")
+    func envelopeNames() throws {
+        #expect {
+            _ = try Reading.schema
+        } throws: { error in
+            (error as? DeltaKitError)?.code == .invalidConfiguration && "\(error)".contains("'ts'")
+                && "\(error)".contains("CodingKeys")
+        }
+        for name in ["op", "event_order", "ts"] {
+            #expect(throws: DeltaKitError.self) {
+                try RecordSchema(
+                    keyField: "id",
+                    fields: [.init(name: "id", type: .int64), .init(name: name, type: .string)]
+                )
+            }
+        }
+    }
+
     @Test("the demo user's fields come from its Codable conformance")
     func demoUser() throws {
         let schema = try DemoUser.schema

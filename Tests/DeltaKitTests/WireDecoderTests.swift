@@ -86,10 +86,81 @@ struct WireDecoderTests {
         #expect(try decode(text).record?.age == 25)
     }
 
-    @Test("a repeated key: the last one wins, as in JSONSerialization")
-    func duplicates() throws {
-        let text = Self.base.replacingOccurrences(of: #""age":25"#, with: #""age":25,"age":26"#)
-        #expect(try decode(text).record?.age == 26)
+    /// Objects with a name twice (issue 17 finding 4: the last one used to win, so a message keyed `1` could
+    /// rewrite user 2 and a doubled `event_order` was applied with the larger one), and the name at fault.
+    static let repeatedNames: [(text: String, field: String)] = [
+        (
+            #"{"id":1,"name":"EVIL","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z","id":2}"#,
+            "id"
+        ),
+        (
+            #"{"id":1,"name":"A","age":25,"op":"update","event_order":7,"ts":"2024-01-01T00:00:00Z","event_order":9223372036854775807}"#,
+            "event_order"
+        ),
+        (
+            #"{"id":1,"name":"A","age":25,"op":"insert","op":"delete","event_order":7,"ts":"2024-01-01T00:00:00Z"}"#,
+            "op"
+        ),
+        (
+            #"{"id":1,"name":"A","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z","ts":"2030-01-01T00:00:00Z"}"#,
+            "ts"
+        ),
+        (
+            #"{"id":1,"name":"Alice","name":"EVIL","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z"}"#,
+            "name"
+        ),
+        // The same value twice, and a name the record does not have: still one meaning too many.
+        (#"{"id":1,"id":1,"name":"A","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z"}"#, "id"),
+        (#"{"id":1,"x":1,"name":"A","age":25,"x":[2],"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z"}"#, "x"),
+        // Spelled differently: whitespace around the name, escapes in it (compared after decoding).
+        (
+            #"{ "id" : 1 ,"name":"A","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z",  "id"  :2 }"#,
+            "id"
+        ),
+        (#"{"id":1,"name":"A","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z","id":2}"#, "id"),
+        (#"{"id":1,"name":"A","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z","id":2}"#, "id"),
+        (
+            #"{"id":1,"name":"A","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z","event_order":8}"#,
+            "event_order"
+        ),
+        (
+            #"{"id":1,"name":"A","age":25,"op":"insert","op":"delete","event_order":7,"ts":"2024-01-01T00:00:00Z"}"#,
+            "op"
+        ),
+        // A delete with its key twice.
+        (#"{"id":1,"op":"delete","event_order":7,"ts":"2024-01-01T00:00:00Z","id":2}"#, "id"),
+        // Wider than the linear scan: the set path.
+        (
+            "{" + (0..<20).map { #""x\#($0)":\#($0),"# }.joined()
+                + #""id":1,"name":"A","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z","id":2}"#,
+            "id"
+        ),
+        ("{" + (0..<20).map { #""x\#($0)":\#($0),"# }.joined() + #""x3":1}"#, "x3"),
+    ]
+
+    @Test(
+        "a name that appears twice is refused and named, however it is spelled",
+        arguments: Self.repeatedNames.indices
+    )
+    func repeatedName(case index: Int) {
+        let (text, field) = Self.repeatedNames[index]
+        let error = #expect(throws: ChangeEventDecodingError.self) { try decode(text) }
+        #expect(error?.field == field, "\(text)")
+        #expect(error?.reason.contains("appears twice") == true)
+    }
+
+    @Test("an object whose names are unique is read, escaped names included")
+    func uniqueNames() throws {
+        let text =
+            #"{"id":1,"name":"A","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z","x":{"x":1}}"#
+        #expect(
+            try decode(text)
+                == .insert(
+                    DemoUser(id: 1, name: "A", age: 25),
+                    order: 7,
+                    timestamp: Date(timeIntervalSince1970: 1_704_067_200)
+                )
+        )
     }
 
     @Test("every seeded event and every scalar kind round-trips byte for byte")

@@ -53,8 +53,6 @@ struct WireFastPathTests {
         #"{"id":3,"text":"x","op":"delete","event_order":8,"ts":"2024-01-01T00:00:00Z"}"#,
         #"{"id":null,"op":"delete","event_order":8,"ts":"2024-01-01T00:00:00Z"}"#,
         #"{"id":3.5,"op":"delete","event_order":8,"ts":"2024-01-01T00:00:00Z"}"#,
-        // A repeated key: the last one wins on both paths.
-        #"{"id":1,"id":2,"small":1,"unsigned":1,"flag":true,"text":"x","ratio":2,\#(envelope)}"#,
     ]
 
     @Test("the fast path and the Codable path accept the same events and decode them equally", arguments: inputs)
@@ -65,6 +63,26 @@ struct WireFastPathTests {
             let fast = ChangeEvent<Wide>.decodeValid(decoder, schema: try Wide.schema)
             let general = try? ChangeEvent<Wide>.decodeGeneral(decoder)
             #expect(fast == general, "\(text)")
+        }
+    }
+
+    @Test(
+        "a repeated name is refused on the fast path and on the Codable path alike",
+        arguments: WireDecoderTests.repeatedNames.indices
+    )
+    func repeatedNameOnBothPaths(case index: Int) throws {
+        let (text, field) = WireDecoderTests.repeatedNames[index]
+        let bytes = Array(text.utf8)
+        bytes.withUnsafeBytes { raw in
+            // With the schema the fast path runs first; without it only the Codable path can decode.
+            let fast = #expect(throws: ChangeEventDecodingError.self) {
+                try ChangeEvent<DemoUser>.decodeWire(raw, schema: try DemoUser.schema)
+            }
+            let general = #expect(throws: ChangeEventDecodingError.self) {
+                try ChangeEvent<DemoUser>.decodeWire(raw, schema: nil)
+            }
+            #expect(fast == general)
+            #expect(fast?.field == field, "\(text)")
         }
     }
 

@@ -50,6 +50,13 @@ struct RdKafkaMessageView {
         return UnsafeRawBufferPointer(start: payload, count: m.len)
     }
 
+    /// The message key, in place; `nil` when the message has none.
+    var key: UnsafeRawBufferPointer? {
+        let m = message.pointee
+        guard let key = m.key else { return nil }
+        return UnsafeRawBufferPointer(start: key, count: m.key_len)
+    }
+
     /// The message copied out of librdkafka's buffers (with a tombstone's headers).
     func copy() -> RdKafkaMessage {
         let msg = message.pointee
