@@ -71,6 +71,7 @@ let package = Package(
             dependencies: [
                 .target(name: "DeltaKit"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -86,7 +86,10 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         grdb.label = "DeltaKitSQLite"
         if !configuration.readOnly {
             let synchronous = configuration.syncsEveryCommit ? "FULL" : "NORMAL"
-            grdb.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
+            grdb.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+                try db.persistWAL()
+            }
         }
         do {
             pool = try DatabasePool(path: path, configuration: grdb)

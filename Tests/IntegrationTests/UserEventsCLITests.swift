@@ -1,5 +1,6 @@
 import DeltaKit
 import DeltaKitKafka
+import DeltaKitSQLite
 import DeltaKitTesting
 import Foundation
 import Synchronization
@@ -211,6 +212,85 @@ struct UserEventsCLITests {
         #expect(wrong.stderr.contains("hint: "))
         let missing = try await CLI.run(["snapshot", "--state", directory.appendingPathComponent("none.sqlite").path])
         #expect(missing.status == 1 && missing.stderr.contains("materializ"), "\(missing.stderr)")
+        // Without --topic, the readers take the topic the file records (not the default user-events).
+        let own = try await CLI.run(["snapshot", "--state", state, "--format", "csv"])
+        #expect(own.status == 0, "\(own.stderr)")
+        #expect(own.stdout == CLI.referenceCSV(seed: 9, count: 300))
+        let ownHistory = try await CLI.run(["history", "--state", state, "--format", "csv", "--limit", "3"])
+        #expect(ownHistory.status == 0 && ownHistory.stdout.split(separator: "\n").count == 3, "\(ownHistory.stderr)")
+    }
+
+    @Test("a reader without write access to the file or its directory reads a state file the writer closed")
+    func readOnlyReader() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltakit-ro-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer {
+            chmod(directory.path, 0o755)
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let state = directory.appendingPathComponent("users.sqlite").path
+        var generator = DemoEventGenerator(seed: 12)
+        let events = generator.next(60)
+        do {  // written, then closed: the writer is gone
+            let store = try SQLiteStateStore<DemoUser>(configuration: .init(path: state, source: "user-events"))
+            try await store.apply(contentsOf: events, positions: [0: 60])
+        }
+        // The reader is another user (root ignores permissions: run it as nobody), or this user without write
+        // access to the directory.
+        let executable = directory.appendingPathComponent("UserEvents").path
+        try FileManager.default.copyItem(atPath: CLI.executable.path, toPath: executable)
+        let asNobody = getuid() == 0
+        chmod(directory.path, asNobody ? 0o755 : 0o555)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: asNobody ? "/usr/sbin/runuser" : executable)
+        process.arguments =
+            (asNobody ? ["-u", "nobody", "--", executable] : []) + ["snapshot", "--state", state, "--format", "csv"]
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(stderr)")
+        #expect(stdout == CLI.referenceCSV(seed: 12, count: 60))
+    }
+
+    @Test(
+        "a second materialize on the same file exits 1 naming the first's pid; after a SIGKILL the lock is gone",
+        .requiresKafka
+    )
+    func oneWriterPerFile() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic("cli-writer")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltakit-cli-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let state = directory.appendingPathComponent("users.sqlite").path
+        _ = try await CLI.run([
+            "produce", "--brokers", brokers, "--topic", topic, "--count", "200", "--seed", "5", "--quiet",
+        ])
+        let first = try CLI.Running(["materialize", "--brokers", brokers, "--topic", topic, "--state", state])
+        try await first.waitForStderr(containing: "caught up: 200 events applied", timeout: .seconds(60))
+        let second = try await CLI.run([
+            "materialize", "--brokers", brokers, "--topic", topic, "--state", state, "--exit-when-caught-up",
+        ])
+        #expect(second.status == 1, "\(second.stderr)")
+        #expect(
+            second.stderr.contains("another process (pid \(first.process.processIdentifier)) is writing \(state)"),
+            "\(second.stderr)"
+        )
+        // Readers are unaffected.
+        let snapshot = try await CLI.run(["snapshot", "--state", state, "--format", "csv"])
+        #expect(snapshot.stdout == CLI.referenceCSV(seed: 5, count: 200), "\(snapshot.stderr)")
+        first.signal(SIGKILL)
+        _ = try await first.wait()
+        let third = try await CLI.run([
+            "materialize", "--brokers", brokers, "--topic", topic, "--state", state, "--exit-when-caught-up",
+        ])
+        #expect(third.status == 0, "\(third.stderr)")
+        #expect(third.stdout.hasPrefix("Applied 0 events"), "\(third.stdout)")
     }
 
     @Test(
