@@ -136,6 +136,11 @@ struct UserEventsCLIOutputTests {
         #expect(full.status == 1, "\(full.stderr)")
         #expect(full.stderr.hasSuffix("\nerror: cannot write to standard output: No space left on device\n"))
         #expect(full.stderr.contains("caught up: "), "\(full.stderr)")
+        // stdout closed: descriptor 1 stays taken (read-only /dev/null), so the summary is refused with EBADF.
+        // Without that, librdkafka's next descriptor (an eventfd) became "stdout" and the write went into it (EINVAL).
+        let closed = try await CLI.shell(#"exec "$0" "$@" >&-"#, arguments)
+        #expect(closed.status == 1, "\(closed.stderr)")
+        #expect(closed.stderr.hasSuffix("\nerror: cannot write to standard output: Bad file descriptor\n"))
     }
 
     @Test("a table cuts a long value to 64 characters; CSV and JSON keep it whole")
