@@ -78,6 +78,18 @@ struct UserEventsCLIOutputTests {
         #expect(ended.stderr == "error: cannot write to standard output: Broken pipe\n")
     }
 
+    @Test("produce into a pipe closed early with SIGPIPE ignored: exit 1 with one line on stderr", .requiresKafka)
+    func brokenPipeProduce() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic("cli-pipe")
+        // 20,000 `Sent:` lines are about 2.5 MB: far more than a pipe holds.
+        let ended = try await CLI.closingStdoutAfterFirstLine([
+            "produce", "--brokers", brokers, "--topic", topic, "--count", "20000", "--seed", "6",
+        ])
+        #expect(ended.reason == .exit && ended.status == 1, "\(ended)")
+        #expect(ended.stderr == "error: cannot write to standard output: Broken pipe\n")
+    }
+
     @Test("a reader that closes the pipe early with SIGPIPE at its default ends the command by SIGPIPE, silently")
     func brokenPipeDefault() async throws {
         // `| head -1` in a shell: the Unix convention for a filter (status 141 in the shell), not a trap (132).
