@@ -21,26 +21,37 @@ struct Demo: AsyncParsableCommand {
         try await reportingErrors {
             let pipeline = try InMemoryPipeline<DemoUser>(historyLimit: 20)
             var events = DemoEventGenerator(seed: generator.resolvedSeed, clock: HybridLogicalClock())
+            // Memory stays bounded whatever --count is: the store keeps the latest state per user and the
+            // newest 20 events, each sent event is dropped from the in-memory "topic" once applied, and the
+            // "Sent:" lines go out in chunks (one per event with --interval, so each shows when it is sent).
+            var sent = ""
             for i in 0..<generator.count {
                 let event = events.next()
                 try await pipeline.sink.send(event)
-                if format == .table { printLine("Sent: \(event)") }
+                _ = pipeline.sink.popEvents()
+                guard format == .table else { continue }
+                sent += "Sent: \(event)\n"
+                if generator.interval.duration > .zero || sent.utf8.count >= 65_536 {
+                    try Console.output.write(sent)
+                    sent = ""
+                }
                 if generator.interval.duration > .zero, i + 1 < generator.count {
                     try await Task.sleep(for: generator.interval.duration)
                 }
             }
+            try Console.output.write(sent)
             let history = try await pipeline.store.history(limit: 20)
             let snapshot = try await pipeline.store.snapshot()
             switch format {
             case .table:
-                printLine("\nEvent history (newest 20):")
-                printLine(Render.historyTable(history))
-                printLine("\nLatest state (\(snapshot.count) users):")
-                printLine(Render.snapshotTable(snapshot))
+                try Console.output.line("\nEvent history (newest 20):")
+                try Console.output.line(Render.historyTable(history))
+                try Console.output.line("\nLatest state (\(snapshot.count) users):")
+                try Console.output.line(Render.snapshotTable(snapshot))
             case .csv:
-                Render.csv(snapshot).forEach(printLine)
+                try Console.output.lines(Render.csv(snapshot))
             case .json:
-                printLine(try Render.json(snapshot))
+                try Console.output.line(try Render.json(snapshot))
             }
         }
     }

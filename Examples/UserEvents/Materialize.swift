@@ -55,10 +55,12 @@ struct Materialize: AsyncParsableCommand {
             )
             let current = try await store.positions()
             if !positions.isEmpty, current.isEmpty {
-                printError("rebuilt \(state): its positions (\(Self.describe(positions))) belonged to another log")
+                try Console.error.line(
+                    "rebuilt \(state): its positions (\(Self.describe(positions))) belonged to another log"
+                )
             }
             let resumed = current.isEmpty ? "the beginning" : "stored positions \(Self.describe(current))"
-            printError("materializing '\(kafka.topic)' into \(state) from \(resumed)")
+            try Console.error.line("materializing '\(kafka.topic)' into \(state) from \(resumed)")
             let progress = ProgressReporter(total: nil, unit: "events", verb: "applied")
             let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
             let clock = ContinuousClock()
@@ -81,11 +83,16 @@ struct Materialize: AsyncParsableCommand {
                     }
                     _ = await caughtUp.value
                     progress.finish()
-                    printError(
+                    try Console.error.line(
                         "caught up: \(materializer.appliedEvents) events applied, \(try await store.count()) users in \(state)\(Self.describeLag(materializer.lag).map { ", \($0)" } ?? "")"
                     )
                     if exitWhenCaughtUp { return nil }
                     try await Task.sleep(for: .seconds(1_000_000_000))
+                    return nil
+                }
+                group.addTask {
+                    // A warning that could not be written (stderr closed or full) stops the service too.
+                    if let failure = await Console.firstReportedFailure() { throw failure }
                     return nil
                 }
                 let first = try await group.next()!
@@ -95,7 +102,7 @@ struct Materialize: AsyncParsableCommand {
             progress.finish()
             let elapsed = clock.now - start
             let interrupted = signal == nil ? "" : " (interrupted)"
-            printLine(
+            try Console.output.line(
                 "Applied \(materializer.appliedEvents) events to \(state) in \(ProgressReporter.text(elapsed))\(interrupted); positions \(Self.describe(try await store.positions()))"
             )
             if let signal { throw ExitCode(interruptedBy: signal) }
@@ -113,8 +120,4 @@ struct Materialize: AsyncParsableCommand {
         positions.isEmpty
             ? "none" : positions.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ", ")
     }
-}
-
-func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
 }

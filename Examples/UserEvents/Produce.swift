@@ -13,7 +13,7 @@ struct Produce: AsyncParsableCommand {
 
     @OptionGroup var kafka: KafkaOptions
     @OptionGroup var generator: GeneratorOptions
-    @Option(help: "Partitions when creating the topic (1…10,000).")
+    @Option(parsing: .unconditional, help: "Partitions when creating the topic (1…10,000).")
     var partitions = 4
     @Flag(help: "Print only a progress line with the rate (stderr) and a final summary, not each event.")
     var quiet = false
@@ -67,7 +67,7 @@ struct Produce: AsyncParsableCommand {
             progress.finish()
             let elapsed = clock.now - start
             let interrupted = signal == nil ? "" : " (interrupted)"
-            printLine(
+            try Console.output.line(
                 "Sent \(sent) events to '\(kafka.topic)' in \(ProgressReporter.text(elapsed)) (\(ProgressReporter.rate(sent, elapsed)) events/s)\(interrupted)"
             )
             if let signal { throw ExitCode(interruptedBy: signal) }
@@ -84,7 +84,7 @@ struct Produce: AsyncParsableCommand {
             let batch = events.next(min(batchSize, generator.count - sent))
             try await sink.send(contentsOf: batch)
             sent += batch.count
-            if !quiet { for event in batch { printLine("Sent: \(event)") } }
+            if !quiet { try Console.output.lines(batch.lazy.map { "Sent: \($0)" }) }
             progress.update(sent)
             if generator.interval.duration > .zero, sent < generator.count {
                 do { try await Task.sleep(for: generator.interval.duration) } catch is CancellationError { break }
@@ -126,7 +126,7 @@ final class ProgressReporter: Sendable {
             state.shown = true
             return "\r" + text(count, now, detail)
         }
-        if let line { FileHandle.standardError.write(Data(line.utf8)) }
+        if let line { Console.error.reportRaw(line) }
     }
 
     /// Ends the progress line with the final count, so nothing printed afterwards is glued to it.
@@ -134,12 +134,12 @@ final class ProgressReporter: Sendable {
         guard enabled else { return }
         let (count, shown, detail) = state.withLock { ($0.count, $0.shown, $0.detail) }
         guard shown else { return }
-        FileHandle.standardError.write(Data(("\r" + text(count, clock.now, detail) + "\n").utf8))
+        Console.error.reportRaw("\r" + text(count, clock.now, detail) + "\n")
     }
 
     /// Writes a line of its own (a warning) without gluing it to the progress line.
     func interrupt(_ write: () -> Void) {
-        if enabled, state.withLock({ $0.shown }) { FileHandle.standardError.write(Data("\n".utf8)) }
+        if enabled, state.withLock({ $0.shown }) { Console.error.reportRaw("\n") }
         write()
     }
 

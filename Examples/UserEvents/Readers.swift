@@ -22,7 +22,7 @@ struct SourceOptions: ParsableArguments {
             """
     )
     var topicOption: String?
-    @Option(help: "Seconds to wait for a broker or database before giving up (1…3600).")
+    @Option(parsing: .unconditional, help: "Seconds to wait for a broker or database before giving up (1…3600).")
     var connectTimeout: Int = 10
 
     func validate() throws {
@@ -80,7 +80,7 @@ struct SourceOptions: ParsableArguments {
             .init(kafka: kafka, topic: topic, groupID: nil),
             into: store,
             onMalformed: { message in
-                progress.interrupt { FileHandle.standardError.write(Data("skipped \(message)\n".utf8)) }
+                progress.interrupt { printError("skipped \(message)") }
             },
             progress: { count in progress.update(count) }
         )
@@ -107,9 +107,9 @@ struct Snapshot: AsyncParsableCommand {
                 users = try await source.materialized(historyLimit: 0).snapshot()
             }
             switch format {
-            case .table: printLine(Render.snapshotTable(users))
-            case .csv: Render.csv(users).forEach(printLine)
-            case .json: printLine(try Render.json(users))
+            case .table: try Console.output.line(Render.snapshotTable(users))
+            case .csv: try Console.output.lines(Render.csv(users))
+            case .json: try Console.output.line(try Render.json(users))
             }
         }
     }
@@ -118,7 +118,7 @@ struct Snapshot: AsyncParsableCommand {
 struct History: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the most recent events, newest first.")
     @OptionGroup var source: SourceOptions
-    @Option(help: "How many events (0…100,000).")
+    @Option(parsing: .unconditional, help: "How many events (0…100,000).")
     var limit = 20
     @Option(help: "table, csv (event_order,op,id,name,age,ts lines) or json.")
     var format: OutputFormat = .table
@@ -140,14 +140,14 @@ struct History: AsyncParsableCommand {
                 events = try await source.materialized(historyLimit: limit).history(limit: limit)
             }
             switch format {
-            case .table: printLine(Render.historyTable(events))
+            case .table: try Console.output.line(Render.historyTable(events))
             case .csv:
-                for e in events {
-                    printLine(
+                try Console.output.lines(
+                    events.map { e in
                         "\(e.order),\(e.operation.rawValue),\(e.key),\(Render.csvField(e.record?.name)),\(e.record.map { "\($0.age)" } ?? ""),\(EventTimestamp.format(e.timestamp))"
-                    )
-                }
-            case .json: printLine(try Render.json(events))
+                    }
+                )
+            case .json: try Console.output.line(try Render.json(events))
             }
         }
     }
@@ -163,7 +163,7 @@ struct Watch: AsyncParsableCommand {
             "Only changes made from now on (default: print the current state as inserts first). With --brokers the topic is still read to the end first, so changes are reported against the current state."
     )
     var fromNow = false
-    @Option(help: "With --state: milliseconds between reads of the file (10…60,000).")
+    @Option(parsing: .unconditional, help: "With --state: milliseconds between reads of the file (10…60,000).")
     var pollInterval = 500
     @OptionGroup var logging: LoggingOptions
 
@@ -179,7 +179,7 @@ struct Watch: AsyncParsableCommand {
             if source.risingwave != nil {
                 let store = try await source.risingWaveStore()
                 for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
-                    print(element.change)
+                    try print(element.change)
                 }
             } else if source.state != nil {
                 try await watchFile()
@@ -196,10 +196,10 @@ struct Watch: AsyncParsableCommand {
         let store = try InMemoryStateStore<DemoUser>(historyLimit: 0)
         let source = try await KafkaEventSource<DemoUser>(
             configuration: .init(kafka: source.kafka, topic: source.topic),
-            onMalformed: { message in FileHandle.standardError.write(Data("skipped \(message)\n".utf8)) },
+            onMalformed: { message in printError("skipped \(message)") },
             onSourceEvent: { event in
                 let prefix = if case .recovered = event { "" } else { "warning: " }
-                FileHandle.standardError.write(Data("\(prefix)\(event)\n".utf8))
+                printError("\(prefix)\(event)")
             }
         )
         let materializer = KafkaMaterializer(source: source, store: store)
@@ -210,7 +210,7 @@ struct Watch: AsyncParsableCommand {
             group.addTask {
                 await materializer.waitUntilCaughtUp()
                 for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
-                    print(element.change)
+                    try print(element.change)
                 }
             }
             try await group.next()
@@ -223,24 +223,26 @@ struct Watch: AsyncParsableCommand {
     func watchFile() async throws {
         let store = try source.stateStore(feedPollInterval: .milliseconds(pollInterval))
         for try await element in try await store.changes(from: fromNow ? .now : .snapshot) {
-            print(element.change)
+            try print(element.change)
         }
     }
 
-    func print(_ change: StateChange<DemoUser>) {
+    func print(_ change: StateChange<DemoUser>) throws(OutputError) {
+        // A warning that could not be written (stderr closed) stops the watch at its next change.
+        try Console.checkReported()
         switch format {
         case .json:
             let record =
                 change.record.map { #"{"id":\#($0.id),"name":\#(Render.jsonString($0.name)),"age":\#($0.age)}"# }
                 ?? "null"
-            printLine(#"{"change":"\#(change.kind.rawValue)","id":\#(change.key),"record":\#(record)}"#)
+            try Console.output.line(#"{"change":"\#(change.kind.rawValue)","id":\#(change.key),"record":\#(record)}"#)
         case .csv:
-            printLine(
+            try Console.output.line(
                 "\(change.kind.rawValue),\(change.key),\(Render.csvField(change.record?.name)),\(change.record.map { "\($0.age)" } ?? "")"
             )
         case .table:
-            let text = change.record.map { "\(Render.terminalSafe($0.name)), \($0.age)" } ?? ""
-            printLine(
+            let text = change.record.map { "\(Render.cell($0.name)), \($0.age)" } ?? ""
+            try Console.output.line(
                 "\(change.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) id=\(change.key) \(text)"
             )
         }

@@ -18,8 +18,20 @@ enum Render {
         return out
     }
 
+    /// The widest cell a table shows, in characters; a longer value is cut to this width, ending in `…`
+    /// (CSV and JSON keep every value whole).
+    static let maximumCellWidth = 64
+
+    /// `text` for a table cell: ``terminalSafe(_:)``, cut to ``maximumCellWidth`` with a final `…`, so one long
+    /// value cannot widen every row of its column.
+    static func cell(_ text: String) -> String {
+        let safe = terminalSafe(text)
+        guard safe.count > maximumCellWidth else { return safe }
+        return safe.prefix(maximumCellWidth - 1) + "…"
+    }
+
     static func table(_ headers: [String], _ rows: [[String]], numeric: Set<Int> = []) -> String {
-        let rows = rows.map { $0.map(terminalSafe) }
+        let rows = rows.map { $0.map(cell) }
         var widths = headers.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {

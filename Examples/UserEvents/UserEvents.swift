@@ -2,6 +2,7 @@ import ArgumentParser
 import DeltaKit
 import DeltaKitKafka
 import DeltaKitRisingWave
+import DeltaKitSQLite
 import DeltaKitTesting
 import Foundation
 import Logging
@@ -19,13 +20,23 @@ struct UserEvents: AsyncParsableCommand {
 
             Exit codes: 0 success, 1 runtime failure (the message says what failed, a `hint:` line what to do), \
             64 usage error (a bad argument, named with its allowed values), 130 interrupted (SIGINT), \
-            143 terminated (SIGTERM).
+            143 terminated (SIGTERM). Output that cannot be written (a full disk, a closed stream) is a runtime \
+            failure: exit 1 with one line on the other stream. A reader that closes the pipe early (`| head -1`) \
+            ends the command by SIGPIPE like any Unix filter; with SIGPIPE ignored (as under systemd) that is \
+            exit 1 with `error: cannot write to standard output: Broken pipe`.
             """,
         subcommands: [
             Demo.self, Produce.self, Provision.self, Materialize.self, Snapshot.self, History.self, Watch.self,
         ],
         defaultSubcommand: Demo.self
     )
+
+    /// Runs the command, after giving a closed standard stream a placeholder (see
+    /// ``Console/occupyClosedStandardDescriptors()``).
+    static func main() async {
+        Console.occupyClosedStandardDescriptors()
+        await main(nil)
+    }
 }
 
 // MARK: - Shared options
@@ -51,7 +62,7 @@ struct KafkaOptions: ParsableArguments {
     @Option(help: "The topic.")
     var topic = "user-events"
 
-    @Option(help: "Seconds to wait for a broker before giving up (1…3600).")
+    @Option(parsing: .unconditional, help: "Seconds to wait for a broker before giving up (1…3600).")
     var connectTimeout: Int = 10
 
     @Option(
@@ -67,10 +78,17 @@ struct KafkaOptions: ParsableArguments {
             guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
                 throw ValidationError("--kafka-property must be key=value, got '\(item)'")
             }
-            if item[..<eq] == "bootstrap.servers" {
-                throw ValidationError(
-                    "--kafka-property bootstrap.servers=… is not allowed; pass the brokers with --brokers"
-                )
+            let name = String(item[..<eq])
+            if name == "bootstrap.servers" || name == "metadata.broker.list" {
+                throw ValidationError("--kafka-property \(name)=… is not allowed; pass the brokers with --brokers")
+            }
+            // The library refuses these too (KafkaConfiguration.validate()); here it is a usage error, before any
+            // network, for every command (produce would not mind enable.partition.eof, but it means a mistake).
+            let reserved = KafkaConfiguration.reservedProperties
+                .merging(KafkaEventSource<DemoUser>.Configuration.reservedProperties) { first, _ in first }
+                .merging(KafkaEventSink<DemoUser>.Configuration.reservedProperties) { first, _ in first }
+            if let reason = reserved[name] {
+                throw ValidationError("--kafka-property \(name)=… is not allowed: DeltaKit sets it itself; \(reason)")
             }
         }
     }
@@ -141,13 +159,19 @@ func validateBrokers(_ brokers: String) throws {
 }
 
 struct GeneratorOptions: ParsableArguments {
-    @Option(help: "How many events to send (0…100,000,000).")
+    // Numbers are parsed `.unconditional`ly, so `--count -5` is the value -5 (refused with the allowed range), not
+    // an unknown option `-5` that leaves `--count` without a value.
+    @Option(parsing: .unconditional, help: "How many events to send (0…100,000,000).")
     var count = 100
 
-    @Option(help: "Random seed (the same seed gives the same events). Default: random.")
+    @Option(parsing: .unconditional, help: "Random seed (the same seed gives the same events). Default: random.")
     var seed: UInt64?
 
-    @Option(help: "Pause between events: 0 (default), 500ms, 1s (the original demo), 2m; at most 1 hour.")
+    @Option(
+        parsing: .unconditional,
+        help:
+            "Pause between events, in decimal seconds or with a unit: 0 (default), 0.5, 500ms, 1s (the original demo), 2m; at most 1 hour."
+    )
     var interval: IntervalArgument = IntervalArgument(duration: .zero)
 
     var resolvedSeed: UInt64 { seed ?? UInt64.random(in: 0...UInt64(UInt32.max)) }
@@ -156,15 +180,26 @@ struct GeneratorOptions: ParsableArguments {
         guard (0...100_000_000).contains(count) else {
             throw ValidationError("--count must be 0…100,000,000, got \(count)")
         }
+        if let invalid = interval.invalid {
+            throw ValidationError(
+                "--interval must be a decimal number of seconds, optionally with a unit (0.5, 500ms, 2s, 2m), at most 1 hour; got '\(invalid)'"
+            )
+        }
     }
 }
 
 struct IntervalArgument: ExpressibleByArgument {
     var duration: Duration
+    /// The argument as given when it is not an interval (``GeneratorOptions/validate()`` refuses it, naming it).
+    var invalid: String?
+
     init(duration: Duration) { self.duration = duration }
 
-    /// A number of seconds, or with a unit (`ms`, `s`, `m`); finite, 0…1 hour. Anything else is a usage error.
+    /// Plain decimal digits (`0`, `1.5`), optionally followed by a unit (`ms`, `s`, `m`); 0…1 hour. Anything else
+    /// — hexadecimal `0x10`, an exponent `1e3`, `inf`, a sign — is kept as ``invalid``, for a usage error that
+    /// says what is accepted (`Double(_:)` alone would read `0x10` as 16 seconds).
     init?(argument: String) {
+        duration = .zero
         let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
         var factor = 1.0
         var number = Substring(text)
@@ -173,7 +208,13 @@ struct IntervalArgument: ExpressibleByArgument {
             factor = unit
             break
         }
-        guard let value = Double(number), value.isFinite, value >= 0, value * factor <= 3600 else { return nil }
+        let parts = number.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard !number.isEmpty, parts.count <= 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }),
+            let value = Double(number), value * factor <= 3600
+        else {
+            invalid = argument
+            return
+        }
         duration = .milliseconds(Int64((value * factor * 1000).rounded()))
     }
 
@@ -182,18 +223,31 @@ struct IntervalArgument: ExpressibleByArgument {
     static var defaultCompletionKind: CompletionKind { .default }
 }
 
+extension Character {
+    /// `0`…`9` only (`isNumber` also accepts other scripts' digits and fractions).
+    fileprivate var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+}
+
 /// Runs `body`, turning DeltaKit errors into one line on stderr and exit code 1 — never a stack trace. The
 /// library's message says what failed; the CLI adds, on its own line, what to do about it with this tool.
+/// Output that cannot be written (``OutputError``, thrown or kept by ``Console/report(_:)``) ends the command
+/// the same way, with its line on the stream that still works; when neither does, exit 1 silently.
 func reportingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
+        try Console.checkReported()
+        // What went through Swift's `print` (buffered by the C library) must reach the stream too.
+        if fflush(nil) != 0 { throw OutputError(stream: .standardOutput, code: errno) }
+    } catch let error as OutputError {
+        Console.reportFailure(error)
+        throw ExitCode(1)
     } catch let error as DeltaKitError {
-        var text = "error: \(error.message)\n"
-        if let hint = hint(for: error) { text += "hint: \(hint)\n" }
-        FileHandle.standardError.write(Data(text.utf8))
+        var lines = ["error: \(error.message)"]
+        if let hint = hint(for: error) { lines.append("hint: \(hint)") }
+        Console.reportFailure(lines)
         throw ExitCode(1)
     } catch let error as RisingWaveDecodingError {
-        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        Console.reportFailure(["error: \(error)"])
         throw ExitCode(1)
     }
 }
@@ -204,6 +258,9 @@ func hint(for error: DeltaKitError) -> String? {
     case .connectionFailed where error.message.contains("too old"):
         return
             "install librdkafka 2.2 or newer (or load one with LD_LIBRARY_PATH, as scripts/test does with the confluent-kafka wheel's)"
+    case .connectionFailed where (error.underlying as? KafkaError)?.isAuthenticationFailure == true:
+        return
+            "check the SASL settings passed with --kafka-property (security.protocol, sasl.mechanisms, sasl.username, sasl.password) against what the broker accepts"
     case .connectionFailed where error.underlying is RisingWaveError:
         return "start RisingWave (`docker compose up -d` starts the demo's) or pass its URL with --risingwave"
     case .connectionFailed:
@@ -211,8 +268,9 @@ func hint(for error: DeltaKitError) -> String? {
     case .incompatibleStore:
         return
             "point --state at the file of this topic, or delete the file and run `UserEvents materialize` to rebuild it"
-    case .storageFailed:
-        return "check the --state file: a corrupt file is never replaced; move it away to rebuild it from the topic"
+    case .storageFailed where (error.underlying as? SQLiteFailure)?.isCorruptFile == true:
+        return
+            "the --state file is corrupt or not a state file; it is never replaced: move it away and run `UserEvents materialize` to rebuild it from the topic"
     case .invalidConfiguration where error.message.contains("does not exist on"):
         return "produce to the topic first (`UserEvents produce --brokers …`) or check --topic"
     default:
@@ -220,6 +278,8 @@ func hint(for error: DeltaKitError) -> String? {
     }
 }
 
-func printLine(_ text: String) {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+extension SQLiteFailure {
+    /// SQLite said the file is corrupt (`SQLITE_CORRUPT`, 11) or not a database (`SQLITE_NOTADB`, 26): the only
+    /// storage failures that moving the file away fixes (a directory, missing permissions or a full disk are not).
+    var isCorruptFile: Bool { [11, 26].contains(code & 0xFF) }
 }

@@ -16,7 +16,9 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
     /// Default: 10 seconds.
     public var connectTimeout: Duration
     /// Any other librdkafka property (see librdkafka's `CONFIGURATION.md`), applied last.
-    /// An unknown or invalid property fails construction with librdkafka's own message. Default: empty.
+    /// An unknown or invalid property fails construction with librdkafka's own message; a property the client
+    /// sets itself and relies on (``reservedProperties``, and the source's and sink's own lists) fails
+    /// ``validate()``, naming it and why. Default: empty.
     public var additionalProperties: [String: String]
 
     /// Creates a configuration.
@@ -107,6 +109,30 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
         }
         guard !clientID.isEmpty else { throw DeltaKitError.invalidValue("clientID", "empty", allowed: "a name") }
         try DeltaKitError.check(connectTimeout, in: .milliseconds(1) ... .milliseconds(Int32.max), "connectTimeout")
+        try checkReserved([:], by: "every DeltaKit client")
+    }
+
+    /// The librdkafka properties that every DeltaKit client sets from its own settings or relies on, each with
+    /// the reason: ``validate()`` refuses them in ``additionalProperties``. The source and the sink refuse more
+    /// (`KafkaEventSource.Configuration.reservedProperties`, `KafkaEventSink.Configuration.reservedProperties`).
+    public static let reservedProperties: [String: String] = [
+        "bootstrap.servers": "it is set from bootstrapServers, which is validated and named in every error",
+        "metadata.broker.list": "it is an alias of bootstrap.servers, set from bootstrapServers",
+        "delivery.report.only.error":
+            "a producer completes each send from its delivery report; with reports for failures only, no send would ever be acknowledged",
+    ]
+
+    /// Throws for the first property of ``additionalProperties`` (by name) that `reserved` or
+    /// ``reservedProperties`` lists, naming it, the client that relies on it, and why.
+    func checkReserved(_ reserved: [String: String], by client: String) throws {
+        for name in additionalProperties.keys.sorted() {
+            guard let reason = reserved[name] ?? Self.reservedProperties[name] else { continue }
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "additionalProperties sets '\(name)', which \(client) sets itself and relies on: \(reason); remove it from additionalProperties"
+            )
+        }
     }
 
     /// `host:port`, `[v6]:port`, optionally behind a listener name such as `PLAINTEXT://`.

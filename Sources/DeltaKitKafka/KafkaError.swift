@@ -19,6 +19,10 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "librdkafka \(name) (\(code)): \(message)\(isFatal ? " [fatal]" : "")" }
+
+    /// `true` when a broker refused to authenticate the client (``Code/authentication`` or
+    /// ``Code/saslAuthenticationFailed``): check the credentials and the SASL mechanism, not the address.
+    public var isAuthenticationFailure: Bool { code == .authentication || code == .saslAuthenticationFailed }
 }
 
 extension KafkaError {
@@ -52,6 +56,10 @@ extension KafkaError {
         public static let messageTimedOut: Code = -192
         /// `_TRANSPORT` (-195): a connection to a broker failed.
         public static let transport: Code = -195
+        /// `_AUTHENTICATION` (-169): authentication with a broker failed (a SASL handshake or login, or TLS).
+        public static let authentication: Code = -169
+        /// `SASL_AUTHENTICATION_FAILED` (58): the broker refused the SASL credentials.
+        public static let saslAuthenticationFailed: Code = 58
         /// `UNKNOWN_TOPIC_OR_PART` (3): the broker does not host the topic or partition.
         public static let unknownTopicOrPartition: Code = 3
         /// `TOPIC_ALREADY_EXISTS` (36).

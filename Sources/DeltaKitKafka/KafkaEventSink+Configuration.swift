@@ -138,9 +138,11 @@ extension KafkaEventSink {
         ///
         /// Ranges are librdkafka's: `linger` 0…900 s, `batchBytes` 1…2,147,483,647, `batchMessages` 1…1,000,000,
         /// `queueMaxMessages` 1…2,147,483,647, `messageTimeout` 0…2,147,483,647 ms (0 = no limit);
-        /// `shutdownTimeout` 0…24 days; a created topic has 1…100,000 partitions and a replication factor of 1…32,767.
+        /// `shutdownTimeout` 0…24 days; a created topic has 1…100,000 partitions and a replication factor of 1…32,767;
+        /// ``reservedProperties`` are refused in `kafka.additionalProperties`.
         public func validate() throws {
             try kafka.validate()
+            try kafka.checkReserved(Self.reservedProperties, by: "KafkaEventSink")
             try KafkaTopicName.validate(topic)
             try DeltaKitError.check(linger, in: .zero ... .seconds(900), "linger")
             try DeltaKitError.check(batchBytes, in: 1...Int(Int32.max), "batchBytes")
@@ -152,6 +154,17 @@ extension KafkaEventSink {
             if idempotence && acks != .all {
                 throw DeltaKitError.invalidValue("acks", acks.rawValue, allowed: "all when idempotence is on")
             }
+        }
+
+        /// The librdkafka properties the sink sets from its own settings, each with the reason (besides
+        /// `KafkaConfiguration.reservedProperties`): ``validate()`` refuses them in `kafka.additionalProperties`,
+        /// where they would bypass the check that idempotence needs `acks=all`.
+        public static var reservedProperties: [String: String] {
+            [
+                "enable.idempotence": "it is set from idempotence, checked together with acks",
+                "acks": "it is set from acks, checked together with idempotence",
+                "request.required.acks": "it is an alias of acks, set from acks",
+            ]
         }
 
         /// The librdkafka properties, in order (later entries win).

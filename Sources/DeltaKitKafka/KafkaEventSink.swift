@@ -64,7 +64,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
             }
         } catch let error as KafkaError {
             await core.shutdown()
-            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, librdkafkaSaid: callbacks.lastProblem)
+            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, callbacks: callbacks)
         }
         if let settings = configuration.createTopic {
             do {

@@ -95,9 +95,11 @@ extension KafkaEventSource {
         }
 
         /// Checks every value (and ``kafka``'s), naming the first that is out of range; called by the source's
-        /// initializer. `bufferSize` is 1…10,000,000; `sessionTimeout` 1 s…1 hour.
+        /// initializer. `bufferSize` is 1…10,000,000; `sessionTimeout` 1 s…1 hour; ``reservedProperties`` are
+        /// refused in `kafka.additionalProperties`.
         public func validate() throws {
             try kafka.validate()
+            try kafka.checkReserved(Self.reservedProperties, by: "KafkaEventSource")
             try KafkaTopicName.validate(topic)
             if let groupID, groupID.isEmpty {
                 throw DeltaKitError.invalidValue("groupID", "empty", allowed: "a name, or nil for no group")
@@ -125,6 +127,19 @@ extension KafkaEventSource {
                     allowed: "an offset of 0 or more for a partition of 0 or more"
                 )
             }
+        }
+
+        /// The librdkafka properties the source sets itself and relies on, each with the reason (besides
+        /// `KafkaConfiguration.reservedProperties`): ``validate()`` refuses them in `kafka.additionalProperties`.
+        public static var reservedProperties: [String: String] {
+            [
+                "enable.partition.eof":
+                    "the source learns that a partition is read to its end from librdkafka's end-of-partition events; without them waitUntilCaughtUp() and KafkaMaterializer.materialize never return",
+                "enable.auto.offset.store":
+                    "the source stores an offset only once the application acknowledged its event; automatic storing would commit events that were never applied",
+                "group.id": "it is set from groupID (nil reads without a group)",
+                "auto.offset.reset": "it is set from startPosition",
+            ]
         }
 
         /// The first librdkafka with `fetch.queue.backoff.ms` (2.2.0).

@@ -71,7 +71,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
                 try handle.partitions(of: topic, timeoutMs: timeout)
             }
         } catch let error as KafkaError {
-            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, librdkafkaSaid: callbacks.lastProblem)
+            handle.noteQueuedErrorsAfterFailedConnect()
+            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, callbacks: callbacks)
         }
         guard let partitions, !partitions.isEmpty else {
             throw DeltaKitError(

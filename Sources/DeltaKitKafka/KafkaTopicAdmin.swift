@@ -111,11 +111,43 @@ public struct KafkaTopicAdmin: Sendable {
     }
 
     private func unreachable(_ error: KafkaError) -> DeltaKitError {
-        DeltaKitError.kafkaUnreachable(configuration, error, librdkafkaSaid: callbacks.lastProblem)
+        DeltaKitError.kafkaUnreachable(configuration, error, callbacks: callbacks)
     }
 }
 
 extension DeltaKitError {
+    /// The error for a connect that failed, from what the client's callbacks saw: an authentication failure
+    /// librdkafka reported, or the last problem it logged.
+    static func kafkaUnreachable(
+        _ configuration: KafkaConfiguration,
+        _ error: KafkaError,
+        callbacks: RdKafkaCallbacks
+    ) -> DeltaKitError {
+        if let refused = callbacks.authenticationFailure {
+            return kafkaRefusedAuthentication(configuration, refused)
+        }
+        return kafkaUnreachable(configuration, error, librdkafkaSaid: callbacks.lastProblem)
+    }
+
+    /// The error for a broker that answered but refused to authenticate the client: it names the security
+    /// protocol, the SASL mechanism and the user (never the password), and carries librdkafka's error
+    /// (`KafkaError.Code.authentication` or `.saslAuthenticationFailed`) as `underlying`.
+    static func kafkaRefusedAuthentication(_ configuration: KafkaConfiguration, _ refused: KafkaError) -> DeltaKitError
+    {
+        let extra = configuration.additionalProperties
+        let mechanism =
+            configuration.security.saslMechanism ?? extra["sasl.mechanisms"] ?? extra["sasl.mechanism"]
+            ?? "GSSAPI (librdkafka's default)"
+        let user = (configuration.security.saslUsername ?? extra["sasl.username"]).map { ", user '\($0)'" } ?? ""
+        let securityProtocol = extra["security.protocol"] ?? configuration.security.protocol.rawValue
+        return DeltaKitError(
+            code: .connectionFailed,
+            message:
+                "authentication failed: the Kafka broker at \(configuration.serversDescription) refused the client (security.protocol \(securityProtocol), SASL mechanism \(mechanism)\(user); librdkafka \(refused.name): \(refused.message)); check the user name, the password and the mechanism the broker accepts",
+            underlying: refused
+        )
+    }
+
     /// The error for a connect that failed; `librdkafkaSaid` is the last problem librdkafka logged, which tells
     /// "nobody answered" apart from "the broker answered but this librdkafka could not talk to it".
     static func kafkaUnreachable(

@@ -191,6 +191,43 @@ struct KafkaConfigurationTests {
         #expect(error?.message.contains("partitions is -3") == true)
     }
 
+    @Test(
+        "a property the library sets itself and relies on is refused in additionalProperties, naming it and why",
+        arguments: [
+            ("enable.partition.eof", "false", "end-of-partition"), ("enable.auto.offset.store", "true", "acknowledged"),
+            ("group.id", "g", "groupID"), ("auto.offset.reset", "latest", "startPosition"),
+            ("bootstrap.servers", "a:1", "bootstrapServers"), ("delivery.report.only.error", "true", "delivery report"),
+        ]
+    )
+    func reservedSourceProperties(name: String, value: String, reason: String) async {
+        var configuration = KafkaEventSource<DemoUser>.Configuration(topic: "t")
+        configuration.kafka.additionalProperties = [name: value, "statistics.interval.ms": "1000"]
+        let error = await invalid { _ = try await KafkaEventSource<DemoUser>(configuration: configuration) }
+        #expect(error?.message.contains("additionalProperties sets '\(name)'") == true, "\(String(describing: error))")
+        #expect(error?.message.contains(reason) == true, "\(String(describing: error))")
+        #expect(error?.message.contains("remove it from additionalProperties") == true)
+    }
+
+    @Test(
+        "the sink refuses acks, enable.idempotence and delivery.report.only.error in additionalProperties",
+        arguments: [
+            "acks", "request.required.acks", "enable.idempotence", "delivery.report.only.error", "bootstrap.servers",
+        ]
+    )
+    func reservedSinkProperties(name: String) async {
+        var configuration = KafkaEventSink<DemoUser>.Configuration(topic: "t")
+        configuration.kafka.additionalProperties = [name: "1"]
+        let error = await invalid { _ = try await KafkaEventSink<DemoUser>(configuration: configuration) }
+        #expect(
+            error?.message.contains("additionalProperties sets '\(name)', which KafkaEventSink") == true
+                || error?.message.contains("additionalProperties sets '\(name)', which every DeltaKit client") == true,
+            "\(String(describing: error))"
+        )
+        // Properties the library does not rely on stay allowed (they are what additionalProperties is for).
+        configuration.kafka.additionalProperties = ["linger.ms": "50", "security.protocol": "plaintext"]
+        #expect(throws: Never.self) { try configuration.validate() }
+    }
+
     @Test("fetch.queue.backoff.ms is 10 ms on a librdkafka that has it (2.2+), left out before, and accepted")
     func fetchQueueBackoff() throws {
         let properties = KafkaEventSource<DemoUser>.Configuration(topic: "t").properties

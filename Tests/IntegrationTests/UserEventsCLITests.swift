@@ -36,9 +36,14 @@ enum CLI {
         private let stderr = Buffer()
         private let done = Mutex(0)
 
-        init(_ arguments: [String]) throws {
+        convenience init(_ arguments: [String]) throws {
+            try self.init(executable: CLI.executable, arguments: arguments)
+        }
+
+        /// Starts `executable` (the CLI, or a shell that runs it) with `arguments`.
+        init(executable: URL, arguments: [String]) throws {
             process = Process()
-            process.executableURL = CLI.executable
+            process.executableURL = executable
             process.arguments = arguments
             let out = Pipe()
             let err = Pipe()

@@ -10,6 +10,13 @@ final class RdKafkaCallbacks: Sendable {
     let logger: Logger
     private let errorHandler = Mutex<(@Sendable (KafkaError) -> Void)?>(nil)
     private let problem = Mutex<String?>(nil)
+    private let authentication = Mutex<KafkaError?>(nil)
+
+    /// The last authentication failure librdkafka reported (`_AUTHENTICATION` or `SASL_AUTHENTICATION_FAILED`),
+    /// so that a refused login is not reported as a broker nobody answered at.
+    var authenticationFailure: KafkaError? { authentication.withLock { $0 } }
+
+    func noteAuthenticationFailure(_ error: KafkaError) { authentication.withLock { $0 = error } }
 
     /// The last warning or error librdkafka reported (log or error callback), to explain a failed connect.
     var lastProblem: String? { problem.withLock { $0 } }
@@ -67,6 +74,9 @@ func rdkafkaError(
     let callbacks = Unmanaged<RdKafkaCallbacks>.fromOpaque(opaque).takeUnretainedValue()
     let code = rd_kafka_resp_err_t(rawValue: err)
     if let reason { callbacks.noteProblem(String(cString: reason)) }
+    if code == RD_KAFKA_RESP_ERR__AUTHENTICATION || code == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED {
+        callbacks.noteAuthenticationFailure(RdKafka.error(code, message: reason.map { String(cString: $0) }))
+    }
     var error = RdKafka.error(
         code,
         message: reason.map { String(cString: $0) },
@@ -107,3 +117,25 @@ func rdkafkaDelivery(
 }
 
 /// The NUL-terminated text in an `errstr` buffer.
+
+extension RdKafkaHandle {
+    /// Takes the errors waiting on a consumer's queue — nobody serves it before the source's poll thread starts —
+    /// and notes them on ``callbacks`` as the error callback would (an authentication failure by its code), to
+    /// explain a failed connect. Other events on the queue are dropped: call it only on a consumer that failed to
+    /// connect and is about to be destroyed.
+    func noteQueuedErrorsAfterFailedConnect() {
+        guard kind == .consumer, let queue = rd_kafka_queue_get_consumer(pointer) ?? rd_kafka_queue_get_main(pointer)
+        else { return }
+        defer { rd_kafka_queue_destroy(queue) }
+        while let event = rd_kafka_queue_poll(queue, 0) {
+            defer { rd_kafka_event_destroy(event) }
+            guard rd_kafka_event_type(event) == RD_KAFKA_EVENT_ERROR else { continue }
+            let code = rd_kafka_event_error(event)
+            let message = rd_kafka_event_error_string(event).map { String(cString: $0) }
+            if let message { callbacks.noteProblem(message) }
+            if code == RD_KAFKA_RESP_ERR__AUTHENTICATION || code == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED {
+                callbacks.noteAuthenticationFailure(RdKafka.error(code, message: message))
+            }
+        }
+    }
+}
