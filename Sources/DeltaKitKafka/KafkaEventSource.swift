@@ -39,6 +39,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     package let startOffsets: [Int32: Int64]
     /// Whether the source reads in a consumer group.
     package let hasGroup: Bool
+    /// The cluster it reads from (for the materializer's continuity check).
+    package let kafka: KafkaConfiguration
 
     /// Connects, checks that the topic exists, and starts reading.
     ///
@@ -99,6 +101,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         self.topic = topic
         self.startOffsets = configuration.startOffsets
         self.hasGroup = configuration.groupID != nil
+        self.kafka = configuration.kafka
         self.core = SourceCore(
             handle: handle,
             configuration: configuration,

@@ -37,6 +37,9 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     private let metricsFactory: any MetricsFactory
     private let lagGauges = Mutex<[Int32: Gauge]>([:])
     private let latestLag = Mutex<[Int32: Int64]>([:])
+    /// Whether a positioned store's positions were already checked against the topic (by the initializer that
+    /// made the source); otherwise ``run()`` checks them before reading.
+    private let continuityChecked = Atomic<Bool>(false)
 
     /// Per partition, the messages between the applied position and the partition's end as librdkafka last
     /// saw it (what the `deltakit_materializer_lag` gauge reports); empty before the first batch. A broker that
@@ -121,6 +124,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             onSourceEvent: onSourceEvent
         )
         self.init(source: source, store: store, maxBatchSize: maxBatchSize, logger: logger)
+        continuityChecked.store(true, ordering: .relaxed)
     }
 
     /// Applies events until the source ends, graceful shutdown, or cancellation; then closes the source
@@ -153,6 +157,17 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
                         "the source for '\(source.topic)' starts at \(Self.describe(source.startOffsets))\(source.hasGroup ? " in a group" : "") but the store's positions are \(Self.describe(stored)); a positioned store needs a source without a group that starts at its positions — use KafkaMaterializer(configuration:store:), which sets startOffsets from the store"
                 )
             }
+            if !continuityChecked.load(ordering: .relaxed), !stored.isEmpty {
+                // A source made by hand: the positions must still belong to the log the topic holds.
+                try await Self.checkContinuity(
+                    of: positioned,
+                    topic: source.topic,
+                    kafka: source.kafka,
+                    logger: logger,
+                    rebuild: false
+                )
+                continuityChecked.store(true, ordering: .relaxed)
+            }
             advanceVisibility(stored)
         }
         var applied = 0
@@ -168,8 +183,9 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
                 try await store.apply(contentsOf: events)
             }
             source.acknowledge(batch)
-            advanceVisibility(batch.nextOffsets)
+            // The lag first: a reader woken by visibility sees the lag of what it waited for.
             recordLag(batch.nextOffsets)
+            advanceVisibility(batch.nextOffsets)
             if batch.reachesCaughtUp { source.markCaughtUp() }
             let before = applied
             applied += events.count
@@ -277,6 +293,25 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
                     "groupID '\(configuration.groupID ?? "")' is set, but \(type(of: store)) keeps its own position and a full copy of every partition; set groupID to nil"
             )
         }
+        return try await checkContinuity(
+            of: store,
+            topic: configuration.topic,
+            kafka: configuration.kafka,
+            logger: logger,
+            rebuild: rebuild
+        )
+    }
+
+    /// Re-reads the last applied message of each partition (``TopicContinuity``) and returns the positions to start
+    /// from: the store's, or none after a rebuild; throws `incompatibleStore` when they belong to another log.
+    @discardableResult
+    private static func checkContinuity(
+        of store: any PositionedStateStore<Store.Record>,
+        topic: String,
+        kafka: KafkaConfiguration,
+        logger: Logger,
+        rebuild: Bool
+    ) async throws -> [Int32: Int64] {
         let positions = try await store.positions()
         guard !positions.isEmpty else { return positions }
         let fingerprints = try await store.fingerprints()
@@ -284,9 +319,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         for (partition, next) in positions {
             expected[partition] = ExpectedPosition(next: next, fingerprint: fingerprints[partition])
         }
-        let topic = configuration.topic
-        let properties = configuration.kafka.properties
-        let timeout = max(configuration.kafka.connectTimeout, .seconds(5))
+        let properties = kafka.properties
+        let timeout = max(kafka.connectTimeout, .seconds(5))
         let checked = expected
         let verdicts = try await BlockingCalls.run {
             TopicContinuity.verify(
@@ -351,6 +385,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             onMalformed: onMalformed
         )
         let materializer = KafkaMaterializer(source: source, store: store, logger: logger)
+        materializer.continuityChecked.store(true, ordering: .relaxed)
         do {
             let count = try await materializer.applyAll(progress: progress)
             try await source.close()

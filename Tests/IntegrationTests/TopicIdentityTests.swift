@@ -81,6 +81,12 @@ struct TopicIdentityTests {
         }
         #expect(longer?.code == .incompatibleStore, "\(String(describing: longer))")
         #expect(longer?.message.contains("holds another message at offset") == true, "\(String(describing: longer))")
+        // A source made by hand, starting at the store's positions, is checked when the materializer runs.
+        var byHand = Self.configuration(broker)
+        byHand.startOffsets = positions
+        let handMade = KafkaMaterializer(source: try await KafkaEventSource(configuration: byHand), store: store)
+        let refused = await #expect(throws: DeltaKitError.self) { try await handMade.run() }
+        #expect(refused?.code == .incompatibleStore, "\(String(describing: refused))")
         #expect(try await store.snapshot() == before, "a refused start changes nothing")
         #expect(try await store.positions() == positions)
 
