@@ -10,7 +10,10 @@ final class DeadLetterProducer: Sendable {
 
     init(configuration: KafkaConfiguration, logger: Logger) throws {
         var properties = configuration.properties
-        properties += [("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0")]
+        properties += [
+            ("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0"),
+            ("max.in.flight.requests.per.connection", "1"),  // see KafkaEventSink.Configuration.maxInFlightRequests
+        ]
         properties += configuration.additionalProperties.sorted { $0.key < $1.key }
         let handle = try RdKafkaHandle(
             kind: .producer,

@@ -13,6 +13,17 @@ extension KafkaEventSink {
         public var idempotence: Bool
         /// Acknowledgements required from the broker (`acks`). Default: ``Acks/all``.
         public var acks: Acks
+        /// How many produce requests may await their response on one broker connection
+        /// (`max.in.flight.requests.per.connection`). Default: 1.
+        ///
+        /// With more than one, a partition's next batch can be on its way while an earlier one fails and is retried.
+        /// If the broker then accepts the later batch, librdkafka reports the earlier one delivered as well ("implicitly
+        /// acknowledged", with no offset) — sound only on a broker that enforces the idempotent producer's sequence
+        /// numbers (Kafka does; librdkafka's mock cluster does not, for a producer without a transactional id, and
+        /// there such an event was acknowledged but never written). With 1, every acknowledgement answers the
+        /// request that carried the event. Each request still carries up to ``batchMessages`` events per partition,
+        /// so the cost is one round trip between requests to a broker. At most 5 with ``idempotence``.
+        public var maxInFlightRequests: Int
         /// How long to wait to fill a batch (`linger.ms`). Default: 5 ms. ``KafkaEventSink/flush()`` and
         /// ``KafkaEventSink/close()`` do not wait for it: they send what is lingering at once.
         public var linger: Duration
@@ -53,6 +64,7 @@ extension KafkaEventSink {
             topic: String,
             idempotence: Bool = true,
             acks: Acks = .all,
+            maxInFlightRequests: Int = 1,
             linger: Duration = .milliseconds(5),
             batchBytes: Int = 1_000_000,
             batchMessages: Int = 10_000,
@@ -68,6 +80,7 @@ extension KafkaEventSink {
             self.topic = topic
             self.idempotence = idempotence
             self.acks = acks
+            self.maxInFlightRequests = maxInFlightRequests
             self.linger = linger
             self.batchBytes = batchBytes
             self.batchMessages = batchMessages
@@ -136,7 +149,7 @@ extension KafkaEventSink {
         /// Checks every value (and ``kafka``'s), naming the first that is out of range; called by
         /// ``KafkaEventSink/init(configuration:logger:metricsFactory:)``.
         ///
-        /// Ranges are librdkafka's: `linger` 0…900 s, `batchBytes` 1…2,147,483,647, `batchMessages` 1…1,000,000,
+        /// Ranges are librdkafka's: `maxInFlightRequests` 1…5 with idempotence (1…1,000,000 without), `linger` 0…900 s, `batchBytes` 1…2,147,483,647, `batchMessages` 1…1,000,000,
         /// `queueMaxMessages` 1…2,147,483,647, `messageTimeout` 0…2,147,483,647 ms (0 = no limit);
         /// `shutdownTimeout` 0…24 days; a created topic has 1…100,000 partitions and a replication factor of 1…32,767;
         /// ``reservedProperties`` are refused in `kafka.additionalProperties`.
@@ -144,6 +157,7 @@ extension KafkaEventSink {
             try kafka.validate()
             try kafka.checkReserved(Self.reservedProperties, by: "KafkaEventSink")
             try KafkaTopicName.validate(topic)
+            try DeltaKitError.check(maxInFlightRequests, in: 1...(idempotence ? 5 : 1_000_000), "maxInFlightRequests")
             try DeltaKitError.check(linger, in: .zero ... .seconds(900), "linger")
             try DeltaKitError.check(batchBytes, in: 1...Int(Int32.max), "batchBytes")
             try DeltaKitError.check(batchMessages, in: 1...1_000_000, "batchMessages")
@@ -173,6 +187,7 @@ extension KafkaEventSink {
             p += [
                 ("enable.idempotence", idempotence ? "true" : "false"),
                 ("acks", acks.rawValue),
+                ("max.in.flight.requests.per.connection", String(maxInFlightRequests)),
                 ("linger.ms", String(linger.milliseconds())),
                 ("batch.size", String(batchBytes)),
                 ("batch.num.messages", String(batchMessages)),

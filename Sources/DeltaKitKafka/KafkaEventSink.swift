@@ -222,7 +222,8 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
 
     /// Returns once every event sent before the call is acknowledged.
     ///
-    /// Batches waiting for ``Configuration/linger`` are sent at once rather than when it ends.
+    /// Batches waiting for ``Configuration/linger`` are sent at once rather than when it ends; a batch sent after
+    /// `flush()` returned waits for it again.
     ///
     /// - Throws: the sink's failure if an event could not be delivered.
     public func flush() async throws {
@@ -262,9 +263,6 @@ final class SinkCore: Sendable {
     private let machine = Mutex(Machine())
     /// Set once the sink failed or closed: the cheap check before each event.
     private let stopped = Atomic<Bool>(false)
-    /// How many `flush()`/`close()` calls are waiting. While one is, the poll thread serves reports through
-    /// `rd_kafka_flush`, which makes librdkafka send what is lingering now instead of after `linger.ms`.
-    private let waitingForDelivery = Atomic<Int>(0)
 
     init<R>(
         handle: RdKafkaHandle,
@@ -277,16 +275,25 @@ final class SinkCore: Sendable {
         self.shutdownTimeout = configuration.shutdownTimeout
         self.logger = logger
         self.metrics = SinkMetrics(topic: configuration.topic, factory: metricsFactory)
-        let loop = PollLoop(name: "deltakit-kafka-producer") { [weak self] in
-            guard let self else { return }
-            if self.waitingForDelivery.load(ordering: .relaxed) > 0, self.handle.outstandingMessages > 0 {
-                _ = self.handle.flush(timeoutMs: 100)
-            } else {
-                self.handle.poll(timeoutMs: 100)
-            }
-            self.perform(self.machine.withLock { $0.polled() })
-        }
+        let loop = PollLoop(name: "deltakit-kafka-producer") { [weak self] in self?.pollOnce() }
         pollLoop.withLock { $0 = loop }
+    }
+
+    /// One turn of the poll thread. While a `flush()` or `close()` waits, reports are served through
+    /// `rd_kafka_flush`, which makes librdkafka send what is lingering now instead of after `linger.ms` — for as
+    /// long as it runs: a message enqueued meanwhile is sent at once too. So every waiter that a transition resumes
+    /// meanwhile is held by the state machine and resumed only once `rd_kafka_flush` returned (a report that
+    /// completes one makes it return at once): a batch enqueued after `flush()` returned lingers.
+    private func pollOnce() {
+        if machine.withLock({ $0.startImmediateSendIfWanted() }) {
+            let flushing = handle.outstandingMessages > 0
+            if flushing { _ = handle.flush(timeoutMs: 20) }
+            perform(machine.withLock { $0.immediateSendEnded() })
+            if !flushing { handle.poll(timeoutMs: 10) }  // nothing to send yet
+        } else {
+            handle.poll(timeoutMs: 100)
+        }
+        perform(machine.withLock { $0.polled() })
     }
 
     /// Runs the actions a transition returned (never under the lock).
@@ -345,7 +352,7 @@ final class SinkCore: Sendable {
             metrics.acknowledged.increment()
             if outcome.latencyMicros >= 0 { metrics.latency.recordNanoseconds(outcome.latencyMicros * 1000) }
         }
-        let (actions, first) = machine.withLock { machine in
+        let (actions, first, held) = machine.withLock { machine in
             let first = failure != nil && machine.failure == nil
             let actions = machine.delivered(
                 for: batch.id,
@@ -353,10 +360,12 @@ final class SinkCore: Sendable {
                 partition: outcome.partition,
                 offset: outcome.offset
             )
-            return (actions, first)
+            return (actions, first, machine.holdsActions)
         }
         if first, let failure { logger.error("Kafka sink stopped: \(failure)") }
         perform(actions)
+        // Waiters are held until librdkafka's flush returns: make it return now (this runs on the poll thread).
+        if held { handle.yield() }
     }
 
     /// No more messages will be added to `batch`; waits for its reports and returns its first failure and the
@@ -397,8 +406,6 @@ final class SinkCore: Sendable {
 
     /// Waits for every `send` call in progress now (not for those that start later).
     func waitForSendsInProgress() async {
-        waitingForDelivery.add(1, ordering: .relaxed)
-        defer { waitingForDelivery.subtract(1, ordering: .relaxed) }
         await withCheckedContinuation { continuation in
             perform(machine.withLock { $0.flush(waiter: continuation) })
         }
@@ -450,9 +457,7 @@ final class SinkCore: Sendable {
     func close() async throws {
         stopped.store(true, ordering: .relaxed)
         guard machine.withLock({ $0.close() }) else { return }
-        waitingForDelivery.add(1, ordering: .relaxed)
         let clean = await waitUntilIdle(timeout: shutdownTimeout)
-        waitingForDelivery.subtract(1, ordering: .relaxed)
         await shutdown()
         if !clean {
             throw DeltaKitError(

@@ -14,6 +14,10 @@ package struct KafkaMockCluster: Sendable {
     package func setLeader(topic: String, partition: Int32, broker: Int32) {
         handle.mockSetLeader(topic: topic, partition: partition, broker: broker)
     }
+    /// Delays every response of broker `id` by `milliseconds` (its round-trip time).
+    package func setRoundTripTime(broker id: Int32, milliseconds: Int32) {
+        handle.mockSetRoundTripTime(broker: id, milliseconds: milliseconds)
+    }
     /// Creates a topic on the mock cluster.
     package func createTopic(_ name: String, partitions: Int32) { handle.mockCreateTopic(name, partitions: partitions) }
 }

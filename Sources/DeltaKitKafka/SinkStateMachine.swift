@@ -50,9 +50,28 @@ struct SinkStateMachine<Waiter, SendWaiter> {
     private(set) var queueFullWaits = 0
     /// How many flushes took their set of sends in progress (for tests).
     private(set) var flushesStarted = 0
+    /// The actions of transitions made while the poll thread serves reports through librdkafka's flush
+    /// (`rd_kafka_flush`), held until it returned; `nil` while it does not. While librdkafka flushes, a message
+    /// enqueued is sent at once instead of after `linger.ms`: a `flush()` that returned, or a sender that resumed,
+    /// inside it could enqueue a batch that is sent at once instead of lingering.
+    private var held: [Action]?
 
     /// The number of `send` calls in progress.
     var sendsInProgress: Int { sends.count }
+
+    /// Whether the poll thread should serve reports through librdkafka's flush, which sends what is lingering at
+    /// once: while a `flush()` or `close()` waits.
+    var wantsImmediateSend: Bool { !flushes.isEmpty || !idleWaiters.isEmpty }
+
+    /// Whether actions are held (the poll thread is in librdkafka's flush) and some are waiting.
+    var holdsActions: Bool { held?.isEmpty == false }
+
+    /// Returns `actions` to perform now, or holds them while the poll thread is in librdkafka's flush.
+    private mutating func emit(_ actions: [Action]) -> [Action] {
+        guard held != nil, !actions.isEmpty else { return actions }
+        held! += actions
+        return []
+    }
 
     // MARK: Sends
 
@@ -77,7 +96,7 @@ struct SinkStateMachine<Waiter, SendWaiter> {
         var actions: [Action] = []
         completeIfDone(id, &actions)
         resumeIdleWaiters(&actions)
-        return actions
+        return emit(actions)
     }
 
     /// A delivery report for a message of `id`: `failure` when it was not acknowledged (it stops the sink, as
@@ -98,7 +117,7 @@ struct SinkStateMachine<Waiter, SendWaiter> {
         var actions: [Action] = []
         completeIfDone(id, &actions)
         resumeIdleWaiters(&actions)
-        return actions
+        return emit(actions)
     }
 
     /// No more messages will be added to `id`; `waiter` gets its outcome once every report is in.
@@ -108,7 +127,7 @@ struct SinkStateMachine<Waiter, SendWaiter> {
         sends[id]!.waiter = waiter
         var actions: [Action] = []
         completeIfDone(id, &actions)
-        return actions
+        return emit(actions)
     }
 
     private mutating func completeIfDone(_ id: SendID, _ actions: inout [Action]) {
@@ -128,14 +147,14 @@ struct SinkStateMachine<Waiter, SendWaiter> {
     /// `flush()`: `waiter` resumes once every send in progress now is over (not those that start later).
     mutating func flush(waiter: Waiter) -> [Action] {
         flushesStarted += 1
-        guard !sends.isEmpty else { return [.resume(waiter)] }
+        guard !sends.isEmpty else { return emit([.resume(waiter)]) }
         flushes.append((Set(sends.keys), waiter))
         return []
     }
 
     /// `waiter` resumes once no delivery is outstanding.
     mutating func waitUntilIdle(waiter: Waiter) -> [Action] {
-        guard outstanding > 0 else { return [.resume(waiter)] }
+        guard outstanding > 0 else { return emit([.resume(waiter)]) }
         idleWaiters.append(waiter)
         return []
     }
@@ -144,6 +163,22 @@ struct SinkStateMachine<Waiter, SendWaiter> {
         guard outstanding == 0, !idleWaiters.isEmpty else { return }
         actions += idleWaiters.map(Action.resume)
         idleWaiters = []
+    }
+
+    /// The poll thread decides how to serve reports: `true` (and every action is held from now on, until
+    /// ``immediateSendEnded()``) when it should enter librdkafka's flush (``wantsImmediateSend``). Deciding and
+    /// holding in one step means that no waiter it serves can resume while librdkafka still flushes.
+    mutating func startImmediateSendIfWanted() -> Bool {
+        guard wantsImmediateSend else { return false }
+        held = held ?? []
+        return true
+    }
+
+    /// The poll thread left librdkafka's flush: the actions held since ``startImmediateSendIfWanted()``, to
+    /// perform now.
+    mutating func immediateSendEnded() -> [Action] {
+        defer { held = nil }
+        return held ?? []
     }
 
     /// librdkafka's queue was full: `waiter` resumes after the next poll (which frees space by serving reports).
@@ -156,7 +191,7 @@ struct SinkStateMachine<Waiter, SendWaiter> {
     mutating func polled() -> [Action] {
         guard !spaceWaiters.isEmpty else { return [] }
         defer { spaceWaiters = [] }
-        return spaceWaiters.map(Action.resume)
+        return emit(spaceWaiters.map(Action.resume))
     }
 
     // MARK: Lifecycle

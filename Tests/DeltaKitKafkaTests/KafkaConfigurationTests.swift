@@ -18,6 +18,7 @@ struct KafkaConfigurationTests {
         #expect(properties["bootstrap.servers"] == "localhost:9092")
         #expect(properties["enable.idempotence"] == "true")
         #expect(properties["acks"] == "all")
+        #expect(properties["max.in.flight.requests.per.connection"] == "1", "every acknowledgement is the event's own")
         #expect(properties["partitioner"] == "murmur2_random")
         #expect(properties["linger.ms"] == "5")
         #expect(properties["message.timeout.ms"] == "120000")
@@ -172,6 +173,9 @@ struct KafkaConfigurationTests {
         sink = KafkaEventSink<DemoUser>.Configuration(topic: "t", queueMaxMessages: 0)
         error = await invalid { try sink.validate() }
         #expect(error?.message.contains("queueMaxMessages is 0") == true)
+        sink = KafkaEventSink<DemoUser>.Configuration(topic: "t", maxInFlightRequests: 6)
+        error = await invalid { try sink.validate() }
+        #expect(error?.message.contains("maxInFlightRequests is 6") == true, "\(String(describing: error))")
         sink = KafkaEventSink<DemoUser>.Configuration(topic: "t", acks: .leader)
         error = await invalid { try sink.validate() }
         #expect(error?.message.contains("acks") == true)

@@ -164,4 +164,63 @@ struct SinkStateMachineTests {
         #expect(step27.isEmpty)
         #expect(machine.outstanding == 0)
     }
+
+    @Test(
+        "inside librdkafka's flush nothing resumes: a flush's waiter and its sends resume once the flush returned, and the flush is no longer wanted by then"
+    )
+    func heldWhileLibrdkafkaFlushes() {
+        var machine = Machine()
+        let id = machine.startSend()
+        machine.reserve(2, for: id)
+        let sealed = machine.seal(id, waiter: "send")
+        #expect(sealed.isEmpty)
+        #expect(!machine.wantsImmediateSend, "no flush waits: reports are polled, batches linger")
+        let enteredTooEarly = machine.startImmediateSendIfWanted()
+        #expect(!enteredTooEarly)
+        let flushing = machine.flush(waiter: "flush")
+        #expect(flushing.isEmpty)
+        #expect(machine.wantsImmediateSend)
+        let entered = machine.startImmediateSendIfWanted()  // the poll thread enters rd_kafka_flush
+        #expect(entered)
+        let first = machine.delivered(for: id, failure: nil, partition: 0, offset: 4)
+        #expect(first.isEmpty)
+        #expect(!machine.holdsActions)
+        // The last report completes the send and the flush: neither resumes inside rd_kafka_flush, where a batch
+        // that the flush's caller enqueues next would be sent at once instead of lingering.
+        let last = machine.delivered(for: id, failure: nil, partition: 0, offset: 5)
+        #expect(last.isEmpty)
+        #expect(machine.holdsActions, "the poll thread makes rd_kafka_flush return (rd_kafka_yield)")
+        #expect(!machine.wantsImmediateSend, "the next turn polls: a batch enqueued after flush() returned lingers")
+        let released = machine.immediateSendEnded()  // rd_kafka_flush returned
+        #expect(Self.resumed(released) == ["send:ok:EventReceipt(0@5)", "flush"])
+        #expect(!machine.holdsActions)
+        let enteredAgain = machine.startImmediateSendIfWanted()
+        #expect(!enteredAgain)
+        // Outside librdkafka's flush, transitions resume at once again.
+        let idleFlush = machine.flush(waiter: "idle flush")
+        #expect(Self.resumed(idleFlush) == ["idle flush"])
+    }
+
+    @Test("close's wait for no outstanding delivery wants librdkafka's flush; what resumes meanwhile is held too")
+    func closeWantsImmediateSend() {
+        var machine = Machine()
+        let id = machine.startSend()
+        machine.reserve(1, for: id)
+        let closing = machine.waitUntilIdle(waiter: "close")
+        #expect(closing.isEmpty)
+        #expect(machine.wantsImmediateSend)
+        let entered = machine.startImmediateSendIfWanted()
+        #expect(entered)
+        let sealed = machine.seal(id, waiter: "send")
+        #expect(sealed.isEmpty)
+        let flushing = machine.flush(waiter: "flush")
+        #expect(flushing.isEmpty)
+        let delivered = machine.delivered(for: id, failure: nil, partition: 1, offset: 0)
+        #expect(delivered.isEmpty)
+        #expect(!machine.wantsImmediateSend)
+        let released = machine.immediateSendEnded()
+        #expect(Self.resumed(released) == ["send:ok:EventReceipt(1@0)", "flush", "close"])
+        let again = machine.immediateSendEnded()
+        #expect(again.isEmpty)
+    }
 }

@@ -26,6 +26,11 @@ extension RdKafkaHandle {
         rd_kafka_mock_push_request_errors_array(cluster, 0, count, &errors)  // ApiKey 0 = Produce
     }
 
+    func mockSetRoundTripTime(broker: Int32, milliseconds: Int32) {
+        guard let cluster = rd_kafka_handle_mock_cluster(pointer) else { return }
+        _ = rd_kafka_mock_broker_set_rtt(cluster, broker, milliseconds)
+    }
+
     func mockSetLeader(topic: String, partition: Int32, broker: Int32) {
         guard let cluster = rd_kafka_handle_mock_cluster(pointer) else { return }
         _ = rd_kafka_mock_partition_set_leader(cluster, topic, partition, broker)

@@ -87,6 +87,10 @@ final class RdKafkaHandle: @unchecked Sendable {
         return err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : RdKafka.error(err)
     }
 
+    /// Makes the `rd_kafka_poll`/`rd_kafka_flush` that is serving the calling callback return after it (only
+    /// meaningful inside a callback on the polling thread).
+    func yield() { rd_kafka_yield(pointer) }
+
     /// Purges queued and in-flight messages; their delivery reports then carry `_PURGE_*` errors.
     func purgeAll() {
         _ = rd_kafka_purge(pointer, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
