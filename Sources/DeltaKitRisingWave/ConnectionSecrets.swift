@@ -40,8 +40,8 @@ enum ConnectionSecrets {
         for range in urlRanges(scalars) {
             let raw = String(String.UnicodeScalarView(scalars[range]))
             var forms = [raw]
-            forms.append(percentDecoded(raw))
             if raw.unicodeScalars.first == "'" { forms.append(unquoted(raw)) }
+            forms += forms.map(percentDecoded)
             for form in forms {
                 found.insert(form)
                 for separators in [fragmentSeparators, ["@"], [":"], ["/"]] as [Set<Unicode.Scalar>] {
@@ -184,7 +184,22 @@ enum ConnectionSecrets {
             var rest = Array(host)
             // Whitespace: not a host name and port, so it may be a password.
             if rest.contains(where: { $0.properties.isWhitespace }) { return true }
-            if rest.first == "[", let close = rest.firstIndex(of: "]") { rest.removeSubrange(0...close) }
+            if rest.first == "[", let close = rest.firstIndex(of: "]") {
+                // An IPv6 literal holds hex digits, colons, dots and a zone (`%eth0`), and is followed by nothing
+                // or by `:port`.
+                let literal = rest[1..<close]
+                let address = literal.prefix { $0 != "%" }
+                let zone = literal.dropFirst(address.count)
+                if !address.allSatisfy({ $0.properties.isASCIIHexDigit || $0 == ":" || $0 == "." })
+                    || !zone.allSatisfy({
+                        isASCIILetter($0) || ("0"..."9").contains($0) || "%_.-".unicodeScalars.contains($0)
+                    })
+                {
+                    return true
+                }
+                rest.removeSubrange(0...close)
+                if !rest.isEmpty && rest.first != ":" { return true }
+            }
             // A second colon (outside an IPv6 literal) or a stray bracket: not a host name and port either.
             if rest.filter({ $0 == ":" }).count > 1 || rest.contains("[") || rest.contains("]") { return true }
             guard let colon = rest.lastIndex(of: ":") else { return false }
