@@ -90,6 +90,27 @@ struct PipelineSQLTests {
     }
 
     @Test(
+        "a topic Kafka refuses is refused when the pipeline is configured, naming the rule",
+        arguments: ["", ".", "..", "a b", "a/b", "a'b", "tópico", "a:b", String(repeating: "t", count: 250)]
+    )
+    func topicNamesKafkaRefuses(topic: String) {
+        #expect {
+            try RisingWavePipeline<DemoUser>(configuration: .init(topic: topic))
+        } throws: { error in
+            guard let error = error as? DeltaKitError, error.code == .invalidConfiguration else { return false }
+            return error.message.contains("invalid Kafka topic name")
+                && error.message.contains("1–249 letters, digits, '.', '_' or '-'")
+        }
+    }
+
+    @Test("every topic Kafka accepts is accepted")
+    func topicNamesKafkaAccepts() throws {
+        for topic in ["a.b", "a-b", "a_b", "A_B", "...", "t", String(repeating: "t", count: 249)] {
+            _ = try RisingWavePipeline<DemoUser>(configuration: .init(topic: topic))
+        }
+    }
+
+    @Test(
         "names are validated: no injection through a source, view or table name",
         arguments: [
             "user_events; DROP TABLE x", "Users", "1abc", "", "a\"b", String(repeating: "a", count: 64),
@@ -107,13 +128,15 @@ struct PipelineSQLTests {
         }
     }
 
-    @Test("literals are escaped: a quote in a topic or server cannot end the string")
+    @Test("literals are escaped: a quote in a server cannot end the string; a topic with a quote is refused")
     func literals() throws {
         let pipeline = try RisingWavePipeline<DemoUser>(
-            configuration: .init(topic: "a'b", bootstrapServers: "h:1'); DROP SOURCE x; --")
+            configuration: .init(topic: "a.b", bootstrapServers: "h:1'); DROP SOURCE x; --")
         )
-        #expect(pipeline.createSourceSQL.contains("topic = 'a''b'"))
+        #expect(pipeline.createSourceSQL.contains("topic = 'a.b'"))
         #expect(pipeline.createSourceSQL.contains("'h:1''); DROP SOURCE x; --'"))
+        // Kafka's topic rule leaves no quote to escape (the literal stays escaped all the same).
+        #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(topic: "a'b")) }
         #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(topic: "a\\'b")) }
     }
 
