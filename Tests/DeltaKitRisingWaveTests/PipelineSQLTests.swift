@@ -236,6 +236,25 @@ struct ConnectionUnitTests {
         }
     }
 
+    @Test("a libpq error carried or logged by the connection (reconnect warnings too) is scrubbed of the password")
+    func libpqErrorsAreScrubbed() {
+        let configuration = RisingWaveConnection.Configuration(url: "postgres://root:S3cr3t@Pw9q@127.0.0.1:1/dev")
+        let raw = RisingWaveError(
+            sqlState: nil,
+            message: #"could not translate host name "Pw9q@127.0.0.1" to address"#,
+            detail: "port S3cr3t",
+            hint: #"user "root:S3cr3t""#,
+            isConnectionError: true
+        )
+        let scrubbed = RisingWaveConnection.scrubbed(raw, configuration)
+        for text in ["\(scrubbed)", scrubbed.message, scrubbed.detail ?? "", scrubbed.hint ?? ""] {
+            #expect(!text.contains("S3cr3t") && !text.contains("Pw9q"), "\(text)")
+        }
+        let error = RisingWaveConnection.connectionError(configuration, raw)
+        #expect(!"\(error)".contains("S3cr3t") && !"\(error)".contains("Pw9q"), "\(error)")
+        #expect("\(error)".contains("127.0.0.1"), "the host stays visible: \(error)")
+    }
+
     /// Secret texts every mistyped shape of ``mistypedURLsNeverLeak(url:)`` hides somewhere.
     static let secretMarkers = ["S3cr3t", "Pw9q"]
 
