@@ -49,8 +49,14 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case 2:  // a password query parameter
         candidate = "postgres://\(user)@\(rest.filter { $0 != "?" })?\(parameter)=\(password)"
     case 3:  // key=value, quoted (quote and backslash escaped as libpq wants)
-        let escaped = password.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
-        candidate = "host=\(rest) \(parameter)='\(escaped)' user=\(user)"
+        // Escaped per Unicode scalar: `replacingOccurrences` compares Characters, and a backslash followed by a
+        // combining mark is one Character that is not a backslash (it stayed unescaped).
+        var escaped = String.UnicodeScalarView()
+        for scalar in password.unicodeScalars {
+            if scalar == "\\" || scalar == "'" { escaped.append("\\") }
+            escaped.append(scalar)
+        }
+        candidate = "host=\(rest) \(parameter)='\(String(escaped))' user=\(user)"
     case 4:  // key=value, unquoted: words that are not key=value (no '=', no quote)
         password = scalars(password, dropping: quotes.union(["="]))
         candidate = "host=\(rest) password=\(password) user=\(user)"
