@@ -22,14 +22,27 @@ struct Provision: AsyncParsableCommand {
     var partitions = 4
     @Option(
         help:
-            "The topic. The objects are named after it: user-events → user_events, latest_user_state; orders → orders_events, latest_orders_state."
+            "The topic. The objects are named after it: orders → orders_events, latest_orders_state (user-events keeps user_events, latest_user_state); a topic that could share names with another (a.b, a_b, A_B) is refused."
     )
     var topic = "user-events"
+    @Option(help: "Seconds to wait for RisingWave and the brokers before giving up (1…3600).")
+    var connectTimeout: Int = 10
     @Flag(help: "Print the SQL without connecting.")
     var dryRun = false
     @Flag(help: "Drop the objects instead of creating them.")
     var teardown = false
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        try validateConnectTimeout(connectTimeout)
+        // A topic Kafka refuses, or one whose object names another topic could share: a usage error, before any
+        // network (--dry-run included).
+        do {
+            _ = try RisingWavePipeline<DemoUser>.userEvents(topic: topic, bootstrapServers: rwBrokers)
+        } catch let error as DeltaKitError {
+            throw ValidationError("--topic: \(error.message)")
+        }
+    }
 
     func run() async throws {
         logging.bootstrap()
@@ -43,9 +56,13 @@ struct Provision: AsyncParsableCommand {
                 }
                 return
             }
-            let connection = try await RisingWaveConnection(configuration: .init(url: risingwave))
+            let connection = try await RisingWaveConnection(
+                configuration: .init(url: risingwave, connectTimeout: .seconds(connectTimeout))
+            )
             if !teardown {
-                let admin = try KafkaTopicAdmin(configuration: .userEvents(brokers: brokers, connectTimeout: 10))
+                let admin = try KafkaTopicAdmin(
+                    configuration: .userEvents(brokers: brokers, connectTimeout: connectTimeout)
+                )
                 if try await admin.ensureTopic(topic, partitions: partitions) {
                     printLine("Created topic '\(topic)' with \(partitions) partitions.")
                 }

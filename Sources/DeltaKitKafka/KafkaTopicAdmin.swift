@@ -172,20 +172,3 @@ extension DeltaKitError {
         )
     }
 }
-
-/// Kafka's topic-name rules.
-enum KafkaTopicName {
-    static func validate(_ name: String) throws {
-        let allowed = name.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F
-                || c == 0x2D
-        }
-        guard !name.isEmpty, name.utf8.count <= 249, allowed, name != ".", name != ".." else {
-            throw DeltaKitError(
-                code: .invalidConfiguration,
-                message:
-                    "invalid Kafka topic name '\(name)': use 1–249 letters, digits, '.', '_' or '-' (and not '.' or '..')"
-            )
-        }
-    }
-}

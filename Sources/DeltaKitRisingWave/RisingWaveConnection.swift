@@ -45,16 +45,19 @@ public actor RisingWaveConnection {
             self.applicationName = applicationName
         }
 
-        /// The URL with any password replaced by `***`: safe for logs and errors.
-        public var redactedURL: String { Self.redact(url) }
+        /// The URL with everything that may be a secret replaced by `***`: safe for logs and errors. Hidden are
+        /// the user information (all between the scheme and the last `@`, the user name included: a mistyped URL
+        /// can put the password there), a non-numeric port when there is no `@` (`postgres://root:S3cr3t`), and
+        /// password parameters (`?password=`, `passwd`, `sslpassword`, `key=value` forms).
+        public var redactedURL: String { ConnectionSecrets.redactURL(url) }
 
         public var description: String { "RisingWaveConnection.Configuration(url: \(redactedURL))" }
 
         /// `text` with every password replaced by `***` (see `ConnectionSecrets`).
         static func redact(_ text: String) -> String { ConnectionSecrets.redact(text) }
 
-        /// Like ``redact(_:)``, and also removes this configuration's own password wherever it appears
-        /// (libpq quotes parts of a conninfo it cannot parse).
+        /// A message from libpq with ``redact(_:)`` applied and this configuration's secrets — and their
+        /// fragments — removed wherever they appear (libpq quotes parts of a conninfo it cannot parse).
         func scrub(_ message: String) -> String {
             ConnectionSecrets.scrub(message, secrets: ConnectionSecrets.secrets(in: url))
         }
@@ -77,7 +80,7 @@ public actor RisingWaveConnection {
             if !isKeyValue, !(lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://")) {
                 throw DeltaKitError(
                     code: .invalidConfiguration,
-                    message: "the URL \(Self.redact(trimmed)) must start with postgres:// or postgresql://"
+                    message: "the URL \(redactedURL) must start with postgres:// or postgresql://"
                 )
             }
             try DeltaKitError.check(connectTimeout, in: .seconds(1) ... .seconds(Int64(Int32.max)), "connectTimeout")
@@ -139,7 +142,7 @@ public actor RisingWaveConnection {
         if let problem = pqValidateConninfo(configuration.conninfo) {
             throw DeltaKitError(
                 code: .invalidConfiguration,
-                message: configuration.scrub("invalid connection URL \(configuration.redactedURL): \(problem)")
+                message: "invalid connection URL \(configuration.redactedURL): \(configuration.scrub(problem))"
             )
         }
         self.configuration = configuration
@@ -185,13 +188,21 @@ public actor RisingWaveConnection {
         let oneLine = error.message.split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }
             .joined(separator: " ")
-        var scrubbed = error
-        scrubbed.message = configuration.scrub(error.message)
         return DeltaKitError(
             code: .connectionFailed,
-            message: configuration.scrub("cannot connect to \(configuration.redactedURL): \(oneLine); \(fix)"),
-            underlying: scrubbed
+            message: "cannot connect to \(configuration.redactedURL): \(configuration.scrub(oneLine)); \(fix)",
+            underlying: scrubbed(error, configuration)
         )
+    }
+
+    /// `error` with its message, detail and hint scrubbed of the configuration's secrets (libpq's connection
+    /// messages quote fragments of the connection string).
+    static func scrubbed(_ error: RisingWaveError, _ configuration: Configuration) -> RisingWaveError {
+        var scrubbed = error
+        scrubbed.message = configuration.scrub(error.message)
+        scrubbed.detail = error.detail.map(configuration.scrub)
+        scrubbed.hint = error.hint.map(configuration.scrub)
+        return scrubbed
     }
 
     /// Runs SQL through the simple protocol: DDL, or several `;`-separated statements (not atomic on RisingWave).
@@ -308,7 +319,8 @@ public actor RisingWaveConnection {
                 return
             } catch {
                 lastError = error
-                logger.warning("reconnect attempt \(attempt) to \(configuration.redactedURL) failed: \(error)")
+                let shown = (error as? RisingWaveError).map { "\(Self.scrubbed($0, configuration))" } ?? "\(error)"
+                logger.warning("reconnect attempt \(attempt) to \(configuration.redactedURL) failed: \(shown)")
                 Thread.sleep(
                     forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
                 )

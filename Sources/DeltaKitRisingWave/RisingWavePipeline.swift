@@ -121,7 +121,8 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     /// Validates the configuration against the record's schema.
     ///
     /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming the bad
-    ///   name, property or field.
+    ///   name, property or field — also a topic name Kafka refuses (1–249 letters, digits, `.`, `_`, `-`; not `.`
+    ///   or `..`).
     public init(configuration: Configuration) throws {
         let schema = try Record.schema
         let sourceName = configuration.sourceName ?? Self.recordStem + "_events"
@@ -155,6 +156,8 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
             )
         }
         try DeltaKitError.check(configuration.historySize, in: 1...100_000, "historySize")
+        // A topic Kafka refuses would only fail later, inside RisingWave's CREATE SOURCE (or never, with --dry-run).
+        try KafkaTopicName.validate(configuration.topic)
         _ = try SQLText.literal(configuration.topic)
         _ = try SQLText.literal(configuration.bootstrapServers)
         self.configuration = configuration

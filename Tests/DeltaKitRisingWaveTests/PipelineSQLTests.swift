@@ -90,6 +90,27 @@ struct PipelineSQLTests {
     }
 
     @Test(
+        "a topic Kafka refuses is refused when the pipeline is configured, naming the rule",
+        arguments: ["", ".", "..", "a b", "a/b", "a'b", "tópico", "a:b", String(repeating: "t", count: 250)]
+    )
+    func topicNamesKafkaRefuses(topic: String) {
+        #expect {
+            try RisingWavePipeline<DemoUser>(configuration: .init(topic: topic))
+        } throws: { error in
+            guard let error = error as? DeltaKitError, error.code == .invalidConfiguration else { return false }
+            return error.message.contains("invalid Kafka topic name")
+                && error.message.contains("1–249 letters, digits, '.', '_' or '-'")
+        }
+    }
+
+    @Test("every topic Kafka accepts is accepted")
+    func topicNamesKafkaAccepts() throws {
+        for topic in ["a.b", "a-b", "a_b", "A_B", "...", "t", String(repeating: "t", count: 249)] {
+            _ = try RisingWavePipeline<DemoUser>(configuration: .init(topic: topic))
+        }
+    }
+
+    @Test(
         "names are validated: no injection through a source, view or table name",
         arguments: [
             "user_events; DROP TABLE x", "Users", "1abc", "", "a\"b", String(repeating: "a", count: 64),
@@ -107,13 +128,15 @@ struct PipelineSQLTests {
         }
     }
 
-    @Test("literals are escaped: a quote in a topic or server cannot end the string")
+    @Test("literals are escaped: a quote in a server cannot end the string; a topic with a quote is refused")
     func literals() throws {
         let pipeline = try RisingWavePipeline<DemoUser>(
-            configuration: .init(topic: "a'b", bootstrapServers: "h:1'); DROP SOURCE x; --")
+            configuration: .init(topic: "a.b", bootstrapServers: "h:1'); DROP SOURCE x; --")
         )
-        #expect(pipeline.createSourceSQL.contains("topic = 'a''b'"))
+        #expect(pipeline.createSourceSQL.contains("topic = 'a.b'"))
         #expect(pipeline.createSourceSQL.contains("'h:1''); DROP SOURCE x; --'"))
+        // Kafka's topic rule leaves no quote to escape (the literal stays escaped all the same).
+        #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(topic: "a'b")) }
         #expect(throws: DeltaKitError.self) { try RisingWavePipeline<DemoUser>(configuration: .init(topic: "a\\'b")) }
     }
 
@@ -171,13 +194,129 @@ struct PipelineSQLTests {
 
 @Suite("RisingWave connection and decoding (no server)")
 struct ConnectionUnitTests {
-    @Test("a URL without a password keeps its user name: only passwords are redacted")
-    func userNamesAreKept() {
+    @Test("everything between the scheme and the last @ is redacted, the user name too")
+    func userInformationIsRedactedWhole() {
+        // The user name goes too: a mistyped URL can put the password where the user name goes
+        // (`postgres:` + `//S3cr3t@host`), which Fuzz/Redaction once had to leave out of its oracle.
         for url in ["postgres://alice@h:4566/dev", "postgresql://alice@h/dev", "POSTGRES://alice@h/dev"] {
-            #expect(ConnectionSecrets.redact(url) == url)
-            #expect(RisingWaveConnection.Configuration(url: url).redactedURL.contains("alice"), "\(url)")
+            #expect(!RisingWaveConnection.Configuration(url: url).redactedURL.contains("alice"), "\(url)")
         }
-        #expect(ConnectionSecrets.redact("postgres://alice:pw@h/dev") == "postgres://alice:***@h/dev")
+        #expect(ConnectionSecrets.redact("postgres://alice:pw@h/dev") == "postgres://***@h/dev")
+        #expect(
+            ConnectionSecrets.redactURL("postgres://root@localhost:4566/dev") == "postgres://***@localhost:4566/dev"
+        )
+        #expect(
+            ConnectionSecrets.redactURL("postgres://localhost:4566/dev?sslmode=require")
+                == "postgres://localhost:4566/dev?sslmode=require"
+        )
+    }
+
+    @Test("the six URL shapes that printed passwords: space, no host, ?passwd=, ?password=, several @")
+    func issue17Shapes() {
+        let shapes: [(url: String, redacted: String)] = [
+            ("postgres://root:S3cr3t Pw@host/dev", "postgres://***@host/dev"),
+            ("postgres://root:S3cr3tPw", "postgres://***"),
+            ("postgres://root@host/dev?passwd=S3cr3tPw", "postgres://***@host/dev?passwd=***"),
+            ("postgres://root@host/dev?password=S3cr3tPw", "postgres://***@host/dev?password=***"),
+            ("postgres://root:S3cr3t@Pw@host", "postgres://***@host"),
+            ("root:S3cr3t@Pw@host", "root:***"),
+        ]
+        for (url, redacted) in shapes {
+            #expect(ConnectionSecrets.redactURL(url) == redacted, "\(url)")
+            // libpq's messages for these: the fragments it quotes are scrubbed.
+            let secrets = ConnectionSecrets.secrets(in: url)
+            for message in [
+                #"invalid integer value "S3cr3tPw" for connection option "port""#,
+                #"could not translate host name "Pw@host" to address"#,
+                #"password authentication failed for user "root""#,
+            ] {
+                let shown = ConnectionSecrets.scrub(message, secrets: secrets)
+                #expect(!shown.contains("S3cr3t") && !shown.contains("Pw@"), "\(url): \(shown)")
+            }
+        }
+    }
+
+    @Test("a libpq error carried or logged by the connection (reconnect warnings too) is scrubbed of the password")
+    func libpqErrorsAreScrubbed() {
+        let configuration = RisingWaveConnection.Configuration(url: "postgres://root:S3cr3t@Pw9q@127.0.0.1:1/dev")
+        let raw = RisingWaveError(
+            sqlState: nil,
+            message: #"could not translate host name "Pw9q@127.0.0.1" to address"#,
+            detail: "port S3cr3t",
+            hint: #"user "root:S3cr3t""#,
+            isConnectionError: true
+        )
+        let scrubbed = RisingWaveConnection.scrubbed(raw, configuration)
+        for text in ["\(scrubbed)", scrubbed.message, scrubbed.detail ?? "", scrubbed.hint ?? ""] {
+            #expect(!text.contains("S3cr3t") && !text.contains("Pw9q"), "\(text)")
+        }
+        let error = RisingWaveConnection.connectionError(configuration, raw)
+        #expect(!"\(error)".contains("S3cr3t") && !"\(error)".contains("Pw9q"), "\(error)")
+        #expect("\(error)".contains("127.0.0.1"), "the host stays visible: \(error)")
+    }
+
+    /// Secret texts every mistyped shape of ``mistypedURLsNeverLeak(url:)`` hides somewhere.
+    static let secretMarkers = ["S3cr3t", "Pw9q"]
+
+    @Test(
+        "no mistyped URL shape prints its password: the configuration, libpq's parse error or libpq's connect error",
+        arguments: [
+            // Spaces, tabs and quotes in the password.
+            "postgres://root:S3cr3t Pw9q@127.0.0.1:1/dev", "postgres://root:S3cr3t  Pw9q more@127.0.0.1:1/dev",
+            "postgres://root:S3cr3t\tPw9q@127.0.0.1:1/dev", "postgres://root:S3cr3t\"Pw9q@127.0.0.1:1/dev",
+            "postgres://root:S3cr3t'Pw9q@127.0.0.1:1/dev",
+            "postgres://root:S3cr3t Pw9q@127.0.0.1:1/dev?sslmode=disable",
+            // No host, or no @.
+            "postgres://root:S3cr3tPw9q", "postgres://root:S3cr3t Pw9q", "postgres://root:S3cr3tPw9q/dev",
+            "postgres://root:S3cr3tPw9q@/dev?host=/nonexistent-deltakit", "postgres://root:S3cr3tPw9q@:Pw9q/dev",
+            // Several @, and other URL punctuation in the password.
+            "postgres://root:S3cr3t@Pw9q@127.0.0.1:1/dev", "postgres://root:S3cr3t@Pw9q@127.0.0.1:1",
+            "postgres://root:S3cr3tPw9q@@127.0.0.1:1/dev", "postgres://root:S3cr3t/Pw9q@127.0.0.1:1/dev",
+            "postgres://root:S3cr3t?Pw9q@127.0.0.1:1/dev", "postgres://root:S3cr3t#Pw9q@127.0.0.1:1/dev",
+            "postgres://root:S3cr3t:Pw9q@127.0.0.1:1/dev", "postgres://root:[S3cr3tPw9q]@127.0.0.1:1/dev",
+            "postgres://root:S3cr3t,Pw9q@127.0.0.1:1/dev", "postgres://root:S3cr3tPw9q@127.0.0.1:1/dev@",
+            // Percent-encoding, valid and not.
+            "postgres://root:S3cr3t%zzPw9q@127.0.0.1:1/dev", "postgres://root:S3cr3t%20Pw9q@127.0.0.1:1/dev",
+            "postgresql://root%3AS3cr3tPw9q@127.0.0.1:1/dev", "postgres://root:S3cr3t%Pw9q@127.0.0.1:1/dev",
+            // The password where the user name goes.
+            "postgres://S3cr3tPw9q@127.0.0.1:1/dev", "postgres://:S3cr3tPw9q@127.0.0.1:1/dev",
+            "postgres://S3cr3tPw9q:@127.0.0.1:1/dev",
+            // Password parameters in the query.
+            "postgres://root@127.0.0.1:1/dev?passwd=S3cr3tPw9q", "postgres://root@127.0.0.1:1/dev?password=S3cr3tPw9q",
+            "postgres://root@127.0.0.1:1/dev?PASSWORD=S3cr3tPw9q", "postgres://root@127.0.0.1:1/dev?pwd=S3cr3tPw9q",
+            "postgres://root@127.0.0.1:1/dev?pass=S3cr3tPw9q", "postgres://root@127.0.0.1:1/dev?sslpassword=S3cr3tPw9q",
+            "postgres://root@127.0.0.1:1/dev?application_name=x&password=S3cr3t Pw9q",
+            "postgres://root@127.0.0.1:1/dev?password=S3cr3t&Pw9q",
+            "postgres:///dev?user=root&password=S3cr3tPw9q&host=127.0.0.1&port=1",
+            // Mistyped schemes (refused before libpq) and extra words after the URL.
+            "postgres//root:S3cr3tPw9q@127.0.0.1:1/dev", "postgres:/root:S3cr3tPw9q@127.0.0.1:1/dev",
+            "postgresql+psycopg://root:S3cr3tPw9q@127.0.0.1:1/dev", "root:S3cr3tPw9q@127.0.0.1:1/dev",
+            "POSTGRES://root:S3cr3tPw9q@127.0.0.1:1/dev", " postgres://root:S3cr3tPw9q@127.0.0.1:1/dev",
+            "postgres://root:S3cr3tPw9q@127.0.0.1:1/dev sslmode=disable",
+            "postgres://root:S3cr3tPw9q@127.0.0.1,127.0.0.1:1/dev", "postgres://root:S3cr3tPw9q@[::1]:1/dev",
+            // libpq's key=value form.
+            "host=127.0.0.1 port=1 password=S3cr3tPw9q user=x", "host=127.0.0.1 port=1 password='S3cr3t Pw9q' user=x",
+            "host=127.0.0.1 port=1 password=S3cr3t Pw9q user=x", "host=127.0.0.1 port=1 password='S3cr3t Pw9q",
+            "host=127.0.0.1 port=1 password = S3cr3tPw9q", "host=127.0.0.1 port=1 PASSWORD=S3cr3tPw9q",
+            "host=127.0.0.1 port=1 passwd=S3cr3tPw9q", "host=127.0.0.1 port=1 password S3cr3tPw9q",
+            "host=127.0.0.1 port=1 sslpassword=S3cr3tPw9q", "host=127.0.0.1 port=1 password=S3cr3t\\'Pw9q",
+        ]
+    )
+    func mistypedURLsNeverLeak(url: String) async throws {
+        let configuration = RisingWaveConnection.Configuration(url: url, connectTimeout: .seconds(1))
+        var shown = [configuration.redactedURL, configuration.description]
+        do {
+            _ = try await RisingWaveConnection(configuration: configuration)
+            Issue.record("connecting to \(configuration.redactedURL) must fail (port 1 is closed)")
+        } catch let error as DeltaKitError {
+            shown += ["\(error)", error.message, String(reflecting: error)]
+            if let underlying = error.underlying { shown += ["\(underlying)", String(reflecting: underlying)] }
+        }
+        for text in shown {
+            for secret in Self.secretMarkers {
+                #expect(!text.contains(secret), "\(url) → \(text)")
+            }
+        }
     }
 
     @Test(
@@ -255,8 +394,8 @@ struct ConnectionUnitTests {
     @Test("credentials are redacted")
     func redaction() {
         typealias C = RisingWaveConnection.Configuration
-        #expect(C(url: "postgres://root:s3cret@db:4566/dev").redactedURL == "postgres://root:***@db:4566/dev")
-        #expect(C(url: "postgres://root@db:4566/dev").redactedURL == "postgres://root@db:4566/dev")
+        #expect(C(url: "postgres://root:s3cret@db:4566/dev").redactedURL == "postgres://***@db:4566/dev")
+        #expect(C(url: "postgres://db:4566/dev").redactedURL == "postgres://db:4566/dev")
         #expect(C(url: "host=db password=s3cret user=x").redactedURL == "host=db password=*** user=x")
         #expect(!"\(C(url: "postgres://u:s3cret@h/d"))".contains("s3cret"))
     }

@@ -463,6 +463,72 @@ struct UserEventsCLITests {
         #expect(!orders.stdout.contains("user_events"))
     }
 
+    @Test("distinct topics never share RisingWave objects: a.b, a_b and A_B are refused (they would be a-b's)")
+    func provisionNamesAreOneToOne() async throws {
+        let dash = try await CLI.run(["provision", "--dry-run", "--topic", "a-b"])
+        #expect(dash.status == 0, "\(dash.stderr)")
+        #expect(dash.stdout.contains(#"CREATE SOURCE IF NOT EXISTS "a_b_events" ("#))
+        #expect(dash.stdout.contains(#"CREATE MATERIALIZED VIEW IF NOT EXISTS "latest_a_b_state" AS"#))
+        for topic in ["a.b", "a_b", "A_B", "a--b", "1a", "user"] {
+            let result = try await CLI.run(["provision", "--dry-run", "--topic", topic])
+            #expect(result.status == 64, "\(topic): \(result.stdout)")
+            #expect(result.stdout.isEmpty, "\(topic): no SQL for a refused topic")
+            #expect(
+                result.stderr.contains("--topic") && result.stderr.contains("explicit sourceName and viewName"),
+                "\(topic): \(result.stderr)"
+            )
+        }
+        // The demo's topic keeps the original demo's names; a topic ending in -events is no longer cut (it would
+        // share them with the topic without the suffix).
+        let events = try await CLI.run(["provision", "--dry-run", "--topic", "orders-events"])
+        #expect(events.stdout.contains(#""orders_events_events""#), "\(events.stderr)")
+    }
+
+    @Test(
+        "provision --dry-run refuses a topic Kafka refuses (exit 64, the rule), before printing SQL",
+        arguments: ["a b", "..", "a/b", "tópico", String(repeating: "t", count: 250)]
+    )
+    func provisionRefusesKafkaTopicNames(topic: String) async throws {
+        let result = try await CLI.run(["provision", "--dry-run", "--topic", topic])
+        #expect(result.status == 64, "\(result.stderr)")
+        #expect(result.stdout.isEmpty)
+        #expect(result.stderr.contains("invalid Kafka topic name"), "\(result.stderr)")
+    }
+
+    @Test("provision --connect-timeout bounds the wait for a database that accepts but never answers")
+    func provisionConnectTimeout() async throws {
+        // A listening socket that never accepts: the kernel completes the handshake, libpq then waits for an answer.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 8) == 0 }
+        }
+        #expect(bound)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let usage = try await CLI.run(["provision", "--connect-timeout", "0"])
+        #expect(usage.status == 64 && usage.stderr.contains("--connect-timeout"), "\(usage.stderr)")
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await CLI.run([
+            "provision", "--risingwave", "postgres://root@127.0.0.1:\(port)/dev?sslmode=disable",
+            "--connect-timeout", "2",
+        ])
+        let elapsed = clock.now - start
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("127.0.0.1:\(port)"), "\(result.stderr)")
+        // libpq's connect_timeout is 2 s here; the default (10 s) would take at least 10.
+        #expect(elapsed < .seconds(9), "took \(elapsed)")
+    }
+
     @Test(
         "provision creates a missing topic before the source (RisingWave refuses a source on a missing topic)",
         .requiresKafka,

