@@ -14,7 +14,7 @@ import Synchronization
 ///   group: ``KafkaEventSource/Configuration/groupID`` `nil`).
 /// - Over a `PositionedStateStore` (`SQLiteStateStore`), each batch is applied **together with the new
 ///   positions** in one transaction, and a start resumes every partition at the stored position
-///   (``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:)`` sets it up). A crash at any instant followed by a
+///   (``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:)`` sets it up). A crash at any instant followed by a
 ///   restart gives exactly the state a replay from scratch gives; a restart re-reads at most the batch that was
 ///   in flight. Every instance reads every partition (a full copy, like Kafka Streams' GlobalKTable), so no
 ///   group is used.
@@ -53,7 +53,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///
     /// For a `PositionedStateStore`, the source must start where the store left off: create it with
     /// ``KafkaEventSource/Configuration/startOffsets`` set to the store's positions and no group, or use
-    /// ``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:)``, which does both. ``run()`` checks it.
+    /// ``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:)``, which does both. ``run()`` checks it.
     ///
     /// - Parameters:
     ///   - source: The source to read; for a `PositionedStateStore`, started at the store's positions.
