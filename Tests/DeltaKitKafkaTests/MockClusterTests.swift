@@ -139,14 +139,14 @@ struct MockClusterTests {
         #expect(try acknowledged() == 0, "the batch lingers (60 s)")
         try await sink.flush()
         #expect(try acknowledged() == 20)
-        try await first.value
+        _ = try await first.value
 
         let second = Task { try await sink.send(contentsOf: secondEvents) }
         try await Self.observe("the next 30 events were enqueued") { try sent() == 50 }
         #expect(try acknowledged() == 20, "the batch lingers (60 s)")
         try await sink.close()  // shutdownTimeout 30 s < linger: without sending at once it would purge and throw
         #expect(try acknowledged() == 50)
-        try await second.value
+        _ = try await second.value
         #expect(clock.now - start < .seconds(60), "neither flush() nor close() waited for linger.ms")
     }
 
