@@ -149,7 +149,9 @@ public struct ChangeFeedConformance<Store: ChangeFeedStore>: Sendable where Stor
             return rest == expected ? nil : "after \(position): expected \(expected), got \(rest)"
         }
         if everyChange {
-            await runner.check("every change is delivered once, in order, as applying it returned; positions have no gaps") {
+            await runner.check(
+                "every change is delivered once, in order, as applying it returned; positions have no gaps"
+            ) {
                 try await checkEveryChange()
             }
         }
@@ -172,7 +174,9 @@ public struct ChangeFeedConformance<Store: ChangeFeedStore>: Sendable where Stor
             expected = events.compactMap { reference.apply($0) }
             try await apply(store, events)
         }
-        guard expected.count > 100 else { return "the check needs more than 100 changes; the events made \(expected.count)" }
+        guard expected.count > 100 else {
+            return "the check needs more than 100 changes; the events made \(expected.count)"
+        }
         var previousNumber: Int64?
         for (index, change) in expected.enumerated() {
             guard let element = try await feed.next() else {

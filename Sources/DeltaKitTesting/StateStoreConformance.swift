@@ -125,7 +125,13 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
                 let at = Date(timeIntervalSince1970: 1_704_067_200)
                 let valid =
                     generator.next(40)
-                    + (1...3).map { .update(DemoUser(id: $0, name: "Live \($0)", age: 20 + $0), order: 800 + Int64($0), timestamp: at) }
+                    + (1...3).map {
+                        .update(
+                            DemoUser(id: $0, name: "Live \($0)", age: 20 + $0),
+                            order: 800 + Int64($0),
+                            timestamp: at
+                        )
+                    }
                 var messages = try valid.map { Array(try $0.jsonData()) }
                 messages += Self.invalidMessages.map { Array($0.utf8) }
                 var random = SeededRandomNumberGenerator(seed: 31)
@@ -135,7 +141,8 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
                 let history = try await store.history(limit: 100)
                 let expected = valid.sorted { $0.order > $1.order }
                 return history == expected
-                    ? nil : "history: expected orders \(expected.map(\.order)), got \(history.map(\.order)): \(history.prefix(3))"
+                    ? nil
+                    : "history: expected orders \(expected.map(\.order)), got \(history.map(\.order)): \(history.prefix(3))"
             }
         }
         return try runner.finish()
