@@ -129,23 +129,31 @@ public struct ChangeFeedConformance<Store: ChangeFeedStore>: Sendable where Stor
             let events: [ChangeEvent<DemoUser>] = (0..<10).map { i in
                 .update(DemoUser(id: 1 + i % 2, name: i % 2 == 0 ? "Alice" : "Bob", age: 50 + i), order: 10 + Int64(i))
             }
+            // A sentinel insert of a new key ends both reads, so a feed that leaves changes out fails instead of
+            // making the check wait for them.
+            let sentinel = DemoUser(id: 10_000, name: "Sentinel", age: 1)
             var first: [ChangeFeedElement<DemoUser>] = []
             do {
                 var feed = try await store.changes(from: .now).makeAsyncIterator()
-                try await apply(store, events)
+                try await apply(store, events + [.insert(sentinel, order: 1_000)])
                 for _ in 0..<4 {
                     guard let element = try await feed.next() else { return "the first feed ended early" }
+                    if element.change.key == sentinel.id {
+                        return "the feed delivered \(first.count) of 10 updates: \(first.map(\.change))"
+                    }
                     first.append(element)
                 }
             }
             guard let position = first.last?.position else { return "a change carried no position" }
             var resumed = try await store.changes(from: .after(position)).makeAsyncIterator()
             var rest: [StateChange<DemoUser>] = []
-            for _ in 4..<10 {
+            while rest.last?.key != sentinel.id {
                 guard let element = try await resumed.next() else { break }
                 rest.append(element.change)
             }
-            let expected = events[4...].map { StateChange(kind: .update, key: $0.key, record: $0.record) }
+            let expected =
+                events[4...].map { StateChange(kind: .update, key: $0.key, record: $0.record) }
+                + [StateChange(kind: .insert, key: sentinel.id, record: sentinel)]
             return rest == expected ? nil : "after \(position): expected \(expected), got \(rest)"
         }
         if everyChange {
@@ -159,10 +167,14 @@ public struct ChangeFeedConformance<Store: ChangeFeedStore>: Sendable where Stor
     }
 
     /// The `everyChange` check; returns what went wrong, or `nil`.
+    ///
+    /// A sentinel insert of a new key follows the events; the feed is read up to it, so a feed that leaves changes
+    /// out ends the check instead of making it wait for them.
     private func checkEveryChange() async throws -> String? {
         let store = try await makeStore()
         var generator = DemoEventGenerator(seed: 43, users: 6)
-        let events = generator.next(300)
+        let sentinel = ChangeEvent<DemoUser>.insert(DemoUser(id: 10_000, name: "Sentinel", age: 1), order: 1_000_000)
+        let events = generator.next(300) + [sentinel]
         var feed = try await store.changes(from: .now).makeAsyncIterator()
         var expected: [StateChange<DemoUser>] = []
         if let mutable = store as? any MutableStateStore<DemoUser> {
@@ -174,14 +186,23 @@ public struct ChangeFeedConformance<Store: ChangeFeedStore>: Sendable where Stor
             expected = events.compactMap { reference.apply($0) }
             try await apply(store, events)
         }
-        guard expected.count > 100 else {
-            return "the check needs more than 100 changes; the events made \(expected.count)"
+        guard expected.count > 100, expected.last?.key == sentinel.key else {
+            return "the check needs more than 100 changes ending with the sentinel's; applying made \(expected)"
+        }
+        var delivered: [ChangeFeedElement<DemoUser>] = []
+        while delivered.last?.change.key != sentinel.key {
+            guard let element = try await feed.next() else {
+                return "the feed ended after \(delivered.count) of \(expected.count) changes"
+            }
+            delivered.append(element)
         }
         var previousNumber: Int64?
         for (index, change) in expected.enumerated() {
-            guard let element = try await feed.next() else {
-                return "the feed ended after \(index) of \(expected.count) changes"
+            guard index < delivered.count else {
+                return
+                    "the feed delivered \(delivered.count) changes up to the sentinel, applying made \(expected.count)"
             }
+            let element = delivered[index]
             if element.change != change || element.isSnapshot {
                 return "change \(index) of \(expected.count): expected \(change), the feed delivered \(element)"
             }
