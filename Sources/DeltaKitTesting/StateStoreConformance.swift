@@ -28,7 +28,8 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
     }
 
     /// Messages that break DeltaKit's validity rule, each with a higher order than any valid event for its
-    /// key, so that a store applying one would show it. The rule is in `Documentation/semantics.md`.
+    /// key (keys 1, 2 and 3), so that a store applying one would show it. The rule is in
+    /// `Documentation/semantics.md`.
     public static var invalidMessages: [String] {
         [
             #"{"id":1,"name":"Mallory","age":1,"op":"upsert","event_order":900,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
@@ -41,6 +42,8 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
             #"{"id":3,"name":"Mallory","age":1,"op":null,"event_order":905,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
             #"{"id":3,"name":"Mallory","age":1,"op":"delete","event_order":906,"ts":"not a time"}"#,
             #"{"id":1,"name":"Mallory","op":"insert","event_order":907,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":2,"name":null,"age":5,"op":"delete","event_order":908,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":3,"name":"Mallory","age":null,"op":"delete","event_order":909,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
             "not json at all",
             "",
         ]
@@ -116,13 +119,30 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
         if let loadWire {
             await runner.check("invalid messages never change state") {
                 var generator = DemoEventGenerator(seed: 31, users: 3)
-                let valid = generator.next(40)
+                // Keys 1, 2 and 3 end live (orders 801-803, below every invalid message's), so an invalid delete
+                // or upsert that a store accepted would change what it shows — a delete of a key already deleted
+                // would not.
+                let at = Date(timeIntervalSince1970: 1_704_067_200)
+                let valid =
+                    generator.next(40)
+                    + (1...3).map {
+                        .update(
+                            DemoUser(id: $0, name: "Live \($0)", age: 20 + $0),
+                            order: 800 + Int64($0),
+                            timestamp: at
+                        )
+                    }
                 var messages = try valid.map { Array(try $0.jsonData()) }
                 messages += Self.invalidMessages.map { Array($0.utf8) }
                 var random = SeededRandomNumberGenerator(seed: 31)
                 messages.shuffle(using: &random)
                 let store = try await loadWire(messages)
-                return try await Self.compare(store, with: valid)
+                if let problem = try await Self.compare(store, with: valid) { return problem }
+                let history = try await store.history(limit: 100)
+                let expected = valid.sorted { $0.order > $1.order }
+                return history == expected
+                    ? nil
+                    : "history: expected orders \(expected.map(\.order)), got \(history.map(\.order)): \(history.prefix(3))"
             }
         }
         return try runner.finish()

@@ -11,7 +11,7 @@ struct ChangeFeedTests {
             makeStore: { try InMemoryStateStore<DemoUser>() },
             apply: { store, events in try await store.apply(contentsOf: events) }
         ).run()
-        #expect(passed.count == 4)
+        #expect(passed.count == 5)
     }
 
     /// Reports every change as an insert: what `watch --from-now` did before the feed existed.

@@ -214,6 +214,62 @@ struct HybridLogicalClockTests {
         #expect(clock.next() == 10_500_000)
     }
 
+    /// Deterministic versions of what the concurrency test below can only catch by luck: another call that lands
+    /// between this call's reading of the wall clock and its update (the time source itself calls `next()`), and a
+    /// wall clock that stalls, steps back and jumps, interleaved with `observe(_:)`. Every order must exceed every
+    /// order issued or observed before it.
+    @Test("every order exceeds all before it: a call landing inside another, a stalled, backwards or jumping wall")
+    func neverRepeats() {
+        final class Interleaving: Sendable {
+            let state = Mutex<(wall: Int64, nested: Int, issued: [Int64])>((1_000_000, 0, []))
+            let clock = Mutex<HybridLogicalClock?>(nil)
+        }
+        let interleaving = Interleaving()
+        let clock = HybridLogicalClock {
+            // Every third reading, another caller's next() completes here, before this call takes its order.
+            let (wall, interrupt) = interleaving.state.withLock { state -> (Int64, Bool) in
+                state.nested += 1
+                return (state.wall, state.nested % 3 == 0)
+            }
+            if interrupt, let clock = interleaving.clock.withLock({ $0 }) {
+                let inner = clock.next()
+                interleaving.state.withLock { $0.issued.append(inner) }
+            }
+            return Date(timeIntervalSince1970: Double(wall) / 1_000_000)
+        }
+        interleaving.clock.withLock { $0 = clock }
+        var random = SeededRandomNumberGenerator(seed: 17)
+        var highest: Int64 = 0
+        for step in 0..<2_000 {
+            // The wall clock: mostly stalled, sometimes a step back, sometimes a jump ahead.
+            interleaving.state.withLock { state in
+                switch Int.random(in: 0..<10, using: &random) {
+                case 0: state.wall -= Int64.random(in: 1...5_000, using: &random)
+                case 1: state.wall += Int64.random(in: 1...5_000, using: &random)
+                default: break
+                }
+            }
+            if step % 50 == 0 {
+                let observed = highest + Int64.random(in: 0...100, using: &random)
+                clock.observe(observed)
+                highest = max(highest, observed)
+            }
+            let order = clock.next()
+            let nested = interleaving.state.withLock { state in
+                defer { state.issued = [] }
+                return state.issued
+            }
+            // Orders issued inside this call were issued before it returned: they come first.
+            for earlier in nested {
+                #expect(earlier > highest, "step \(step): \(earlier) after \(highest)")
+                highest = max(highest, earlier)
+            }
+            #expect(order > highest, "step \(step): next() returned \(order), not above \(highest)")
+            guard order > highest else { return }
+            highest = order
+        }
+    }
+
     @Test("a restarted producer continues above its old orders; the demo's counter would not")
     func restart() {
         // A burst of 1,000 events within one microsecond of wall time: the clock runs 1,000 µs ahead.

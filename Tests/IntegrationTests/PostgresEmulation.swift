@@ -70,7 +70,11 @@ struct PostgresEmulation {
                 continue
             }
             func integer(_ name: String) -> Int? {
-                guard let number = object[name] as? NSNumber, !(object[name] is Bool) else { return nil }
+                // A JSON `true` or `false` is an NSNumber of type "c"; `is Bool` holds for the numbers 0 and 1 too
+                // (swift-corelibs-foundation), which made this emulation turn an `id` or `age` of 1 into NULL.
+                guard let number = object[name] as? NSNumber, String(cString: number.objCType) != "c" else {
+                    return nil
+                }
                 return Int(exactly: number.doubleValue)
             }
             let ts = (object["ts"] as? String).flatMap(EventTimestamp.parse)
