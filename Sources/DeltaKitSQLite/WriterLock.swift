@@ -37,7 +37,7 @@ final class WriterLock: @unchecked Sendable {
                 underlying: SQLiteFailure(code: 0, message: "errno \(code)")
             )
         }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+        guard Self.lock(descriptor, path: path) else {
             let code = errno
             let holder = Self.holder(descriptor).flatMap { $0 != getpid() && kill($0, 0) == 0 ? $0 : nil }
             close(descriptor)
@@ -77,6 +77,26 @@ final class WriterLock: @unchecked Sendable {
 
     /// The lock files this process holds (to tell a second store in this process from another process).
     private static let heldHere = Mutex<Set<String>>([])
+
+    /// Takes the lock without waiting for another writer. When the lock is busy but no live writer can be named —
+    /// the holder is this process (its pid is in the file) without holding it here, or the pid is gone — it may be a
+    /// child this process is forking at this instant: such a child shares the descriptors of a store just released
+    /// until it executes its program (`O_CLOEXEC` closes them only then). It tries again for up to a second before
+    /// reporting the lock as held.
+    private static func lock(_ descriptor: Int32, path: String) -> Bool {
+        for attempt in 0..<100 {
+            if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { return true }
+            guard errno == EWOULDBLOCK, heldHere.withLock({ !$0.contains(path) }) else { return false }
+            let holder = Self.holder(descriptor)
+            let named = holder.map { $0 != getpid() && kill($0, 0) == 0 } ?? false
+            guard !named, attempt < 99 else {
+                errno = EWOULDBLOCK
+                return false
+            }
+            usleep(10_000)
+        }
+        return false
+    }
 
     /// The pid written by the holder, when readable.
     private static func holder(_ descriptor: Int32) -> Int32? {
