@@ -403,6 +403,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// (``verifyContinuity()``) has shown that the broker still holds the same log: set on the error, cleared once
     /// the partitions are re-positioned after the last delivered message. Read by the poll thread per message.
     private let verifying = Atomic<Bool>(false)
+    /// How many connection problems were reported (no group): a continuity check counts only if none came during it.
+    private let problems = Atomic<Int>(0)
+    /// The continuity check found another log: the events ended with `incompatibleStore`, nothing more is read.
+    private let diverged = Atomic<Bool>(false)
     /// Per partition, the last message handed to the application (updated once per poll).
     private let delivered = Mutex<[Int32: MessageFingerprint]>([:])
 
@@ -786,22 +790,38 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             logger.warning("Kafka consumer: \(error)")
             // Without a group the source keeps its own positions: hold messages back until the continuity check
             // shows the broker still holds the same log (it may have come back empty, or the topic recreated).
-            if !hasGroup { verifying.store(true, ordering: .relaxed) }
-            guard onSourceEvent != nil || !hasGroup else { return }
+            // Only when every broker was lost: a cluster that comes back from that may hold another log (it lost its
+            // data, or the topic was recreated meanwhile). One broker of several going away does not hold reading back.
+            if !hasGroup, error.code == .allBrokersDown {
+                problems.add(1, ordering: .relaxed)
+                verifying.store(true, ordering: .relaxed)
+            }
+            guard onSourceEvent != nil || verifying.load(ordering: .relaxed) else { return }
             let first = health.withLock { health in
                 defer { health.troubled = true }
                 return !health.troubled
             }
             if first { onSourceEvent?(.connectionProblem(error.message)) }
-            if probing.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
-                let thread = Thread { [self] in
-                    probeUntilReachable()
-                    probing.store(false, ordering: .releasing)
-                }
-                thread.name = "deltakit-kafka-probe"
-                thread.start()
+            startProbe()
+        }
+    }
+
+    /// Starts the probe thread unless one runs. A problem reported after a running probe's last look leaves the
+    /// source held back (`verifying`): the probe then starts again as it ends, unless the log was found to differ.
+    private func startProbe() {
+        guard probing.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        let thread = Thread { [self] in
+            probeUntilReachable()
+            probing.store(false, ordering: .releasing)
+            if !hasGroup, verifying.load(ordering: .relaxed), !diverged.load(ordering: .relaxed),
+                state.withLock({ !$0.closed })
+            {
+                startProbe()
             }
         }
+        thread.name = "deltakit-kafka-probe"
+        thread.start()
     }
 
     /// While the cluster is unreachable, asks for the topic's metadata every 2 seconds (a retry loop, not a
@@ -815,9 +835,11 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             Thread.sleep(forTimeInterval: wait)
             wait = 2
             guard (try? handle.partitions(of: topic, timeoutMs: 2_000)) != nil else { continue }
-            if !hasGroup {
-                verifyContinuity()
-                return
+            if !hasGroup, verifying.load(ordering: .relaxed) {
+                // A problem reported while the check ran may hide another change of log: check again.
+                let before = problems.load(ordering: .relaxed)
+                if verifyContinuity(unlessProblemsSince: before) { return }
+                continue
             }
             guard let report = onSourceEvent else { return }
             let lastOffsets: [Int32: Int64]? = health.withLock { health in
@@ -841,7 +863,8 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// meanwhile were held back) and reading goes on. Another log (topic recreated, broker came back empty or
     /// shorter): the events end with `incompatibleStore` — state built from the old log must not be continued
     /// with the new one's offsets.
-    private func verifyContinuity() {
+    /// Returns `false` when a new connection problem was reported while it ran (reading stays held back).
+    private func verifyContinuity(unlessProblemsSince before: Int) -> Bool {
         let delivered = self.delivered.withLock { $0 }
         let assigned = handle.assignment().filter { $0.topic == topic }.map(\.partition)
         var expected: [Int32: ExpectedPosition] = [:]
@@ -883,6 +906,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                     )
                 )
             }
+            diverged.store(true, ordering: .relaxed)
             push(
                 .failure(
                     DeltaKitError(
@@ -892,8 +916,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                     )
                 )
             )
-            return
+            return true
         }
+        // A problem reported while the check ran: the log may have changed since; the caller checks again.
+        guard problems.load(ordering: .relaxed) == before else { return false }
         // The same log: continue right after the last delivered message of each partition.
         var next: [Int32: Int64] = startOffsets
         for (partition, last) in delivered { next[partition] = last.offset + 1 }
@@ -909,6 +935,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 poll.markerPending = false
             }
             verifying.store(false, ordering: .relaxed)
+            return true
         } catch {
             push(
                 .failure(
@@ -919,6 +946,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                     )
                 )
             )
+            return true
         }
     }
 
