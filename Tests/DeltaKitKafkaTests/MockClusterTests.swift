@@ -374,23 +374,36 @@ struct VisibilityTests {
 
 @Suite("Partitions added while reading", .timeLimit(.minutes(5)))
 struct PartitionDiscoveryTests {
-    @Test("a materializer without a group reads partitions added while it runs, from their beginning")
-    func addedPartitionsAreRead() async throws {
-        let topic = "grows"
+    /// 600 events on a mock-cluster topic (spread over its partitions), and a source configuration that starts as if
+    /// the topic had only partition 0 (librdkafka's mock cluster cannot add partitions to a topic).
+    static func setUp(topic: String, refresh: Duration, stopWhenCaughtUp: Bool) async throws -> (
+        sink: KafkaEventSink<DemoUser>, events: [ChangeEvent<DemoUser>], receipt: EventReceipt,
+        configuration: KafkaEventSource<DemoUser>.Configuration
+    ) {
         let sink = try await MockClusterTests.mockSink(topic: topic, messageTimeout: .seconds(30))
         let mock = try #require(sink.mockCluster)
         var generator = DemoEventGenerator(seed: 21, users: 40)
         let events = generator.next(600)
         let receipt = try await sink.send(contentsOf: events)
-        #expect(receipt.offsets.count > 1, "the events are spread over several partitions")
-        // The source starts as if the topic had only partition 0 (librdkafka's mock cluster cannot add
-        // partitions); partition discovery must find 1 and 2 and read them from offset 0.
         var configuration = KafkaEventSource<DemoUser>.Configuration(
             kafka: .init(bootstrapServers: [mock.bootstrapServers]),
-            topic: topic
+            topic: topic,
+            stopWhenCaughtUp: stopWhenCaughtUp
         )
         configuration.initialPartitions = [0]
-        configuration.partitionRefreshInterval = .milliseconds(200)
+        configuration.partitionRefreshInterval = refresh
+        return (sink, events, receipt, configuration)
+    }
+
+    @Test("a materializer without a group reads partitions added while it runs, from their beginning")
+    func addedPartitionsAreRead() async throws {
+        let (sink, events, receipt, configuration) = try await Self.setUp(
+            topic: "grows",
+            refresh: .milliseconds(200),
+            stopWhenCaughtUp: false
+        )
+        #expect(receipt.offsets.count > 1, "the events are spread over several partitions")
+        // Partition discovery must find the others and read them from offset 0.
         let store = try InMemoryStateStore<DemoUser>()
         let materializer = KafkaMaterializer(
             source: try await KafkaEventSource(configuration: configuration),
@@ -406,18 +419,11 @@ struct PartitionDiscoveryTests {
 
     @Test("without discovery the same source reads only partition 0 (the test's premise)")
     func premise() async throws {
-        let topic = "grows-premise"
-        let sink = try await MockClusterTests.mockSink(topic: topic, messageTimeout: .seconds(30))
-        let mock = try #require(sink.mockCluster)
-        var generator = DemoEventGenerator(seed: 21, users: 40)
-        let receipt = try await sink.send(contentsOf: generator.next(600))
-        var configuration = KafkaEventSource<DemoUser>.Configuration(
-            kafka: .init(bootstrapServers: [mock.bootstrapServers]),
-            topic: topic,
+        let (sink, _, receipt, configuration) = try await Self.setUp(
+            topic: "grows-premise",
+            refresh: .seconds(3600),
             stopWhenCaughtUp: true
         )
-        configuration.initialPartitions = [0]
-        configuration.partitionRefreshInterval = .seconds(3600)
         let store = try InMemoryStateStore<DemoUser>()
         let applied = try await KafkaMaterializer.materialize(configuration, into: store)
         #expect(applied == Int(try #require(receipt.offsets[0])) + 1)
