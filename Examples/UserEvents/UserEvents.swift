@@ -288,6 +288,9 @@ func hint(for error: DeltaKitError) -> String? {
         return "start RisingWave (`docker compose up -d` starts the demo's) or pass its URL with --risingwave"
     case .connectionFailed:
         return "start Kafka (`docker compose up -d` starts the demo's) or pass its address with --brokers"
+    case .incompatibleStore where error.underlying is TopicLogChanged:
+        return
+            "rebuild the state from the topic's beginning: `UserEvents materialize --state FILE --rebuild` for a state file; run watch/snapshot --brokers again"
     case .incompatibleStore:
         return
             "point --state at the file of this topic, or delete the file and run `UserEvents materialize` to rebuild it"

@@ -907,12 +907,18 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 )
             }
             diverged.store(true, ordering: .relaxed)
+            var partitions: [Int32: String] = [:]
+            for (partition, what) in different {
+                partitions[partition] = expected[partition]!.difference(what, had: "this source read up to")
+            }
+            let changed = TopicLogChanged(topic: topic, partitions: partitions)
             push(
                 .failure(
                     DeltaKitError(
                         code: .incompatibleStore,
                         message:
-                            "topic '\(topic)' is not the log this source was reading (deleted and recreated, or the broker lost its data): \(different.map(\.1).joined(separator: "; ")); state built from the old log cannot continue with the new one — rebuild it from the topic's beginning (UserEvents materialize --rebuild; KafkaMaterializer rebuildOnIncompatibleTopic)"
+                            "topic '\(topic)' is not the log this source was reading (deleted and recreated, or the broker lost its data): \(changed); state built from the old log cannot continue with the new one — rebuild it from the topic's beginning (KafkaMaterializer rebuildOnIncompatibleTopic: true for a state file; an in-memory state: start again)",
+                        underlying: changed
                     )
                 )
             )

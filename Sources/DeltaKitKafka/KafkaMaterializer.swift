@@ -331,20 +331,21 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
                 timeout: timeout
             )
         }
-        var different: [String] = []
+        var different: [Int32: String] = [:]
         for (partition, verdict) in verdicts.sorted(by: { $0.key < $1.key }) {
             switch verdict {
             case .same: break
             case .unverifiable(let why):
                 logger.warning("the store's position in '\(topic)' partition \(partition) was not checked: \(why)")
             case .different(let what):
-                different.append("partition \(partition): the store has \(expected[partition]!.description); \(what)")
+                different[partition] = expected[partition]!.difference(what, had: "the store has")
             }
         }
         guard !different.isEmpty else { return positions }
+        let changed = TopicLogChanged(topic: topic, partitions: different)
         if rebuild {
             logger.warning(
-                "rebuilding the store from the beginning of '\(topic)': its positions belong to another log (\(different.joined(separator: "; ")))"
+                "rebuilding the store from the beginning of '\(topic)': its positions belong to another log (\(changed))"
             )
             try await store.removeAll()
             return [:]
@@ -352,7 +353,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         throw DeltaKitError(
             code: .incompatibleStore,
             message:
-                "the store follows another log than topic '\(topic)' holds now (the topic was deleted and recreated, or the broker lost its data): \(different.joined(separator: "; ")); resuming would skip or mix events — rebuild the store from the topic's beginning (UserEvents materialize --rebuild; KafkaMaterializer rebuildOnIncompatibleTopic: true), or point it at the cluster it was built from"
+                "the store follows another log than topic '\(topic)' holds now (the topic was deleted and recreated, or the broker lost its data): \(changed); resuming would skip or mix events — rebuild the store from the topic's beginning (KafkaMaterializer rebuildOnIncompatibleTopic: true), or point it at the cluster it was built from",
+            underlying: changed
         )
     }
 

@@ -14,16 +14,35 @@ enum ContinuityVerdict: Sendable, Equatable {
     case different(String)
 }
 
+/// The log a reader followed is gone — the topic was deleted and recreated, or the broker lost its data — so the
+/// reader's state and positions cannot go on with what the topic holds now: the `underlying` error of an
+/// `incompatibleStore` `DeltaKitError`. Rebuild the state from the topic's beginning
+/// (`KafkaMaterializer`'s `rebuildOnIncompatibleTopic`).
+public struct TopicLogChanged: Error, Sendable, CustomStringConvertible {
+    /// The topic.
+    public var topic: String
+    /// Per partition that differs: what the reader had and what the topic holds now.
+    public var partitions: [Int32: String]
+
+    /// `partition 0: … ; partition 1: …`.
+    public var description: String {
+        partitions.sorted { $0.key < $1.key }.map { "partition \($0.key): \($0.value)" }.joined(separator: "; ")
+    }
+}
+
 /// What a reader expects of one partition: the next offset it reads and, when known, the fingerprint of the last
 /// message it applied (normally at `next - 1`).
 struct ExpectedPosition: Sendable {
     var next: Int64
     var fingerprint: MessageFingerprint?
 
-    /// `next 90, last offset 89 (timestamp …, digest …)`.
+    /// `next offset 90, last applied offset 89 (timestamp …, digest …)`.
     var description: String {
         "next offset \(next)\(fingerprint.map { ", last applied \($0)" } ?? "")"
     }
+
+    /// What differs, for ``TopicLogChanged``: what the reader had, then `what` the topic holds now.
+    func difference(_ what: String, had: String) -> String { "\(had) \(description); \(what)" }
 }
 
 /// Re-reads, with a short-lived consumer, the last message a reader applied from each partition and compares it
@@ -65,9 +84,7 @@ enum TopicContinuity {
         var targets: [Int32: Int64] = [:]
         for (partition, position) in wanted {
             if !partitions.contains(partition) {
-                verdicts[partition] = .different(
-                    "the topic has \(partitions.count) partitions now, no partition \(partition)"
-                )
+                verdicts[partition] = .different("the topic has \(partitions.count) partitions now, not this one")
             } else {
                 targets[partition] = position.fingerprint?.offset ?? position.next - 1
             }
@@ -116,9 +133,7 @@ enum TopicContinuity {
         if message.isPartitionEOF {
             // The end comes before the target: the partition holds fewer messages than the position.
             guard message.offset <= target else { return nil }
-            return .different(
-                "partition \(partition) ends at offset \(message.offset), before the position (\(position.description))"
-            )
+            return .different("the topic's partition ends at offset \(message.offset) now")
         }
         if message.error != nil { return outOfRange(position) }
         if message.offset > target {
@@ -140,7 +155,7 @@ enum TopicContinuity {
         digest.add(message.value)
         let found = MessageFingerprint(offset: message.offset, timestamp: message.timestamp, digest: digest.value)
         if found == expected { return .same }
-        return .different("partition \(partition) holds another message at \(found), not the one applied (\(expected))")
+        return .different("the topic holds another message there now: \(found)")
     }
 
     /// The target offset is out of the partition's range: past its end (another log), or before its start
@@ -156,9 +171,7 @@ enum TopicContinuity {
             return .unverifiable("offset \(target) of partition \(partition) is out of range, and its range is unknown")
         }
         if high <= target {
-            return .different(
-                "partition \(partition) ends at offset \(high), before the position (\(position.description))"
-            )
+            return .different("the topic's partition ends at offset \(high) now")
         }
         return .unverifiable(
             "offset \(target) of partition \(partition) was removed by retention (the partition starts at \(low))"
