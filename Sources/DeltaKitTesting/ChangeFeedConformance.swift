@@ -21,10 +21,10 @@ public struct ChangeFeedConformance<Store: ChangeFeedStore>: Sendable where Stor
     ///   - makeStore: Returns a fresh, empty store; called once per check.
     ///   - apply: Applies events to the store and returns once their effect is visible to reads and feeds.
     ///   - everyChange: `true` for a store whose feed delivers every visible change, each once, in the order
-    ///     they were made (``InMemoryStateStore``, `SQLiteStateStore`): the suite then applies more than 100
+    ///     they were made (`InMemoryStateStore`, `SQLiteStateStore`): the suite then applies more than 100
     ///     changes, many of them to the same keys, and compares the feed one element at a time with what applying
-    ///     them changed — what the store's own `apply(_:)` returned when it is a ``MutableStateStore``, otherwise
-    ///     what ``LatestState`` returns for the same events — and requires positions whose text ends in
+    ///     them changed — what the store's own `apply(_:)` returned when it is a `MutableStateStore`, otherwise
+    ///     what `LatestState` returns for the same events — and requires positions whose text ends in
     ///     `:<number>` to count up by one. A store whose feed may leave out a change that a later one to the same
     ///     key overwrites passes `false`. Default: `true`.
     public init(
