@@ -399,9 +399,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     private let startOffsets: [Int32: Int64]
     private let startPosition: KafkaEventSource<Record>.Configuration.StartPosition
     private let partitionRefreshInterval: Duration
-    /// Without a group, a connection problem makes the source hold back every message until the continuity check
-    /// (``verifyContinuity()``) has shown that the broker still holds the same log: set on the error, cleared once
-    /// the partitions are re-positioned after the last delivered message. Read by the poll thread per message.
+    /// Without a group, losing every broker makes the source hold back every message until the continuity check
+    /// (`verifyContinuity(unlessProblemsSince:)`) has shown that the broker still holds the same log: set on the
+    /// error, cleared once the partitions are re-positioned after the last delivered message. Read by the poll thread
+    /// per message.
     private let verifying = Atomic<Bool>(false)
     /// How many connection problems were reported (no group): a continuity check counts only if none came during it.
     private let problems = Atomic<Int>(0)
@@ -712,10 +713,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             return nil
         }
         noteData(partition: message.partition, offset: message.offset)
-        var digest = MessageFingerprint.Digest()
-        digest.add(message.key)
-        digest.add(message.value)
-        let fingerprint = MessageFingerprint(offset: message.offset, timestamp: message.timestamp, digest: digest.value)
+        let fingerprint = message.fingerprint
         do {
             let event =
                 if message.value == nil {
@@ -887,16 +885,14 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             return health.troubled
         }
         if wasTroubled { onSourceEvent?(.recovered) }
-        let different = verdicts.compactMap { partition, verdict -> (Int32, String)? in
-            if case .different(let text) = verdict { (partition, text) } else { nil }
-        }.sorted { $0.0 < $1.0 }
-        for (partition, verdict) in verdicts.sorted(by: { $0.key < $1.key }) {
-            if case .unverifiable(let text) = verdict {
-                logger.warning("continuity of '\(topic)' partition \(partition) after a reconnect not checked: \(text)")
-            }
-        }
-        guard different.isEmpty else {
-            for (partition, _) in different {
+        if let changed = TopicContinuity.changes(
+            verdicts,
+            expected: expected,
+            topic: topic,
+            had: "this source read up to",
+            logger: logger
+        ) {
+            for partition in changed.partitions.keys.sorted() {
                 onSourceEvent?(
                     .offsetsWentBack(
                         topic: topic,
@@ -907,11 +903,6 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 )
             }
             diverged.store(true, ordering: .relaxed)
-            var partitions: [Int32: String] = [:]
-            for (partition, what) in different {
-                partitions[partition] = expected[partition]!.difference(what, had: "this source read up to")
-            }
-            let changed = TopicLogChanged(topic: topic, partitions: partitions)
             push(
                 .failure(
                     DeltaKitError(

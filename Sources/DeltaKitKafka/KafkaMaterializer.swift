@@ -331,18 +331,15 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
                 timeout: timeout
             )
         }
-        var different: [Int32: String] = [:]
-        for (partition, verdict) in verdicts.sorted(by: { $0.key < $1.key }) {
-            switch verdict {
-            case .same: break
-            case .unverifiable(let why):
-                logger.warning("the store's position in '\(topic)' partition \(partition) was not checked: \(why)")
-            case .different(let what):
-                different[partition] = expected[partition]!.difference(what, had: "the store has")
-            }
-        }
-        guard !different.isEmpty else { return positions }
-        let changed = TopicLogChanged(topic: topic, partitions: different)
+        guard
+            let changed = TopicContinuity.changes(
+                verdicts,
+                expected: expected,
+                topic: topic,
+                had: "the store has",
+                logger: logger
+            )
+        else { return positions }
         if rebuild {
             logger.warning(
                 "rebuilding the store from the beginning of '\(topic)': its positions belong to another log (\(changed))"

@@ -122,6 +122,28 @@ enum TopicContinuity {
         return verdicts
     }
 
+    /// The partitions of `verdicts` that follow another log, each with what the reader `had` (from `expected`) and
+    /// what the topic holds now; `nil` when none does. Partitions that could not be checked are logged.
+    static func changes(
+        _ verdicts: [Int32: ContinuityVerdict],
+        expected: [Int32: ExpectedPosition],
+        topic: String,
+        had: String,
+        logger: Logger
+    ) -> TopicLogChanged? {
+        var different: [Int32: String] = [:]
+        for (partition, verdict) in verdicts.sorted(by: { $0.key < $1.key }) {
+            switch verdict {
+            case .same: break
+            case .unverifiable(let why):
+                logger.warning("continuity of '\(topic)' partition \(partition) not checked: \(why)")
+            case .different(let what):
+                different[partition] = expected[partition]!.difference(what, had: had)
+            }
+        }
+        return different.isEmpty ? nil : TopicLogChanged(topic: topic, partitions: different)
+    }
+
     /// The verdict `message` gives for a partition read at (or before) `target`; `nil` when it says nothing yet.
     private static func judge(
         _ message: RdKafkaMessage,
@@ -150,10 +172,7 @@ enum TopicContinuity {
         with position: ExpectedPosition
     ) -> ContinuityVerdict {
         guard let expected = position.fingerprint else { return .same }
-        var digest = MessageFingerprint.Digest()
-        digest.add(message.key)
-        digest.add(message.value)
-        let found = MessageFingerprint(offset: message.offset, timestamp: message.timestamp, digest: digest.value)
+        let found = message.fingerprint
         if found == expected { return .same }
         return .different("the topic holds another message there now: \(found)")
     }

@@ -19,6 +19,14 @@ struct RdKafkaMessage: Sendable {
     /// Set for consumer errors; `isPartitionEOF` for the end-of-partition signal.
     var error: KafkaError?
     var isPartitionEOF: Bool
+
+    /// What identifies this message in its partition's log (as ``RdKafkaMessageView/fingerprint`` does in place).
+    var fingerprint: MessageFingerprint {
+        var digest = MessageFingerprint.Digest()
+        digest.add(key)
+        digest.add(value)
+        return MessageFingerprint(offset: offset, timestamp: timestamp, digest: digest.value)
+    }
 }
 
 /// A consumed message in librdkafka's buffer, valid only inside ``RdKafkaHandle/consumerPoll(timeoutMs:_:)``'s
