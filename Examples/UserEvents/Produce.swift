@@ -155,7 +155,7 @@ final class ProgressReporter: Sendable {
     }
 
     static func rate(_ count: Int, _ elapsed: Duration) -> Int {
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.secondsAsDouble
         return seconds > 0 ? Int(Double(count) / seconds) : count
     }
 }

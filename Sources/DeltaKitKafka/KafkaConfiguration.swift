@@ -186,18 +186,3 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
         return p
     }
 }
-
-extension Duration {
-    /// Whole milliseconds, at least `minimum`, saturating instead of overflowing.
-    func milliseconds(minimum: Int64 = 0) -> Int64 {
-        let (seconds, attoseconds) = components
-        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1000)
-        if overflow { return seconds < 0 ? minimum : Int64.max }
-        return max(minimum, scaled.addingReportingOverflow(attoseconds / 1_000_000_000_000_000).partialValue)
-    }
-
-    /// Milliseconds as librdkafka's `int` timeouts take them: at least `minimum`, at most `Int32.max`.
-    func int32Milliseconds(minimum: Int64 = 0) -> Int32 {
-        Int32(clamping: milliseconds(minimum: minimum))
-    }
-}

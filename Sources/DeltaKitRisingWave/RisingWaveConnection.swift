@@ -96,7 +96,7 @@ public actor RisingWaveConnection {
 
         var conninfo: String {
             var extras = [
-                ("connect_timeout", String(max(1, connectTimeout.components.seconds))),
+                ("connect_timeout", String(connectTimeout.wholeSecondsRoundedUp(minimum: 1))),
                 ("application_name", applicationName),
                 ("client_encoding", "UTF8"),
             ]
@@ -322,7 +322,7 @@ public actor RisingWaveConnection {
                 let shown = (error as? RisingWaveError).map { "\(Self.scrubbed($0, configuration))" } ?? "\(error)"
                 logger.warning("reconnect attempt \(attempt) to \(configuration.redactedURL) failed: \(shown)")
                 Thread.sleep(
-                    forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+                    forTimeInterval: delay.secondsAsDouble
                 )
                 delay = min(delay * 2, .seconds(5))
             }

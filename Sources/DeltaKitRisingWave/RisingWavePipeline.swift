@@ -366,7 +366,7 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
 
     /// `FETCH n … WITH (timeout = 'Ns')`; RisingWave truncates the timeout to whole seconds, so at least 1 s.
     func fetchCursor(_ cursor: String, count: Int, timeout: Duration) -> String {
-        "FETCH \(max(1, count)) FROM \(q(cursor)) WITH (timeout = '\(max(1, timeout.components.seconds))s')"
+        "FETCH \(max(1, count)) FROM \(q(cursor)) WITH (timeout = '\(timeout.wholeSecondsRoundedUp(minimum: 1))s')"
     }
 
     /// `CLOSE cursor`.

@@ -81,8 +81,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         writerLock = configuration.readOnly ? nil : try WriterLock(databasePath: path)
         var grdb = GRDB.Configuration()
         grdb.readonly = configuration.readOnly
-        let timeout = configuration.busyTimeout.components
-        grdb.busyMode = .timeout(TimeInterval(timeout.seconds) + TimeInterval(timeout.attoseconds) / 1e18)
+        grdb.busyMode = .timeout(configuration.busyTimeout.secondsAsDouble)
         grdb.label = "DeltaKitSQLite"
         if !configuration.readOnly {
             let synchronous = configuration.syncsEveryCommit ? "FULL" : "NORMAL"

@@ -1,3 +1,4 @@
+import DeltaKit
 import Foundation
 import NIOCore
 import Synchronization
@@ -25,10 +26,7 @@ final class SourceDemand: NIOAsyncSequenceProducerDelegate {
 
     /// Blocks the poll thread until demand returns or `timeout` passes.
     func waitForDemand(timeout: Duration) {
-        let milliseconds = Int(
-            timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
-        )
-        _ = wake.wait(timeout: .now() + .milliseconds(milliseconds))
+        _ = wake.wait(timeout: .now() + .milliseconds(Int(timeout.milliseconds())))
     }
 
     func produceMore() {
