@@ -27,7 +27,7 @@ extension ChangeEvent {
     }
 
     /// Appends the event's wire JSON to `buffer` (see ``jsonData()``); the allocation-free path for producers.
-    public func encodeJSON(into buffer: inout [UInt8]) throws {
+    package func encodeJSON(into buffer: inout [UInt8]) throws {
         try encodeJSON(into: &buffer, schema: try Record.schema)
     }
 
@@ -326,7 +326,7 @@ private struct FieldReader {
 extension ChangeEvent {
     /// The event's key as message-key bytes: a `String` key as its UTF-8 text, any other key as its JSON
     /// text (the demo user with id 1 → `1`). Canonical, so one key always maps to the same bytes and partition.
-    public var keyBytes: [UInt8] {
+    package var keyBytes: [UInt8] {
         get throws {
             var bytes: [UInt8] = []
             try appendKeyBytes(to: &bytes)

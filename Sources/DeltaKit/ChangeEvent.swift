@@ -37,7 +37,7 @@ public struct ChangeEvent<Record: ChangeRecord>: Hashable, Sendable {
         self.operation = operation
         self.record = record
         self.order = order
-        self.timestamp = EventTimestamp.truncatedToMicroseconds(timestamp)
+        self.timestamp = EventTimestamp.roundedToMicroseconds(timestamp)
     }
 
     private init(deleting key: Record.Key, order: Int64, timestamp: Date) {
@@ -45,7 +45,7 @@ public struct ChangeEvent<Record: ChangeRecord>: Hashable, Sendable {
         self.operation = .delete
         self.record = nil
         self.order = order
-        self.timestamp = EventTimestamp.truncatedToMicroseconds(timestamp)
+        self.timestamp = EventTimestamp.roundedToMicroseconds(timestamp)
     }
 
     /// An event that inserts `record`.

@@ -10,7 +10,4 @@ public enum ChangeOperation: String, Codable, Hashable, Sendable, CaseIterable {
     case update
     /// The key's record is gone; the event carries no record.
     case delete
-
-    /// `true` for ``insert`` and ``update``: the event carries a record.
-    public var isUpsert: Bool { self != .delete }
 }

@@ -6,22 +6,21 @@ public import Foundation
 /// `datetime.now(timezone.utc).isoformat()` (the demo producer) writes `+00:00`, so DeltaKit
 /// writes `2024-05-01T12:30:45.123456+00:00` and accepts any RFC 3339 form when reading.
 public enum EventTimestamp {
-    /// Rounds a date to whole microseconds, the precision of the wire format and of SQL timestamps.
+    /// Rounds a date to the nearest whole microsecond, the precision of the wire format and of SQL timestamps.
     ///
     /// A `Date` is a `Double` of seconds since 2001, so it holds every whole microsecond from about 1865 to 2137
     /// (2³² seconds around 2001, where a `Double`'s step passes half a microsecond); outside, a timestamp may
     /// move by a microsecond once — its text then reads back to the same `Date`.
-    public static func truncatedToMicroseconds(_ date: Date) -> Date {
+    package static func roundedToMicroseconds(_ date: Date) -> Date {
         Self.date(fromMicroseconds: microseconds(date))
     }
 
     /// Microseconds since 1970-01-01T00:00:00Z, rounded to the nearest microsecond.
-    public static func microseconds(_ date: Date) -> Int64 {
+    package static func microseconds(_ date: Date) -> Int64 {
         // From the `Double` a `Date` stores (seconds since 2001), whole seconds and the fraction apart: the
-        // difference is exact, so only the fraction is rounded. Going through `timeIntervalSince1970` (one more
-        // rounding) and scaling all of it by 10⁶ (a product rounded to half a microsecond after 2038) moved
-        // timestamps read back from their own text — found by the RowText fuzz target (2108-06-30T23:40:00.126001
-        // came back as .126002).
+        // difference is exact, so only the fraction is rounded. Converting through `timeIntervalSince1970` would
+        // round once more, and scaling all of it by 10⁶ rounds the product to half a microsecond after 2038:
+        // either moves a timestamp read back from its own text by a microsecond.
         let seconds = date.timeIntervalSinceReferenceDate
         let whole = seconds.rounded(.down)
         return (Int64(whole) + referenceDateOffset) * 1_000_000 + Int64(((seconds - whole) * 1_000_000).rounded())
@@ -49,7 +48,7 @@ public enum EventTimestamp {
     }
 
     /// Appends the `YYYY-MM-DDTHH:MM:SS.ffffff+00:00` form of `date` to `buffer` (no allocation).
-    public static func format(_ date: Date, into buffer: inout [UInt8]) {
+    package static func format(_ date: Date, into buffer: inout [UInt8]) {
         let micros = microseconds(date)
         var seconds = micros.floorDiv(1_000_000)
         let fraction = micros - seconds * 1_000_000

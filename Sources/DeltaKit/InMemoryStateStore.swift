@@ -56,31 +56,21 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         try applyNow(event)
     }
 
-    /// Applies events in order; stops at the first invalid one (those before it stay applied).
-    ///
-    /// The valid events before an invalid one are applied under one acquisition of the store's lock.
+    /// Applies events in order under one acquisition of the store's lock; all or nothing: when one event is
+    /// invalid, it throws and applies none of them (see ``MutableStateStore/apply(contentsOf:)``).
     public func apply(contentsOf events: [ChangeEvent<Record>]) async throws {
-        var canonical: [ChangeEvent<Record>] = []
-        canonical.reserveCapacity(events.count)
-        var failure: (any Error)?
         let schema = try Record.schema
-        for event in events {
-            do { canonical.append(try event.canonicalized(schema: schema)) } catch {
-                failure = error
-                break
-            }
-        }
+        let canonical = try events.map { try $0.canonicalized(schema: schema) }
         var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
         state.withLock { state in
             for event in canonical { _ = applyLocked(event, in: &state, overflowed: &overflowed) }
         }
         finish(overflowed)
-        if let failure { throw failure }
     }
 
     /// Applies one event without suspending (for synchronous callers); see ``apply(_:)``.
     @discardableResult
-    public func applyNow(_ event: ChangeEvent<Record>) throws -> StateChange<Record>? {
+    package func applyNow(_ event: ChangeEvent<Record>) throws -> StateChange<Record>? {
         let event = try event.canonicalized()
         var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
         let change = state.withLock { state in applyLocked(event, in: &state, overflowed: &overflowed) }
@@ -250,7 +240,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     }
 
     /// The number of change feeds currently registered.
-    public var activeFeeds: Int { state.withLock { $0.subscribers.count } }
+    package var activeFeeds: Int { state.withLock { $0.subscribers.count } }
 
     private func position(_ sequence: UInt64) -> ChangeFeedPosition {
         ChangeFeedPosition("\(identity):\(sequence)")

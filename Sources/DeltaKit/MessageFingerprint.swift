@@ -10,7 +10,7 @@ public struct MessageFingerprint: Sendable, Hashable, CustomStringConvertible {
     /// The message's timestamp (milliseconds since 1970, as the producer or the broker stamped it); -1 when
     /// it has none.
     public var timestamp: Int64
-    /// A 64-bit digest of the message's key and value (``Digest``): stable across versions and platforms,
+    /// A 64-bit digest of the message's key and value (a length-prefixed multiply-xorshift hash): stable across versions and platforms,
     /// because files keep it.
     public var digest: UInt64
 
@@ -29,15 +29,15 @@ public struct MessageFingerprint: Sendable, Hashable, CustomStringConvertible {
     /// The digest of a message's key and value: a multiply-xorshift hash over 8-byte little-endian words, each
     /// part preceded by its length (a missing part and an empty one differ). Not cryptographic: it tells two
     /// logs apart, it does not resist an adversary who can write to the topic anyway.
-    public struct Digest: Sendable {
+    package struct Digest: Sendable {
         /// The digest so far.
-        public private(set) var value: UInt64 = 0x243F_6A88_85A3_08D3
+        package private(set) var value: UInt64 = 0x243F_6A88_85A3_08D3
 
         /// A digest of nothing yet.
-        public init() {}
+        package init() {}
 
         /// Adds one part (a key or a value); `nil` is a missing part.
-        public mutating func add(_ bytes: UnsafeRawBufferPointer?) {
+        package mutating func add(_ bytes: UnsafeRawBufferPointer?) {
             guard let bytes else {
                 mix(UInt64.max)
                 return
@@ -57,7 +57,7 @@ public struct MessageFingerprint: Sendable, Hashable, CustomStringConvertible {
         }
 
         /// Adds one part given as bytes; `nil` is a missing part.
-        public mutating func add(_ bytes: [UInt8]?) {
+        package mutating func add(_ bytes: [UInt8]?) {
             guard let bytes else { return add(UnsafeRawBufferPointer?.none) }
             bytes.withUnsafeBytes { add($0) }
         }

@@ -117,7 +117,7 @@ public struct RecordSchema: Hashable, Sendable, CustomStringConvertible {
     ///
     /// - Throws: ``DeltaKitError`` with code ``DeltaKitError/Code/invalidConfiguration`` when a field
     ///   is not a supported scalar or the key field is missing.
-    public static func discover<R: ChangeRecord>(_ type: R.Type) throws -> RecordSchema {
+    package static func discover<R: ChangeRecord>(_ type: R.Type) throws -> RecordSchema {
         if let cached = cache.withLock({ $0[ObjectIdentifier(type)] }) { return cached }
         let recorder = FieldRecorder()
         let probe: R

@@ -109,13 +109,22 @@ public protocol MutableStateStore<Record>: StateStore {
     @discardableResult
     func apply(_ event: ChangeEvent<Record>) async throws -> StateChange<Record>?
 
-    /// Applies events in the given order. The default implementation applies them one by one.
+    /// Applies events in the given order.
+    ///
+    /// **All or nothing for invalid events:** when any event of the batch is invalid
+    /// (``ChangeEvent/validate()``), the call throws ``DeltaKitError`` (``DeltaKitError/Code/serializationFailed``)
+    /// naming it and applies none of the batch — not the events before it either. Stores that write in
+    /// transactions (SQLite) are also atomic against crashes and storage errors; the in-memory store cannot fail
+    /// after validation. The default implementation validates every event first, then applies them one by one (a
+    /// storage error part-way may leave a prefix applied; applying the batch again is harmless, because the merge
+    /// is idempotent).
     func apply(contentsOf events: [ChangeEvent<Record>]) async throws
 }
 
 extension MutableStateStore {
-    /// Applies the events one by one.
+    /// Validates every event, then applies them one by one (see the requirement for the all-or-nothing rule).
     public func apply(contentsOf events: [ChangeEvent<Record>]) async throws {
+        for event in events { try event.validate() }
         for event in events { try await apply(event) }
     }
 }

@@ -11,6 +11,7 @@ import Foundation
 public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Record == DemoUser {
     private let load: @Sendable ([ChangeEvent<DemoUser>]) async throws -> Store
     private let loadWire: (@Sendable ([[UInt8]]) async throws -> Store)?
+    private let makeScalarStore: (@Sendable () async throws -> any MutableStateStore<ScalarSample>)?
 
     /// Creates the suite.
     ///
@@ -19,12 +20,18 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
     ///   - loadWire: Returns a fresh store fed with the given raw messages (wire JSON, some of them invalid),
     ///     the way the backend reads a topic. When given, the suite checks that invalid messages never
     ///     change state. Default: `nil`.
+    ///   - makeScalarStore: Returns a fresh, empty store of ``ScalarSample`` records, for a store DeltaKit writes
+    ///     (`MutableStateStore`). When given, the suite checks the batch rule: `apply(contentsOf:)` with one
+    ///     invalid event (a non-finite `Double`) throws `serializationFailed` and applies none of the batch.
+    ///     Default: `nil`.
     public init(
         load: @escaping @Sendable ([ChangeEvent<DemoUser>]) async throws -> Store,
-        loadWire: (@Sendable ([[UInt8]]) async throws -> Store)? = nil
+        loadWire: (@Sendable ([[UInt8]]) async throws -> Store)? = nil,
+        makeScalarStore: (@Sendable () async throws -> any MutableStateStore<ScalarSample>)? = nil
     ) {
         self.load = load
         self.loadWire = loadWire
+        self.makeScalarStore = makeScalarStore
     }
 
     /// Messages that break DeltaKit's validity rule, each with a higher order than any valid event for its
@@ -145,7 +152,37 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
                     : "history: expected orders \(expected.map(\.order)), got \(history.map(\.order)): \(history.prefix(3))"
             }
         }
+        if let makeScalarStore {
+            await runner.check("a batch with an invalid event applies none of its events") {
+                try await Self.checkBatchRule(try await makeScalarStore())
+            }
+        }
         return try runner.finish()
+    }
+
+    /// One valid event applied alone, then a batch whose middle event is invalid: the batch must throw
+    /// `serializationFailed` and leave the store as the first event left it.
+    static func checkBatchRule(_ store: any MutableStateStore<ScalarSample>) async throws -> String? {
+        let first = ChangeEvent<ScalarSample>.insert(ScalarSample(id: 1, label: "before"), order: 1)
+        try await store.apply(first)
+        let batch: [ChangeEvent<ScalarSample>] = [
+            .update(ScalarSample(id: 1, label: "valid, before the invalid one"), order: 2),
+            .insert(ScalarSample(id: 2, score: .nan), order: 3),
+            .insert(ScalarSample(id: 3, label: "valid, after the invalid one"), order: 4),
+        ]
+        do {
+            try await store.apply(contentsOf: batch)
+            return "apply(contentsOf:) accepted a batch holding a NaN score"
+        } catch let error as DeltaKitError where error.code == .serializationFailed {
+        } catch {
+            return "expected DeltaKitError(serializationFailed), got \(error)"
+        }
+        let one = try await store.value(forKey: 1)
+        let snapshot = try await store.snapshot()
+        guard one?.label == "before", snapshot.map(\.id) == [1] else {
+            return "the batch was partly applied: key 1 is \(String(describing: one?.label)), keys \(snapshot.map(\.id))"
+        }
+        return nil
     }
 
     /// Pairs of different events for one key with the same order, both arrival orders checked.

@@ -37,9 +37,14 @@ struct SQLiteStateStoreTests {
                 let store = try Self.open(directory.path("\(UUID().uuidString).sqlite"))
                 try await store.apply(contentsOf: messages.compactMap { try? ChangeEvent<DemoUser>(jsonData: $0) })
                 return store
+            },
+            makeScalarStore: {
+                try SQLiteStateStore<ScalarSample>(
+                    configuration: .init(path: directory.path("\(UUID().uuidString).sqlite"), source: "samples")
+                )
             }
         ).run()
-        #expect(passed.count == 9)
+        #expect(passed.count == 10)
     }
 
     @Test("the change feed conformance suite passes: snapshot seam, from now, resume from a position")

@@ -36,9 +36,20 @@ struct FakesTests {
                     if let event = try? ChangeEvent<DemoUser>(jsonData: message) { try await store.apply(event) }
                 }
                 return store
-            }
+            },
+            makeScalarStore: { try InMemoryStateStore<ScalarSample>() }
         ).run()
-        #expect(passed.count == 9)
+        #expect(passed.count == 10)
+    }
+
+    @Test("the store suite fails a store that keeps the events before an invalid one of a batch")
+    func storeSuiteCatchesPartialBatches() async throws {
+        let error = await #expect(throws: ConformanceFailure.self) {
+            try await StateStoreConformance(load: Self.loadInMemory, makeScalarStore: { try PrefixApplyingStore() })
+                .run()
+        }
+        #expect(error?.failures.count == 1)
+        #expect(error?.failures.first?.hasPrefix("a batch with an invalid event applies none of its events:") == true)
     }
 
     @Test("the pipeline's store passes the StateStore conformance suite through the sink")
@@ -172,4 +183,21 @@ struct FakesTests {
         #expect(try await pipeline.store.snapshot() == reference.snapshot())
         #expect(try await pipeline.store.history(limit: 20).map(\.order) == Array((81...100).reversed()))
     }
+}
+
+/// A store that applies a batch event by event and stops at the first invalid one, keeping the events before it:
+/// what the batch rule forbids.
+private struct PrefixApplyingStore: MutableStateStore {
+    let base: InMemoryStateStore<ScalarSample>
+    init() throws { base = try InMemoryStateStore<ScalarSample>() }
+    func apply(_ event: ChangeEvent<ScalarSample>) async throws -> StateChange<ScalarSample>? {
+        try await base.apply(event)
+    }
+    func apply(contentsOf events: [ChangeEvent<ScalarSample>]) async throws {
+        for event in events { try await base.apply(event) }
+    }
+    func snapshot() async throws -> [ScalarSample] { try await base.snapshot() }
+    func value(forKey key: Int) async throws -> ScalarSample? { try await base.value(forKey: key) }
+    func history(limit: Int) async throws -> [ChangeEvent<ScalarSample>] { try await base.history(limit: limit) }
+    func count() async throws -> Int { try await base.count() }
 }
