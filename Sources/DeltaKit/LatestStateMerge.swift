@@ -25,22 +25,30 @@ public enum LatestStateMerge {
         let candidateDeletes = candidate.operation == .delete
         if candidateDeletes != (current.operation == .delete) { return candidateDeletes }
         if candidate.timestamp != current.timestamp { return candidate.timestamp > current.timestamp }
-        if let a = candidate.record, let b = current.record, let schema = try? Record.schema {
-            let left = FieldValues.of(a)
-            let right = FieldValues.of(b)
+        if candidate.record != nil, current.record != nil, let schema = try? Record.schema,
+            let left = try? fieldValues(candidate), let right = try? fieldValues(current)
+        {
             for field in schema.valueFields {
-                switch (left[field.name], right[field.name]) {
+                switch (left[field.name] ?? nil, right[field.name] ?? nil) {
                 case (nil, nil): continue
                 case (nil, _): return false
                 case (_, nil): return true
                 case (let x?, let y?):
-                    guard let scalar = ScalarType.of(type(of: x)) else { continue }
-                    if scalar.precedes(y, x) { return true }
-                    if scalar.precedes(x, y) { return false }
+                    if field.type.precedes(y, x) { return true }
+                    if field.type.precedes(x, y) { return false }
                 }
             }
         }
         return candidate.operation.rawValue > current.operation.rawValue
+    }
+
+    /// An event's field values as its wire JSON holds them (the one way every store reads them); only ties of
+    /// equal order and timestamp get here, so the encoding is off the hot path.
+    private static func fieldValues<Record>(_ event: ChangeEvent<Record>) throws -> [String: JSONScalar?] {
+        Dictionary(
+            try event.wireJSONAndFields().fields.map { ($0.name, $0.value) },
+            uniquingKeysWith: { first, _ in first }
+        )
     }
 }
 

@@ -124,6 +124,36 @@ struct MergeSemanticsTests {
         }
     }
 
+    @Test(
+        "ties compare every scalar kind by value as SQL does, not by its JSON text",
+        arguments: [
+            ("score", ScalarSample(id: 1, score: -1.5), ScalarSample(id: 1, score: 2)),
+            ("ratio", ScalarSample(id: 1, ratio: 0.25), ScalarSample(id: 1, ratio: 1e10)),
+            ("ratio nil", ScalarSample(id: 1, ratio: nil), ScalarSample(id: 1, ratio: -1)),
+            ("amount", ScalarSample(id: 1, amount: Decimal(string: "9.5")!), ScalarSample(id: 1, amount: 10.25)),
+            (
+                "at", ScalarSample(id: 1, at: Date(timeIntervalSince1970: 999_999_999)),
+                ScalarSample(id: 1, at: Date(timeIntervalSince1970: 1_000_000_000))
+            ),
+            (
+                "token", ScalarSample(id: 1, token: UUID(uuidString: "A0000000-0000-0000-0000-000000000000")!),
+                ScalarSample(id: 1, token: UUID(uuidString: "b0000000-0000-0000-0000-000000000000")!)
+            ),
+            ("status", ScalarSample(id: 1, status: .active), ScalarSample(id: 1, status: .suspended)),
+            ("tier", ScalarSample(id: 1, tier: .free), ScalarSample(id: 1, tier: .paid)),
+            ("flag", ScalarSample(id: 1, flag: false), ScalarSample(id: 1, flag: true)),
+            ("small", ScalarSample(id: 1, small: -7), ScalarSample(id: 1, small: 3)),
+            ("big", ScalarSample(id: 1, big: 9), ScalarSample(id: 1, big: 10)),
+        ]
+    )
+    func scalarTies(field: String, lower: ScalarSample, higher: ScalarSample) {
+        let at = Date(timeIntervalSince1970: 1_704_067_200)
+        let low = ChangeEvent.update(lower, order: 7, timestamp: at)
+        let high = ChangeEvent.update(higher, order: 7, timestamp: at)
+        #expect(LatestStateMerge.supersedes(high, low), "\(field): the greater value wins")
+        #expect(!LatestStateMerge.supersedes(low, high), "\(field): the smaller value never wins")
+    }
+
     @Test("2,000 random streams, shuffled, duplicated and replayed, equal the plain reference")
     func property() async throws {
         for seed in UInt64(0)..<2_000 {
