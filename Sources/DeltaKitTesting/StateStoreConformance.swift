@@ -180,7 +180,8 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
         let one = try await store.value(forKey: 1)
         let snapshot = try await store.snapshot()
         guard one?.label == "before", snapshot.map(\.id) == [1] else {
-            return "the batch was partly applied: key 1 is \(String(describing: one?.label)), keys \(snapshot.map(\.id))"
+            let label = String(describing: one?.label)
+            return "the batch was partly applied: key 1 is \(label), keys \(snapshot.map(\.id))"
         }
         return nil
     }
