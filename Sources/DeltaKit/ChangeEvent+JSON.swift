@@ -354,8 +354,7 @@ extension ChangeEvent {
     }
 
     /// Whether `bytes` are exactly this event's ``keyBytes`` — the Kafka message key the sink writes for it.
-    /// Allocation-free for `Int`, `Int64` and `String` keys: the consumer checks every message (about 10 ns for an
-    /// integer key, unspecialized).
+    /// Allocation-free for `Int`, `Int64` and `String` keys, because the consumer checks every message.
     package func isKeyed(by bytes: UnsafeRawBufferPointer) -> Bool {
         if Record.Key.self == Int64.self || (Record.Key.self == Int.self && MemoryLayout<Int>.size == 8) {
             return withUnsafePointer(to: key) {
