@@ -13,8 +13,7 @@ import Foundation
 /// parse (`invalid integer value "S3cr3t" for connection option "port"`, `host name "Pw@db"`).
 ///
 /// Everything works on Unicode scalars, never on `Character`s: a combining mark would otherwise glue a separator
-/// or a quote to its neighbour, and Foundation's `replacingOccurrences` trapped on Linux for some inputs (both
-/// found by Fuzz/Redaction).
+/// or a quote to its neighbour, and Foundation's `replacingOccurrences` traps on Linux for some inputs.
 enum ConnectionSecrets {
     /// Any text — a message, or a URL inside one — with every password-like part replaced by `***`. Knows
     /// nothing of the configured URL: a URL whose password contains spaces is only redacted whole by

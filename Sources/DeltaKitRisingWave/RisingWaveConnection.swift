@@ -2,116 +2,17 @@ import DeltaKit
 import Foundation
 public import Logging
 
-/// An asynchronous connection to RisingWave (or any PostgreSQL-wire server) on libpq.
+/// An asynchronous connection to RisingWave (or any PostgreSQL-wire server) on libpq, for a
+/// ``RisingWavePipeline`` to provision through and a ``RisingWaveStateStore`` to read through. It is not a general
+/// SQL client: the statements it runs are the pipeline's.
 ///
 /// An actor whose executor is one dedicated thread: every libpq call runs there, one at a time (libpq blocks
-/// and a `PGconn` is not thread-safe), and no thread of Swift's cooperative pool ever blocks. Queries run in
+/// and a `PGconn` is not thread-safe), and no thread of Swift's cooperative pool ever blocks. Statements run in
 /// the caller's task — structured concurrency: cancelling the caller sends libpq's cancel request for the
-/// statement in progress. Parameterized statements use the extended protocol (one statement per call);
-/// ``execute(_:)`` uses the simple protocol for DDL. Results are read in single-row mode. A broken connection is
-/// re-established with exponential backoff before the next call.
+/// statement in progress. Parameterized reads use the extended protocol (one statement per call), DDL the simple
+/// protocol. Results are read in single-row mode. A broken connection is re-established with exponential backoff
+/// before the next call.
 public actor RisingWaveConnection {
-    /// Connection settings. Every property has a documented default.
-    public struct Configuration: Sendable, CustomStringConvertible {
-        /// A `postgres://` URL or a libpq `key=value` string.
-        /// Default: `"postgres://root@localhost:4566/dev"` (RisingWave's defaults).
-        public var url: String
-        /// libpq `sslmode` (`disable`, `prefer`, `require`, `verify-full`, …); `nil` keeps the URL's or libpq's
-        /// default (`prefer`). Default: `nil`.
-        public var sslMode: String?
-        /// How long to wait for the server when connecting. Default: 10 seconds.
-        public var connectTimeout: Duration
-        /// How many times to retry re-establishing a broken connection. Default: 5.
-        public var reconnectAttempts: Int
-        /// The first reconnect delay; it doubles per attempt up to 5 seconds. Default: 200 ms.
-        public var reconnectBackoff: Duration
-        /// `application_name` shown in the server's session list. Default: `"deltakit"`.
-        public var applicationName: String
-
-        /// Creates a configuration.
-        public init(
-            url: String = "postgres://root@localhost:4566/dev",
-            sslMode: String? = nil,
-            connectTimeout: Duration = .seconds(10),
-            reconnectAttempts: Int = 5,
-            reconnectBackoff: Duration = .milliseconds(200),
-            applicationName: String = "deltakit"
-        ) {
-            self.url = url
-            self.sslMode = sslMode
-            self.connectTimeout = connectTimeout
-            self.reconnectAttempts = reconnectAttempts
-            self.reconnectBackoff = reconnectBackoff
-            self.applicationName = applicationName
-        }
-
-        /// The URL with everything that may be a secret replaced by `***`: safe for logs and errors. Hidden are
-        /// the user information (all between the scheme and the last `@`, the user name included: a mistyped URL
-        /// can put the password there), a non-numeric port when there is no `@` (`postgres://root:S3cr3t`), and
-        /// password parameters (`?password=`, `passwd`, `sslpassword`, `key=value` forms).
-        public var redactedURL: String { ConnectionSecrets.redactURL(url) }
-
-        public var description: String { "RisingWaveConnection.Configuration(url: \(redactedURL))" }
-
-        /// `text` with every password replaced by `***` (see `ConnectionSecrets`).
-        static func redact(_ text: String) -> String { ConnectionSecrets.redact(text) }
-
-        /// A message from libpq with ``redact(_:)`` applied and this configuration's secrets — and their
-        /// fragments — removed wherever they appear (libpq quotes parts of a conninfo it cannot parse).
-        func scrub(_ message: String) -> String {
-            ConnectionSecrets.scrub(message, secrets: ConnectionSecrets.secrets(in: url))
-        }
-
-        /// Checks the settings; called by ``RisingWaveConnection/init(configuration:logger:)``.
-        ///
-        /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming the setting; a URL is never echoed with its
-        ///   password.
-        public func validate() throws {
-            let trimmed = url.trimmingCharacters(in: .whitespaces)
-            guard !trimmed.isEmpty else {
-                throw DeltaKitError.invalidValue(
-                    "url",
-                    "empty",
-                    allowed: "postgres://user@host:port/database (an empty URL would silently use the local socket)"
-                )
-            }
-            let isKeyValue = !trimmed.contains("//") && !trimmed.contains("@") && trimmed.contains("=")
-            let lower = trimmed.lowercased()
-            if !isKeyValue, !(lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://")) {
-                throw DeltaKitError(
-                    code: .invalidConfiguration,
-                    message: "the URL \(redactedURL) must start with postgres:// or postgresql://"
-                )
-            }
-            try DeltaKitError.check(connectTimeout, in: .seconds(1) ... .seconds(Int64(Int32.max)), "connectTimeout")
-            try DeltaKitError.check(reconnectAttempts, in: 0...1_000, "reconnectAttempts")
-            try DeltaKitError.check(reconnectBackoff, in: .zero ... .seconds(60), "reconnectBackoff")
-            if let sslMode {
-                let modes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-                guard modes.contains(sslMode) else {
-                    throw DeltaKitError.invalidValue("sslMode", "'\(sslMode)'", allowed: modes.joined(separator: ", "))
-                }
-            }
-        }
-
-        var conninfo: String {
-            var extras = [
-                ("connect_timeout", String(connectTimeout.wholeSecondsRoundedUp(minimum: 1))),
-                ("application_name", applicationName),
-                ("client_encoding", "UTF8"),
-            ]
-            if let sslMode { extras.append(("sslmode", sslMode)) }
-            if url.contains("://") {
-                let separator = url.contains("?") ? "&" : "?"
-                let query = extras.map {
-                    "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0.1)"
-                }
-                return url + separator + query.joined(separator: "&")
-            }
-            return url + " " + extras.map { "\($0.0)='\($0.1)'" }.joined(separator: " ")
-        }
-    }
-
     /// The settings this connection was opened with (secrets included: print ``Configuration/redactedURL``).
     public nonisolated let configuration: Configuration
     private nonisolated let logger: Logger
@@ -209,7 +110,7 @@ public actor RisingWaveConnection {
     ///
     /// - Throws: `DeltaKitError` with code `queryFailed` carrying a ``RisingWaveError`` (SQLSTATE, message,
     ///   detail, statement); `CancellationError` when the calling task was cancelled.
-    public func execute(_ sql: String) async throws {
+    func execute(_ sql: String) async throws {
         try await withSession { session in try session.simple(sql) }
     }
 
@@ -331,7 +232,7 @@ public actor RisingWaveConnection {
     }
 
     /// The libpq library version (e.g. 150004 for 15.4).
-    public static var libpqVersion: Int { pqLibraryVersion() }
+    static var libpqVersion: Int { pqLibraryVersion() }
 }
 
 /// Holds a connection's libpq session. Touched only on the connection's thread: by the actor's isolated
@@ -339,42 +240,4 @@ public actor RisingWaveConnection {
 /// which is why sharing the reference is safe.
 private final class SessionBox: @unchecked Sendable {
     var session: PQConnection?
-}
-
-/// Rows of a streamed statement; see ``RisingWaveConnection/rows(_:_:)``.
-struct SQLRowSequence: AsyncSequence, Sendable {
-    typealias Element = SQLRow
-    typealias Failure = any Error
-    let connection: RisingWaveConnection
-    let sql: String
-    let parameters: [String?]
-
-    func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
-
-    struct Iterator: AsyncIteratorProtocol {
-        let sequence: SQLRowSequence
-        private var stream: Int?
-        private var buffer: [SQLRow] = []
-        private var index = 0
-        private var finished = false
-
-        init(sequence: SQLRowSequence) { self.sequence = sequence }
-
-        mutating func next() async throws -> SQLRow? {
-            while index == buffer.count {
-                if finished { return nil }
-                if stream == nil {
-                    stream = try await sequence.connection.startStream(sequence.sql, sequence.parameters)
-                }
-                guard let chunk = try await sequence.connection.nextChunk(stream!) else {
-                    finished = true
-                    return nil
-                }
-                buffer = chunk
-                index = 0
-            }
-            defer { index += 1 }
-            return buffer[index]
-        }
-    }
 }

@@ -4,20 +4,19 @@
 public struct RisingWaveError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The SQLSTATE code (e.g. `42P01`), when the server sent one. RisingWave before v2.5 reports `XX000`
     /// for almost everything.
-    public var sqlState: String?
+    public internal(set) var sqlState: String?
     /// The server's or libpq's message.
-    public var message: String
+    public internal(set) var message: String
     /// The server's detail line, if any.
-    public var detail: String?
+    public internal(set) var detail: String?
     /// The server's hint, if any.
-    public var hint: String?
+    public internal(set) var hint: String?
     /// The statement that failed, if any.
-    public var statement: String?
+    public internal(set) var statement: String?
     /// `true` when the connection itself failed (refused, lost, authentication).
-    public var isConnectionError: Bool
+    public internal(set) var isConnectionError: Bool
 
-    /// Creates an error.
-    public init(
+    init(
         sqlState: String?,
         message: String,
         detail: String? = nil,
@@ -33,14 +32,15 @@ public struct RisingWaveError: Error, Sendable, Hashable, CustomStringConvertibl
         self.isConnectionError = isConnectionError
     }
 
+    /// The SQLSTATE in brackets, the message, then the detail, hint and statement (shortened) when present.
     public var description: String {
-        var s = sqlState.map { "[\($0)] " } ?? ""
-        s += message
-        if let detail { s += " — detail: \(detail)" }
-        if let hint { s += " — hint: \(hint)" }
+        var text = sqlState.map { "[\($0)] " } ?? ""
+        text += message
+        if let detail { text += " — detail: \(detail)" }
+        if let hint { text += " — hint: \(hint)" }
         if let statement {
-            s += " — statement: \(statement.count > 300 ? String(statement.prefix(300)) + "…" : statement)"
+            text += " — statement: \(statement.count > 300 ? String(statement.prefix(300)) + "…" : statement)"
         }
-        return s
+        return text
     }
 }

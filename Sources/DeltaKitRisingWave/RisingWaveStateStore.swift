@@ -6,15 +6,15 @@ public import Logging
 ///
 /// - ``snapshot()`` reads the latest-state view ordered by key (the demo's
 ///   `SELECT * FROM latest_user_state ORDER BY id`), streaming rows;
-/// - ``history(limit:)`` reads the bounded history view newest first (the seed's `SELECT * FROM user_events
-///   ORDER BY event_order DESC LIMIT 20` still works, but scans the whole topic on every call);
+/// - ``history(limit:)`` reads the bounded history view newest first (a query on the source, such as
+///   `SELECT * FROM user_events ORDER BY event_order DESC LIMIT 20`, would scan the whole topic on every call);
 /// - ``waitUntilVisible(_:timeout:pollInterval:)`` waits until a sink's receipt is ingested (read-your-writes);
 /// - ``changes(from:)`` follows the state through the view's subscription (``RisingWaveChangeFeed``).
 ///
 /// Rows are decoded into the record type; a column that does not fit throws ``RisingWaveDecodingError``.
 public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, ChangeFeedStore {
     /// The connection reads go through (queries run one at a time on it).
-    public let connection: RisingWaveConnection
+    let connection: RisingWaveConnection
     /// The objects read.
     public let pipeline: RisingWavePipeline<Record>
     private let logger: Logger
@@ -39,7 +39,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
 
     /// Every live record, ordered by key, streamed without holding the whole result in memory.
     public func snapshotRecords() -> some AsyncSequence<Record, any Error> {
-        connection.rows(pipeline.snapshotQuery).map { row in try Self.record(from: row) }
+        connection.rows(pipeline.queries.snapshot).map { row in try Self.record(from: row) }
     }
 
     /// A page of live records after `key` in key order, at most `limit` (an index range scan on the view's key).
@@ -48,14 +48,14 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
     public func snapshot(after key: Record.Key?, limit: Int) async throws -> [Record] {
         try DeltaKitError.check(limit, in: 0...Int.max, "snapshot page limit")
         guard limit > 0 else { return [] }
-        let query = pipeline.snapshotPageQuery(after: key != nil, limit: limit)
+        let query = pipeline.queries.snapshotPage(after: key != nil, limit: limit)
         let parameters: [(any SQLEncodable)?] = try key.map { [try Self.keyText($0)] } ?? []
         return try await connection.query(query, parameters).map(Self.record(from:))
     }
 
     /// The live record for `key`, or `nil`.
     public func value(forKey key: Record.Key) async throws -> Record? {
-        let rows = try await connection.query(pipeline.valueQuery, [try Self.keyText(key)])
+        let rows = try await connection.query(pipeline.queries.value, [try Self.keyText(key)])
         return try rows.first.map(Self.record(from:))
     }
 
@@ -66,19 +66,19 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
     public func history(limit: Int) async throws -> [ChangeEvent<Record>] {
         try DeltaKitError.check(limit, in: 0...Int.max, "history limit")
         let bounded = min(limit, pipeline.configuration.historySize)
-        return try await connection.query(pipeline.historyReadQuery(limit: bounded)).map(Self.event(from:))
+        return try await connection.query(pipeline.queries.history(limit: bounded)).map(Self.event(from:))
     }
 
     /// The number of live records.
     public func count() async throws -> Int {
-        let rows = try await connection.query(pipeline.countQuery)
+        let rows = try await connection.query(pipeline.queries.count)
         return try rows.first?.decode("n", as: Int.self) ?? 0
     }
 
     /// Per Kafka partition, the highest offset ingested so far.
     public func ingestedOffsets() async throws -> [Int32: Int64] {
         var offsets: [Int32: Int64] = [:]
-        for row in try await connection.query(pipeline.progressReadQuery) {
+        for row in try await connection.query(pipeline.queries.progress) {
             guard let partition = try row.decodeIfPresent("kafka_partition", as: Int32.self),
                 let offset = try row.decodeIfPresent("max_offset", as: Int64.self)
             else { continue }
@@ -91,7 +91,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
     /// was ingested. Not a freshness barrier: partitions are ingested independently; use
     /// ``waitUntilVisible(_:timeout:pollInterval:)`` with the sink's receipt.
     public func maxIngestedOrder() async throws -> Int64? {
-        try await connection.query(pipeline.progressReadQuery).compactMap {
+        try await connection.query(pipeline.queries.progress).compactMap {
             try $0.decodeIfPresent("max_order", as: Int64.self)
         }.max()
     }

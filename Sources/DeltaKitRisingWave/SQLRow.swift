@@ -70,31 +70,3 @@ struct SQLRow: Sendable {
         return value
     }
 }
-
-/// A result column that does not hold the expected type.
-public struct RisingWaveDecodingError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The column.
-    public var column: String
-    /// The text received (`nil` for NULL or a missing column).
-    public var value: String?
-    /// The Swift type expected.
-    public var expected: String
-    /// What is wrong.
-    public var reason: String
-    /// The row's key (as text), when the row has one, so the bad row can be found.
-    public var key: String?
-
-    /// Creates an error.
-    public init(column: String, value: String?, expected: String, reason: String, key: String? = nil) {
-        self.column = column
-        self.value = value
-        self.expected = expected
-        self.reason = reason
-        self.key = key
-    }
-
-    public var description: String {
-        let row = key.map { "row with key \($0): " } ?? ""
-        return "\(row)column '\(column)'\(value.map { " value '\($0)'" } ?? "") \(reason); expected \(expected)"
-    }
-}

@@ -10,8 +10,8 @@ enum SQLText {
         let bytes = Array(name.utf8)
         let valid =
             !bytes.isEmpty && bytes.count <= 63
-            && bytes.enumerated().allSatisfy { i, c in
-                (c >= 0x61 && c <= 0x7A) || c == 0x5F || (i > 0 && c >= 0x30 && c <= 0x39)
+            && bytes.enumerated().allSatisfy { index, byte in
+                (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F || (index > 0 && byte >= 0x30 && byte <= 0x39)
             }
         guard valid else {
             throw DeltaKitError(
@@ -26,7 +26,7 @@ enum SQLText {
     ///
     /// Works on Unicode scalars, as the server reads the text: `String`'s own operations compare grapheme
     /// clusters, and a quote followed by a combining mark (`"\u{598}`) is one cluster that is not `"` — it would
-    /// not be doubled and would close the identifier early (found by Fuzz/SQLQuoting).
+    /// not be doubled and would close the identifier early.
     static func identifier(_ name: String) throws -> String {
         guard !name.isEmpty, !name.unicodeScalars.contains("\0") else {
             throw DeltaKitError(code: .invalidConfiguration, message: "invalid SQL identifier \(name.debugDescription)")
@@ -34,15 +34,37 @@ enum SQLText {
         return quoted(name, with: "\"")
     }
 
+    /// Each of `names` quoted (``identifier(_:)``), joined by `, `: a column list.
+    static func identifiers(_ names: [String]) throws -> String {
+        try names.map(identifier).joined(separator: ", ")
+    }
+
     /// `'text'` with embedded quotes doubled; refuses NUL and backslashes (no escape-string surprises).
     static func literal(_ text: String) throws -> String {
-        guard !text.unicodeScalars.contains("\0"), !text.unicodeScalars.contains("\\") else {
+        guard isLiteral(text) else {
             throw DeltaKitError(
                 code: .invalidConfiguration,
                 message: "invalid SQL string literal \(text.debugDescription)"
             )
         }
         return quoted(text, with: "'")
+    }
+
+    /// ``literal(_:)`` for a value that may be a secret (a Kafka password): a refusal names `setting`, never the
+    /// value.
+    static func literal(_ text: String, secretValueOf setting: String) throws -> String {
+        guard isLiteral(text) else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message: "the value of \(setting) cannot be written into SQL: it contains a backslash or NUL"
+            )
+        }
+        return quoted(text, with: "'")
+    }
+
+    /// Whether `text` can be a plain string literal: no NUL, no backslash.
+    private static func isLiteral(_ text: String) -> Bool {
+        !text.unicodeScalars.contains("\0") && !text.unicodeScalars.contains("\\")
     }
 
     /// `text` between `quote`s, each `quote` scalar inside doubled.

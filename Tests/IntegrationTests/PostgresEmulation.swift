@@ -6,7 +6,7 @@ import Foundation
 
 /// RisingWave cannot run here, so the generated view's exact SELECT runs on real PostgreSQL: a table shaped
 /// like the Kafka source (same columns, `kafka_partition`/`kafka_offset` as VARCHAR) and plain views built
-/// from ``RisingWavePipeline/latestStateQuery`` and ``RisingWavePipeline/progressQuery``.
+/// from the pipeline's latest-state, progress and history queries (`PipelineDDL`).
 struct PostgresEmulation {
     let connection: RisingWaveConnection
     let pipeline: RisingWavePipeline<DemoUser>
@@ -42,20 +42,20 @@ struct PostgresEmulation {
         let pipeline = try RisingWavePipeline<DemoUser>(configuration: configuration)
         let connection = try await RisingWaveConnection(configuration: .init(url: url))
         let columns =
-            pipeline.eventColumns.map { "\"\($0.name)\" \($0.type)" } + [
+            pipeline.columns.eventColumns.map { "\"\($0.name)\" \($0.type)" } + [
                 "kafka_partition VARCHAR", "kafka_offset VARCHAR",
             ]
         try await connection.execute(
             "CREATE TABLE \"\(pipeline.sourceName)\" (\(columns.joined(separator: ", ")))"
         )
         try await connection.execute(
-            "CREATE VIEW \"\(pipeline.viewName)\" AS \(pipeline.latestStateQuery)"
+            "CREATE VIEW \"\(pipeline.viewName)\" AS \(pipeline.ddl.latestStateQuery)"
         )
         try await connection.execute(
-            "CREATE VIEW \"\(pipeline.progressViewName)\" AS \(pipeline.progressQuery)"
+            "CREATE VIEW \"\(pipeline.progressViewName)\" AS \(pipeline.ddl.progressQuery)"
         )
         try await connection.execute(
-            "CREATE VIEW \"\(pipeline.historyViewName)\" AS \(pipeline.historyQuery)"
+            "CREATE VIEW \"\(pipeline.historyViewName)\" AS \(pipeline.ddl.historyQuery)"
         )
         return PostgresEmulation(connection: connection, pipeline: pipeline)
     }

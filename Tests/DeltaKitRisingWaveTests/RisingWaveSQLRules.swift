@@ -1,7 +1,7 @@
 import Foundation
 
 /// RisingWave's restrictions on the SQL a client sends (risingwave.md §4, §5 and its pitfalls), as a check
-/// over text. DeltaKit's tests run it over every statement the package can send, so that the PostgreSQL
+/// over text. ``SQLRulesTests`` run it over every statement the package can send, so that the PostgreSQL
 /// stand-in — which accepts all of these — cannot hide such a bug.
 enum RisingWaveSQLRules {
     /// The rules `sql` breaks, one line each; empty when it is fine. `extended`: sent through the extended
@@ -22,40 +22,46 @@ enum RisingWaveSQLRules {
             problems.append("\(statements.count) statements in one extended-protocol call; RisingWave allows one")
         }
         for statement in statements {
-            let s = statement.uppercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
-            if s.hasPrefix("BEGIN"), !s.contains("READ ONLY") {
+            let normalized = statement.uppercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            if normalized.hasPrefix("BEGIN"), !normalized.contains("READ ONLY") {
                 problems.append("plain BEGIN starts no transaction on RisingWave")
             }
-            if s.hasPrefix("PREPARE ") || s.hasPrefix("EXECUTE ") || s.hasPrefix("DEALLOCATE ") {
+            if normalized.hasPrefix("PREPARE ") || normalized.hasPrefix("EXECUTE ")
+                || normalized.hasPrefix("DEALLOCATE ")
+            {
                 problems.append("SQL-level PREPARE/EXECUTE are no-ops on RisingWave; use the protocol")
             }
-            if s.hasPrefix("DECLARE "), s.contains(" SUBSCRIPTION CURSOR "), !s.hasSuffix(" FULL"),
-                !s.contains(" SINCE ")
+            if normalized.hasPrefix("DECLARE "), normalized.contains(" SUBSCRIPTION CURSOR "),
+                !normalized.hasSuffix(" FULL"),
+                !normalized.contains(" SINCE ")
             {
                 problems.append("a subscription cursor without FULL or SINCE skips the changes of the open epoch")
             }
-            if s.hasPrefix("FETCH "), s.contains("TIMEOUT"), !sql.uppercased().contains(fetchTimeoutInWholeSeconds: ())
+            if normalized.hasPrefix("FETCH "), normalized.contains("TIMEOUT"),
+                !sql.uppercased().contains(fetchTimeoutInWholeSeconds: ())
             {
                 problems.append("a FETCH timeout must be whole seconds ('5s'); RisingWave truncates '500ms' to 0")
             }
-            if s.hasPrefix("CREATE SOURCE") || s.hasPrefix("CREATE TABLE") {
-                let tokens = s.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "(" || $0 == ")" })
-                let bare = tokens.indices.contains { i in
-                    tokens[i] == "TIMESTAMP"
-                        && !(i + 2 < tokens.count && tokens[i + 1] == "WITH" && tokens[i + 2] == "TIME")
+            if normalized.hasPrefix("CREATE SOURCE") || normalized.hasPrefix("CREATE TABLE") {
+                let tokens = normalized.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "(" || $0 == ")" })
+                let bare = tokens.indices.contains { index in
+                    tokens[index] == "TIMESTAMP"
+                        && !(index + 2 < tokens.count && tokens[index + 1] == "WITH" && tokens[index + 2] == "TIME")
                 }
                 if bare {
                     problems.append("a TIMESTAMP column drops the offset (and NULLs a trailing Z); use TIMESTAMPTZ")
                 }
             }
-            if s.hasPrefix("CREATE "), !s.hasPrefix("CREATE OR "), !s.contains(" IF NOT EXISTS ") {
+            if normalized.hasPrefix("CREATE "), !normalized.hasPrefix("CREATE OR "),
+                !normalized.contains(" IF NOT EXISTS ")
+            {
                 problems.append("CREATE without IF NOT EXISTS is not idempotent")
             }
-            if s.hasPrefix("DROP "), !s.contains(" IF EXISTS ") {
+            if normalized.hasPrefix("DROP "), !normalized.contains(" IF EXISTS ") {
                 problems.append("DROP without IF EXISTS is not idempotent")
             }
-            if s.hasPrefix("CREATE MATERIALIZED VIEW"), s.contains("ROW_NUMBER()") {
-                let outer = s.components(separatedBy: " FROM ").first ?? s
+            if normalized.hasPrefix("CREATE MATERIALIZED VIEW"), normalized.contains("ROW_NUMBER()") {
+                let outer = normalized.components(separatedBy: " FROM ").first ?? normalized
                 if outer.range(of: #"\bRN\b"#, options: .regularExpression) != nil || outer.contains("SELECT *") {
                     problems.append("a Top-N view must not output rn (it adds an OverWindow)")
                 }
