@@ -7,7 +7,7 @@ public struct KafkaTopicAdmin: Sendable {
     private let handle: RdKafkaHandle
 
     /// The librdkafka version loaded at run time (`rd_kafka_version_str()`).
-    package static var librdkafkaVersion: String { RdKafka.versionString }
+    public static var librdkafkaVersion: String { RdKafka.versionString }
 
     /// Creates an admin client. It connects lazily, on the first call.
     ///
