@@ -51,8 +51,24 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
         }
         /// The protocol. Default: ``SecurityProtocol/plaintext``.
         public var `protocol`: SecurityProtocol
-        /// SASL mechanism (`sasl.mechanisms`), e.g. `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`. Default: `nil`.
-        public var saslMechanism: String?
+        /// A SASL mechanism librdkafka supports (`sasl.mechanisms`).
+        ///
+        /// A closed set: librdkafka implements each one itself. One this list lacks goes into
+        /// `additionalProperties` as `sasl.mechanisms`.
+        public enum SASLMechanism: String, Sendable {
+            /// `PLAIN`: user name and password.
+            case plain = "PLAIN"
+            /// `SCRAM-SHA-256`.
+            case scramSHA256 = "SCRAM-SHA-256"
+            /// `SCRAM-SHA-512`.
+            case scramSHA512 = "SCRAM-SHA-512"
+            /// `GSSAPI` (Kerberos), librdkafka's default.
+            case gssapi = "GSSAPI"
+            /// `OAUTHBEARER`.
+            case oauthBearer = "OAUTHBEARER"
+        }
+        /// The SASL mechanism (`sasl.mechanisms`). Default: `nil` (librdkafka's default, `GSSAPI`).
+        public var saslMechanism: SASLMechanism?
         /// SASL user name. Default: `nil`.
         public var saslUsername: String?
         /// SASL password (never logged or printed). Default: `nil`.
@@ -72,7 +88,7 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
         /// Creates a security setting.
         public init(
             protocol: SecurityProtocol,
-            saslMechanism: String? = nil,
+            saslMechanism: SASLMechanism? = nil,
             saslUsername: String? = nil,
             saslPassword: String? = nil,
             caLocation: String? = nil,
@@ -162,21 +178,27 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
     }
 
     /// The servers as one comma-separated string, for messages.
-    public var serversDescription: String { bootstrapServers.joined(separator: ",") }
+    var serversDescription: String { bootstrapServers.joined(separator: ",") }
 
     public var description: String {
         "KafkaConfiguration(bootstrapServers: \(serversDescription), clientID: \(clientID), security: \(security.protocol.rawValue))"
     }
 
-    /// The librdkafka properties, common part.
-    var properties: [(String, String)] {
+    /// A client's librdkafka properties, in order (a later one wins): the cluster's, then the client's `own`, then
+    /// ``additionalProperties`` — which override what the client sets, except what ``validate()`` refuses.
+    func properties(with own: [(String, String)]) -> [(String, String)] {
+        clusterProperties + own + additionalProperties.sorted { $0.key < $1.key }
+    }
+
+    /// The librdkafka properties of this configuration's own settings.
+    private var clusterProperties: [(String, String)] {
         var p: [(String, String)] = [
             ("bootstrap.servers", serversDescription),
             ("client.id", clientID),
             ("security.protocol", security.protocol.rawValue),
             ("socket.nagle.disable", "true"),
         ]
-        if let v = security.saslMechanism { p.append(("sasl.mechanisms", v)) }
+        if let v = security.saslMechanism { p.append(("sasl.mechanisms", v.rawValue)) }
         if let v = security.saslUsername { p.append(("sasl.username", v)) }
         if let v = security.saslPassword { p.append(("sasl.password", v)) }
         if let v = security.caLocation { p.append(("ssl.ca.location", v)) }

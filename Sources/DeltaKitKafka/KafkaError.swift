@@ -2,16 +2,16 @@
 public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     /// librdkafka's `rd_kafka_resp_err_t` value (negative for client-side errors, positive for broker errors);
     /// compare it with the named codes, e.g. `error.code == .messageTimedOut`.
-    public var code: Code
+    public let code: Code
     /// librdkafka's symbolic name, e.g. `_MSG_TIMED_OUT` or `TOPIC_AUTHORIZATION_FAILED`.
-    public var name: String
+    public let name: String
     /// librdkafka's human-readable text.
-    public var message: String
+    public let message: String
     /// `true` for fatal errors: the client must be recreated.
-    public var isFatal: Bool
+    public let isFatal: Bool
 
-    /// Creates an error.
-    public init(code: Code, name: String, message: String, isFatal: Bool = false) {
+    /// Only librdkafka's reports make one (`RdKafka.error`).
+    init(code: Code, name: String, message: String, isFatal: Bool = false) {
         self.code = code
         self.name = name
         self.message = message
@@ -26,44 +26,34 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 extension KafkaError {
-    /// A librdkafka error code (`rd_kafka_resp_err_t`), with names for the ones DeltaKit reports or acts on.
-    /// Any other value is still representable: see librdkafka's `rdkafka.h` for the full list.
-    public struct Code: RawRepresentable, Hashable, Sendable, ExpressibleByIntegerLiteral, CustomStringConvertible {
+    /// A librdkafka error code (`rd_kafka_resp_err_t`), with names for the ones a DeltaKit error can carry.
+    /// Any other value is still there in ``rawValue``: see librdkafka's `rdkafka.h` for the full list.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
         /// The numeric value.
-        public var rawValue: Int32
-        /// Wraps a numeric value.
-        public init(rawValue: Int32) { self.rawValue = rawValue }
-        /// Wraps a literal value.
-        public init(integerLiteral value: Int32) { self.rawValue = value }
+        public let rawValue: Int32
 
-        /// `RD_KAFKA_RESP_ERR_NO_ERROR`.
-        public static let noError: Code = 0
+        init(rawValue: Int32) { self.rawValue = rawValue }
+
         /// `_FATAL` (-150): a fatal error; the client must be recreated.
-        public static let fatal: Code = -150
+        public static let fatal = Code(rawValue: -150)
         /// `_PURGE_QUEUE` (-152): the message was purged from the queue (close after the shutdown timeout).
-        public static let purged: Code = -152
-        /// `_QUEUE_FULL` (-184): the producer queue is full.
-        public static let queueFull: Code = -184
+        public static let purged = Code(rawValue: -152)
         /// `_TIMED_OUT` (-185): an operation timed out.
-        public static let timedOut: Code = -185
+        public static let timedOut = Code(rawValue: -185)
         /// `_ALL_BROKERS_DOWN` (-187): no broker is reachable.
-        public static let allBrokersDown: Code = -187
+        public static let allBrokersDown = Code(rawValue: -187)
         /// `_UNKNOWN_TOPIC` (-188): the topic is not known to the cluster.
-        public static let unknownTopic: Code = -188
-        /// `_PARTITION_EOF` (-191): the consumer reached the end of a partition.
-        public static let partitionEOF: Code = -191
+        public static let unknownTopic = Code(rawValue: -188)
         /// `_MSG_TIMED_OUT` (-192): a message was not delivered within `message.timeout.ms`.
-        public static let messageTimedOut: Code = -192
+        public static let messageTimedOut = Code(rawValue: -192)
         /// `_TRANSPORT` (-195): a connection to a broker failed.
-        public static let transport: Code = -195
+        public static let transport = Code(rawValue: -195)
         /// `_AUTHENTICATION` (-169): authentication with a broker failed (a SASL handshake or login, or TLS).
-        public static let authentication: Code = -169
+        public static let authentication = Code(rawValue: -169)
         /// `SASL_AUTHENTICATION_FAILED` (58): the broker refused the SASL credentials.
-        public static let saslAuthenticationFailed: Code = 58
+        public static let saslAuthenticationFailed = Code(rawValue: 58)
         /// `UNKNOWN_TOPIC_OR_PART` (3): the broker does not host the topic or partition.
-        public static let unknownTopicOrPartition: Code = 3
-        /// `TOPIC_ALREADY_EXISTS` (36).
-        public static let topicAlreadyExists: Code = 36
+        public static let unknownTopicOrPartition = Code(rawValue: 3)
 
         /// The numeric value.
         public var description: String { String(rawValue) }

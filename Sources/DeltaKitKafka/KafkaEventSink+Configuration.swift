@@ -36,9 +36,9 @@ extension KafkaEventSink {
         /// How long an event may take to be acknowledged, retries included (`message.timeout.ms`);
         /// past it the event fails and the sink stops. Default: 120 seconds.
         public var messageTimeout: Duration
-        /// Key → partition mapping (`partitioner`). Default: `"murmur2_random"`, the Java client's, so every
-        /// client puts a key on the same partition.
-        public var partitioner: String
+        /// Key → partition mapping (`partitioner`). Default: ``Partitioner/murmur2Random``, the Java client's, so
+        /// every client puts a key on the same partition.
+        public var partitioner: Partitioner
         /// Local queue bound in messages (`queue.buffering.max.messages`); a full queue suspends senders.
         /// Default: 100,000.
         public var queueMaxMessages: Int
@@ -70,7 +70,7 @@ extension KafkaEventSink {
             batchMessages: Int = 10_000,
             compression: Compression = .none,
             messageTimeout: Duration = .seconds(120),
-            partitioner: String = "murmur2_random",
+            partitioner: Partitioner = .murmur2Random,
             queueMaxMessages: Int = 100_000,
             shutdownTimeout: Duration = .seconds(30),
             createTopic: TopicSettings? = nil,
@@ -108,6 +108,24 @@ extension KafkaEventSink {
             case none = "0"
         }
 
+        /// librdkafka's partitioners: how a message's key picks its partition.
+        public enum Partitioner: String, Sendable {
+            /// murmur2 of the key, random for a message without a key: what Kafka's Java client does.
+            case murmur2Random = "murmur2_random"
+            /// murmur2 of the key; a message without a key always goes to the same partition.
+            case murmur2 = "murmur2"
+            /// CRC32 of the key, random for an empty key or none: librdkafka's own default.
+            case consistentRandom = "consistent_random"
+            /// CRC32 of the key; messages with an empty key or none all go to the same partition.
+            case consistent = "consistent"
+            /// FNV-1a of the key, random for a message without a key: what Sarama (Go) does.
+            case fnv1aRandom = "fnv1a_random"
+            /// FNV-1a of the key; a message without a key always goes to the same partition.
+            case fnv1a = "fnv1a"
+            /// A random partition, whatever the key: events of one key lose their order.
+            case random = "random"
+        }
+
         /// Compression codecs.
         public enum Compression: String, Sendable {
             /// No compression.
@@ -141,7 +159,7 @@ extension KafkaEventSink {
             }
 
             /// Checks the counts: 1…100,000 partitions, a replication factor of 1…32,767.
-            public func validate() throws {
+            func validate() throws {
                 try KafkaTopicAdmin.validateTopicCounts(partitions: partitions, replicationFactor: replicationFactor)
             }
         }
@@ -180,24 +198,29 @@ extension KafkaEventSink {
                 "request.required.acks": "it is an alias of acks, set from acks",
             ]
         }
+    }
+}
 
-        /// The librdkafka properties, in order (later entries win).
-        var properties: [(String, String)] {
-            var p = kafka.properties
-            p += [
-                ("enable.idempotence", idempotence ? "true" : "false"),
-                ("acks", acks.rawValue),
-                ("max.in.flight.requests.per.connection", String(maxInFlightRequests)),
-                ("linger.ms", String(linger.milliseconds())),
-                ("batch.size", String(batchBytes)),
-                ("batch.num.messages", String(batchMessages)),
-                ("compression.codec", compression.rawValue),
-                ("message.timeout.ms", String(messageTimeout.milliseconds())),
-                ("partitioner", partitioner),
-                ("queue.buffering.max.messages", String(queueMaxMessages)),
-            ]
-            p += kafka.additionalProperties.sorted { $0.key < $1.key }
-            return p
-        }
+extension KafkaEventSink.Configuration: KafkaClientSettings {
+    /// The producer's own librdkafka properties, from the settings above.
+    var clientProperties: [(String, String)] {
+        [
+            ("enable.idempotence", idempotence ? "true" : "false"),
+            ("acks", acks.rawValue),
+            ("max.in.flight.requests.per.connection", String(maxInFlightRequests)),
+            ("linger.ms", String(linger.milliseconds())),
+            ("batch.size", String(batchBytes)),
+            ("batch.num.messages", String(batchMessages)),
+            ("compression.codec", compression.rawValue),
+            ("message.timeout.ms", String(messageTimeout.milliseconds())),
+            ("partitioner", partitioner.rawValue),
+            ("queue.buffering.max.messages", String(queueMaxMessages)),
+        ]
+    }
+
+    /// ``validate()``, and the record type's schema (every event is encoded with it).
+    func check() throws {
+        try validate()
+        _ = try Record.schema
     }
 }

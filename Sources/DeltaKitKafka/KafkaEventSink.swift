@@ -1,9 +1,7 @@
 public import DeltaKit
-import Foundation
 public import Logging
 public import Metrics
 public import ServiceLifecycle
-import Synchronization
 
 /// An `EventSink` that publishes change events to a Kafka topic with librdkafka.
 ///
@@ -46,31 +44,34 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         logger: Logger = Logger(label: "deltakit.kafka.sink"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws {
-        try configuration.validate()
-        _ = try Record.schema
-        let callbacks = RdKafkaCallbacks(logger: logger)
-        let handle = try RdKafkaHandle(kind: .producer, properties: configuration.properties, callbacks: callbacks)
+        let handle = try RdKafkaHandle.client(.producer, configuration, logger: logger)
+        let topic = configuration.topic
         let core = SinkCore(
             handle: handle,
-            configuration: configuration,
+            topic: topic,
+            wording: .init(
+                name: "the Kafka sink for '\(topic)'",
+                message: "event",
+                recovery: "create a new sink and resend from the last acknowledged event"
+            ),
+            shutdownTimeout: configuration.shutdownTimeout,
             logger: logger,
-            metricsFactory: metricsFactory
+            metrics: SinkMetrics(topic: topic, factory: metricsFactory),
+            threadName: "deltakit-kafka-producer"
         )
-        callbacks.onError { [weak core] error in core?.clientError(error) }
+        let timeout = configuration.kafka.connectTimeout.int32Milliseconds(minimum: 100)
         do {
-            let timeout = configuration.kafka.connectTimeout.int32Milliseconds(minimum: 100)
             _ = try await BlockingCalls.run {
                 try handle.clusterMetadata(timeoutMs: timeout)
             }
         } catch let error as KafkaError {
             await core.shutdown()
-            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, callbacks: callbacks)
+            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, callbacks: handle.callbacks)
         }
         if let settings = configuration.createTopic {
             do {
-                let admin = KafkaTopicAdmin(handle: handle, configuration: configuration.kafka, callbacks: callbacks)
-                try await admin.ensureTopic(
-                    configuration.topic,
+                try await KafkaTopicAdmin(handle: handle, configuration: configuration.kafka).ensureTopic(
+                    topic,
                     partitions: settings.partitions,
                     replicationFactor: settings.replicationFactor,
                     config: settings.config
@@ -82,15 +83,13 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
         }
         do {
             // Learn the topic's partitions and leaders now, not on the first send.
-            let timeout = configuration.kafka.connectTimeout.int32Milliseconds(minimum: 100)
-            let topic = configuration.topic
             try await BlockingCalls.run {
                 _ = try handle.warmUp(topic: topic, timeoutMs: timeout)
             }
         } catch let error as KafkaError {
-            logger.debug("metadata for '\(configuration.topic)' not available yet: \(error)")
+            logger.debug("metadata for '\(topic)' not available yet: \(error)")
         }
-        self.topic = configuration.topic
+        self.topic = topic
         self.sendsTombstones = configuration.sendsTombstones
         self.core = core
         logger.debug(
@@ -120,99 +119,11 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     @discardableResult
     public func send(contentsOf events: [ChangeEvent<Record>]) async throws -> EventReceipt {
         try core.checkOpen()
-        if events.isEmpty { return EventReceipt() }
         let schema = try Record.schema
-        let batch = core.startSend()
-        var value: [UInt8] = []
-        value.reserveCapacity(256)
-        var key: [UInt8] = []
-        key.reserveCapacity(32)
-        var failure: (any Error)?
-        var index = 0
-        // Deliveries are accounted for in chunks, reserved before producing (a report may arrive at once).
-        while index < events.count, failure == nil {
-            let chunkEnd = min(index + 256, events.count)
-            // One delivery per message: an event, and for a delete with tombstones on, its tombstone too.
-            let reserved =
-                sendsTombstones
-                ? events[index..<chunkEnd].reduce(0) { $0 + ($1.operation == .delete ? 2 : 1) } : chunkEnd - index
-            core.reserve(reserved, for: batch)
-            var enqueued = 0
-            var tombstonePending = false
-            produce: while index < chunkEnd {
-                let event = events[index]
-                if !tombstonePending {
-                    do {
-                        if core.isStopped { try core.checkOpen() }
-                        value.removeAll(keepingCapacity: true)
-                        try event.encodeJSON(into: &value, schema: schema)
-                        key.removeAll(keepingCapacity: true)
-                        try event.appendKeyBytes(to: &key)
-                    } catch {
-                        failure = error
-                        break produce
-                    }
-                }
-                while true {
-                    let result: RdKafkaHandle.ProduceResult
-                    do {
-                        result = try key.withUnsafeBytes { key in
-                            if tombstonePending {
-                                return try core.handle.produceTombstone(
-                                    topic: topic,
-                                    key: key,
-                                    headers: Self.tombstoneHeaders(event),
-                                    receiver: batch
-                                )
-                            }
-                            return try value.withUnsafeBytes { value in
-                                try core.handle.produce(topic: topic, key: key, value: value, receiver: batch)
-                            }
-                        }
-                    } catch {
-                        failure = error  // the send still waits for what it enqueued, then throws this
-                        break produce
-                    }
-                    switch result {
-                    case .enqueued:
-                        enqueued += 1
-                        if !tombstonePending, sendsTombstones, event.operation == .delete {
-                            tombstonePending = true
-                            continue
-                        }
-                        tombstonePending = false
-                        index += 1
-                        continue produce
-                    case .queueFull:
-                        await core.waitForQueueSpace()
-                    case .failed(let error):
-                        failure = core.fail(
-                            DeltaKitError(
-                                code: error.isFatal ? .closed : .deliveryFailed,
-                                message:
-                                    "cannot enqueue the event for key \(event.key) on topic '\(topic)': \(error.message)",
-                                underlying: error
-                            )
-                        )
-                        break produce
-                    }
-                }
-            }
-            core.sent(enqueued)
-            core.release(reserved - enqueued, for: batch)
+        let tombstones = sendsTombstones
+        return try await core.send(count: events.count) { index, messages in
+            try messages.append(events[index], schema: schema, tombstone: tombstones)
         }
-        let (deliveryError, receipt) = await core.seal(batch)
-        if let deliveryError { throw deliveryError }
-        if let failure { throw failure }
-        return receipt
-    }
-
-    /// The headers of a delete's tombstone: its order and timestamp, so a reader can place it.
-    static func tombstoneHeaders(_ event: ChangeEvent<Record>) -> [(name: String, value: [UInt8])] {
-        [
-            (Configuration.tombstoneOrderHeader, Array(String(event.order).utf8)),
-            (Configuration.tombstoneTimestampHeader, Array(EventTimestamp.format(event.timestamp).utf8)),
-        ]
     }
 
     /// How often a sender waited because librdkafka's queue was full (``Configuration/queueMaxMessages``).
@@ -244,272 +155,5 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     public func run() async throws {
         try? await gracefulShutdown()
         try await close()
-    }
-}
-
-/// A sink's shared state: the handle, its poll thread, and its ``SinkStateMachine`` behind one lock. Every
-/// transition's actions (resuming waiters) run after the lock is released, in ``perform(_:)``.
-final class SinkCore: Sendable {
-    typealias Machine = SinkStateMachine<CheckedContinuation<Void, Never>, CheckedContinuation<SendOutcome, Never>>
-    /// What a send's caller gets once every message it produced has a report.
-    typealias SendOutcome = (error: DeltaKitError?, receipt: EventReceipt)
-
-    let handle: RdKafkaHandle
-    private let topic: String
-    private let shutdownTimeout: Duration
-    private let logger: Logger
-    private let pollLoop: Mutex<PollLoop?> = Mutex(nil)
-    private let metrics: SinkMetrics
-    private let machine = Mutex(Machine())
-    /// Set once the sink failed or closed: the cheap check before each event.
-    private let stopped = Atomic<Bool>(false)
-
-    init<R>(
-        handle: RdKafkaHandle,
-        configuration: KafkaEventSink<R>.Configuration,
-        logger: Logger,
-        metricsFactory: any MetricsFactory
-    ) {
-        self.handle = handle
-        self.topic = configuration.topic
-        self.shutdownTimeout = configuration.shutdownTimeout
-        self.logger = logger
-        self.metrics = SinkMetrics(topic: configuration.topic, factory: metricsFactory)
-        let loop = PollLoop(name: "deltakit-kafka-producer") { [weak self] in self?.pollOnce() }
-        pollLoop.withLock { $0 = loop }
-    }
-
-    /// One turn of the poll thread. While a `flush()` or `close()` waits, reports are served through
-    /// `rd_kafka_flush`, which makes librdkafka send what is lingering now instead of after `linger.ms` — for as
-    /// long as it runs: a message enqueued meanwhile is sent at once too. So every waiter that a transition resumes
-    /// meanwhile is held by the state machine and resumed only once `rd_kafka_flush` returned (a report that
-    /// completes one makes it return at once): a batch enqueued after `flush()` returned lingers.
-    private func pollOnce() {
-        if machine.withLock({ $0.startImmediateSendIfWanted() }) {
-            let flushing = handle.outstandingMessages > 0
-            if flushing { _ = handle.flush(timeoutMs: 20) }
-            perform(machine.withLock { $0.immediateSendEnded() })
-            if !flushing { handle.poll(timeoutMs: 10) }  // nothing to send yet
-        } else {
-            handle.poll(timeoutMs: 100)
-        }
-        perform(machine.withLock { $0.polled() })
-    }
-
-    /// Runs the actions a transition returned (never under the lock).
-    private func perform(_ actions: [Machine.Action]) {
-        for action in actions {
-            switch action {
-            case .resume(let waiter): waiter.resume()
-            case .completeSend(let waiter, let error, let receipt): waiter.resume(returning: (error, receipt))
-            }
-        }
-    }
-
-    var failure: DeltaKitError? { machine.withLock { $0.failure } }
-
-    func checkOpen() throws {
-        let (failure, closed) = machine.withLock { ($0.failure, $0.closed) }
-        if let failure {
-            throw DeltaKitError(
-                code: .closed,
-                message:
-                    "the Kafka sink for '\(topic)' stopped after an earlier failure (\(failure.message)); create a new sink and resend from the last acknowledged event",
-                underlying: failure
-            )
-        }
-        if closed { throw DeltaKitError(code: .closed, message: "the Kafka sink for '\(topic)' is closed") }
-    }
-
-    /// `true` once the sink failed or was closed (a cheap check before each event).
-    var isStopped: Bool { stopped.load(ordering: .relaxed) }
-
-    // MARK: Sends
-
-    func startSend() -> DeliveryBatch { DeliveryBatch(core: self, id: machine.withLock { $0.startSend() }) }
-
-    /// Accounts for `count` deliveries of `batch` about to be produced.
-    func reserve(_ count: Int, for batch: DeliveryBatch) { machine.withLock { $0.reserve(count, for: batch.id) } }
-
-    /// Gives back reservations of `batch` that were not produced.
-    func release(_ count: Int, for batch: DeliveryBatch) {
-        perform(machine.withLock { $0.release(count, for: batch.id) })
-    }
-
-    /// Called on the poll thread for every delivery report of `batch`.
-    func delivered(_ outcome: DeliveryOutcome, for batch: DeliveryBatch) {
-        var failure: DeltaKitError?
-        if let error = outcome.error {
-            metrics.failed.increment()
-            failure = DeltaKitError(
-                code: .deliveryFailed,
-                message:
-                    "the event for key \(outcome.key ?? "?") on '\(topic)' was not acknowledged: \(error.message)",
-                underlying: error
-            )
-            stopped.store(true, ordering: .relaxed)
-        } else {
-            metrics.acknowledged.increment()
-            if outcome.latencyMicros >= 0 { metrics.latency.recordNanoseconds(outcome.latencyMicros * 1000) }
-        }
-        let (actions, first, held) = machine.withLock { machine in
-            let first = failure != nil && machine.failure == nil
-            let actions = machine.delivered(
-                for: batch.id,
-                failure: failure,
-                partition: outcome.partition,
-                offset: outcome.offset
-            )
-            return (actions, first, machine.holdsActions)
-        }
-        if first, let failure { logger.error("Kafka sink stopped: \(failure)") }
-        perform(actions)
-        // Waiters are held until librdkafka's flush returns: make it return now (this runs on the poll thread).
-        if held { handle.yield() }
-    }
-
-    /// No more messages will be added to `batch`; waits for its reports and returns its first failure and the
-    /// receipt of what was acknowledged.
-    func seal(_ batch: DeliveryBatch) async -> SendOutcome {
-        await withCheckedContinuation { continuation in
-            perform(machine.withLock { $0.seal(batch.id, waiter: continuation) })
-        }
-    }
-
-    func sent(_ count: Int) { if count > 0 { metrics.sent.increment(by: Int64(count)) } }
-
-    /// Records the first failure; returns the error to throw.
-    func fail(_ error: DeltaKitError) -> DeltaKitError {
-        stopped.store(true, ordering: .relaxed)
-        if machine.withLock({ $0.fail(error) }) { logger.error("Kafka sink stopped: \(error)") }
-        return error
-    }
-
-    /// librdkafka client-level errors: fatal ones stop the sink; others are logged (librdkafka retries them).
-    func clientError(_ error: KafkaError) {
-        if error.isFatal {
-            _ = fail(
-                DeltaKitError(code: .closed, message: "fatal Kafka producer error: \(error.message)", underlying: error)
-            )
-            handle.purgeAll()
-        } else {
-            logger.warning("Kafka producer: \(error)")
-        }
-    }
-
-    // MARK: Waiting
-
-    /// How often a sender waited because librdkafka's queue was full.
-    var queueFullWaits: Int { machine.withLock { $0.queueFullWaits } }
-    /// How many flushes took their set of sends in progress (for tests).
-    var flushesStarted: Int { machine.withLock { $0.flushesStarted } }
-
-    /// Waits for every `send` call in progress now (not for those that start later).
-    func waitForSendsInProgress() async {
-        await withCheckedContinuation { continuation in
-            perform(machine.withLock { $0.flush(waiter: continuation) })
-        }
-    }
-
-    /// Waits until the next poll served reports (librdkafka's queue was full).
-    func waitForQueueSpace() async {
-        await withCheckedContinuation { continuation in
-            machine.withLock { $0.waitForQueueSpace(waiter: continuation) }
-        }
-    }
-
-    /// Waits until no delivery is outstanding; `false` if `timeout` passed first (the outstanding messages are
-    /// then purged, and their failure reports end the wait).
-    @discardableResult
-    func waitUntilIdle(timeout: Duration?) async -> Bool {
-        let wait: @Sendable () async -> Void = { [self] in
-            await withCheckedContinuation { continuation in
-                perform(machine.withLock { $0.waitUntilIdle(waiter: continuation) })
-            }
-        }
-        guard let timeout else {
-            await wait()
-            return true
-        }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await wait()
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next()!
-            if first {
-                group.cancelAll()  // stops the timer
-            } else {
-                // Timed out: purge outstanding messages; their reports (failures) then unblock the waiter.
-                handle.purgeAll()
-                _ = await group.next()
-            }
-            return first
-        }
-    }
-
-    // MARK: Lifecycle
-
-    func close() async throws {
-        stopped.store(true, ordering: .relaxed)
-        guard machine.withLock({ $0.close() }) else { return }
-        let clean = await waitUntilIdle(timeout: shutdownTimeout)
-        await shutdown()
-        if !clean {
-            throw DeltaKitError(
-                code: .deliveryFailed,
-                message:
-                    "closing the Kafka sink for '\(topic)': events were still unacknowledged after \(shutdownTimeout) and were purged; their senders got the error",
-                underlying: failure
-            )
-        }
-    }
-
-    /// Stops the poll thread.
-    func shutdown() async {
-        let loop = pollLoop.withLock { $0.take() }
-        await loop?.stop()
-    }
-
-    /// The sink was dropped without `close()`: stop polling (outstanding messages are lost with the handle).
-    func abandon() {
-        pollLoop.withLock { $0.take() }?.requestStop()
-    }
-}
-
-/// One `send` call as librdkafka's per-message opaque: routes each delivery report to the sink's state machine.
-final class DeliveryBatch: DeliveryReceiver, @unchecked Sendable {
-    // Immutable; all state is in the sink's SinkStateMachine.
-    let core: SinkCore
-    let id: SinkCore.Machine.SendID
-
-    init(core: SinkCore, id: SinkCore.Machine.SendID) {
-        self.core = core
-        self.id = id
-    }
-
-    override func delivered(_ outcome: DeliveryOutcome) { core.delivered(outcome, for: self) }
-}
-
-struct SinkMetrics: Sendable {
-    let sent: Counter
-    let acknowledged: Counter
-    let failed: Counter
-    let latency: Metrics.Timer
-
-    init(topic: String, factory: any MetricsFactory) {
-        let dimensions = [(KafkaTelemetry.Dimension.topic, topic)]
-        sent = Counter(label: KafkaTelemetry.Metric.eventsSent, dimensions: dimensions, factory: factory)
-        acknowledged = Counter(
-            label: KafkaTelemetry.Metric.eventsAcknowledged,
-            dimensions: dimensions,
-            factory: factory
-        )
-        failed = Counter(label: KafkaTelemetry.Metric.eventsFailed, dimensions: dimensions, factory: factory)
-        latency = Metrics.Timer(label: KafkaTelemetry.Metric.deliveryLatency, dimensions: dimensions, factory: factory)
     }
 }

@@ -34,10 +34,9 @@ extension KafkaEventSource {
         public var bufferSize: Int
         /// The longest a broker may hold a fetch request open waiting for data (`fetch.wait.max.ms`): the
         /// latency/throughput trade-off of reading. A broker answers as soon as data arrives, but some (librdkafka's
-        /// mock cluster, Tansu) hold every fetch for this long, and an idle partition is polled this often.
-        /// Measured send → applied at 1,000 events/s on Tansu (`Documentation/performance.md`): p50 ≈ 140 ms at
-        /// librdkafka's 500 ms, ≈ 30 ms at 100 ms, ≈ 9 ms at 10 ms. Lower it for read-your-writes latency; raise it to
-        /// cut idle requests. 0…300 s. Default: 100 milliseconds.
+        /// mock cluster, Tansu) hold every fetch for this long, and an idle partition is polled this often, so on
+        /// those the latency from send to applied follows it (`Documentation/performance.md`). Lower it for
+        /// read-your-writes latency; raise it to cut idle requests. 0…300 s. Default: 100 milliseconds.
         public var fetchWait: Duration = .milliseconds(100)
         /// How long the group waits for a silent member before rebalancing (`session.timeout.ms`); heartbeats
         /// go every third of it. Shorter joins and failovers, at the price of evictions under long pauses.
@@ -144,33 +143,40 @@ extension KafkaEventSource {
 
         /// The first librdkafka with `fetch.queue.backoff.ms` (2.2.0).
         static var fetchQueueBackoffVersion: Int { 0x0202_0000 }
+    }
+}
 
-        var properties: [(String, String)] {
-            var p = kafka.properties
+extension KafkaEventSource.Configuration: KafkaClientSettings {
+    /// The consumer's own librdkafka properties, from the settings above.
+    var clientProperties: [(String, String)] {
+        var p: [(String, String)] = [
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", startPosition == .earliest ? "earliest" : "latest"),
+            ("enable.auto.offset.store", "false"),
+            ("fetch.wait.max.ms", String(fetchWait.milliseconds())),
+        ]
+        // A consumer whose application is slower than its fetches fills librdkafka's prefetch queue
+        // (queued.min.messages), and the next fetch then waits fetch.queue.backoff.ms — 1 s by default, longer than
+        // the application takes to drain the queue, so reading would stall. The check is local (no request), so a
+        // short backoff costs nothing. librdkafka before 2.2.0 has no such property (it backs off by
+        // fetch.error.backoff.ms instead).
+        if RdKafka.version >= Self.fetchQueueBackoffVersion { p.append(("fetch.queue.backoff.ms", "10")) }
+        if let groupID {
+            let session = sessionTimeout.milliseconds(minimum: 1000)
             p += [
-                ("enable.partition.eof", "true"),
-                ("auto.offset.reset", startPosition == .earliest ? "earliest" : "latest"),
-                ("enable.auto.offset.store", "false"),
-                ("fetch.wait.max.ms", String(fetchWait.milliseconds())),
+                ("group.id", groupID), ("enable.auto.commit", "true"),
+                ("session.timeout.ms", String(session)), ("heartbeat.interval.ms", String(max(100, session / 3))),
             ]
-            // When the application is slower than the fetches, librdkafka's prefetch queue reaches its thresholds
-            // (queued.min.messages) and the next fetch is postponed by fetch.queue.backoff.ms — 1 s by default,
-            // longer than the application takes to drain the queue, so reading stalled (measured: a 0.5–1 s gap in
-            // a 200,000-event read). The check is local (no request), so a short backoff costs nothing. librdkafka
-            // before 2.2.0 has no such property (it backs off by fetch.error.backoff.ms instead).
-            if RdKafka.version >= Self.fetchQueueBackoffVersion { p.append(("fetch.queue.backoff.ms", "10")) }
-            if let groupID {
-                let session = sessionTimeout.milliseconds(minimum: 1000)
-                p += [
-                    ("group.id", groupID), ("enable.auto.commit", "true"),
-                    ("session.timeout.ms", String(session)), ("heartbeat.interval.ms", String(max(100, session / 3))),
-                ]
-            } else {
-                p += [("group.id", "deltakit-unused"), ("enable.auto.commit", "false")]
-            }
-            p += kafka.additionalProperties.sorted { $0.key < $1.key }
-            return p
+        } else {
+            p += [("group.id", "deltakit-unused"), ("enable.auto.commit", "false")]
         }
+        return p
+    }
+
+    /// ``validate()``, and the record type's schema (every event is decoded with it).
+    func check() throws {
+        try validate()
+        _ = try Record.schema
     }
 }
 

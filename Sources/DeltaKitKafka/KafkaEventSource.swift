@@ -61,10 +61,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)? = nil,
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws {
-        try configuration.validate()
-        _ = try Record.schema
-        let callbacks = RdKafkaCallbacks(logger: logger)
-        let handle = try RdKafkaHandle(kind: .consumer, properties: configuration.properties, callbacks: callbacks)
+        let handle = try RdKafkaHandle.client(.consumer, configuration, logger: logger)
         let timeout = configuration.kafka.connectTimeout.int32Milliseconds(minimum: 100)
         let topic = configuration.topic
         let partitions: [Int32]?
@@ -74,7 +71,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
             }
         } catch let error as KafkaError {
             handle.noteQueuedErrorsAfterFailedConnect()
-            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, callbacks: callbacks)
+            throw DeltaKitError.kafkaUnreachable(configuration.kafka, error, callbacks: handle.callbacks)
         }
         guard let partitions, !partitions.isEmpty else {
             throw DeltaKitError(
@@ -83,10 +80,9 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
                     "topic '\(topic)' does not exist on \(configuration.kafka.serversDescription); produce to it first or create it with KafkaTopicAdmin.ensureTopic"
             )
         }
-        var deadLetter: DeadLetterProducer?
+        var deadLetter: RawMessageSink?
         if case .deadLetter(let dlqTopic) = configuration.malformedPolicy {
-            try KafkaTopicName.validate(dlqTopic)
-            deadLetter = try DeadLetterProducer(configuration: configuration.kafka, logger: logger)
+            deadLetter = try RawMessageSink(kafka: configuration.kafka, topic: dlqTopic, logger: logger)
         }
         if configuration.groupID != nil {
             try handle.subscribe([topic])
@@ -111,7 +107,7 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
             deadLetter: deadLetter,
             metricsFactory: metricsFactory
         )
-        callbacks.onError { [weak core] error in core?.clientError(error) }
+        handle.callbacks.onError { [weak core] error in core?.clientError(error) }
     }
 
     deinit { core.abandon() }
@@ -341,8 +337,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     private let logger: Logger
     private let onMalformed: (@Sendable (MalformedMessage) -> Void)?
     private let onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)?
-    private let deadLetter: DeadLetterProducer?
-    private let deadLetterTopic: String?
+    private let deadLetter: RawMessageSink?
     private let pollLoop = Mutex<PollLoop?>(nil)
     let consumed: Counter
     private let malformed: Counter
@@ -356,7 +351,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         [SourceItem<Record>], NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, SourceDemand
     >
     private let items: Items
-    private let feed: Items.Source
+    private let handOff: Items.Source
     private let demand = SourceDemand()
     /// The items can be read by one reader (``makeReader()``).
     private let readerTaken = Atomic<Bool>(false)
@@ -391,10 +386,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     private let health = Mutex<(troubled: Bool, lastOffsets: [Int32: Int64])>((false, [:]))
     /// Whether a probe thread is watching for the cluster to come back (see `probeUntilReachable`).
     private let probing = Atomic<Bool>(false)
-    /// The cluster's properties, for the probe's short-lived consumer.
-    private let probeProperties: [(String, String)]
-    /// The cluster's own properties (for the continuity check's consumer).
-    private let kafkaProperties: [(String, String)]
+    /// The settings of the probe's short-lived consumer.
+    private let probe: ProbeSettings
+    /// The cluster (for the continuity check's consumer).
+    private let kafka: KafkaConfiguration
     /// Where a partition starts when this source has delivered nothing of it yet (no group).
     private let startOffsets: [Int32: Int64]
     private let startPosition: KafkaEventSource<Record>.Configuration.StartPosition
@@ -417,7 +412,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         logger: Logger,
         onMalformed: (@Sendable (MalformedMessage) -> Void)?,
         onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)?,
-        deadLetter: DeadLetterProducer?,
+        deadLetter: RawMessageSink?,
         metricsFactory: any MetricsFactory
     ) {
         self.handle = handle
@@ -432,25 +427,17 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             delegate: demand
         )
         self.items = produced.sequence
-        self.feed = produced.source
+        self.handOff = produced.source
         self.stopWhenCaughtUp = configuration.stopWhenCaughtUp
         self.logger = logger
         self.onMalformed = onMalformed
         self.onSourceEvent = onSourceEvent
-        self.kafkaProperties = configuration.kafka.properties
+        self.kafka = configuration.kafka
         self.startOffsets = configuration.startOffsets
         self.startPosition = configuration.startPosition
         self.partitionRefreshInterval = configuration.partitionRefreshInterval
-        self.probeProperties =
-            configuration.kafka.properties + [
-                ("group.id", "deltakit-probe"), ("enable.auto.commit", "false"), ("enable.partition.eof", "true"),
-            ]
+        self.probe = ProbeSettings(kafka: configuration.kafka, groupID: "deltakit-probe")
         self.deadLetter = deadLetter
-        if case .deadLetter(let t) = configuration.malformedPolicy {
-            deadLetterTopic = t
-        } else {
-            deadLetterTopic = nil
-        }
         let dimensions = [(KafkaTelemetry.Dimension.topic, configuration.topic)]
         consumed = Counter(
             label: KafkaTelemetry.Metric.eventsConsumed,
@@ -528,7 +515,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         let limit = min(limit, Self.pollBatchLimit)
         let schema = try? Record.schema  // once per poll, not per message
         while taken < limit,
-            handle.consumerPoll(timeoutMs: taken == 0 ? 100 : 0, { handle($0, schema: schema, into: &pending) }) != nil
+            handle.consumerPoll(timeoutMs: taken == 0 ? 100 : 0, { take($0, schema: schema, into: &pending) }) != nil
         {
             taken += 1
         }
@@ -651,7 +638,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// Turns one polled message into an item appended to `pending` (an event decoded in place from
     /// librdkafka's buffer, a malformed message, the caught-up marker), or reports a client error (after handing
     /// over what is pending, to keep the order).
-    private func handle(
+    private func take(
         _ view: RdKafkaMessageView,
         schema: RecordSchema?,
         into pending: inout [SourceItem<Record>]
@@ -683,7 +670,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         } else if verifying.load(ordering: .relaxed) {
             return
         }
-        if let item = handle(message) { pending.append(item) }
+        if let next = item(from: message) { pending.append(next) }
     }
 
     /// An ordinary message was read at `offset` of `partition`: the partition is no longer at its end, and
@@ -696,7 +683,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         }
     }
 
-    private func handle(_ message: RdKafkaMessage) -> SourceItem<Record>? {
+    private func item(from message: RdKafkaMessage) -> SourceItem<Record>? {
         if message.isPartitionEOF {
             observe(partition: message.partition, next: message.offset, isData: false)
             let assignment = Set(handle.assignment().filter { $0.topic == topic }.map(\.partition))
@@ -761,7 +748,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             state.peakBuffered = max(state.peakBuffered, state.yielded - state.handedOver)
         }
         let epoch = demand.epoch
-        if feed.yield(items) == .stopProducing {
+        if handOff.yield(items) == .stopProducing {
             let first = pollState.withLock { poll in
                 defer { poll.stoppedAt = epoch }
                 return poll.stoppedAt == nil
@@ -876,7 +863,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         let verdicts = TopicContinuity.verify(
             topic: topic,
             expected: expected,
-            properties: kafkaProperties,
+            kafka: kafka,
             logger: logger,
             timeout: .seconds(10)
         )
@@ -949,11 +936,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     /// Whether the broker still has the message at `offset` of `partition` (read with a short-lived consumer).
     private func stillHolds(partition: Int32, offset: Int64) -> Bool {
-        let callbacks = RdKafkaCallbacks(logger: logger)
-        callbacks.onError { _ in }
-        guard let probe = try? RdKafkaHandle(kind: .consumer, properties: probeProperties, callbacks: callbacks),
+        guard let probe = try? RdKafkaHandle.client(.consumer, self.probe, logger: logger),
             (try? probe.assign(topic: topic, partitions: [partition], offset: offset)) != nil
         else { return true }  // cannot tell: say nothing
+        probe.callbacks.onError { _ in }
         for _ in 0..<10 {
             guard let message = probe.consumerPoll(timeoutMs: 500) else { continue }
             if message.error != nil { continue }
@@ -998,8 +984,8 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             ]
         )
         onMalformed?(message)
-        if let deadLetter, let deadLetterTopic {
-            try await deadLetter.send(topic: deadLetterTopic, key: message.key, value: message.value ?? [])
+        if let deadLetter {
+            try await deadLetter.send(key: message.key, value: message.value ?? [])
         }
         if acknowledging { acknowledge(topic: message.topic, partition: message.partition, offset: message.offset) }
     }
@@ -1045,7 +1031,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             defer { state.closed = true }
             return state.closed
         }
-        feed.finish()  // the reader gets what is buffered, then the end
+        handOff.finish()  // the reader gets what is buffered, then the end
         if alreadyClosed { return }
         let loop = pollLoop.withLock { $0.take() }
         await loop?.stop()
@@ -1057,7 +1043,8 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             let closeError = handle.closeConsumer()
             return first ?? closeError
         }
-        await deadLetter?.close()
+        // A dead letter purged here failed its own send, which reported it.
+        try? await deadLetter?.close()
         if let error {
             throw DeltaKitError(
                 code: .rejected,
@@ -1081,7 +1068,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
 
     func abandon() {
         pollLoop.withLock { $0.take() }?.requestStop()
-        feed.finish()
+        handOff.finish()
     }
 
     func committedOffsets() async -> [Int32: Int64] {

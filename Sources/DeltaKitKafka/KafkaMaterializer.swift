@@ -319,14 +319,13 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         for (partition, next) in positions {
             expected[partition] = ExpectedPosition(next: next, fingerprint: fingerprints[partition])
         }
-        let properties = kafka.properties
         let timeout = max(kafka.connectTimeout, .seconds(5))
         let checked = expected
         let verdicts = try await BlockingCalls.run {
             TopicContinuity.verify(
                 topic: topic,
                 expected: checked,
-                properties: properties,
+                kafka: kafka,
                 logger: logger,
                 timeout: timeout
             )

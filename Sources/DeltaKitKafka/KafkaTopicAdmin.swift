@@ -8,28 +8,21 @@ public struct KafkaTopicAdmin: Sendable {
 
     /// The librdkafka version loaded at run time (`rd_kafka_version_str()`).
     public static var librdkafkaVersion: String { RdKafka.versionString }
-    private let callbacks: RdKafkaCallbacks
 
     /// Creates an admin client. It connects lazily, on the first call.
     ///
-    /// - Throws: `DeltaKitError` (`invalidConfiguration`) with
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming the setting that is out of range, or with
     ///   librdkafka's message when a property is unknown or invalid.
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "deltakit.kafka.admin")) throws {
-        try configuration.validate()
         self.configuration = configuration
-        var properties = configuration.properties
-        properties.append(contentsOf: configuration.additionalProperties.sorted { $0.key < $1.key })
-        let callbacks = RdKafkaCallbacks(logger: logger)
-        self.callbacks = callbacks
-        self.handle = try RdKafkaHandle(kind: .producer, properties: properties, callbacks: callbacks)
+        self.handle = try RdKafkaHandle.client(.producer, configuration, logger: logger)
     }
 
     /// Administers through an existing producer handle (a sink creates its topic on its own connection instead of
     /// opening a second client).
-    init(handle: RdKafkaHandle, configuration: KafkaConfiguration, callbacks: RdKafkaCallbacks) {
+    init(handle: RdKafkaHandle, configuration: KafkaConfiguration) {
         self.configuration = configuration
         self.handle = handle
-        self.callbacks = callbacks
     }
 
     /// Checks that a broker answers within ``KafkaConfiguration/connectTimeout`` and returns the number of brokers.
@@ -111,64 +104,6 @@ public struct KafkaTopicAdmin: Sendable {
     }
 
     private func unreachable(_ error: KafkaError) -> DeltaKitError {
-        DeltaKitError.kafkaUnreachable(configuration, error, callbacks: callbacks)
-    }
-}
-
-extension DeltaKitError {
-    /// The error for a connect that failed, from what the client's callbacks saw: an authentication failure
-    /// librdkafka reported, or the last problem it logged.
-    static func kafkaUnreachable(
-        _ configuration: KafkaConfiguration,
-        _ error: KafkaError,
-        callbacks: RdKafkaCallbacks
-    ) -> DeltaKitError {
-        if let refused = callbacks.authenticationFailure {
-            return kafkaRefusedAuthentication(configuration, refused)
-        }
-        return kafkaUnreachable(configuration, error, librdkafkaSaid: callbacks.lastProblem)
-    }
-
-    /// The error for a broker that answered but refused to authenticate the client: it names the security
-    /// protocol, the SASL mechanism and the user (never the password), and carries librdkafka's error
-    /// (`KafkaError.Code.authentication` or `.saslAuthenticationFailed`) as `underlying`.
-    static func kafkaRefusedAuthentication(_ configuration: KafkaConfiguration, _ refused: KafkaError) -> DeltaKitError
-    {
-        let extra = configuration.additionalProperties
-        let mechanism =
-            configuration.security.saslMechanism ?? extra["sasl.mechanisms"] ?? extra["sasl.mechanism"]
-            ?? "GSSAPI (librdkafka's default)"
-        let user = (configuration.security.saslUsername ?? extra["sasl.username"]).map { ", user '\($0)'" } ?? ""
-        let securityProtocol = extra["security.protocol"] ?? configuration.security.protocol.rawValue
-        return DeltaKitError(
-            code: .connectionFailed,
-            message:
-                "authentication failed: the Kafka broker at \(configuration.serversDescription) refused the client (security.protocol \(securityProtocol), SASL mechanism \(mechanism)\(user); librdkafka \(refused.name): \(refused.message)); check the user name, the password and the mechanism the broker accepts",
-            underlying: refused
-        )
-    }
-
-    /// The error for a connect that failed; `librdkafkaSaid` is the last problem librdkafka logged, which tells
-    /// "nobody answered" apart from "the broker answered but this librdkafka could not talk to it".
-    static func kafkaUnreachable(
-        _ configuration: KafkaConfiguration,
-        _ error: KafkaError,
-        librdkafkaSaid: String? = nil
-    ) -> DeltaKitError {
-        if let said = librdkafkaSaid, said.contains("ApiVersionRequest failed") {
-            return DeltaKitError(
-                code: .connectionFailed,
-                message:
-                    "the broker at \(configuration.serversDescription) answered, but librdkafka \(RdKafka.versionString) could not negotiate with it (librdkafka: \(said)); this librdkafka is too old for this broker: use librdkafka 2.2 or newer",
-                underlying: error
-            )
-        }
-        let detail = librdkafkaSaid.map { "; last: \($0)" } ?? ""
-        return DeltaKitError(
-            code: .connectionFailed,
-            message:
-                "no Kafka broker answered at \(configuration.serversDescription) within \(configuration.connectTimeout) (librdkafka: \(error.message)\(detail)); check that a broker runs there and that the address is right",
-            underlying: error
-        )
+        DeltaKitError.kafkaUnreachable(configuration, error, callbacks: handle.callbacks)
     }
 }

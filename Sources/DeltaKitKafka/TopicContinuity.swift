@@ -53,23 +53,22 @@ enum TopicContinuity {
     static func verify(
         topic: String,
         expected: [Int32: ExpectedPosition],
-        properties: [(String, String)],
+        kafka: KafkaConfiguration,
         logger: Logger,
         timeout: Duration
     ) -> [Int32: ContinuityVerdict] {
         let wanted = expected.filter { $0.value.next > 0 }
         guard !wanted.isEmpty else { return [:] }
         let timeoutMs = timeout.int32Milliseconds(minimum: 100)
-        let callbacks = RdKafkaCallbacks(logger: logger)
-        callbacks.onError { _ in }
-        let probeProperties =
-            properties + [
-                ("group.id", "deltakit-continuity-probe"), ("enable.auto.commit", "false"),
-                ("enable.partition.eof", "true"), ("auto.offset.reset", "error"), ("fetch.wait.max.ms", "100"),
-            ]
-        guard let probe = try? RdKafkaHandle(kind: .consumer, properties: probeProperties, callbacks: callbacks) else {
+        let settings = ProbeSettings(
+            kafka: kafka,
+            groupID: "deltakit-continuity-probe",
+            extra: [("auto.offset.reset", "error"), ("fetch.wait.max.ms", "100")]
+        )
+        guard let probe = try? RdKafkaHandle.client(.consumer, settings, logger: logger) else {
             return wanted.mapValues { _ in .unverifiable("no consumer could be created to check") }
         }
+        probe.callbacks.onError { _ in }
         defer { _ = probe.closeConsumer() }
         let partitions: [Int32]
         do {

@@ -36,13 +36,44 @@ struct KafkaConfigurationTests {
         #expect(properties["statistics.interval.ms"] == "1000")
     }
 
+    @Test("every client gets the cluster's settings, then its own, then additionalProperties")
+    func everyClientGetsAdditionalProperties() {
+        let kafka = KafkaConfiguration(
+            security: .init(protocol: .saslSSL, saslMechanism: .plain),
+            additionalProperties: ["sasl.mechanisms": "SCRAM-SHA-256", "fetch.wait.max.ms": "250"]
+        )
+        let clients: [(String, [(String, String)])] = [
+            ("admin", kafka.properties),
+            ("sink", KafkaEventSink<DemoUser>.Configuration(kafka: kafka, topic: "t").properties),
+            ("source", KafkaEventSource<DemoUser>.Configuration(kafka: kafka, topic: "t").properties),
+            ("dead letters", RawMessageSink.Settings(kafka: kafka).properties),
+            ("probe", ProbeSettings(kafka: kafka, groupID: "p", extra: [("fetch.wait.max.ms", "100")]).properties),
+        ]
+        for (client, pairs) in clients {
+            let properties = dictionary(pairs)
+            #expect(properties["security.protocol"] == "sasl_ssl", "\(client)")
+            #expect(properties["sasl.mechanisms"] == "SCRAM-SHA-256", "\(client): additionalProperties win")
+            #expect(properties["fetch.wait.max.ms"] == "250", "\(client): additionalProperties win")
+        }
+    }
+
+    @Test("the partitioner and the SASL mechanism are librdkafka's names")
+    func closedSets() {
+        var configuration = KafkaEventSink<DemoUser>.Configuration(topic: "t", partitioner: .fnv1aRandom)
+        configuration.kafka.security = .init(protocol: .saslPlaintext, saslMechanism: .scramSHA256)
+        let properties = dictionary(configuration.properties)
+        #expect(properties["partitioner"] == "fnv1a_random")
+        #expect(properties["sasl.mechanisms"] == "SCRAM-SHA-256")
+        #expect(properties["security.protocol"] == "sasl_plaintext")
+    }
+
     @Test("security settings map to librdkafka; secrets stay out of descriptions")
     func security() {
         let kafka = KafkaConfiguration(
             bootstrapServers: ["a:9093", "b:9093"],
             security: .init(
                 protocol: .saslSSL,
-                saslMechanism: "SCRAM-SHA-512",
+                saslMechanism: .scramSHA512,
                 saslUsername: "app",
                 saslPassword: "hunter2",
                 caLocation: "/etc/ca.pem"

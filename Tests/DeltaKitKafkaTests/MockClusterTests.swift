@@ -12,17 +12,6 @@ import Testing
 /// these run as unit tests, and `scripts/test` runs them again on the system librdkafka (Debian's 2.0.2).
 @Suite("Kafka faults on librdkafka's mock cluster", .timeLimit(.minutes(5)))
 struct MockClusterTests {
-    /// Every event of `topic`, read once without a group.
-    static func readAll(_ brokers: String, topic: String) async throws -> [ChangeEvent<DemoUser>] {
-        let source = try await KafkaEventSource<DemoUser>(
-            configuration: .init(kafka: .init(bootstrapServers: [brokers]), topic: topic, stopWhenCaughtUp: true)
-        )
-        var events: [ChangeEvent<DemoUser>] = []
-        for try await consumed in source.events { events.append(consumed.event) }
-        try await source.close()
-        return events
-    }
-
     /// Every message of `topic` as a plain librdkafka consumer reads it (no DeltaKit source): partition, offset,
     /// and the event it decodes to (`nil` if it does not decode), in log order per partition.
     static func readLog(
@@ -229,7 +218,10 @@ struct MockClusterTests {
         #expect(applied >= acknowledged.count, "no acknowledged event is missing (retries may duplicate)")
         #expect(try await store.snapshot() == Self.reference(acknowledged))
         // Event by event: every acknowledged event is on the topic (a duplicate cannot hide a loss).
-        let read = try await Self.readAll(mock.bootstrapServers, topic: topic)
+        let read = try await KafkaEventSource<DemoUser>.readAll(
+            .init(bootstrapServers: [mock.bootstrapServers]),
+            topic: topic
+        )
         let missing = Set(acknowledged).subtracting(read)
         #expect(missing.isEmpty, "\(missing.count) acknowledged events are not on the topic")
         if !missing.isEmpty { try Self.explainMissing(missing, in: mock.bootstrapServers, topic: topic) }
@@ -331,44 +323,6 @@ struct MockClusterTests {
         let laterDoneAtEnd = laterDone.load(ordering: .acquiring)
         #expect(laterDoneAtEnd)
         try await sink.close()
-    }
-}
-
-@Suite("Read-your-writes bookkeeping (KafkaMaterializer's Visibility)")
-struct VisibilityTests {
-    @Test("a receipt is visible once every partition in it is applied past its offset")
-    func receipts() {
-        var visibility = Visibility()
-        let receipt = EventReceipt(offsets: [0: 4, 1: 0])
-        #expect(!visibility.isVisible(receipt))
-        #expect(visibility.advance([0: 5]).isEmpty)
-        #expect(!visibility.isVisible(receipt), "partition 1 is still behind")
-        #expect(visibility.behind(receipt) == "partition 1 needs offset 0, applied before 0")
-        #expect(visibility.advance([1: 1]).isEmpty)
-        #expect(visibility.isVisible(receipt))
-        // Positions never go back: an older batch (replayed) does not hide what was applied.
-        _ = visibility.advance([0: 2])
-        #expect(visibility.isVisible(EventReceipt(partition: 0, offset: 4)))
-    }
-
-    @Test("a waiter is handed back by the advance that covers it; one cancelled before it waits is refused")
-    func waiters() async throws {
-        var visibility = Visibility()
-        let receipt = EventReceipt(partition: 3, offset: 9)
-        let id = visibility.newID()
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            #expect(visibility.wait(id, receipt, continuation) == .wait)
-            #expect(visibility.advance([3: 9]).isEmpty, "offset 9 is applied only once the next offset is 10")
-            let ready = visibility.advance([3: 10])
-            #expect(ready.count == 1)
-            (ready.first ?? continuation).resume()
-        }
-        let cancelled = visibility.newID()
-        #expect(visibility.cancel(cancelled) == nil)
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            #expect(visibility.wait(cancelled, EventReceipt(partition: 4, offset: 0), continuation) == .cancel)
-            continuation.resume()
-        }
     }
 }
 

@@ -72,17 +72,18 @@ struct StrictMessageTests {
             // Mis-keyed: valid JSON for user 2 under key 1.
             ("1", #"{"id":2,"name":"EVIL","age":1,"op":"update","event_order":20,"ts":"\#(ts)"}"#, "id"),
         ]
-        let raw = try DeadLetterProducer(
-            configuration: .init(bootstrapServers: [mock.bootstrapServers]),
+        let raw = try RawMessageSink(
+            kafka: .init(bootstrapServers: [mock.bootstrapServers]),
+            topic: topic,
             logger: .init(label: "test")
         )
         for message in bad {
-            try await raw.send(topic: topic, key: message.key.map { Array($0.utf8) }, value: Array(message.value.utf8))
+            try await raw.send(key: message.key.map { Array($0.utf8) }, value: Array(message.value.utf8))
         }
         // A keyless valid event is applied: the order of its key's events is then its producer's business.
         let keyless = ChangeEvent<DemoUser>.update(DemoUser(id: 3, name: "Carol", age: 40), order: 30, timestamp: at)
-        try await raw.send(topic: topic, key: nil, value: Array(try keyless.jsonData()))
-        await raw.close()
+        try await raw.send(key: nil, value: Array(try keyless.jsonData()))
+        try await raw.close()
 
         let reported = Mutex<[MalformedMessage]>([])
         let store = try InMemoryStateStore<DemoUser>()

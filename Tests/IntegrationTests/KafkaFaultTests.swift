@@ -70,7 +70,10 @@ struct KafkaFaultTests {
         try await broker.start()  // same port; Tansu's memory storage starts empty
         let receipt = try await sending.value
         #expect(!receipt.isEmpty)
-        let read = try await KafkaTestSupport.readAll(broker.address, topic: "restart")
+        let read = try await KafkaEventSource<DemoUser>.readAll(
+            KafkaTestSupport.kafka(broker.address),
+            topic: "restart"
+        )
         #expect(Set(during).isSubset(of: Set(read)), "every acknowledged event is on the (new) topic")
         try await sink.close()
         await broker.stop()

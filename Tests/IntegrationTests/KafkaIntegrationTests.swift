@@ -18,7 +18,7 @@ struct KafkaIntegrationTests {
             makeSink: { try await KafkaTestSupport.makeSink(brokers) },
             readBack: { sink in
                 try await sink.flush()
-                return try await KafkaTestSupport.readAll(brokers, topic: sink.topic)
+                return try await KafkaEventSource<DemoUser>.readAll(KafkaTestSupport.kafka(brokers), topic: sink.topic)
             },
             makeScalarSink: {
                 let sink = try await KafkaEventSink<ScalarSample>(
@@ -182,12 +182,11 @@ struct KafkaIntegrationTests {
         let admin = try KafkaTopicAdmin(configuration: KafkaTestSupport.kafka(brokers))
         try await admin.ensureTopic(topic, partitions: 1)
         let sink = try await KafkaTestSupport.makeSink(brokers, topic: topic, partitions: 1)
-        let raw = try DeadLetterProducer(configuration: KafkaTestSupport.kafka(brokers), logger: .init(label: "test"))
+        let raw = try RawMessageSink(kafka: KafkaTestSupport.kafka(brokers), topic: topic, logger: .init(label: "test"))
         let alice = DemoUser(id: 1, name: "Alice", age: 25)
         try await sink.send(.insert(alice, order: 1))  // offset 0
-        try await raw.send(topic: topic, key: Array("1".utf8), value: Array("not json".utf8))  // offset 1
+        try await raw.send(key: Array("1".utf8), value: Array("not json".utf8))  // offset 1
         try await raw.send(
-            topic: topic,
             key: Array("1".utf8),
             value: Array(
                 #"{"id":1,"name":"Mallory","age":1,"op":"upsert","event_order":99,"ts":"2024-01-01T00:00:00+00:00"}"#
@@ -195,7 +194,7 @@ struct KafkaIntegrationTests {
             )
         )  // offset 2
         try await sink.send(.update(DemoUser(id: 1, name: "Alice", age: 26), order: 3))  // offset 3
-        await raw.close()
+        try await raw.close()
         try await sink.close()
 
         let reports = Mutex<[MalformedMessage]>([])
@@ -286,7 +285,7 @@ struct KafkaIntegrationTests {
             try await group.waitForAll()
         }
         try await sink.close()
-        let read = try await KafkaTestSupport.readAll(brokers, topic: topic)
+        let read = try await KafkaEventSource<DemoUser>.readAll(KafkaTestSupport.kafka(brokers), topic: topic)
         // Event by event (per key, in order): a duplicate cannot hide a loss.
         #expect(
             EventSinkConformance<KafkaEventSink<DemoUser>>.compare(
@@ -342,7 +341,10 @@ struct KafkaIntegrationTests {
         case .success: #expect(enqueued == 2_000)
         case .failure(let error): #expect((error as? DeltaKitError)?.code == .closed)
         }
-        #expect(Int64(try await KafkaTestSupport.readAll(brokers, topic: topic).count) == enqueued)
+        #expect(
+            Int64(try await KafkaEventSource<DemoUser>.readAll(KafkaTestSupport.kafka(brokers), topic: topic).count)
+                == enqueued
+        )
         await #expect(throws: DeltaKitError.self) { try await sink.send(events[0]) }
     }
 
@@ -500,9 +502,9 @@ struct KafkaIntegrationTests {
         var generator = DemoEventGenerator(seed: 10)
         try await sink.send(contentsOf: generator.next(100))
         try await sink.close()
-        let raw = try DeadLetterProducer(configuration: KafkaTestSupport.kafka(brokers), logger: .init(label: "test"))
-        try await raw.send(topic: topic, key: nil, value: Array("{}".utf8))
-        await raw.close()
+        let raw = try RawMessageSink(kafka: KafkaTestSupport.kafka(brokers), topic: topic, logger: .init(label: "test"))
+        try await raw.send(key: nil, value: Array("{}".utf8))
+        try await raw.close()
         let dimensions = [("topic", topic)]
         #expect(try metrics.expectCounter("deltakit_kafka_events_sent_total", dimensions).totalValue == 100)
         #expect(try metrics.expectCounter("deltakit_kafka_events_acknowledged_total", dimensions).totalValue == 100)

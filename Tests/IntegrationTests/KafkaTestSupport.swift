@@ -24,17 +24,6 @@ enum KafkaTestSupport {
         )
     }
 
-    /// Reads the whole topic once, without a group, until every partition reports EOF.
-    static func readAll(_ brokers: String, topic: String) async throws -> [ChangeEvent<DemoUser>] {
-        let source = try await KafkaEventSource<DemoUser>(
-            configuration: .init(kafka: kafka(brokers), topic: topic, groupID: nil, stopWhenCaughtUp: true)
-        )
-        var events: [ChangeEvent<DemoUser>] = []
-        for try await consumed in source.events { events.append(consumed.event) }
-        try await source.close()
-        return events
-    }
-
     /// The reference state of `events`.
     static func reference(_ events: [ChangeEvent<DemoUser>]) -> [DemoUser] {
         var state = LatestState<DemoUser>()

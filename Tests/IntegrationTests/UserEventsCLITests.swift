@@ -418,7 +418,9 @@ struct UserEventsCLITests {
             result.stdout.components(separatedBy: "\nSent: ").count - 1 + (result.stdout.hasPrefix("Sent: ") ? 1 : 0)
                 == sent
         )
-        #expect(try await KafkaTestSupport.readAll(brokers, topic: topic).count == sent)
+        #expect(
+            try await KafkaEventSource<DemoUser>.readAll(KafkaTestSupport.kafka(brokers), topic: topic).count == sent
+        )
     }
 
     @Test(

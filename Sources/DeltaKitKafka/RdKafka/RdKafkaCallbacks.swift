@@ -115,27 +115,3 @@ func rdkafkaDelivery(
         )
     )
 }
-
-/// The NUL-terminated text in an `errstr` buffer.
-
-extension RdKafkaHandle {
-    /// Takes the errors waiting on a consumer's queue — nobody serves it before the source's poll thread starts —
-    /// and notes them on ``callbacks`` as the error callback would (an authentication failure by its code), to
-    /// explain a failed connect. Other events on the queue are dropped: call it only on a consumer that failed to
-    /// connect and is about to be destroyed.
-    func noteQueuedErrorsAfterFailedConnect() {
-        guard kind == .consumer, let queue = rd_kafka_queue_get_consumer(pointer) ?? rd_kafka_queue_get_main(pointer)
-        else { return }
-        defer { rd_kafka_queue_destroy(queue) }
-        while let event = rd_kafka_queue_poll(queue, 0) {
-            defer { rd_kafka_event_destroy(event) }
-            guard rd_kafka_event_type(event) == RD_KAFKA_EVENT_ERROR else { continue }
-            let code = rd_kafka_event_error(event)
-            let message = rd_kafka_event_error_string(event).map { String(cString: $0) }
-            if let message { callbacks.noteProblem(message) }
-            if code == RD_KAFKA_RESP_ERR__AUTHENTICATION || code == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED {
-                callbacks.noteAuthenticationFailure(RdKafka.error(code, message: message))
-            }
-        }
-    }
-}

@@ -5,112 +5,6 @@ import Foundation
 import Logging
 import Synchronization
 
-/// A message read by a consumer, copied out of librdkafka's buffers.
-struct RdKafkaMessage: Sendable {
-    var topic: String
-    var partition: Int32
-    var offset: Int64
-    var key: [UInt8]?
-    var value: [UInt8]?
-    /// The message's timestamp in milliseconds since 1970 (create or log-append time); -1 when it has none.
-    var timestamp: Int64 = -1
-    /// The headers of a message whose value is null (a tombstone); empty otherwise (not read, to save the cost).
-    var tombstoneHeaders: [String: [UInt8]] = [:]
-    /// Set for consumer errors; `isPartitionEOF` for the end-of-partition signal.
-    var error: KafkaError?
-    var isPartitionEOF: Bool
-
-    /// What identifies this message in its partition's log (as ``RdKafkaMessageView/fingerprint`` does in place).
-    var fingerprint: MessageFingerprint {
-        var digest = MessageFingerprint.Digest()
-        digest.add(key)
-        digest.add(value)
-        return MessageFingerprint(offset: offset, timestamp: timestamp, digest: digest.value)
-    }
-}
-
-/// A consumed message in librdkafka's buffer, valid only inside ``RdKafkaHandle/consumerPoll(timeoutMs:_:)``'s
-/// body: the hot path reads the value in place; anything unusual is copied out (``copy()``).
-struct RdKafkaMessageView {
-    private let message: UnsafeMutablePointer<rd_kafka_message_t>
-
-    fileprivate init(_ message: UnsafeMutablePointer<rd_kafka_message_t>) { self.message = message }
-
-    var partition: Int32 { message.pointee.partition }
-    var offset: Int64 { message.pointee.offset }
-
-    /// The message's timestamp in milliseconds since 1970; -1 when it has none.
-    var timestamp: Int64 { rd_kafka_message_timestamp(message, nil) }
-
-    /// What identifies this message in its partition's log (offset, timestamp, a digest of key and value).
-    var fingerprint: MessageFingerprint {
-        let m = message.pointee
-        var digest = MessageFingerprint.Digest()
-        digest.add(m.key.map { UnsafeRawBufferPointer(start: $0, count: m.key_len) })
-        digest.add(m.payload.map { UnsafeRawBufferPointer(start: $0, count: m.len) })
-        return MessageFingerprint(offset: m.offset, timestamp: timestamp, digest: digest.value)
-    }
-
-    /// The value of an ordinary message (no error, not a partition end, not a null value); `nil` otherwise.
-    var plainValue: UnsafeRawBufferPointer? {
-        let m = message.pointee
-        guard m.err == RD_KAFKA_RESP_ERR_NO_ERROR, let payload = m.payload else { return nil }
-        return UnsafeRawBufferPointer(start: payload, count: m.len)
-    }
-
-    /// The message key, in place; `nil` when the message has none.
-    var key: UnsafeRawBufferPointer? {
-        let m = message.pointee
-        guard let key = m.key else { return nil }
-        return UnsafeRawBufferPointer(start: key, count: m.key_len)
-    }
-
-    /// The message copied out of librdkafka's buffers (with a tombstone's headers).
-    func copy() -> RdKafkaMessage {
-        let msg = message.pointee
-        let topic = msg.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-        func bytes(_ p: UnsafeMutableRawPointer?, _ n: Int) -> [UInt8]? {
-            guard let p else { return nil }
-            return Array(UnsafeRawBufferPointer(start: p, count: n))
-        }
-        var copied = RdKafkaMessage(
-            topic: topic,
-            partition: msg.partition,
-            offset: msg.offset,
-            key: nil,
-            value: nil,
-            error: nil,
-            isPartitionEOF: msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF
-        )
-        if copied.isPartitionEOF { return copied }
-        if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            let text = String(cString: rd_kafka_message_errstr(message))
-            copied.error = RdKafka.error(msg.err, message: text, fatal: msg.err == RD_KAFKA_RESP_ERR__FATAL)
-            return copied
-        }
-        copied.key = bytes(msg.key, msg.key_len)
-        copied.value = bytes(msg.payload, msg.len)
-        copied.timestamp = timestamp
-        if msg.payload == nil {
-            var headers: OpaquePointer?
-            if rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
-                var index = 0
-                var name: UnsafePointer<CChar>?
-                var value: UnsafeRawPointer?
-                var size = 0
-                while rd_kafka_header_get_all(headers, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    if let name {
-                        copied.tombstoneHeaders[String(cString: name)] =
-                            value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-                    }
-                    index += 1
-                }
-            }
-        }
-        return copied
-    }
-}
-
 extension RdKafkaHandle {
     // MARK: Consuming (called from the consumer's dedicated thread)
 
@@ -122,8 +16,7 @@ extension RdKafkaHandle {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw RdKafka.error(err) }
     }
 
-    /// Assigns partitions directly (no group), starting at `offset` (`-2` beginning, `-1` end).
-    /// Assigns `partitions` of `topic`, each starting at `overrides[partition]` or else at `offset`
+    /// Assigns `partitions` of `topic` directly (no group), each starting at `overrides[partition]` or else at `offset`
     /// (an offset, or librdkafka's logical -2 beginning / -1 end).
     func assign(topic: String, partitions: [Int32], offset: Int64, overrides: [Int32: Int64] = [:]) throws {
         let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))
@@ -243,5 +136,27 @@ extension RdKafkaHandle {
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for p in partitions { rd_kafka_topic_partition_list_add(list, p.topic, p.partition) }
         body(list)
+    }
+}
+
+extension RdKafkaHandle {
+    /// Takes the errors waiting on a consumer's queue — nobody serves it before the source's poll thread starts —
+    /// and notes them on ``callbacks`` as the error callback would (an authentication failure by its code), to
+    /// explain a failed connect. Other events on the queue are dropped: call it only on a consumer that failed to
+    /// connect and is about to be destroyed.
+    func noteQueuedErrorsAfterFailedConnect() {
+        guard kind == .consumer, let queue = rd_kafka_queue_get_consumer(pointer) ?? rd_kafka_queue_get_main(pointer)
+        else { return }
+        defer { rd_kafka_queue_destroy(queue) }
+        while let event = rd_kafka_queue_poll(queue, 0) {
+            defer { rd_kafka_event_destroy(event) }
+            guard rd_kafka_event_type(event) == RD_KAFKA_EVENT_ERROR else { continue }
+            let code = rd_kafka_event_error(event)
+            let message = rd_kafka_event_error_string(event).map { String(cString: $0) }
+            if let message { callbacks.noteProblem(message) }
+            if code == RD_KAFKA_RESP_ERR__AUTHENTICATION || code == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED {
+                callbacks.noteAuthenticationFailure(RdKafka.error(code, message: message))
+            }
+        }
     }
 }

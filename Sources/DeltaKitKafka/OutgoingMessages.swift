@@ -1,0 +1,104 @@
+import DeltaKit
+
+/// The messages a sink produces for one chunk of a send, encoded before any is produced, into one buffer: an
+/// event's key and wire JSON, a delete's tombstone (its key, a null value, headers), or a raw message.
+///
+/// Encoding first keeps producing a loop over finished messages, each its own delivery; one buffer for the chunk
+/// keeps the hot path to a few allocations per chunk rather than two per event.
+struct OutgoingMessages {
+    struct Message {
+        /// Where the key is in ``bytes``; `nil` for a message without a key.
+        var key: Range<Int>?
+        /// Where the value is in ``bytes``; `nil` for a tombstone (a null value).
+        var value: Range<Int>?
+        /// A tombstone's headers.
+        var headers: [(name: String, value: [UInt8])] = []
+    }
+
+    /// Every key and value, one after the other.
+    private(set) var bytes: [UInt8] = []
+    private(set) var messages: [Message] = []
+
+    var count: Int { messages.count }
+
+    /// Empties the chunk, keeping its storage for the next one.
+    mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        messages.removeAll(keepingCapacity: true)
+    }
+
+    /// Appends a message with `key` (or none) and `value`.
+    mutating func append(key: [UInt8]?, value: [UInt8]) {
+        let keyRange = key.map { key in
+            let start = bytes.count
+            bytes += key
+            return start..<bytes.count
+        }
+        let start = bytes.count
+        bytes += value
+        messages.append(Message(key: keyRange, value: start..<bytes.count))
+    }
+
+    /// Appends `event`'s message — keyed by its record key (`keyBytes`), its wire JSON as the value — and, for a
+    /// delete when `tombstone` is set, the tombstone that follows it: the same key, a null value, and the delete's
+    /// order and timestamp in the headers `KafkaEventSink.Configuration` names. Nothing is appended when `event`
+    /// cannot be encoded.
+    mutating func append<Record>(_ event: ChangeEvent<Record>, schema: RecordSchema, tombstone: Bool) throws {
+        let start = bytes.count
+        let key: Range<Int>
+        do {
+            try event.encodeJSON(into: &bytes, schema: schema)
+            let keyStart = bytes.count
+            try event.appendKeyBytes(to: &bytes)
+            key = keyStart..<bytes.count
+        } catch {
+            bytes.removeSubrange(start...)
+            throw error
+        }
+        messages.append(Message(key: key, value: start..<key.lowerBound))
+        guard tombstone, event.operation == .delete else { return }
+        typealias Headers = KafkaEventSink<Record>.Configuration
+        messages.append(
+            Message(
+                key: key,
+                value: nil,
+                headers: [
+                    (Headers.tombstoneOrderHeader, Array(String(event.order).utf8)),
+                    (Headers.tombstoneTimestampHeader, Array(EventTimestamp.format(event.timestamp).utf8)),
+                ]
+            )
+        )
+    }
+
+    /// The key of message `index` as text, for errors.
+    func keyText(_ index: Int) -> String {
+        messages[index].key.map { String(decoding: bytes[$0], as: UTF8.self) } ?? "(none)"
+    }
+
+    /// Enqueues message `index` on `handle` for `topic`; on `.enqueued`, `receiver` gets its delivery report.
+    func produce(
+        _ index: Int,
+        topic: String,
+        on handle: RdKafkaHandle,
+        receiver: DeliveryReceiver
+    ) throws -> RdKafkaHandle.ProduceResult {
+        let message = messages[index]
+        return try bytes.withUnsafeBytes { bytes in
+            let key = message.key.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+            guard let value = message.value else {
+                return try handle.produceTombstone(
+                    topic: topic,
+                    key: key ?? UnsafeRawBufferPointer(start: nil, count: 0),
+                    headers: message.headers,
+                    receiver: receiver
+                )
+            }
+            return try handle.produce(
+                topic: topic,
+                key: key,
+                value: UnsafeRawBufferPointer(rebasing: bytes[value]),
+                receiver: receiver
+            )
+        }
+    }
+}
