@@ -172,6 +172,23 @@ struct UserEventsCLITests {
     }
 
     @Test(
+        "the demo sends DemoEventGenerator's events for the same seed (operations, keys and records, in order)",
+        arguments: [UInt64(0), 4, 12_345, .max]
+    )
+    func demoEventsAreTheGenerators(seed: UInt64) async throws {
+        let result = try await CLI.run(["--count", "500", "--seed", "\(seed)"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let sent = try result.stdout.split(separator: "\n").filter { $0.hasPrefix("Sent: ") }.map { line in
+            try ChangeEvent<DemoUser>(jsonData: Data(line.dropFirst("Sent: ".count).utf8))
+        }
+        var generator = DemoEventGenerator(seed: seed)
+        let expected = generator.next(500)
+        #expect(sent.map(\.operation) == expected.map(\.operation))
+        #expect(sent.map(\.key) == expected.map(\.key))
+        #expect(sent.map(\.record) == expected.map(\.record))
+    }
+
+    @Test(
         "materialize --state, then snapshot/history/watch --state read the file; another topic's file is refused",
         .requiresKafka
     )
