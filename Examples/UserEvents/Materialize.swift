@@ -63,15 +63,8 @@ struct Materialize: AsyncParsableCommand {
             let progress = ProgressReporter(total: nil, unit: "events", verb: "applied")
             let clock = ContinuousClock()
             let start = clock.now
-            let report = CatchUpReport(materializer: materializer, store: store, state: state, progress: progress)
             let signal = try await runUntilInterrupted([
                 .init(service: materializer, successTerminationBehavior: .gracefullyShutdownGroup),
-                // Its end (at catching up) stops the command with --exit-when-caught-up; as a service, the
-                // materializer keeps following the topic.
-                .init(
-                    service: report,
-                    successTerminationBehavior: exitWhenCaughtUp ? .gracefullyShutdownGroup : .ignore
-                ),
                 // A warning that could not be written (stderr closed or full) stops the service too.
                 .init(
                     service: ClosureService {
@@ -80,6 +73,13 @@ struct Materialize: AsyncParsableCommand {
                         }
                     },
                     successTerminationBehavior: .gracefullyShutdownGroup
+                ),
+                // Ends once caught up: that stops the command with --exit-when-caught-up, while as a service the
+                // materializer keeps following the topic. Last, so a shutdown stops it first: the others only
+                // end when told to (or fail), never while the group waits for another to end.
+                .init(
+                    service: CatchUpReport(materializer: materializer, store: store, state: state, progress: progress),
+                    successTerminationBehavior: exitWhenCaughtUp ? .gracefullyShutdownGroup : .ignore
                 ),
             ])
             progress.finish()

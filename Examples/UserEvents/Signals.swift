@@ -11,6 +11,10 @@ import UnixSignals
 /// `gracefulShutdownSignals` would not say which one arrived; a second handler for the same signals is what
 /// `UnixSignalsSequence` warns against. So one service of the group watches the signals, and its end shuts the
 /// group down gracefully, as `gracefulShutdownSignals` would.
+///
+/// The group shuts its services down one at a time, the last first, and fails when another service ends in the
+/// meantime; the signal watcher comes after `services`, so it is stopped first and a signal that arrives during
+/// the shutdown changes nothing.
 func runUntilInterrupted(_ services: [ServiceGroupConfiguration.ServiceConfiguration]) async throws -> UnixSignal? {
     let interruption = await Interruption()
     let group = ServiceGroup(
