@@ -84,12 +84,12 @@ let package = Package(
             name: "UserEvents",
             dependencies: [
                 .target(name: "DeltaKit"),
-                .target(name: "DeltaKitTesting"),
                 .target(name: "DeltaKitKafka"),
                 .target(name: "DeltaKitRisingWave"),
                 .target(name: "DeltaKitSQLite"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/UserEvents"

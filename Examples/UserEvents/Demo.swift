@@ -1,6 +1,5 @@
 import ArgumentParser
 import DeltaKit
-import DeltaKitTesting
 import Foundation
 
 struct Demo: AsyncParsableCommand {
@@ -19,16 +18,16 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         logging.bootstrap()
         try await reportingErrors {
-            let pipeline = try InMemoryPipeline<DemoUser>(historyLimit: 20)
-            var events = DemoEventGenerator(seed: generator.resolvedSeed, clock: HybridLogicalClock())
+            let store = try InMemoryStateStore<DemoUser>(historyLimit: 20)
+            var events = DemoEvents(seed: generator.resolvedSeed, clock: HybridLogicalClock())
             // Memory stays bounded whatever --count is: the store keeps the latest state per user and the
-            // newest 20 events, each sent event is dropped from the in-memory "topic" once applied, and the
-            // "Sent:" lines go out in chunks (one per event with --interval, so each shows when it is sent).
+            // newest 20 events, and the "Sent:" lines go out in chunks (one per event with --interval, so each
+            // shows when it is sent).
             var sent = ""
             for i in 0..<generator.count {
                 let event = events.next()
-                try await pipeline.sink.send(event)
-                _ = pipeline.sink.popEvents()
+                // What a consumer would read back from a topic: the event through its wire form.
+                try await store.apply(try ChangeEvent<DemoUser>(jsonData: try event.jsonData()))
                 guard format == .table else { continue }
                 sent += "Sent: \(event)\n"
                 if generator.interval.duration > .zero || sent.utf8.count >= 65_536 {
@@ -40,8 +39,8 @@ struct Demo: AsyncParsableCommand {
                 }
             }
             try Console.output.write(sent)
-            let history = try await pipeline.store.history(limit: 20)
-            let snapshot = try await pipeline.store.snapshot()
+            let history = try await store.history(limit: 20)
+            let snapshot = try await store.snapshot()
             switch format {
             case .table:
                 try Console.output.line("\nEvent history (newest 20):")

@@ -2,9 +2,8 @@ import ArgumentParser
 import DeltaKit
 import DeltaKitKafka
 import DeltaKitSQLite
-import DeltaKitTesting
 import Foundation
-import UnixSignals
+import ServiceLifecycle
 
 /// Keeps the latest state of a topic in a SQLite file, as a service.
 struct Materialize: AsyncParsableCommand {
@@ -62,43 +61,27 @@ struct Materialize: AsyncParsableCommand {
             let resumed = current.isEmpty ? "the beginning" : "stored positions \(Self.describe(current))"
             try Console.error.line("materializing '\(kafka.topic)' into \(state) from \(resumed)")
             let progress = ProgressReporter(total: nil, unit: "events", verb: "applied")
-            let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
             let clock = ContinuousClock()
             let start = clock.now
-            let signal: UnixSignal? = try await withThrowingTaskGroup(of: UnixSignal?.self) { group in
-                group.addTask {
-                    try await materializer.run()
-                    return nil
-                }
-                group.addTask {
-                    for await signal in signals { return signal }
-                    return nil
-                }
-                group.addTask {
-                    // Progress while reading; one line when caught up (then, as a service, keep following).
-                    let caughtUp = Task { await materializer.waitUntilCaughtUp() }
-                    while !materializer.isCaughtUp {
-                        progress.update(materializer.appliedEvents, detail: Self.describeLag(materializer.lag))
-                        try await Task.sleep(for: .milliseconds(250))
-                    }
-                    _ = await caughtUp.value
-                    progress.finish()
-                    try Console.error.line(
-                        "caught up: \(materializer.appliedEvents) events applied, \(try await store.count()) users in \(state)\(Self.describeLag(materializer.lag).map { ", \($0)" } ?? "")"
-                    )
-                    if exitWhenCaughtUp { return nil }
-                    try await Task.sleep(for: .seconds(1_000_000_000))
-                    return nil
-                }
-                group.addTask {
-                    // A warning that could not be written (stderr closed or full) stops the service too.
-                    if let failure = await Console.firstReportedFailure() { throw failure }
-                    return nil
-                }
-                let first = try await group.next()!
-                group.cancelAll()
-                return first
-            }
+            let signal = try await runUntilInterrupted([
+                .init(service: materializer, successTerminationBehavior: .gracefullyShutdownGroup),
+                // A warning that could not be written (stderr closed or full) stops the service too.
+                .init(
+                    service: ClosureService {
+                        if let failure = await cancelWhenGracefulShutdown({ await Console.firstReportedFailure() }) {
+                            throw failure
+                        }
+                    },
+                    successTerminationBehavior: .gracefullyShutdownGroup
+                ),
+                // Ends once caught up: that stops the command with --exit-when-caught-up, while as a service the
+                // materializer keeps following the topic. Last, so a shutdown stops it first: the others only
+                // end when told to (or fail), never while the group waits for another to end.
+                .init(
+                    service: CatchUpReport(materializer: materializer, store: store, state: state, progress: progress),
+                    successTerminationBehavior: exitWhenCaughtUp ? .gracefullyShutdownGroup : .ignore
+                ),
+            ])
             progress.finish()
             let elapsed = clock.now - start
             let interrupted = signal == nil ? "" : " (interrupted)"
@@ -119,5 +102,30 @@ struct Materialize: AsyncParsableCommand {
     static func describe(_ positions: [Int32: Int64]) -> String {
         positions.isEmpty
             ? "none" : positions.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ", ")
+    }
+}
+
+/// Shows the materializer's progress on stderr until it has caught up with the topic, then says so in one line
+/// and ends; or ends when the group shuts down first.
+private struct CatchUpReport: Service {
+    let materializer: KafkaMaterializer<SQLiteStateStore<DemoUser>>
+    let store: SQLiteStateStore<DemoUser>
+    let state: String
+    let progress: ProgressReporter
+
+    func run() async throws {
+        let caughtUp = await cancelWhenGracefulShutdown { [materializer, progress] in
+            while !materializer.isCaughtUp {
+                progress.update(materializer.appliedEvents, detail: Materialize.describeLag(materializer.lag))
+                do { try await Task.sleep(for: .milliseconds(250)) } catch { return false }
+            }
+            return true
+        }
+        guard caughtUp else { return }
+        progress.finish()
+        let lag = Materialize.describeLag(materializer.lag).map { ", \($0)" } ?? ""
+        try Console.error.line(
+            "caught up: \(materializer.appliedEvents) events applied, \(try await store.count()) users in \(state)\(lag)"
+        )
     }
 }

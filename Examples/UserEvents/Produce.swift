@@ -1,8 +1,7 @@
 import ArgumentParser
 import DeltaKit
 import DeltaKitKafka
-import DeltaKitTesting
-import Foundation
+import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
@@ -38,26 +37,19 @@ struct Produce: AsyncParsableCommand {
             let clock = ContinuousClock()
             let start = clock.now
             let progress = ProgressReporter(total: generator.count, unit: "events", verb: "sent")
-            // The producer runs beside a watcher of SIGINT/SIGTERM; a signal stops the producer between batches:
-            // what was enqueued is drained by close() (bounded by the sink's shutdownTimeout) and counted.
-            let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
-            let (sent, signal): (Int, UnixSignal?)
+            let producer = EventProducer(
+                sink: sink,
+                seed: generator.resolvedSeed,
+                count: generator.count,
+                interval: generator.interval.duration,
+                quiet: quiet,
+                progress: progress
+            )
+            let signal: UnixSignal?
             do {
-                (sent, signal) = try await withThrowingTaskGroup(of: (Int, UnixSignal?).self) { group in
-                    group.addTask { (try await produce(to: sink, progress: progress), nil) }
-                    group.addTask {
-                        for await signal in signals { return (0, signal) }
-                        return (0, nil)
-                    }
-                    let first = try await group.next()!
-                    group.cancelAll()
-                    if let signal = first.1 {
-                        // The producer stops after its current batch and reports how far it got.
-                        let producer = try await group.next()!
-                        return (producer.0, signal)
-                    }
-                    return first
-                }
+                signal = try await runUntilInterrupted([
+                    .init(service: producer, successTerminationBehavior: .gracefullyShutdownGroup)
+                ])
                 try await sink.close()
             } catch {
                 try? await sink.close()
@@ -68,101 +60,63 @@ struct Produce: AsyncParsableCommand {
             let elapsed = clock.now - start
             let interrupted = signal == nil ? "" : " (interrupted)"
             try Console.output.line(
-                "Sent \(sent) events to '\(kafka.topic)' in \(ProgressReporter.text(elapsed)) (\(ProgressReporter.rate(sent, elapsed)) events/s)\(interrupted)"
+                "Sent \(producer.sent) events to '\(kafka.topic)' in \(ProgressReporter.text(elapsed)) (\(ProgressReporter.rate(producer.sent, elapsed)) events/s)\(interrupted)"
             )
             if let signal { throw ExitCode(interruptedBy: signal) }
         }
     }
+}
 
-    /// Sends the generated events until done or cancelled (by a signal); returns how many were acknowledged.
-    private func produce(to sink: KafkaEventSink<DemoUser>, progress: ProgressReporter) async throws -> Int {
-        var events = DemoEventGenerator(seed: generator.resolvedSeed, clock: HybridLogicalClock())
+/// Sends the generated events until all are sent or the group shuts down (on a signal). A shutdown stops it
+/// between batches, so every event it counts was acknowledged; what is still enqueued then is drained by the
+/// sink's `close()`.
+private final class EventProducer: Service {
+    private let sink: KafkaEventSink<DemoUser>
+    private let seed: UInt64
+    private let count: Int
+    private let interval: Duration
+    private let quiet: Bool
+    private let progress: ProgressReporter
+    private let acknowledged = Atomic<Int>(0)
+
+    init(
+        sink: KafkaEventSink<DemoUser>,
+        seed: UInt64,
+        count: Int,
+        interval: Duration,
+        quiet: Bool,
+        progress: ProgressReporter
+    ) {
+        self.sink = sink
+        self.seed = seed
+        self.count = count
+        self.interval = interval
+        self.quiet = quiet
+        self.progress = progress
+    }
+
+    /// How many events were sent and acknowledged.
+    var sent: Int { acknowledged.load(ordering: .relaxed) }
+
+    func run() async throws {
+        var events = DemoEvents(seed: seed, clock: HybridLogicalClock())
         var sent = 0
         // Events go out in batches (many in flight); with an interval, one at a time like the demo.
-        let batchSize = generator.interval.duration > .zero ? 1 : (quiet ? 10_000 : 1_000)
-        while sent < generator.count, !Task.isCancelled {
-            let batch = events.next(min(batchSize, generator.count - sent))
+        let batchSize = interval > .zero ? 1 : (quiet ? 10_000 : 1_000)
+        while sent < count, !Task.isShuttingDownGracefully {
+            let batch = events.next(min(batchSize, count - sent))
             try await sink.send(contentsOf: batch)
             sent += batch.count
+            acknowledged.store(sent, ordering: .relaxed)
             if !quiet { try Console.output.lines(batch.lazy.map { "Sent: \($0)" }) }
             progress.update(sent)
-            if generator.interval.duration > .zero, sent < generator.count {
-                do { try await Task.sleep(for: generator.interval.duration) } catch is CancellationError { break }
+            if interval > .zero, sent < count {
+                do {
+                    try await cancelWhenGracefulShutdown { [interval] in try await Task.sleep(for: interval) }
+                } catch is CancellationError {
+                    break
+                }
             }
         }
-        return sent
-    }
-}
-
-/// Progress on stderr: one line rewritten in place while stderr is a terminal, ended (with the final count and
-/// rate) by ``finish()``; nothing when stderr is not a terminal (the command prints its summary on stdout).
-final class ProgressReporter: Sendable {
-    private let total: Int?
-    private let unit: String
-    private let verb: String
-    private let enabled = isatty(STDERR_FILENO) == 1
-    private let clock = ContinuousClock()
-    private let start: ContinuousClock.Instant
-    private let state = Mutex<(last: ContinuousClock.Instant?, count: Int, shown: Bool, detail: String?)>(
-        (nil, 0, false, nil)
-    )
-
-    init(total: Int?, unit: String, verb: String) {
-        self.total = total
-        self.unit = unit
-        self.verb = verb
-        self.start = ContinuousClock().now
-    }
-
-    /// Records progress (and an extra `detail`, such as a lag); redraws at most once a second.
-    func update(_ count: Int, detail: String? = nil) {
-        guard enabled else { return }
-        let now = clock.now
-        let line: String? = state.withLock { state in
-            state.count = count
-            state.detail = detail
-            if let last = state.last, now - last < .seconds(1) { return nil }
-            state.last = now
-            state.shown = true
-            return "\r" + text(count, now, detail)
-        }
-        if let line { Console.error.reportRaw(line) }
-    }
-
-    /// Ends the progress line with the final count, so nothing printed afterwards is glued to it.
-    func finish() {
-        guard enabled else { return }
-        let (count, shown, detail) = state.withLock { ($0.count, $0.shown, $0.detail) }
-        guard shown else { return }
-        Console.error.reportRaw("\r" + text(count, clock.now, detail) + "\n")
-    }
-
-    /// Writes a line of its own (a warning) without gluing it to the progress line.
-    func interrupt(_ write: () -> Void) {
-        if enabled, state.withLock({ $0.shown }) { Console.error.reportRaw("\n") }
-        write()
-    }
-
-    private func text(_ count: Int, _ now: ContinuousClock.Instant, _ detail: String? = nil) -> String {
-        let of = total.map { "/\($0)" } ?? ""
-        return
-            "\(verb) \(count)\(of) \(unit) (\(Self.rate(count, now - start)) \(unit)/s)\(detail.map { ", \($0)" } ?? "")"
-    }
-
-    /// An elapsed time as the summaries print it: `1s 308ms`.
-    static func text(_ elapsed: Duration) -> String {
-        elapsed.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))
-    }
-
-    static func rate(_ count: Int, _ elapsed: Duration) -> Int {
-        let seconds = elapsed.secondsAsDouble
-        return seconds > 0 ? Int(Double(count) / seconds) : count
-    }
-}
-
-extension ExitCode {
-    /// The status of a command stopped by `signal`, as `--help` documents: 130 for SIGINT, 143 for SIGTERM.
-    init(interruptedBy signal: UnixSignal) {
-        self.init(signal == .sigint ? 130 : 143)
     }
 }

@@ -2,7 +2,6 @@ import ArgumentParser
 import DeltaKit
 import DeltaKitKafka
 import DeltaKitRisingWave
-import DeltaKitTesting
 
 struct Provision: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,7 +3,6 @@ import DeltaKit
 import DeltaKitKafka
 import DeltaKitRisingWave
 import DeltaKitSQLite
-import DeltaKitTesting
 import Foundation
 
 /// Where the reading commands get state from.
@@ -246,11 +245,5 @@ struct Watch: AsyncParsableCommand {
                 "\(change.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) id=\(change.key) \(text)"
             )
         }
-    }
-}
-
-extension Render {
-    static func jsonString(_ text: String) -> String {
-        String(decoding: (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8), as: UTF8.self)
     }
 }

@@ -1,5 +1,4 @@
 import DeltaKit
-import DeltaKitTesting
 import Foundation
 
 /// Tables, CSV and JSON for the reading commands.
@@ -66,6 +65,11 @@ enum Render {
     /// `id,name,age` lines sorted by id, NULL as an empty field, no header (RFC 4180 quoting).
     static func csv(_ users: [DemoUser]) -> [String] {
         users.sorted { $0.id < $1.id }.map { "\($0.id),\(csvField($0.name)),\($0.age)" }
+    }
+
+    /// `text` as a JSON string literal, quotes included.
+    static func jsonString(_ text: String) -> String {
+        String(decoding: (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8), as: UTF8.self)
     }
 
     static func csvField(_ text: String?) -> String {

@@ -46,7 +46,7 @@ extension DeltaKitError {
                 code: .connectionFailed,
                 message:
                     "the broker at \(configuration.serversDescription) answered, but librdkafka \(RdKafka.versionString) could not negotiate with it (librdkafka: \(said)); this librdkafka is too old for this broker: use librdkafka 2.2 or newer",
-                underlying: error
+                underlying: RdKafka.error(.unsupportedFeature, message: said)
             )
         }
         let detail = librdkafkaSaid.map { "; last: \($0)" } ?? ""

@@ -48,6 +48,9 @@ extension KafkaError {
         public static let messageTimedOut = Code(rawValue: -192)
         /// `_TRANSPORT` (-195): a connection to a broker failed.
         public static let transport = Code(rawValue: -195)
+        /// `_UNSUPPORTED_FEATURE` (-165): this librdkafka cannot use a protocol feature the broker requires
+        /// (DeltaKit reports it for a librdkafka too old for the broker).
+        public static let unsupportedFeature = Code(rawValue: -165)
         /// `_AUTHENTICATION` (-169): authentication with a broker failed (a SASL handshake or login, or TLS).
         public static let authentication = Code(rawValue: -169)
         /// `SASL_AUTHENTICATION_FAILED` (58): the broker refused the SASL credentials.

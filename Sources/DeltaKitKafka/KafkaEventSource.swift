@@ -53,7 +53,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     ///   - metricsFactory: Where the source's metrics go. Default: `MetricsSystem.factory`.
     /// - Throws: `DeltaKitError` — `connectionFailed` naming the
     ///   servers when no broker answers, `invalidConfiguration` for a bad
-    ///   property or a topic that does not exist.
+    ///   property or a topic that does not exist (then with `underlying` a
+    ///   ``KafkaError`` of code ``KafkaError/Code/unknownTopic``).
     public init(
         configuration: Configuration,
         logger: Logger = Logger(label: "deltakit.kafka.source"),
@@ -77,7 +78,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
             throw DeltaKitError(
                 code: .invalidConfiguration,
                 message:
-                    "topic '\(topic)' does not exist on \(configuration.kafka.serversDescription); produce to it first or create it with KafkaTopicAdmin.ensureTopic"
+                    "topic '\(topic)' does not exist on \(configuration.kafka.serversDescription); produce to it first or create it with KafkaTopicAdmin.ensureTopic",
+                underlying: RdKafka.error(.unknownTopic)
             )
         }
         var deadLetter: RawMessageSink?

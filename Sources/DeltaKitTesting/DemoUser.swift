@@ -2,8 +2,8 @@ public import DeltaKit
 
 /// The original demo's record: `{"id":1,"name":"Alice","age":25}`.
 ///
-/// Used by the example, the seeded ``DemoEventGenerator`` and DeltaKit's own tests; also a compact
-/// example of declaring a `ChangeRecord`.
+/// Used by the seeded ``DemoEventGenerator`` and DeltaKit's own tests, and wire-compatible with the
+/// `DemoUser` the UserEvents example declares for itself; also a compact example of declaring a `ChangeRecord`.
 public struct DemoUser: ChangeRecord, Comparable {
     /// The key field on the wire and in SQL.
     public static let keyField = "id"

@@ -67,6 +67,7 @@ struct KafkaIntegrationTests {
         #expect(error?.code == .connectionFailed)
         #expect(error?.message.contains("ApiVersionRequest failed") == true, "\(String(describing: error))")
         #expect(error?.message.contains("too old") == true && error?.message.contains("answered,") == true)
+        #expect((error?.underlying as? KafkaError)?.code == .unsupportedFeature, "\(String(describing: error))")
     }
 
     @Test("KafkaEventSource and KafkaMaterializer pass the StateStore conformance suite")

@@ -172,6 +172,23 @@ struct UserEventsCLITests {
     }
 
     @Test(
+        "the demo sends DemoEventGenerator's events for the same seed (operations, keys and records, in order)",
+        arguments: [UInt64(0), 4, 12_345, .max]
+    )
+    func demoEventsAreTheGenerators(seed: UInt64) async throws {
+        let result = try await CLI.run(["--count", "500", "--seed", "\(seed)"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let sent = try result.stdout.split(separator: "\n").filter { $0.hasPrefix("Sent: ") }.map { line in
+            try ChangeEvent<DemoUser>(jsonData: Data(line.dropFirst("Sent: ".count).utf8))
+        }
+        var generator = DemoEventGenerator(seed: seed)
+        let expected = generator.next(500)
+        #expect(sent.map(\.operation) == expected.map(\.operation))
+        #expect(sent.map(\.key) == expected.map(\.key))
+        #expect(sent.map(\.record) == expected.map(\.record))
+    }
+
+    @Test(
         "materialize --state, then snapshot/history/watch --state read the file; another topic's file is refused",
         .requiresKafka
     )
@@ -421,6 +438,44 @@ struct UserEventsCLITests {
         #expect(
             try await KafkaEventSource<DemoUser>.readAll(KafkaTestSupport.kafka(brokers), topic: topic).count == sent
         )
+    }
+
+    @Test(
+        "SIGINT or SIGTERM stops materialize: what was applied stays in the file, the summary says so, exit 130 or 143",
+        .requiresKafka,
+        arguments: [(SIGINT, Int32(130)), (SIGTERM, Int32(143))]
+    )
+    func interruptedMaterialize(signal: Int32, code: Int32) async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic("signal-state")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltakit-cli-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let state = directory.appendingPathComponent("users.sqlite").path
+        _ = try await CLI.run([
+            "produce", "--brokers", brokers, "--topic", topic, "--count", "100", "--seed", "6", "--quiet",
+        ])
+        let running = try CLI.Running(["materialize", "--brokers", brokers, "--topic", topic, "--state", state])
+        try await running.waitForStderr(containing: "caught up: 100 events applied", timeout: .seconds(60))
+        running.signal(signal)
+        let result = try await running.wait()
+        #expect(result.status == code, "\(result.stderr)")
+        #expect(result.stdout.hasPrefix("Applied 100 events to \(state)"), "\(result.stdout)")
+        #expect(result.stdout.contains(" (interrupted); positions "), "\(result.stdout)")
+        let snapshot = try await CLI.run(["snapshot", "--state", state, "--format", "csv"])
+        #expect(snapshot.stdout == CLI.referenceCSV(seed: 6, count: 100), "\(snapshot.stderr)")
+    }
+
+    @Test("a topic that does not exist: the error names it, the hint says to produce to it first", .requiresKafka)
+    func missingTopic() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic("missing")
+        let result = try await CLI.run(["snapshot", "--brokers", brokers, "--topic", topic])
+        #expect(result.status == 1)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 2, "\(result.stderr)")
+        #expect(lines.first?.hasPrefix("error: topic '\(topic)' does not exist") == true, "\(result.stderr)")
+        #expect(lines.last == "hint: produce to the topic first (`UserEvents produce --brokers …`) or check --topic")
     }
 
     @Test(

@@ -22,6 +22,11 @@ package enum RdKafka {
             isFatal: fatal
         )
     }
+
+    /// librdkafka's error for `code`, with librdkafka's name and, unless `message` is given, its text.
+    static func error(_ code: KafkaError.Code, message: String? = nil) -> KafkaError {
+        error(rd_kafka_resp_err_t(rawValue: code.rawValue), message: message)
+    }
 }
 
 /// A topic partition.
