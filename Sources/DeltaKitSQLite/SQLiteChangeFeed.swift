@@ -22,7 +22,7 @@ extension SQLiteStateStore: ChangeFeedStore {
         let reader = try pool.makeSnapshot()
         let (first, last, fileID) = try await reader.read { db in
             let (first, last) = try Self.changeBounds(db, self.sql)
-            return (first, last, try Self.storeID(db))
+            return (first, last, try StoreID.read(db))
         }
         switch start {
         case .snapshot:
@@ -165,7 +165,7 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
                         (sequence: $0[0] as Int64, kind: $0[1] as String, event: $0[2] as Data)
                     },
                     try SQLiteStateStore<Record>.changeBounds(db, store.sql).first,
-                    try SQLiteStateStore<Record>.storeID(db)
+                    try StoreID.read(db)
                 )
             }
             guard storeID == self.storeID else {

@@ -79,7 +79,7 @@ extension SQLiteStateStore {
                     message: "SQLiteStateStore.source is empty; give the topic whose events the file holds"
                 )
             }
-            if let tableName { try SQLiteNames.validateTable(tableName) }
+            if let tableName { try SQLiteSchema.validateTable(tableName) }
             try DeltaKitError.check(historyLimit, in: 0...100_000_000, "SQLiteStateStore.historyLimit")
             try DeltaKitError.check(changeBufferLimit, in: 1...100_000_000, "SQLiteStateStore.changeBufferLimit")
             try DeltaKitError.check(

@@ -34,7 +34,7 @@ final class WriterLock: @unchecked Sendable {
                 code: .storageFailed,
                 message:
                     "cannot create the writer lock \(path): \(String(cString: strerror(code))); check that the directory is writable",
-                underlying: SQLiteFailure(code: 0, message: "errno \(code)")
+                underlying: POSIXErrorCode(rawValue: code).map { POSIXError($0) }
             )
         }
         guard Self.lock(descriptor, path: path) else {
@@ -45,7 +45,7 @@ final class WriterLock: @unchecked Sendable {
                 throw DeltaKitError(
                     code: .storageFailed,
                     message: "cannot lock \(path): \(String(cString: strerror(code)))",
-                    underlying: SQLiteFailure(code: 0, message: "errno \(code)")
+                    underlying: POSIXErrorCode(rawValue: code).map { POSIXError($0) }
                 )
             }
             if Self.heldHere.withLock({ $0.contains(path) }) {
@@ -104,20 +104,5 @@ final class WriterLock: @unchecked Sendable {
         let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
         guard count > 0 else { return nil }
         return Int32(String(decoding: buffer[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-}
-
-/// A file's identity on the disk (device and inode): a path that names another file than the one opened was
-/// deleted and created anew.
-struct FileIdentity: Sendable, Equatable {
-    private let device: UInt64
-    private let inode: UInt64
-
-    /// The identity of the file at `path` now; `nil` when there is none.
-    init?(path: String) {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        device = UInt64(info.st_dev)
-        inode = UInt64(info.st_ino)
     }
 }

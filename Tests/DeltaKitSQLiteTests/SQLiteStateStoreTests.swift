@@ -128,24 +128,47 @@ struct SQLiteStateStoreTests {
         #expect(try await reopened.tombstoneCount() >= 1)
     }
 
-    @Test("a batch with an invalid event changes nothing, positions included")
-    func batchIsAtomic() async throws {
+    /// All or nothing, through every batch entry point: an invalid event anywhere in a batch (here the last)
+    /// applies none of it, and records none of its positions or fingerprints.
+    @Test(
+        "a batch with an invalid event changes nothing, positions and fingerprints included",
+        arguments: ["apply(contentsOf:)", "apply(contentsOf:positions:)", "apply(contentsOf:positions:fingerprints:)"]
+    )
+    func batchIsAtomic(through entryPoint: String) async throws {
         let directory = try TemporaryDirectory()
         let store = try SQLiteStateStore<ScalarSample>(
             configuration: .init(path: directory.path("samples.sqlite"), source: "samples")
         )
-        try await store.apply(contentsOf: [.insert(ScalarSample(id: 1), order: 1)], positions: [0: 1])
+        let fingerprint = MessageFingerprint(offset: 0, timestamp: 1, digest: 1)
+        try await store.apply(
+            contentsOf: [.insert(ScalarSample(id: 1), order: 1)],
+            positions: [0: 1],
+            fingerprints: [0: fingerprint]
+        )
+        let batch: [ChangeEvent<ScalarSample>] = [
+            .update(ScalarSample(id: 1, label: "changed"), order: 3),
+            .insert(ScalarSample(id: 3), order: 4),
+            .insert(ScalarSample(id: 2, score: .nan), order: 5),
+        ]
         await #expect {
-            try await store.apply(
-                contentsOf: [
-                    .update(ScalarSample(id: 1, label: "changed"), order: 3),
-                    .insert(ScalarSample(id: 2, score: .nan), order: 4),
-                ],
-                positions: [0: 3]
-            )
+            switch entryPoint {
+            case "apply(contentsOf:)":
+                try await store.apply(contentsOf: batch)
+            case "apply(contentsOf:positions:)":
+                try await store.apply(contentsOf: batch, positions: [0: 4])
+            default:
+                try await store.apply(
+                    contentsOf: batch,
+                    positions: [0: 4],
+                    fingerprints: [0: MessageFingerprint(offset: 3, timestamp: 2, digest: 2)]
+                )
+            }
         } throws: { ($0 as? DeltaKitError)?.code == .serializationFailed && "\($0)".contains("score") }
+        #expect(try await store.snapshot().map(\.id) == [1])
         #expect(try await store.snapshot().map(\.label) == ["sample"])
+        #expect(try await store.history(limit: 10).map(\.order) == [1])
         #expect(try await store.positions() == [0: 1])
+        #expect(try await store.fingerprints() == [0: fingerprint])
     }
 
     @Test("every supported scalar type round-trips through the file, in a typed column")
@@ -305,7 +328,11 @@ struct SQLiteStateStoreTests {
                 && error!.message.contains("'ScalarSample'")
         }
         #expect(try Self.sqlite3(path, ".dump") == before)
-        _ = try Self.sqlite3(path, "UPDATE deltakit_meta SET value = '0' WHERE name = 'format_version';")
+        // A format_version other than the one of files from before the format's versions.
+        _ = try Self.sqlite3(
+            path,
+            "DROP TABLE grdb_migrations; INSERT INTO deltakit_meta (name, value) VALUES ('format_version', '0');"
+        )
         #expect {
             _ = try Self.open(path)
         } throws: { error in
