@@ -1,0 +1,42 @@
+import DeltaKit
+import NIOCore
+import Synchronization
+
+/// Ending a source: ``close()`` ends the reader's items, stops the poll thread and leaves the group; a source
+/// dropped without it stops its thread (``abandon()``).
+extension SourceCore {
+    /// Ends the items (the reader gets what is buffered, then the end), stops the poll thread, commits the stored
+    /// offsets and closes the consumer. A second call returns at once.
+    func close() async throws {
+        let alreadyClosed = state.withLock { state in
+            defer { state.closed = true }
+            return state.closed
+        }
+        feed.finish()  // the reader gets what is buffered, then the end
+        if alreadyClosed { return }
+        let loop = pollLoop.withLock { $0.take() }
+        await loop?.stop()
+        let handle = self.handle
+        let hasGroup = self.hasGroup
+        let error: KafkaError? = try await BlockingCalls.run {
+            var first: KafkaError?
+            if hasGroup { first = handle.commitStored() }
+            let closeError = handle.closeConsumer()
+            return first ?? closeError
+        }
+        await deadLetter?.close()
+        if let error {
+            throw DeltaKitError(
+                code: .rejected,
+                message: "closing the Kafka consumer of '\(topic)': \(error.message)",
+                underlying: error
+            )
+        }
+    }
+
+    /// The source was dropped without ``close()``: the poll thread stops after its current poll.
+    func abandon() {
+        pollLoop.withLock { $0.take() }?.requestStop()
+        feed.finish()
+    }
+}
