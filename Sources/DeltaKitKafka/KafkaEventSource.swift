@@ -139,6 +139,10 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     /// The event sequence then ends.
     public func close() async throws { try await core.close() }
 
+    /// Stops taking messages, without waiting (for a graceful-shutdown handler): the reader gets what is buffered,
+    /// then the end of the events; ``close()`` then commits and closes the consumer.
+    func stopReading() { core.stopReading() }
+
     /// Runs until graceful shutdown (or cancellation), then ``close()``s.
     public func run() async throws {
         try? await gracefulShutdown()

@@ -14,7 +14,8 @@ import Synchronization
 ///   group: ``KafkaEventSource/Configuration/groupID`` `nil`).
 /// - Over a `PositionedStateStore` (`SQLiteStateStore`), each batch is applied **together with the new
 ///   positions** in one transaction, and a start resumes every partition at the stored position
-///   (``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:)`` sets it up). A crash at any instant followed by a
+///   (``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:metricsFactory:)``
+///   sets it up). A crash at any instant followed by a
 ///   restart gives exactly the state a replay from scratch gives; a restart re-reads at most the batch that was
 ///   in flight. Every instance reads every partition (a full copy, like Kafka Streams' GlobalKTable), so no
 ///   group is used.
@@ -25,12 +26,12 @@ import Synchronization
 /// let group = ServiceGroup(services: [materializer], gracefulShutdownSignals: [.sigterm], logger: logger)
 /// ```
 public final class KafkaMaterializer<Store: MutableStateStore>: Service {
-    /// The source being read.
-    public let source: KafkaEventSource<Store.Record>
-    /// The store being written.
+    /// The source being read: its one reader is this materializer, which also closes it.
+    let source: KafkaEventSource<Store.Record>
+    /// The store being written (read it after ``waitUntilVisible(_:timeout:)``).
     public let store: Store
     /// The most events applied in one call to the store (one transaction for a `PositionedStateStore`).
-    public let maxBatchSize: Int
+    let maxBatchSize: Int
     private let logger: Logger
     private let visibility: Mutex<Visibility>
     private let applied = Atomic<Int>(0)
@@ -53,7 +54,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///
     /// For a `PositionedStateStore`, the source must start where the store left off: create it with
     /// ``KafkaEventSource/Configuration/startOffsets`` set to the store's positions and no group, or use
-    /// ``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:)``, which does both. ``run()`` checks it.
+    /// ``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:metricsFactory:)``,
+    /// which does both. ``run()`` checks it.
     ///
     /// - Parameters:
     ///   - source: The source to read; for a `PositionedStateStore`, started at the store's positions.
@@ -63,16 +65,18 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///   - metricsFactory: Where the per-partition lag gauge `deltakit_materializer_lag` (labels `topic`,
     ///     `partition`: messages between the applied position and the partition's end as last fetched) goes.
     ///     Default: `MetricsSystem.factory`.
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming `maxBatchSize` and its range when it is out of it.
     public init(
         source: KafkaEventSource<Store.Record>,
         store: Store,
         maxBatchSize: Int = 2_000,
         logger: Logger = Logger(label: "deltakit.kafka.materializer"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory
-    ) {
+    ) throws {
+        try Self.checkBatchSize(maxBatchSize)
         self.source = source
         self.store = store
-        self.maxBatchSize = min(max(maxBatchSize, 1), 1_000_000)
+        self.maxBatchSize = maxBatchSize
         self.logger = logger
         self.visibility = Mutex(Visibility())
         self.metricsFactory = metricsFactory
@@ -83,7 +87,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///
     /// - Throws: `DeltaKitError` — `incompatibleStore` when the store holds another topic; `invalidConfiguration`
     ///   when a group is set for a positioned store (its position lives in the store, not in the group), or
-    ///   for a bad setting; the source's errors.
+    ///   for a bad setting (`maxBatchSize` out of its range is refused before connecting); the source's errors.
     ///
     /// - Parameters:
     ///   - configuration: The source settings (``KafkaEventSource/Configuration/startOffsets`` is set here).
@@ -98,6 +102,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///     `incompatibleStore` naming both; `true` removes the store's state (`removeAll()`) and reads the topic
     ///     from its beginning. Checked here, by re-reading the last applied message of each partition. Default:
     ///     `false`.
+    ///   - metricsFactory: Where the source's metrics and the materializer's lag gauge go (see
+    ///     ``init(source:store:maxBatchSize:logger:metricsFactory:)``). Default: `MetricsSystem.factory`.
     public convenience init(
         configuration: KafkaEventSource<Store.Record>.Configuration,
         store: Store,
@@ -105,9 +111,11 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         logger: Logger = Logger(label: "deltakit.kafka.materializer"),
         onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil,
         onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)? = nil,
-        rebuildOnIncompatibleTopic: Bool = false
+        rebuildOnIncompatibleTopic: Bool = false,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws {
-        try DeltaKitError.check(maxBatchSize, in: 1...1_000_000, "KafkaMaterializer.maxBatchSize")
+        // Before connecting: a bad setting is reported without touching the cluster or the store.
+        try Self.checkBatchSize(maxBatchSize)
         var configuration = configuration
         if let positioned = store as? any PositionedStateStore<Store.Record> {
             configuration.startOffsets = try await Self.startOffsets(
@@ -121,27 +129,44 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             configuration: configuration,
             logger: logger,
             onMalformed: onMalformed,
-            onSourceEvent: onSourceEvent
+            onSourceEvent: onSourceEvent,
+            metricsFactory: metricsFactory
         )
-        self.init(source: source, store: store, maxBatchSize: maxBatchSize, logger: logger)
+        try self.init(
+            source: source,
+            store: store,
+            maxBatchSize: maxBatchSize,
+            logger: logger,
+            metricsFactory: metricsFactory
+        )
         continuityChecked.store(true, ordering: .relaxed)
     }
 
+    /// The range of ``init(source:store:maxBatchSize:logger:metricsFactory:)``'s `maxBatchSize`.
+    static var batchSizes: ClosedRange<Int> { 1...1_000_000 }
+
+    private static func checkBatchSize(_ maxBatchSize: Int) throws {
+        try DeltaKitError.check(maxBatchSize, in: batchSizes, "KafkaMaterializer.maxBatchSize")
+    }
+
     /// Applies events until the source ends, graceful shutdown, or cancellation; then closes the source
-    /// (committing what was applied, with a group).
+    /// (committing what was applied, with a group) and returns once it is closed.
+    ///
+    /// Graceful shutdown stops the source taking messages: the batch being applied and what the source had
+    /// buffered are applied, then the events end and the source is closed here, within `run()`.
     public func run() async throws {
         let source = self.source
-        try await withGracefulShutdownHandler {
-            do {
-                try await self.applyAll()
-            } catch {
-                try? await source.close()
-                throw error
+        do {
+            try await withGracefulShutdownHandler {
+                _ = try await self.applyAll()
+            } onGracefulShutdown: {
+                source.stopReading()
             }
-            try await source.close()
-        } onGracefulShutdown: {
-            Task { try? await source.close() }
+        } catch {
+            try? await source.close()
+            throw error
         }
+        try await source.close()
     }
 
     /// Returns the number of events applied.
@@ -383,7 +408,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             logger: logger,
             onMalformed: onMalformed
         )
-        let materializer = KafkaMaterializer(source: source, store: store, logger: logger)
+        let materializer = try KafkaMaterializer(source: source, store: store, logger: logger)
         materializer.continuityChecked.store(true, ordering: .relaxed)
         do {
             let count = try await materializer.applyAll(progress: progress)

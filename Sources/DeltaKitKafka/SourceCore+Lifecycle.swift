@@ -34,6 +34,13 @@ extension SourceCore {
         }
     }
 
+    /// Stops taking messages without waiting: the poll thread stops after its current poll, and the reader gets
+    /// what is buffered, then the end. ``close()`` still commits and closes the consumer.
+    func stopReading() {
+        pollLoop.withLock { $0 }?.requestStop()
+        feed.finish()
+    }
+
     /// The source was dropped without ``close()``: the poll thread stops after its current poll.
     func abandon() {
         pollLoop.withLock { $0.take() }?.requestStop()
