@@ -39,7 +39,8 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     /// The cluster it reads from (for the materializer's continuity check).
     let kafka: KafkaConfiguration
 
-    /// Connects, checks that the topic exists, and starts reading.
+    /// Connects, checks that the topic exists, and joins the group or assigns the partitions; reading starts
+    /// with ``run()`` or the first reader of ``events``.
     ///
     /// - Parameters:
     ///   - configuration: Consumer settings.
@@ -143,8 +144,10 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
     /// then the end of the events; ``close()`` then commits and closes the consumer.
     func stopReading() { core.stopReading() }
 
-    /// Runs until graceful shutdown (or cancellation), then ``close()``s.
+    /// Reads from the cluster until graceful shutdown (or cancellation), then ``close()``s. Reading starts here
+    /// or with the first reader of ``events``, whichever comes first.
     public func run() async throws {
+        core.startPolling()
         try? await gracefulShutdown()
         try await close()
     }

@@ -5,27 +5,16 @@ import Synchronization
 /// point (the marker's place in the items).
 extension SourceCore {
     /// ``KafkaEventSource/isCaughtUp``.
-    var isCaughtUp: Bool { state.withLock { $0.caughtUp } }
+    var isCaughtUp: Bool { machine.withLock { $0.isCaughtUp } }
 
     /// The reader took the marker and applied what came before it: caught up, unless items arrived behind it.
     func markCaughtUp() {
-        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
-            // Only if nothing newer arrived behind the marker.
-            guard state.handedOver == state.yielded else { return [] }
-            state.caughtUp = true
-            defer { state.caughtUpWaiters = [] }
-            return state.caughtUpWaiters
-        }
-        for waiter in waiters { waiter.resume() }
+        perform(machine.withLock { $0.markCaughtUp() })
     }
 
     func waitUntilCaughtUp() async {
         await withCheckedContinuation { continuation in
-            let now = state.withLock { state in
-                if !state.caughtUp { state.caughtUpWaiters.append(continuation) }
-                return state.caughtUp
-            }
-            if now { continuation.resume() }
+            perform(machine.withLock { $0.waitUntilCaughtUp(continuation) })
         }
     }
 }

@@ -11,7 +11,7 @@ extension SourceCore {
     /// with the new one's offsets.
     /// Returns `false` when a new connection problem was reported while it ran (reading stays held back).
     func verifyContinuity(unlessProblemsSince before: Int) -> Bool {
-        let delivered = self.delivered.withLock { $0 }
+        let delivered = machine.withLock { $0.delivered }
         let assigned = handle.assignment().filter { $0.topic == topic }.map(\.partition)
         var expected: [Int32: ExpectedPosition] = [:]
         for partition in assigned {
@@ -28,11 +28,7 @@ extension SourceCore {
             logger: logger,
             timeout: .seconds(10)
         )
-        let wasTroubled = health.withLock { health in
-            defer { health.troubled = false }
-            return health.troubled
-        }
-        if wasTroubled { onSourceEvent?(.recovered) }
+        perform(machine.withLock { $0.continuityCheckAnswered() })
         if let changed = TopicContinuity.changes(
             verdicts,
             expected: expected,
@@ -50,7 +46,7 @@ extension SourceCore {
                     )
                 )
             }
-            diverged.store(true, ordering: .relaxed)
+            machine.withLock { $0.diverge() }
             push(
                 .failure(
                     DeltaKitError(
@@ -64,7 +60,7 @@ extension SourceCore {
             return true
         }
         // A problem reported while the check ran: the log may have changed since; the caller checks again.
-        guard problems.load(ordering: .relaxed) == before else { return false }
+        guard machine.withLock({ $0.problems }) == before else { return false }
         // The same log: continue right after the last delivered message of each partition.
         var next: [Int32: Int64] = startOffsets
         for (partition, last) in delivered { next[partition] = last.offset + 1 }
@@ -75,11 +71,7 @@ extension SourceCore {
                 offset: startPosition == .earliest ? -2 : -1,
                 overrides: next
             )
-            pollState.withLock { poll in
-                poll.eof.removeAll()
-                poll.markerPending = false
-            }
-            verifying.store(false, ordering: .relaxed)
+            machine.withLock { $0.repositioned() }
             return true
         } catch {
             push(

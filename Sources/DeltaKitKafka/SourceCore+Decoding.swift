@@ -65,9 +65,7 @@ extension SourceCore {
         if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
             Self.keyAgrees(view.key, event)
         {
-            // While the continuity check runs, nothing is delivered: the partitions are re-positioned after it.
-            if verifying.load(ordering: .relaxed) { return }
-            noteData(partition: view.partition, offset: view.offset)
+            guard noteData(partition: view.partition, offset: view.offset) else { return }
             pending.append(
                 .event(
                     KafkaConsumedEvent(
@@ -85,39 +83,37 @@ extension SourceCore {
         if message.error != nil {
             push(contentsOf: pending)
             pending.removeAll()
-        } else if verifying.load(ordering: .relaxed) {
-            return
         }
         if let item = handle(message) { pending.append(item) }
     }
 
     /// An ordinary message was read at `offset` of `partition`: the partition is no longer at its end, and
-    /// the source events are told about it.
-    private func noteData(partition: Int32, offset: Int64) {
-        observe(partition: partition, next: offset, isData: true)
-        pollState.withLock { poll in
-            if !poll.eof.isEmpty { poll.eof.remove(partition) }
-            poll.markerPending = false
+    /// the source events are told about it. `false` while the continuity check runs: nothing is delivered then,
+    /// the partitions are re-positioned after it.
+    private func noteData(partition: Int32, offset: Int64) -> Bool {
+        guard let observation = machine.withLock({ $0.messageRead(partition: partition, offset: offset) }) else {
+            return false
         }
+        report(observation, partition: partition, found: offset)
+        return true
     }
 
     private func handle(_ message: RdKafkaMessage) -> SourceItem<Record>? {
         if message.isPartitionEOF {
-            observe(partition: message.partition, next: message.offset, isData: false)
             let assignment = Set(handle.assignment().filter { $0.topic == topic }.map(\.partition))
-            let reached: Bool = pollState.withLock { poll in
-                poll.eof.insert(message.partition)
-                guard !assignment.isEmpty, assignment.isSubset(of: poll.eof), !poll.markerPending else { return false }
-                poll.markerPending = true
-                return true
-            }
-            return reached ? .caughtUp : nil
+            guard
+                let (observation, marker) = machine.withLock({
+                    $0.partitionEnded(message.partition, at: message.offset, assignment: assignment)
+                })
+            else { return nil }
+            report(observation, partition: message.partition, found: message.offset)
+            return marker ? .caughtUp : nil
         }
         if let error = message.error {
             clientError(error)
             return nil
         }
-        noteData(partition: message.partition, offset: message.offset)
+        guard noteData(partition: message.partition, offset: message.offset) else { return nil }
         let fingerprint = message.fingerprint
         do {
             let event =

@@ -8,13 +8,9 @@ extension SourceCore {
     /// Ends the items (the reader gets what is buffered, then the end), stops the poll thread, commits the stored
     /// offsets and closes the consumer. A second call returns at once.
     func close() async throws {
-        let alreadyClosed = state.withLock { state in
-            defer { state.closed = true }
-            return state.closed
-        }
+        let (first, loop) = machine.withLock { $0.close() }
         feed.finish()  // the reader gets what is buffered, then the end
-        if alreadyClosed { return }
-        let loop = pollLoop.withLock { $0.take() }
+        guard first else { return }
         await loop?.stop()
         let handle = self.handle
         let hasGroup = self.hasGroup
@@ -37,13 +33,13 @@ extension SourceCore {
     /// Stops taking messages without waiting: the poll thread stops after its current poll, and the reader gets
     /// what is buffered, then the end. ``close()`` still commits and closes the consumer.
     func stopReading() {
-        pollLoop.withLock { $0 }?.requestStop()
+        machine.withLock { $0.stopReading() }?.requestStop()
         feed.finish()
     }
 
     /// The source was dropped without ``close()``: the poll thread stops after its current poll.
     func abandon() {
-        pollLoop.withLock { $0.take() }?.requestStop()
+        machine.withLock { $0.close() }.loop?.requestStop()
         feed.finish()
     }
 }

@@ -8,53 +8,18 @@ import Synchronization
 extension SourceCore {
     func pollOnce() {
         if !hasGroup { refreshPartitionsIfDue() }
-        let (wanted, paused, released) = pollState.withLock { poll in
-            var released = false
-            if let stoppedAt = poll.stoppedAt, demand.wantsMore(since: stoppedAt) {
-                poll.stoppedAt = nil
-                released = true
-            }
-            return (poll.stoppedAt == nil && !demand.hasEnded, poll.paused, released)
+        let decision = machine.withLock {
+            $0.pollDecision(now: .now, demandEpoch: demand.epoch, demandEnded: demand.hasEnded)
         }
-        if released { state.withLock { $0.backPressureReleased += 1 } }
-        // The producer's depth does not count items the reader took but has not handed to the application yet;
-        // `room` does, so that no more than `bufferSize` items ever wait.
-        let room = bufferSize - waiting
-        guard wanted, room > 0 else {
-            // The application is behind. The poll thread stops taking messages (librdkafka keeps prefetching, up to
-            // queued.max.messages.kbytes) until the reader drained the hand-off to its low watermark. Pausing the
-            // partitions instead would drop librdkafka's prefetched messages and fetch them again on resume, a
-            // stall on every cycle (`Documentation/performance.md`). A group member must keep polling, though —
-            // rebalances are served by the poll — so one whose reader stays behind for `groupStallBeforePause`
-            // pauses its partitions and polls on.
-            let stalledSince = pollState.withLock { poll in
-                if poll.stalledSince == nil { poll.stalledSince = .now }
-                return poll.stalledSince!
-            }
-            if !hasGroup || ContinuousClock.now - stalledSince < KafkaEventSource<Record>.groupStallBeforePause {
-                demand.waitForDemand(timeout: .milliseconds(100))
-                return
-            }
-            if !paused {
-                handle.pause(handle.assignment())
-                pollState.withLock { $0.paused = true }
-                state.withLock { $0.partitionsPaused += 1 }
-            }
-            // Paused partitions deliver nothing (librdkafka drops what it prefetched for them); the poll still
-            // serves the group (rebalances, errors), and a message that was on its way is kept.
-            _ = pollAvailable(upTo: max(1, room))
-            return
+        switch decision {
+        case .waitForDemand:
+            demand.waitForDemand(timeout: .milliseconds(100))
+        case .poll(let limit, let pause, let resume):
+            if pause { handle.pause(handle.assignment()) }
+            if resume { handle.resume(handle.assignment()) }
+            _ = pollAvailable(upTo: limit)
         }
-        pollState.withLock { $0.stalledSince = nil }
-        if paused {
-            handle.resume(handle.assignment())
-            pollState.withLock { $0.paused = false }
-        }
-        _ = pollAvailable(upTo: room)
     }
-
-    /// How many items wait for the application.
-    private var waiting: Int { state.withLock { $0.yielded - $0.handedOver } }
 
     /// Waits up to 100 ms for a message, then takes what librdkafka already holds, up to `limit` messages
     /// (at most ``pollBatchLimit``), and hands the items to the application as one element of the hand-off.
@@ -85,18 +50,13 @@ extension SourceCore {
             }
         }
         guard !last.isEmpty else { return }
-        delivered.withLock { $0.merge(last) { _, new in new } }
+        machine.withLock { $0.recordDelivered(last) }
     }
 
     /// Without a group, every ``KafkaEventSource/Configuration/partitionRefreshInterval`` asks for the topic's
     /// partitions and reads those added since from their beginning (not while a continuity check runs).
     private func refreshPartitionsIfDue() {
-        let due = lastPartitionRefresh.withLock { last in
-            guard ContinuousClock.now - last >= partitionRefreshInterval else { return false }
-            last = .now
-            return true
-        }
-        guard due, !verifying.load(ordering: .relaxed),
+        guard machine.withLock({ $0.partitionRefreshDue(now: .now) }),
             let partitions = try? handle.partitions(of: topic, timeoutMs: 1_000)
         else { return }
         let assigned = Set(handle.assignment().filter { $0.topic == topic }.map(\.partition))
@@ -104,14 +64,14 @@ extension SourceCore {
         guard !assigned.isEmpty, !added.isEmpty else { return }
         do {
             try handle.addToAssignment(topic: topic, partitions: added, offset: -2)
-            pollState.withLock { $0.markerPending = false }
+            machine.withLock { $0.partitionsAdded() }
             logger.info(
                 "reading partitions added to '\(topic)' from their beginning",
                 metadata: [KafkaTelemetry.Key.partition: "\(added.map(String.init).joined(separator: ","))"]
             )
         } catch {
             logger.warning("cannot read partitions \(added) added to '\(topic)': \(error); retrying")
-            lastPartitionRefresh.withLock { $0 = .now - partitionRefreshInterval }
+            machine.withLock { $0.partitionRefreshFailed(now: .now) }
         }
     }
 
@@ -120,30 +80,19 @@ extension SourceCore {
 
     func push(_ item: SourceItem<Record>) { push(contentsOf: [item]) }
 
-    /// Hands `items` to the application in one step. Counted before they are yielded, so that ``markCaughtUp()``
-    /// never sees the application level with the poll thread while items are on their way.
+    /// Hands `items` to the application in one step (counted first: ``SourceStateMachine/yielding(_:hasData:)``).
     func push(contentsOf items: [SourceItem<Record>]) {
         guard !items.isEmpty else { return }
-        state.withLock { state in
-            if items.contains(where: { if case .caughtUp = $0 { false } else { true } }) { state.caughtUp = false }
-            state.yielded += items.count
-            state.yieldedBatches += 1
-            state.peakBuffered = max(state.peakBuffered, state.yielded - state.handedOver)
-        }
+        let hasData = items.contains { if case .caughtUp = $0 { false } else { true } }
+        machine.withLock { $0.yielding(items.count, hasData: hasData) }
         let epoch = demand.epoch
-        if feed.yield(items) == .stopProducing {
-            let first = pollState.withLock { poll in
-                defer { poll.stoppedAt = epoch }
-                return poll.stoppedAt == nil
-            }
-            if first { state.withLock { $0.backPressureEngaged += 1 } }
-        }
+        if feed.yield(items) == .stopProducing { machine.withLock { $0.yieldRefused(epoch: epoch) } }
     }
 
     /// How many batches the poll thread has handed to the producer side so far.
-    var yieldedBatches: Int { state.withLock { $0.yieldedBatches } }
+    var yieldedBatches: Int { machine.withLock { $0.yieldedBatches } }
 
     var backPressureStatistics: (peakBuffered: Int, engaged: Int, released: Int, paused: Int) {
-        state.withLock { ($0.peakBuffered, $0.backPressureEngaged, $0.backPressureReleased, $0.partitionsPaused) }
+        machine.withLock { $0.backPressureStatistics }
     }
 }

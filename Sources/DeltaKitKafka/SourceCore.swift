@@ -4,7 +4,9 @@ import Metrics
 import NIOCore
 import Synchronization
 
-/// A source's shared state, driven by its poll thread.
+/// What a ``KafkaEventSource`` shares between its poll thread, its reader and the application: the librdkafka
+/// consumer, the hand-off of items, and the state (``machine``). The poll thread starts with the first reader or
+/// ``KafkaEventSource/run()``.
 final class SourceCore<Record: ChangeRecord>: Sendable {
     let handle: RdKafkaHandle
     let topic: String
@@ -16,7 +18,6 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     let onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)?
     let deadLetter: DeadLetterProducer?
     let deadLetterTopic: String?
-    let pollLoop = Mutex<PollLoop?>(nil)
     let consumed: Counter
     let malformed: Counter
 
@@ -31,39 +32,10 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     let items: Items
     let feed: Items.Source
     let demand = SourceDemand()
-    /// The items can be read by one reader (``makeReader()``).
-    let readerTaken = Atomic<Bool>(false)
-
-    struct State {
-        /// Items handed to the producer side, and items the application has taken: their difference is what
-        /// waits for the application (the poll thread never takes more than `bufferSize` minus that).
-        var yielded = 0
-        var handedOver = 0
-        /// How many batches (elements of `items`) the poll thread yielded.
-        var yieldedBatches = 0
-        var closed = false
-        /// The most items ever waiting, and how often back-pressure engaged (for tests and tooling).
-        var peakBuffered = 0
-        var backPressureEngaged = 0
-        /// How often demand came back after back-pressure, and how often a group's partitions were paused.
-        var backPressureReleased = 0
-        var partitionsPaused = 0
-        var caughtUp = false
-        var caughtUpWaiters: [CheckedContinuation<Void, Never>] = []
-    }
-    let state = Mutex(State())
-    /// Touched only by the poll thread: partition ends seen, and the back-pressure state — the demand epoch at
-    /// the yield that was told to stop (`nil` while the application wants more), whether the partitions are
-    /// paused (in a group), and since when the reader has been behind.
-    let pollState = Mutex<
-        (eof: Set<Int32>, markerPending: Bool, stoppedAt: Int?, paused: Bool, stalledSince: ContinuousClock.Instant?)
-    >(([], false, nil, false, nil))
-    /// When the poll thread last asked for the topic's partitions (no group).
-    let lastPartitionRefresh = Mutex<ContinuousClock.Instant>(.now)
-    /// The connection's health and the last offset seen per partition, for ``KafkaSourceEvent``s.
-    let health = Mutex<(troubled: Bool, lastOffsets: [Int32: Int64])>((false, [:]))
-    /// Whether a probe thread is watching for the cluster to come back (see `probeUntilReachable`).
-    let probing = Atomic<Bool>(false)
+    /// The source's state (``SourceStateMachine``): every transition is made under this lock, and its actions
+    /// are performed after it (``perform(_:)``).
+    typealias Machine = SourceStateMachine<CheckedContinuation<Void, Never>, PollLoop>
+    let machine: Mutex<Machine>
     /// The cluster's properties, for the probe's short-lived consumer.
     let probeProperties: [(String, String)]
     /// The cluster's own properties (for the continuity check's consumer).
@@ -71,18 +43,6 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// Where a partition starts when this source has delivered nothing of it yet (no group).
     let startOffsets: [Int32: Int64]
     let startPosition: KafkaEventSource<Record>.Configuration.StartPosition
-    let partitionRefreshInterval: Duration
-    /// Without a group, losing every broker makes the source hold back every message until the continuity check
-    /// (`verifyContinuity(unlessProblemsSince:)`) has shown that the broker still holds the same log: set on the
-    /// error, cleared once the partitions are re-positioned after the last delivered message. Read by the poll thread
-    /// per message.
-    let verifying = Atomic<Bool>(false)
-    /// How many connection problems were reported (no group): a continuity check counts only if none came during it.
-    let problems = Atomic<Int>(0)
-    /// The continuity check found another log: the events ended with `incompatibleStore`, nothing more is read.
-    let diverged = Atomic<Bool>(false)
-    /// Per partition, the last message handed to the application (updated once per poll).
-    let delivered = Mutex<[Int32: MessageFingerprint]>([:])
 
     init(
         handle: RdKafkaHandle,
@@ -113,7 +73,6 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         self.kafkaProperties = configuration.kafka.properties
         self.startOffsets = configuration.startOffsets
         self.startPosition = configuration.startPosition
-        self.partitionRefreshInterval = configuration.partitionRefreshInterval
         self.probeProperties =
             configuration.kafka.properties + [
                 ("group.id", "deltakit-probe"), ("enable.auto.commit", "false"), ("enable.partition.eof", "true"),
@@ -135,16 +94,41 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             dimensions: dimensions,
             factory: metricsFactory
         )
-        let loop = PollLoop(name: "deltakit-kafka-consumer") { [weak self] in self?.pollOnce() }
-        pollLoop.withLock { $0 = loop }
+        let settings = Machine.Settings(
+            hasGroup: hasGroup,
+            bufferSize: bufferSize,
+            reportsSourceEvents: onSourceEvent != nil,
+            partitionRefreshInterval: configuration.partitionRefreshInterval,
+            groupStallBeforePause: KafkaEventSource<Record>.groupStallBeforePause
+        )
+        machine = Mutex(Machine(settings: settings, now: .now))
+    }
+
+    /// Performs what a transition of ``machine`` returned (after its lock is released).
+    func perform(_ actions: [Machine.Action]) {
+        for action in actions {
+            switch action {
+            case .resume(let waiter): waiter.resume()
+            case .report(let event): onSourceEvent?(event)
+            case .startProbe: startProbe()
+            }
+        }
+    }
+
+    /// Starts the poll thread, unless it runs already or reading was stopped: the first reader or `run()` does.
+    func startPolling() {
+        machine.withLock { machine in
+            _ = machine.startPolling {
+                PollLoop(name: "deltakit-kafka-consumer") { [weak self] in self?.pollOnce() }
+            }
+        }
     }
 
     // MARK: Consumer side
 
     /// The reader of this source's items; an error for every reader after the first.
     func makeReader() -> Result<SourceReader<Record>, DeltaKitError> {
-        guard readerTaken.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
-        else {
+        guard machine.withLock({ $0.takeReader() }) else {
             return .failure(
                 DeltaKitError(
                     code: .invalidConfiguration,
@@ -153,12 +137,14 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
                 )
             )
         }
-        return .success(SourceReader(core: self, iterator: items.makeAsyncIterator()))
+        let reader = SourceReader(core: self, iterator: items.makeAsyncIterator())
+        startPolling()
+        return .success(reader)
     }
 
     /// The application took `count` items (events, malformed messages, markers).
     func handedOver(_ count: Int) {
         guard count > 0 else { return }
-        state.withLock { $0.handedOver += count }
+        machine.withLock { $0.handedOver(count) }
     }
 }
