@@ -7,8 +7,8 @@ import Synchronization
 /// Keeps the latest state in-process straight from Kafka: runs a ``KafkaEventSource`` into any
 /// `MutableStateStore` — the embedded alternative to RisingWave.
 ///
-/// Events are handed over in batches (what the source has buffered, up to the initializer's `maxBatchSize`) and each batch is
-/// applied in one call, then acknowledged.
+/// Events are handed over in batches (what the source has buffered, up to the initializer's `maxBatchSize`) and
+/// each batch is applied in one call, then acknowledged.
 ///
 /// - Over `InMemoryStateStore`, the state is rebuilt from the beginning of every partition at each start (no
 ///   group: ``KafkaEventSource/Configuration/groupID`` `nil`).
