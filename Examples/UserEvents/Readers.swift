@@ -201,7 +201,7 @@ struct Watch: AsyncParsableCommand {
                 printError("\(prefix)\(event)")
             }
         )
-        let materializer = KafkaMaterializer(source: source, store: store)
+        let materializer = try KafkaMaterializer(source: source, store: store)
         // Whichever ends first ends the command: the feed, or the materializer with its error (the topic was
         // recreated under it, say), which must not stay unread behind a feed that waits for ever.
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -14,7 +14,7 @@ public struct KafkaConsumedEvent<Record: ChangeRecord>: Sendable {
     /// The message's offset in its partition.
     public var offset: Int64
     /// What identifies the message in its partition's log (kept by positioned stores with their positions).
-    package var fingerprint = MessageFingerprint(offset: -1, timestamp: -1, digest: 0)
+    var fingerprint = MessageFingerprint(offset: -1, timestamp: -1, digest: 0)
 }
 
 /// A message that is not a valid change event, reported with where it is and why it was refused.
@@ -32,27 +32,27 @@ public struct MalformedMessage: Sendable, CustomStringConvertible {
     /// Why it could not be decoded.
     public var error: ChangeEventDecodingError
     /// What identifies the message in its partition's log.
-    package var fingerprint: MessageFingerprint?
+    var fingerprint: MessageFingerprint?
 
     public var description: String { "malformed message at \(topic)[\(partition)]@\(offset): \(error)" }
 }
 
-/// Events taken from a source in one hand-off (`KafkaEventSource.nextBatch(limit:)`).
-package struct SourceBatch<Record: ChangeRecord>: Sendable {
+/// Events taken from a source in one hand-off (``KafkaEventSource/batches(limit:)``).
+struct SourceBatch<Record: ChangeRecord>: Sendable {
     /// The events, in per-partition order.
-    package var events: [KafkaConsumedEvent<Record>] = []
+    var events: [KafkaConsumedEvent<Record>] = []
     /// Per partition, the offset after the last message of the batch (events and malformed messages alike):
     /// where a restart continues once the batch is applied.
-    package var nextOffsets: [Int32: Int64] = [:]
+    var nextOffsets: [Int32: Int64] = [:]
     /// Per partition, the fingerprint of the last message of the batch: recorded with the positions, it tells the
     /// same log from a recreated topic when reading resumes.
-    package var lastFingerprints: [Int32: MessageFingerprint] = [:]
+    var lastFingerprints: [Int32: MessageFingerprint] = [:]
     /// The malformed messages skipped within the batch (reported already; acknowledged with the batch).
-    package var skipped: [(partition: Int32, offset: Int64)] = []
+    var skipped: [(partition: Int32, offset: Int64)] = []
     /// The batch ends at the point where every partition was caught up.
-    package var reachesCaughtUp = false
+    var reachesCaughtUp = false
     /// The source ends after this batch (``KafkaEventSource/Configuration/stopWhenCaughtUp``).
-    package var isLast = false
+    var isLast = false
 
     mutating func advance(_ partition: Int32, past offset: Int64, fingerprint: MessageFingerprint?) {
         guard offset + 1 > nextOffsets[partition] ?? 0 else { return }

@@ -23,7 +23,7 @@ extension KafkaEventSource {
         public var startPosition: StartPosition
         /// The next offset to read for some partitions, overriding ``startPosition`` for them: where a store
         /// that keeps its own position (`PositionedStateStore`, e.g. `SQLiteStateStore`) left off. Only without
-        /// a group. ``KafkaMaterializer/init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:)`` fills it from the store.
+        /// a group. ``KafkaMaterializer/init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:metricsFactory:)`` fills it from the store.
         /// Default: empty.
         public var startOffsets: [Int32: Int64] = [:]
         /// What to do with a message that is not a valid change event. Default: ``MalformedPolicy/skip``.

@@ -7,14 +7,15 @@ import Synchronization
 /// Keeps the latest state in-process straight from Kafka: runs a ``KafkaEventSource`` into any
 /// `MutableStateStore` — the embedded alternative to RisingWave.
 ///
-/// Events are handed over in batches (what the source has buffered, up to ``maxBatchSize``) and each batch is
-/// applied in one call, then acknowledged.
+/// Events are handed over in batches (what the source has buffered, up to the initializer's `maxBatchSize`) and
+/// each batch is applied in one call, then acknowledged.
 ///
 /// - Over `InMemoryStateStore`, the state is rebuilt from the beginning of every partition at each start (no
 ///   group: ``KafkaEventSource/Configuration/groupID`` `nil`).
 /// - Over a `PositionedStateStore` (`SQLiteStateStore`), each batch is applied **together with the new
 ///   positions** in one transaction, and a start resumes every partition at the stored position
-///   (``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:)`` sets it up). A crash at any instant followed by a
+///   (``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:metricsFactory:)``
+///   sets it up). A crash at any instant followed by a
 ///   restart gives exactly the state a replay from scratch gives; a restart re-reads at most the batch that was
 ///   in flight. Every instance reads every partition (a full copy, like Kafka Streams' GlobalKTable), so no
 ///   group is used.
@@ -25,12 +26,12 @@ import Synchronization
 /// let group = ServiceGroup(services: [materializer], gracefulShutdownSignals: [.sigterm], logger: logger)
 /// ```
 public final class KafkaMaterializer<Store: MutableStateStore>: Service {
-    /// The source being read.
-    public let source: KafkaEventSource<Store.Record>
-    /// The store being written.
+    /// The source being read: its one reader is this materializer, which also closes it.
+    let source: KafkaEventSource<Store.Record>
+    /// The store being written (read it after ``waitUntilVisible(_:timeout:)``).
     public let store: Store
     /// The most events applied in one call to the store (one transaction for a `PositionedStateStore`).
-    public let maxBatchSize: Int
+    let maxBatchSize: Int
     private let logger: Logger
     private let visibility: Mutex<Visibility>
     private let applied = Atomic<Int>(0)
@@ -53,7 +54,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///
     /// For a `PositionedStateStore`, the source must start where the store left off: create it with
     /// ``KafkaEventSource/Configuration/startOffsets`` set to the store's positions and no group, or use
-    /// ``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:)``, which does both. ``run()`` checks it.
+    /// ``init(configuration:store:maxBatchSize:logger:onMalformed:onSourceEvent:rebuildOnIncompatibleTopic:metricsFactory:)``,
+    /// which does both. ``run()`` checks it.
     ///
     /// - Parameters:
     ///   - source: The source to read; for a `PositionedStateStore`, started at the store's positions.
@@ -63,16 +65,18 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///   - metricsFactory: Where the per-partition lag gauge `deltakit_materializer_lag` (labels `topic`,
     ///     `partition`: messages between the applied position and the partition's end as last fetched) goes.
     ///     Default: `MetricsSystem.factory`.
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming `maxBatchSize` and its range when it is out of it.
     public init(
         source: KafkaEventSource<Store.Record>,
         store: Store,
         maxBatchSize: Int = 2_000,
         logger: Logger = Logger(label: "deltakit.kafka.materializer"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory
-    ) {
+    ) throws {
+        try Self.checkBatchSize(maxBatchSize)
         self.source = source
         self.store = store
-        self.maxBatchSize = min(max(maxBatchSize, 1), 1_000_000)
+        self.maxBatchSize = maxBatchSize
         self.logger = logger
         self.visibility = Mutex(Visibility())
         self.metricsFactory = metricsFactory
@@ -83,7 +87,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///
     /// - Throws: `DeltaKitError` — `incompatibleStore` when the store holds another topic; `invalidConfiguration`
     ///   when a group is set for a positioned store (its position lives in the store, not in the group), or
-    ///   for a bad setting; the source's errors.
+    ///   for a bad setting (`maxBatchSize` out of its range is refused before connecting); the source's errors.
     ///
     /// - Parameters:
     ///   - configuration: The source settings (``KafkaEventSource/Configuration/startOffsets`` is set here).
@@ -98,6 +102,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ///     `incompatibleStore` naming both; `true` removes the store's state (`removeAll()`) and reads the topic
     ///     from its beginning. Checked here, by re-reading the last applied message of each partition. Default:
     ///     `false`.
+    ///   - metricsFactory: Where the source's metrics and the materializer's lag gauge go (see
+    ///     ``init(source:store:maxBatchSize:logger:metricsFactory:)``). Default: `MetricsSystem.factory`.
     public convenience init(
         configuration: KafkaEventSource<Store.Record>.Configuration,
         store: Store,
@@ -105,9 +111,11 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         logger: Logger = Logger(label: "deltakit.kafka.materializer"),
         onMalformed: (@Sendable (MalformedMessage) -> Void)? = nil,
         onSourceEvent: (@Sendable (KafkaSourceEvent) -> Void)? = nil,
-        rebuildOnIncompatibleTopic: Bool = false
+        rebuildOnIncompatibleTopic: Bool = false,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws {
-        try DeltaKitError.check(maxBatchSize, in: 1...1_000_000, "KafkaMaterializer.maxBatchSize")
+        // Before connecting: a bad setting is reported without touching the cluster or the store.
+        try Self.checkBatchSize(maxBatchSize)
         var configuration = configuration
         if let positioned = store as? any PositionedStateStore<Store.Record> {
             configuration.startOffsets = try await Self.startOffsets(
@@ -121,27 +129,44 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             configuration: configuration,
             logger: logger,
             onMalformed: onMalformed,
-            onSourceEvent: onSourceEvent
+            onSourceEvent: onSourceEvent,
+            metricsFactory: metricsFactory
         )
-        self.init(source: source, store: store, maxBatchSize: maxBatchSize, logger: logger)
+        try self.init(
+            source: source,
+            store: store,
+            maxBatchSize: maxBatchSize,
+            logger: logger,
+            metricsFactory: metricsFactory
+        )
         continuityChecked.store(true, ordering: .relaxed)
     }
 
+    /// The range of ``init(source:store:maxBatchSize:logger:metricsFactory:)``'s `maxBatchSize`.
+    static var batchSizes: ClosedRange<Int> { 1...1_000_000 }
+
+    private static func checkBatchSize(_ maxBatchSize: Int) throws {
+        try DeltaKitError.check(maxBatchSize, in: batchSizes, "KafkaMaterializer.maxBatchSize")
+    }
+
     /// Applies events until the source ends, graceful shutdown, or cancellation; then closes the source
-    /// (committing what was applied, with a group).
+    /// (committing what was applied, with a group) and returns once it is closed.
+    ///
+    /// Graceful shutdown stops the source taking messages: the batch being applied and what the source had
+    /// buffered are applied, then the events end and the source is closed here, within `run()`.
     public func run() async throws {
         let source = self.source
-        try await withGracefulShutdownHandler {
-            do {
-                try await self.applyAll()
-            } catch {
-                try? await source.close()
-                throw error
+        do {
+            try await withGracefulShutdownHandler {
+                _ = try await self.applyAll()
+            } onGracefulShutdown: {
+                source.stopReading()
             }
-            try await source.close()
-        } onGracefulShutdown: {
-            Task { try? await source.close() }
+        } catch {
+            try? await source.close()
+            throw error
         }
+        try await source.close()
     }
 
     /// Returns the number of events applied.
@@ -267,93 +292,6 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         for continuation in visibility.withLock({ $0.advance(offsets) }) { continuation.resume() }
     }
 
-    private static func describe(_ offsets: [Int32: Int64]) -> String {
-        offsets.isEmpty
-            ? "the beginning"
-            : offsets.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ", ")
-    }
-
-    private static func startOffsets(
-        of store: any PositionedStateStore<Store.Record>,
-        for configuration: KafkaEventSource<Store.Record>.Configuration,
-        logger: Logger,
-        rebuild: Bool = false
-    ) async throws -> [Int32: Int64] {
-        guard store.source == configuration.topic else {
-            throw DeltaKitError(
-                code: .incompatibleStore,
-                message:
-                    "the store holds topic '\(store.source)', not '\(configuration.topic)'; use a store for '\(configuration.topic)' (another file)"
-            )
-        }
-        guard configuration.groupID == nil else {
-            throw DeltaKitError(
-                code: .invalidConfiguration,
-                message:
-                    "groupID '\(configuration.groupID ?? "")' is set, but \(type(of: store)) keeps its own position and a full copy of every partition; set groupID to nil"
-            )
-        }
-        return try await checkContinuity(
-            of: store,
-            topic: configuration.topic,
-            kafka: configuration.kafka,
-            logger: logger,
-            rebuild: rebuild
-        )
-    }
-
-    /// Re-reads the last applied message of each partition (``TopicContinuity``) and returns the positions to start
-    /// from: the store's, or none after a rebuild; throws `incompatibleStore` when they belong to another log.
-    @discardableResult
-    private static func checkContinuity(
-        of store: any PositionedStateStore<Store.Record>,
-        topic: String,
-        kafka: KafkaConfiguration,
-        logger: Logger,
-        rebuild: Bool
-    ) async throws -> [Int32: Int64] {
-        let positions = try await store.positions()
-        guard !positions.isEmpty else { return positions }
-        let fingerprints = try await store.fingerprints()
-        var expected: [Int32: ExpectedPosition] = [:]
-        for (partition, next) in positions {
-            expected[partition] = ExpectedPosition(next: next, fingerprint: fingerprints[partition])
-        }
-        let timeout = max(kafka.connectTimeout, .seconds(5))
-        let checked = expected
-        let verdicts = try await BlockingCalls.run {
-            TopicContinuity.verify(
-                topic: topic,
-                expected: checked,
-                kafka: kafka,
-                logger: logger,
-                timeout: timeout
-            )
-        }
-        guard
-            let changed = TopicContinuity.changes(
-                verdicts,
-                expected: expected,
-                topic: topic,
-                had: "the store has",
-                logger: logger
-            )
-        else { return positions }
-        if rebuild {
-            logger.warning(
-                "rebuilding the store from the beginning of '\(topic)': its positions belong to another log (\(changed))"
-            )
-            try await store.removeAll()
-            return [:]
-        }
-        throw DeltaKitError(
-            code: .incompatibleStore,
-            message:
-                "the store follows another log than topic '\(topic)' holds now (the topic was deleted and recreated, or the broker lost its data): \(changed); resuming would skip or mix events — rebuild the store from the topic's beginning (KafkaMaterializer rebuildOnIncompatibleTopic: true), or point it at the cluster it was built from",
-            underlying: changed
-        )
-    }
-
     /// Reads a topic once, from the start (or, for a `PositionedStateStore`, from its positions), into
     /// `store`, and returns when caught up (partition EOF on every partition).
     ///
@@ -382,7 +320,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             logger: logger,
             onMalformed: onMalformed
         )
-        let materializer = KafkaMaterializer(source: source, store: store, logger: logger)
+        let materializer = try KafkaMaterializer(source: source, store: store, logger: logger)
         materializer.continuityChecked.store(true, ordering: .relaxed)
         do {
             let count = try await materializer.applyAll(progress: progress)
@@ -392,59 +330,5 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             try? await source.close()
             throw error
         }
-    }
-}
-
-/// What has been applied per partition, and who waits for what: a state machine whose methods return the
-/// continuations to resume (outside the lock).
-struct Visibility {
-    private var applied: [Int32: Int64] = [:]
-    private var waiters: [Int: (receipt: EventReceipt, continuation: CheckedContinuation<Void, any Error>)] = [:]
-    private var cancelled: Set<Int> = []
-    private var nextID = 0
-
-    enum WaitAction { case resume, cancel, wait }
-
-    mutating func newID() -> Int {
-        defer { nextID += 1 }
-        return nextID
-    }
-
-    func isVisible(_ receipt: EventReceipt) -> Bool {
-        receipt.offsets.allSatisfy { partition, offset in (applied[partition] ?? 0) > offset }
-    }
-
-    /// The partitions of `receipt` not applied yet, as `partition@offset (applied up to n)`.
-    func behind(_ receipt: EventReceipt) -> String {
-        receipt.offsets.sorted { $0.key < $1.key }.filter { (applied[$0.key] ?? 0) <= $0.value }
-            .map { "partition \($0.key) needs offset \($0.value), applied before \(applied[$0.key] ?? 0)" }
-            .joined(separator: "; ")
-    }
-
-    mutating func wait(_ id: Int, _ receipt: EventReceipt, _ continuation: CheckedContinuation<Void, any Error>)
-        -> WaitAction
-    {
-        if cancelled.remove(id) != nil { return .cancel }
-        if isVisible(receipt) { return .resume }
-        waiters[id] = (receipt, continuation)
-        return .wait
-    }
-
-    mutating func cancel(_ id: Int) -> CheckedContinuation<Void, any Error>? {
-        guard let waiter = waiters.removeValue(forKey: id) else {
-            cancelled.insert(id)
-            return nil
-        }
-        return waiter.continuation
-    }
-
-    mutating func advance(_ offsets: [Int32: Int64]) -> [CheckedContinuation<Void, any Error>] {
-        for (partition, next) in offsets { applied[partition] = max(applied[partition] ?? 0, next) }
-        var ready: [CheckedContinuation<Void, any Error>] = []
-        for (id, waiter) in waiters where isVisible(waiter.receipt) {
-            ready.append(waiter.continuation)
-            waiters[id] = nil
-        }
-        return ready
     }
 }

@@ -359,7 +359,7 @@ struct PartitionDiscoveryTests {
         #expect(receipt.offsets.count > 1, "the events are spread over several partitions")
         // Partition discovery must find the others and read them from offset 0.
         let store = try InMemoryStateStore<DemoUser>()
-        let materializer = KafkaMaterializer(
+        let materializer = try KafkaMaterializer(
             source: try await KafkaEventSource(configuration: configuration),
             store: store
         )

@@ -166,7 +166,7 @@ struct KafkaIntegrationTests {
                 sessionTimeout: .seconds(6)
             )
         )
-        let materializer = KafkaMaterializer(source: source, store: try InMemoryStateStore<DemoUser>())
+        let materializer = try KafkaMaterializer(source: source, store: try InMemoryStateStore<DemoUser>())
         let running = Task { try await materializer.run() }
         await materializer.waitUntilCaughtUp()
         try await source.commit()
@@ -455,7 +455,7 @@ struct KafkaIntegrationTests {
         let group = "materializer-\(UUID().uuidString.prefix(8))"
 
         // Run as a service until caught up, then stop it (what graceful shutdown or cancellation does).
-        let one = KafkaMaterializer(source: try await KafkaEventSource(configuration: config(group)), store: store)
+        let one = try KafkaMaterializer(source: try await KafkaEventSource(configuration: config(group)), store: store)
         let running = Task { try await one.run() }
         await one.waitUntilCaughtUp()
         #expect(try await store.snapshot() == KafkaTestSupport.reference(first))
@@ -467,7 +467,7 @@ struct KafkaIntegrationTests {
         try await sink.send(contentsOf: second)
         try await sink.close()
         let resumedStore = try InMemoryStateStore<DemoUser>(historyLimit: 10_000)
-        let two = KafkaMaterializer(
+        let two = try KafkaMaterializer(
             source: try await KafkaEventSource(configuration: config(group)),
             store: resumedStore
         )
@@ -485,6 +485,34 @@ struct KafkaIntegrationTests {
         let before = try await store.snapshot()
         try await KafkaMaterializer.materialize(config("replay-\(UUID().uuidString.prefix(8))"), into: store)
         #expect(try await store.snapshot() == before)
+    }
+
+    @Test("graceful shutdown: a materializer service returns once its source is closed and what it applied committed")
+    func materializerGracefulShutdown() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let sink = try await KafkaTestSupport.makeSink(brokers)
+        var generator = DemoEventGenerator(seed: 321, users: 40)
+        let events = generator.next(800)
+        try await sink.send(contentsOf: events)
+        try await sink.close()
+        let config = KafkaEventSource<DemoUser>.Configuration(
+            kafka: KafkaTestSupport.kafka(brokers),
+            topic: sink.topic,
+            groupID: "shutdown-\(UUID().uuidString.prefix(8))",
+            sessionTimeout: .seconds(6)
+        )
+        let store = try InMemoryStateStore<DemoUser>()
+        let materializer = try await KafkaMaterializer(configuration: config, store: store)
+        let group = ServiceGroup(services: [materializer], logger: Logger(label: "test.service-group"))
+        let running = Task { try await group.run() }
+        await materializer.waitUntilCaughtUp()
+        #expect(try await store.snapshot() == KafkaTestSupport.reference(events))
+        await group.triggerGracefulShutdown()  // what SIGTERM does
+        try await running.value  // no cancellation: the shutdown alone ends run()
+
+        // run() returned after the source's close: its commit is in, so the group has nothing left to read.
+        let again = try InMemoryStateStore<DemoUser>()
+        #expect(try await KafkaMaterializer.materialize(config, into: again) == 0)
     }
 
     @Test("swift-metrics: sent, acknowledged, latency, consumed and malformed are counted")

@@ -115,7 +115,7 @@ struct SQLiteMaterializerTests {
         let source = try await KafkaEventSource<DemoUser>(
             configuration: .init(kafka: KafkaTestSupport.kafka(brokers), topic: sink.topic)
         )
-        let materializer = KafkaMaterializer(
+        let materializer = try KafkaMaterializer(
             source: source,
             store: try InMemoryStateStore<DemoUser>(),
             metricsFactory: metrics

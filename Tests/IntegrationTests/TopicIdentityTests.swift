@@ -85,7 +85,7 @@ struct TopicIdentityTests {
         // A source made by hand, starting at the store's positions, is checked when the materializer runs.
         var byHand = Self.configuration(broker)
         byHand.startOffsets = positions
-        let handMade = KafkaMaterializer(source: try await KafkaEventSource(configuration: byHand), store: store)
+        let handMade = try KafkaMaterializer(source: try await KafkaEventSource(configuration: byHand), store: store)
         let refused = await #expect(throws: DeltaKitError.self) { try await handMade.run() }
         #expect(refused?.code == .incompatibleStore, "\(String(describing: refused))")
         #expect(try await store.snapshot() == before, "a refused start changes nothing")
@@ -122,7 +122,7 @@ struct TopicIdentityTests {
             configuration: Self.configuration(broker, stopWhenCaughtUp: false),
             store: file
         )
-        let inMemory = KafkaMaterializer(
+        let inMemory = try KafkaMaterializer(
             source: try await KafkaEventSource(configuration: Self.configuration(broker, stopWhenCaughtUp: false)),
             store: memory
         )

@@ -1,0 +1,151 @@
+import DeltaKit
+import Foundation
+import Synchronization
+
+/// One polled message becomes one item: an event (decoded in librdkafka's buffer when it can be), a tombstone's
+/// delete, a malformed message, or the caught-up marker once every assigned partition reached its end.
+extension SourceCore {
+    /// The delete a tombstone (a null-value message, see `KafkaEventSink.Configuration.sendsTombstones`) stands
+    /// for: its key, at the order and timestamp of its headers. A tombstone without the order header cannot be
+    /// placed among the key's events, so it is malformed (reported and skipped, never applied).
+    static func tombstoneEvent(_ message: RdKafkaMessage) throws -> ChangeEvent<Record> {
+        typealias Sink = KafkaEventSink<Record>.Configuration
+        guard
+            let orderText = message.tombstoneHeaders[Sink.tombstoneOrderHeader].map({
+                String(decoding: $0, as: UTF8.self)
+            }),
+            let order = Int64(orderText)
+        else {
+            throw ChangeEventDecodingError(
+                field: ChangeEventField.order,
+                value: nil,
+                reason:
+                    "a tombstone (null value) without a numeric '\(Sink.tombstoneOrderHeader)' header; DeltaKit cannot place it among the key's events, so it never changes state"
+            )
+        }
+        guard let keyBytes = message.key else {
+            throw ChangeEventDecodingError(field: Record.keyField, value: nil, reason: "a tombstone without a key")
+        }
+        let timestamp =
+            message.tombstoneHeaders[Sink.tombstoneTimestampHeader]
+            .flatMap { EventTimestamp.parse(String(decoding: $0, as: UTF8.self)) } ?? Date(timeIntervalSince1970: 0)
+        return .delete(key: try ChangeEvent<Record>.key(fromKeyBytes: keyBytes), order: order, timestamp: timestamp)
+    }
+
+    /// No key, or the key of `event`'s record (without a closure: this runs for every message).
+    private static func keyAgrees(_ key: UnsafeRawBufferPointer?, _ event: ChangeEvent<Record>) -> Bool {
+        guard let key else { return true }
+        return event.isKeyed(by: key)
+    }
+
+    /// The event in a message with a value: decoded, and refused when the message has a key that is not the
+    /// record's (as ``KafkaEventSink`` writes it, ``ChangeEvent/keyBytes``). Kafka keeps order per partition and
+    /// the partition follows the message key, so a mis-keyed event can overtake or trail its key's other events
+    /// (and log compaction would treat it as another key's latest message). A message without a key is accepted:
+    /// other producers may not key, and then the order of a key's events is the producer's responsibility.
+    static func keyedEvent(_ message: RdKafkaMessage) throws -> ChangeEvent<Record> {
+        let event = try ChangeEvent<Record>(jsonData: message.value ?? [])
+        if let key = message.key,
+            !key.withUnsafeBytes({ event.isKeyed(by: $0) })
+        {
+            throw event.misKeyedError(kafkaKey: key)
+        }
+        return event
+    }
+
+    /// Turns one polled message into an item appended to `pending` (an event decoded in place from
+    /// librdkafka's buffer, a malformed message, the caught-up marker), or reports a client error (after handing
+    /// over what is pending, to keep the order).
+    func take(
+        _ view: RdKafkaMessageView,
+        schema: RecordSchema?,
+        into pending: inout [SourceItem<Record>]
+    ) {
+        // A message with a key must carry that key's record (``keyedEvent(_:)``); else the slow path reports it.
+        if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
+            Self.keyAgrees(view.key, event)
+        {
+            guard noteData(partition: view.partition, offset: view.offset) else { return }
+            pending.append(
+                .event(
+                    KafkaConsumedEvent(
+                        event: event,
+                        topic: topic,
+                        partition: view.partition,
+                        offset: view.offset,
+                        fingerprint: view.fingerprint
+                    )
+                )
+            )
+            return
+        }
+        let message = view.copy()  // the unusual cases: copied out of librdkafka's buffer
+        if message.error != nil {
+            push(contentsOf: pending)
+            pending.removeAll()
+        }
+        if let next = item(from: message) { pending.append(next) }
+    }
+
+    /// An ordinary message was read at `offset` of `partition`: the partition is no longer at its end, and
+    /// the source events are told about it. `false` while the continuity check runs: nothing is delivered then,
+    /// the partitions are re-positioned after it.
+    private func noteData(partition: Int32, offset: Int64) -> Bool {
+        guard let observation = machine.withLock({ $0.messageRead(partition: partition, offset: offset) }) else {
+            return false
+        }
+        report(observation, partition: partition, found: offset)
+        return true
+    }
+
+    private func item(from message: RdKafkaMessage) -> SourceItem<Record>? {
+        if message.isPartitionEOF {
+            let assignment = Set(handle.assignment().filter { $0.topic == topic }.map(\.partition))
+            guard
+                let (observation, marker) = machine.withLock({
+                    $0.partitionEnded(message.partition, at: message.offset, assignment: assignment)
+                })
+            else { return nil }
+            report(observation, partition: message.partition, found: message.offset)
+            return marker ? .caughtUp : nil
+        }
+        if let error = message.error {
+            clientError(error)
+            return nil
+        }
+        guard noteData(partition: message.partition, offset: message.offset) else { return nil }
+        let fingerprint = message.fingerprint
+        do {
+            let event =
+                if message.value == nil {
+                    try Self.tombstoneEvent(message)
+                } else {
+                    try Self.keyedEvent(message)
+                }
+            return .event(
+                KafkaConsumedEvent(
+                    event: event,
+                    topic: message.topic,
+                    partition: message.partition,
+                    offset: message.offset,
+                    fingerprint: fingerprint
+                )
+            )
+        } catch {
+            let decodingError =
+                error as? ChangeEventDecodingError
+                ?? ChangeEventDecodingError(field: nil, value: nil, reason: "\(error)")
+            return .malformed(
+                MalformedMessage(
+                    topic: message.topic,
+                    partition: message.partition,
+                    offset: message.offset,
+                    key: message.key,
+                    value: message.value,
+                    error: decodingError,
+                    fingerprint: fingerprint
+                )
+            )
+        }
+    }
+}

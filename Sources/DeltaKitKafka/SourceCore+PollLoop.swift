@@ -1,0 +1,98 @@
+import DeltaKit
+import Logging
+import NIOCore
+import Synchronization
+
+/// The poll thread: takes messages from librdkafka as far as the reader's demand allows (back-pressure), hands
+/// them over one poll at a time, and, without a group, reads partitions added to the topic.
+extension SourceCore {
+    func pollOnce() {
+        if !hasGroup { refreshPartitionsIfDue() }
+        let decision = machine.withLock {
+            $0.pollDecision(now: .now, demandEpoch: demand.epoch, demandEnded: demand.hasEnded)
+        }
+        switch decision {
+        case .waitForDemand:
+            demand.waitForDemand(timeout: .milliseconds(100))
+        case .poll(let limit, let pause, let resume):
+            if pause { handle.pause(handle.assignment()) }
+            if resume { handle.resume(handle.assignment()) }
+            _ = pollAvailable(upTo: limit)
+        }
+    }
+
+    /// Waits up to 100 ms for a message, then takes what librdkafka already holds, up to `limit` messages
+    /// (at most ``pollBatchLimit``), and hands the items to the application as one element of the hand-off.
+    /// Returns how many messages were taken.
+    private func pollAvailable(upTo limit: Int) -> Int {
+        var pending: [SourceItem<Record>] = []
+        var taken = 0
+        let limit = min(limit, Self.pollBatchLimit)
+        let schema = try? Record.schema  // once per poll, not per message
+        while taken < limit,
+            handle.consumerPoll(timeoutMs: taken == 0 ? 100 : 0, { take($0, schema: schema, into: &pending) }) != nil
+        {
+            taken += 1
+        }
+        if !hasGroup { recordDelivered(pending) }
+        push(contentsOf: pending)
+        return taken
+    }
+
+    /// Keeps the last message of each partition among `items` (for the continuity check after a reconnect).
+    private func recordDelivered(_ items: [SourceItem<Record>]) {
+        var last: [Int32: MessageFingerprint] = [:]
+        for item in items {
+            switch item {
+            case .event(let event): last[event.partition] = event.fingerprint
+            case .malformed(let message): last[message.partition] = message.fingerprint
+            case .caughtUp, .failure: break
+            }
+        }
+        guard !last.isEmpty else { return }
+        machine.withLock { $0.recordDelivered(last) }
+    }
+
+    /// Without a group, every ``KafkaEventSource/Configuration/partitionRefreshInterval`` asks for the topic's
+    /// partitions and reads those added since from their beginning (not while a continuity check runs).
+    private func refreshPartitionsIfDue() {
+        guard machine.withLock({ $0.partitionRefreshDue(now: .now) }),
+            let partitions = try? handle.partitions(of: topic, timeoutMs: 1_000)
+        else { return }
+        let assigned = Set(handle.assignment().filter { $0.topic == topic }.map(\.partition))
+        let added = partitions.filter { !assigned.contains($0) }
+        guard !assigned.isEmpty, !added.isEmpty else { return }
+        do {
+            try handle.addToAssignment(topic: topic, partitions: added, offset: -2)
+            machine.withLock { $0.partitionsAdded() }
+            logger.info(
+                "reading partitions added to '\(topic)' from their beginning",
+                metadata: [KafkaTelemetry.Key.partition: "\(added.map(String.init).joined(separator: ","))"]
+            )
+        } catch {
+            logger.warning("cannot read partitions \(added) added to '\(topic)': \(error); retrying")
+            machine.withLock { $0.partitionRefreshFailed(now: .now) }
+        }
+    }
+
+    /// The most messages the poll thread takes from librdkafka before handing them over.
+    static var pollBatchLimit: Int { 512 }
+
+    func push(_ item: SourceItem<Record>) { push(contentsOf: [item]) }
+
+    /// Hands `items` to the application in one step (counted first: ``SourceStateMachine/yielding(_:hasData:)``).
+    func push(contentsOf items: [SourceItem<Record>]) {
+        guard !items.isEmpty else { return }
+        let hasData = items.contains { if case .caughtUp = $0 { false } else { true } }
+        machine.withLock { $0.yielding(items.count, hasData: hasData) }
+        let epoch = demand.epoch
+        if handOff.yield(items) == .stopProducing { machine.withLock { $0.yieldRefused(epoch: epoch) } }
+    }
+
+    /// How many batches the poll thread has handed to the producer side so far.
+    var yieldedBatches: Int { machine.withLock { $0.yieldedBatches } }
+
+    var backPressureStatistics: (peakBuffered: Int, engaged: Int, released: Int, paused: Int) {
+        machine.withLock { $0.backPressureStatistics }
+    }
+}
