@@ -7,7 +7,7 @@ import Testing
 
 @testable import DeltaKitKafka
 
-/// Issue 17, finding 4: a message whose JSON repeats a name, or whose Kafka key is not its record's key, is
+/// A message whose JSON repeats a name, or whose Kafka key is not its record's key, is
 /// malformed — reported and skipped, never applied; a message without a key is applied.
 @Suite("Strict messages: repeated names and mis-keyed events", .timeLimit(.minutes(5)))
 struct StrictMessageTests {
@@ -54,7 +54,7 @@ struct StrictMessageTests {
         ]
         try await sink.send(contentsOf: valid)
         let ts = Self.ts
-        // Each would have changed user 1 or 2 before the fix (the last name won; the Kafka key was not compared).
+        // Each would change user 1 or 2 if applied (a reader that let the last name win, or ignored the Kafka key).
         let bad: [(key: String?, value: String, field: String)] = [
             ("1", #"{"id":1,"name":"EVIL","age":1,"op":"update","event_order":20,"ts":"\#(ts)","id":2}"#, "id"),
             (

@@ -4,7 +4,7 @@ import Testing
 
 @testable import DeltaKit
 
-/// The consumer refuses an event whose Kafka message key is not its record's key (issue 17, finding 4): the check
+/// The consumer refuses an event whose Kafka message key is not its record's key: the check
 /// compares the message key with the bytes the sink writes (`keyBytes`), exactly.
 @Suite("Message keys")
 struct MessageKeyTests {

@@ -86,8 +86,8 @@ struct WireDecoderTests {
         #expect(try decode(text).record?.age == 25)
     }
 
-    /// Objects with a name twice (issue 17 finding 4: the last one used to win, so a message keyed `1` could
-    /// rewrite user 2 and a doubled `event_order` was applied with the larger one), and the name at fault.
+    /// Objects with a name twice (were the last one to win, a message keyed `1` could rewrite user 2 and a doubled
+    /// `event_order` would apply with the larger one), and the name at fault.
     static let repeatedNames: [(text: String, field: String)] = [
         (
             #"{"id":1,"name":"EVIL","age":25,"op":"insert","event_order":7,"ts":"2024-01-01T00:00:00Z","id":2}"#,

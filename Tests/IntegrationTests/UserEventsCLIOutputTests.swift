@@ -290,8 +290,8 @@ struct UserEventsCLIOutputTests {
 
     @Test("demo --count keeps memory bounded: 400,000 events in the memory of a few")
     func demoMemory() async throws {
-        // /usr/bin/time reports the child's peak RSS. Measured: about 33 MB whatever the count (3,000,000 too);
-        // before the fix every event stayed in memory, about 100 B each (73 MB at 400,000, 302 MB at 3,000,000).
+        // /usr/bin/time reports the child's peak RSS: it must not grow with the count (a demo that kept every event
+        // would need about 100 B each, 73 MB at 400,000).
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/time") else { return }
         let result = try await CLI.shell(
             #"/usr/bin/time -f "maxrss=%M" "$0" "$@" >/dev/null"#,
