@@ -104,7 +104,10 @@ struct SQLRulesTests {
         #expect(number.contains { $0.contains(#"DECIMAL column "amount" is read from a JSON number"#) }, "\(number)")
         // A view with only the column checks (the view before payload checks), over a source without the payload.
         let lax = RisingWaveSQLRules.jsonSourceViolations(
-            createSource: pipeline.ddl.createSource.replacingOccurrences(of: "INCLUDE payload AS kafka_payload\n", with: ""),
+            createSource: pipeline.ddl.createSource.replacingOccurrences(
+                of: "INCLUDE payload AS kafka_payload\n",
+                with: ""
+            ),
             views: [#"CREATE MATERIALIZED VIEW IF NOT EXISTS v AS SELECT * FROM s WHERE "age" IS NOT NULL"#],
             sample: Array(try ChangeEvent.insert(ScalarSample(id: 1), order: 1).jsonData())
         )

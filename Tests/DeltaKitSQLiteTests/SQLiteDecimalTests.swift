@@ -31,7 +31,10 @@ struct SQLiteDecimalTests {
             #"UPDATE scalar_samples SET deltakit_event = CAST(replace(CAST(deltakit_event AS TEXT), '"amount":"-123456789012345.678901234567891"', '"amount":-123456789012345.678901234567891') AS BLOB) WHERE id = 2;"#
         )
         #expect(
-            try SQLiteStateStoreTests.sqlite3(path, "SELECT instr(CAST(deltakit_event AS TEXT), '\"amount\":-1') > 0 FROM scalar_samples WHERE id = 2;")
+            try SQLiteStateStoreTests.sqlite3(
+                path,
+                "SELECT instr(CAST(deltakit_event AS TEXT), '\"amount\":-1') > 0 FROM scalar_samples WHERE id = 2;"
+            )
                 == "1\n"
         )
         let store = try SQLiteStateStore<ScalarSample>(configuration: .init(path: path, source: "samples"))

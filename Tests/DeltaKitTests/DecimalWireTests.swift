@@ -35,7 +35,8 @@ struct DecimalWireTests {
         "a decimal is read from a JSON number or from a string holding one",
         arguments: [
             (#""12.34""#, "12.34"), ("12.34", "12.34"), (#""-0.000001""#, "-0.000001"), (#""1e3""#, "1000"),
-            (#""1E-3""#, "0.001"), ("7", "7"), (#""0""#, "0"), (#""-123456789012345.678901234567891""#, "-123456789012345.678901234567891"),
+            (#""1E-3""#, "0.001"), ("7", "7"), (#""0""#, "0"),
+            (#""-123456789012345.678901234567891""#, "-123456789012345.678901234567891"),
         ]
     )
     func readsBothForms(json: String, expected: String) throws {
@@ -64,7 +65,9 @@ struct DecimalWireTests {
         #expect(decimal.precedes(.number("9.5", isInteger: false), .string("10.25")))
         #expect(decimal.precedes(.string("9.5"), .number("10.25", isInteger: false)))
         #expect(!decimal.precedes(.string("10.25"), .string("9.5")))
-        #expect(decimal.precedes(.string("123456789012345.678901234567890"), .string("123456789012345.678901234567891")))
+        #expect(
+            decimal.precedes(.string("123456789012345.678901234567890"), .string("123456789012345.678901234567891"))
+        )
     }
 
     @Test("JSON's number grammar, as the RisingWave view's pattern spells it")

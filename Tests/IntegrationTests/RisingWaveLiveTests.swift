@@ -205,7 +205,9 @@ struct LiveChangedUser: ChangeRecord {
 }
 
 extension RisingWaveLiveTests {
-    static var brokers: String { ProcessInfo.processInfo.environment["DELTAKIT_LIVE_KAFKA_BROKERS"] ?? "localhost:9092" }
+    static var brokers: String {
+        ProcessInfo.processInfo.environment["DELTAKIT_LIVE_KAFKA_BROKERS"] ?? "localhost:9092"
+    }
 
     @Test("a decimal of 28 significant digits reaches the view exactly: DeltaKit sends it as a JSON string")
     func decimal() async throws {
@@ -276,7 +278,11 @@ extension RisingWaveLiveTests {
         for message in messages {
             #expect(throws: ChangeEventDecodingError.self) { try ChangeEvent<DemoUser>(jsonData: Data(message.utf8)) }
         }
-        try KafkaTestSupport.produceRawViaPython(Self.brokers, topic: fixture.topic, values: messages.map { Array($0.utf8) })
+        try KafkaTestSupport.produceRawViaPython(
+            Self.brokers,
+            topic: fixture.topic,
+            values: messages.map { Array($0.utf8) }
+        )
         // One partition: once this later event is visible, every raw message before it was ingested.
         let receipt = try await fixture.sink.send(.insert(DemoUser(id: 2, name: "Bob", age: 30), order: 2))
         try await fixture.store.waitUntilVisible(receipt, timeout: .seconds(60))
@@ -297,7 +303,10 @@ extension RisingWaveLiveTests {
         let configuration = fixture.pipeline.configuration
         // The same pipeline again: RisingWave's catalog matches the generated definitions.
         try await fixture.pipeline.apply(on: fixture.connection)
-        #expect(fixture.pipeline.drift.differences(in: try await fixture.pipeline.drift.read(on: fixture.connection)).isEmpty)
+        #expect(
+            fixture.pipeline.drift.differences(in: try await fixture.pipeline.drift.read(on: fixture.connection))
+                .isEmpty
+        )
 
         var smaller = configuration
         smaller.historySize = 10
