@@ -30,6 +30,11 @@ struct Provision: AsyncParsableCommand {
     var dryRun = false
     @Flag(help: "Drop the objects instead of creating them.")
     var teardown = false
+    @Flag(
+        help:
+            "Drop and recreate objects that exist with another definition (provisioning refuses them otherwise); the views are rebuilt from what the topic still retains."
+    )
+    var replace = false
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -51,6 +56,7 @@ struct Provision: AsyncParsableCommand {
                 if teardown {
                     pipeline.teardownStatements.forEach { printLine($0 + ";") }
                 } else {
+                    if replace { pipeline.teardownStatements.forEach { printLine($0 + ";") } }
                     print(pipeline.script, terminator: "")
                 }
                 return
@@ -70,7 +76,7 @@ struct Provision: AsyncParsableCommand {
                 try await pipeline.teardown(on: connection)
                 printLine("Dropped the DeltaKit objects for '\(topic)'.")
             } else {
-                try await pipeline.apply(on: connection)
+                try await pipeline.apply(on: connection, replace: replace)
                 printLine(
                     "Provisioned source '\(pipeline.sourceName)', views '\(pipeline.viewName)' and '\(pipeline.historyViewName)', and subscription '\(pipeline.subscriptionName)' for topic '\(topic)'."
                 )

@@ -2,9 +2,10 @@
 // sources (one module, so internals are visible), never part of a library product.
 //
 // For every input: no trap, hang or leak (AddressSanitizer); the decoder's fast path and its `Codable` path accept
-// the same events and decode them equally; an accepted event re-encodes to bytes that decode to an
-// equal event (round trip); and where Foundation's JSONSerialization (a slow, independent reader) also reads the
-// input, it finds the same id, op and event_order — the decoder never invents data.
+// the same events and decode them equally (a decimal from a JSON number or a numeric string included); an accepted
+// event re-encodes to bytes that decode to an equal event (round trip); and where Foundation's JSONSerialization
+// (a slow, independent reader) also reads the input, it finds the same id, op and event_order — the decoder never
+// invents data.
 //
 // Repeated names (issue 17): an object the reader accepts has unique names (checked against JSONSerialization's
 // dictionary, an independent reader); and the same object with one of its names written again — plainly or
@@ -21,6 +22,7 @@ struct FuzzUser: ChangeRecord {
     var score: Double?
     var at: Date?
     var tier: Tier?
+    var amount: Decimal?
     var key: Int { id }
 }
 

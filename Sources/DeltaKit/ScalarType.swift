@@ -159,8 +159,11 @@ package struct ScalarType: Sendable {
             .make(
                 .decimal,
                 "Decimal",
-                "a number",
+                "a number, or a string holding one",
                 probe: { Decimal($0) },
+                // A JSON string of the exact decimal text: readers that parse JSON numbers as binary floating
+                // point (RisingWave's JSON parser does) round past ~15 significant digits, where every backend
+                // reads a string into a decimal exactly.
                 write: { v, b, field in
                     guard !v.isNaN else {
                         throw DeltaKitError(
@@ -168,12 +171,23 @@ package struct ScalarType: Sendable {
                             message: "field '\(field)' is NaN; JSON and SQL have no representation for it"
                         )
                     }
-                    b.append(contentsOf: v.description.utf8)
+                    FlatJSONWriter.appendString(v.description, to: &b)
                 },
                 parse: { Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) },
+                // Both forms: a JSON number (other producers, and events written before decimals were strings) or
+                // a string whose whole content is a JSON number. `Decimal(string:)` alone accepts a prefix
+                // ("12abc" is 12), so a string is checked against JSON's number grammar first.
                 read: { value in
-                    guard case .number(let text, _) = value else { return nil }
-                    return Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
+                    let text: String
+                    switch value {
+                    case .number(let number, _): text = number
+                    case .string(let string) where isJSONNumber(string): text = string
+                    default: return nil
+                    }
+                    guard let decimal = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")),
+                        !decimal.isNaN
+                    else { return nil }
+                    return decimal
                 },
                 precedes: { $0 < $1 }
             )
@@ -234,6 +248,33 @@ package struct ScalarType: Sendable {
             readJSON: read ?? { if case .string(let text) = $0 { parse(text) } else { nil } },
             precedes: { precedes($0 as! T, $1 as! T) }
         )
+    }
+
+    /// `true` when `text` is exactly one JSON number (RFC 8259: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`),
+    /// the content a decimal's JSON string may have. The RisingWave view checks the same pattern.
+    package static func isJSONNumber(_ text: String) -> Bool {
+        var bytes = text.utf8[...]
+        func digits() -> Int {
+            let count = bytes.prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }.count
+            bytes = bytes.dropFirst(count)
+            return count
+        }
+        if bytes.first == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+        if bytes.first == UInt8(ascii: "0") {
+            bytes = bytes.dropFirst()
+        } else if digits() == 0 {
+            return false
+        }
+        if bytes.first == UInt8(ascii: ".") {
+            bytes = bytes.dropFirst()
+            guard digits() > 0 else { return false }
+        }
+        if bytes.first == UInt8(ascii: "e") || bytes.first == UInt8(ascii: "E") {
+            bytes = bytes.dropFirst()
+            if bytes.first == UInt8(ascii: "+") || bytes.first == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+            guard digits() > 0 else { return false }
+        }
+        return bytes.isEmpty
     }
 
     private static func bytesPrecede(_ lhs: String, _ rhs: String) -> Bool {

@@ -10,7 +10,7 @@ struct ColumnModel: Sendable {
     /// one of these names would be ambiguous.
     static let reserved: Set = [
         ChangeEventField.operation, ChangeEventField.order, ChangeEventField.timestamp, "kafka_partition",
-        "kafka_offset", "kafka_key", "rn", "rw_timestamp",
+        "kafka_offset", "kafka_payload", "kafka_key", "rn", "rw_timestamp",
     ]
 
     /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming a record field that collides with a column DeltaKit
@@ -45,6 +45,24 @@ struct ColumnModel: Sendable {
             (ChangeEventField.operation, "VARCHAR"), (ChangeEventField.order, "BIGINT"),
             (ChangeEventField.timestamp, "TIMESTAMPTZ"),
         ]
+    }
+
+    /// The type RisingWave's and PostgreSQL's `information_schema.columns` report for a column of SQL type
+    /// `sqlType` (RisingWave: `DataType`'s display names, `src/common/src/types/mod.rs`).
+    static func catalogType(_ sqlType: String) -> String {
+        switch sqlType {
+        case "BOOLEAN": "boolean"
+        case "INT": "integer"
+        case "BIGINT": "bigint"
+        case "REAL": "real"
+        case "DOUBLE PRECISION": "double precision"
+        case "DECIMAL": "numeric"
+        case "VARCHAR": "character varying"
+        case "TIMESTAMPTZ": "timestamp with time zone"
+        case "JSONB": "jsonb"
+        case "BYTEA": "bytea"
+        default: sqlType.lowercased()
+        }
     }
 
     /// The columns of the latest-state view: the record's fields, `event_order` and `ts`.

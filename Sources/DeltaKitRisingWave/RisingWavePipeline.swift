@@ -17,7 +17,9 @@ public import DeltaKit
 /// - `latest_user_state_changes`: a subscription on the view, for ``RisingWaveStateStore/changes(from:)``;
 /// - optionally a keyed `FORMAT UPSERT` table (``Configuration/upsertTable``).
 ///
-/// ``apply(on:)`` and ``teardown(on:)`` are idempotent (`IF NOT EXISTS`, `DROP … IF EXISTS … CASCADE`).
+/// ``apply(on:replace:)`` and ``teardown(on:)`` are idempotent (`IF NOT EXISTS`, `DROP … IF EXISTS … CASCADE`);
+/// `apply` refuses objects that exist with another definition (another record declaration or configuration)
+/// unless told to replace them.
 /// Names are validated and quoted, literals escaped: no SQL injection through a topic or relation name.
 public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     /// The configuration.
@@ -30,6 +32,8 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
     let ddl: PipelineDDL
     /// The statements the store and its change feeds run on the objects.
     let queries: PipelineQueries
+    /// What RisingWave's catalog must hold for objects that already exist.
+    let drift: PipelineDrift
 
     /// The source's name: ``Configuration/sourceName``, or `<record>_events` derived from the record type.
     public var sourceName: String { names.source }
@@ -65,9 +69,10 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
         self.columns = columns
         self.ddl = try PipelineDDL(names: names, columns: columns, configuration: configuration)
         self.queries = try PipelineQueries(names: names, columns: columns)
+        self.drift = PipelineDrift(names: names, columns: columns, ddl: ddl, configuration: configuration)
     }
 
-    /// The whole provisioning script, `;`-terminated: what ``apply(on:)`` runs, for review or for running it
+    /// The whole provisioning script, `;`-terminated: what ``apply(on:replace:)`` runs, for review or for running it
     /// with other tools (`UserEvents provision --dry-run` prints it).
     public var script: String { ddl.script }
 
@@ -76,12 +81,25 @@ public struct RisingWavePipeline<Record: ChangeRecord>: Sendable {
 
     /// Creates every object; idempotent. Each statement runs on its own (DDL is not transactional on RisingWave).
     ///
+    /// Objects that already exist are first compared with the generated definitions — their columns and types,
+    /// the views' queries, the history's size, the source's topic and the subscription's retention — because
+    /// `CREATE … IF NOT EXISTS` would keep an object whatever its definition, and reads would then fail or apply
+    /// old rules. With `replace`, every object is dropped first (``teardown(on:)``, dependents first) and created
+    /// again: the views are rebuilt from the events the topic still retains.
+    ///
     /// The topic must exist first: RisingWave refuses `CREATE SOURCE` on a missing topic and never creates one
     /// (create it with `KafkaTopicAdmin.ensureTopic`, as `UserEvents provision` does).
     ///
-    /// - Throws: `DeltaKitError` (`rejected`) naming the topic when RisingWave refuses the source, with its
-    ///   ``RisingWaveError``; `queryFailed` for any other statement.
-    public func apply(on connection: RisingWaveConnection) async throws {
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) naming each existing object that differs and what
+    ///   differs, when `replace` is `false`; (`rejected`) naming the topic when RisingWave refuses the source, with
+    ///   its ``RisingWaveError``; `queryFailed` for any other statement.
+    public func apply(on connection: RisingWaveConnection, replace: Bool = false) async throws {
+        if replace {
+            try await teardown(on: connection)
+        } else {
+            let differences = drift.differences(in: try await drift.read(on: connection))
+            guard differences.isEmpty else { throw PipelineDrift.error(differences) }
+        }
         for statement in ddl.apply {
             do {
                 try await connection.execute(statement)

@@ -51,6 +51,18 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
             #"{"id":1,"name":"Mallory","op":"insert","event_order":907,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
             #"{"id":2,"name":null,"age":5,"op":"delete","event_order":908,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
             #"{"id":3,"name":"Mallory","age":null,"op":"delete","event_order":909,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            // What another producer may write, and RisingWave's lenient JSON parsing would read into the columns:
+            // a numeric string for a number, a number or boolean for a string, an integer `ts`, a string
+            // `event_order`, names in another case, a fraction for an integer.
+            #"{"id":1,"name":"Mallory","age":"41","op":"update","event_order":910,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":2,"name":42,"age":1,"op":"update","event_order":911,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":3,"name":true,"age":1,"op":"update","event_order":912,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":1,"name":"Mallory","age":1,"op":"update","event_order":913,"ts":1704067200000}"#,
+            #"{"id":2,"name":"Mallory","age":1,"op":"update","event_order":"914","ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"ID":3,"name":"Mallory","age":1,"op":"update","event_order":915,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":1,"NAME":"Mallory","age":1,"op":"update","event_order":916,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":2,"name":"Mallory","age":41.0,"op":"update","event_order":917,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
+            #"{"id":"3","name":"Mallory","age":1,"op":"update","event_order":918,"ts":"2024-01-01T00:00:00.000000+00:00"}"#,
             "not json at all",
             "",
         ]

@@ -28,6 +28,7 @@ struct PipelineSQLTests {
             )
             INCLUDE partition AS kafka_partition
             INCLUDE offset AS kafka_offset
+            INCLUDE payload AS kafka_payload
             WITH (
               connector = 'kafka',
               topic = 'user-events',
@@ -38,19 +39,19 @@ struct PipelineSQLTests {
             CREATE MATERIALIZED VIEW IF NOT EXISTS "latest_user_state" AS
             SELECT "id", "name", "age", "event_order", "ts"
             FROM (
-              SELECT *, ROW_NUMBER() OVER (
+              SELECT "id", "name", "age", "event_order", "ts", "op", ROW_NUMBER() OVER (
                 PARTITION BY "id"
                 ORDER BY "event_order" DESC, ("op" = 'delete') DESC, "ts" DESC, "name" DESC NULLS LAST, "age" DESC NULLS LAST, "op" DESC, kafka_offset::BIGINT DESC
               ) AS rn
               FROM "user_events"
-              WHERE "id" IS NOT NULL AND "event_order" IS NOT NULL AND "ts" IS NOT NULL AND (("op" = 'delete' AND "name" IS NULL AND "age" IS NULL) OR ("op" IN ('insert', 'update') AND "name" IS NOT NULL AND "age" IS NOT NULL))
+              WHERE "id" IS NOT NULL AND "event_order" IS NOT NULL AND "ts" IS NOT NULL AND (("op" = 'delete' AND "name" IS NULL AND "age" IS NULL) OR ("op" IN ('insert', 'update') AND "name" IS NOT NULL AND "age" IS NOT NULL)) AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'id'), 'null') WHEN 'null' THEN "id" IS NULL WHEN 'number' THEN "id" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'name'), 'null') WHEN 'null' THEN "name" IS NULL WHEN 'string' THEN "name" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'age'), 'null') WHEN 'null' THEN "age" IS NULL WHEN 'number' THEN "age" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'op'), 'null') WHEN 'null' THEN "op" IS NULL WHEN 'string' THEN "op" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'event_order'), 'null') WHEN 'null' THEN "event_order" IS NULL WHEN 'number' THEN "event_order" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'ts'), 'null') WHEN 'null' THEN "ts" IS NULL WHEN 'string' THEN "ts" IS NOT NULL ELSE FALSE END AND 'deltakit-definition:c5042654afbcc42a' IS NOT NULL
             ) AS ranked
             WHERE rn = 1 AND "op" <> 'delete';
 
             CREATE MATERIALIZED VIEW IF NOT EXISTS "latest_user_state_history" AS
             SELECT "id", "name", "age", "op", "event_order", "ts", kafka_partition, kafka_offset
             FROM "user_events"
-            WHERE "id" IS NOT NULL AND "event_order" IS NOT NULL AND "ts" IS NOT NULL AND (("op" = 'delete' AND "name" IS NULL AND "age" IS NULL) OR ("op" IN ('insert', 'update') AND "name" IS NOT NULL AND "age" IS NOT NULL))
+            WHERE "id" IS NOT NULL AND "event_order" IS NOT NULL AND "ts" IS NOT NULL AND (("op" = 'delete' AND "name" IS NULL AND "age" IS NULL) OR ("op" IN ('insert', 'update') AND "name" IS NOT NULL AND "age" IS NOT NULL)) AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'id'), 'null') WHEN 'null' THEN "id" IS NULL WHEN 'number' THEN "id" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'name'), 'null') WHEN 'null' THEN "name" IS NULL WHEN 'string' THEN "name" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'age'), 'null') WHEN 'null' THEN "age" IS NULL WHEN 'number' THEN "age" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'op'), 'null') WHEN 'null' THEN "op" IS NULL WHEN 'string' THEN "op" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'event_order'), 'null') WHEN 'null' THEN "event_order" IS NULL WHEN 'number' THEN "event_order" IS NOT NULL ELSE FALSE END AND CASE COALESCE(jsonb_typeof(kafka_payload -> 'ts'), 'null') WHEN 'null' THEN "ts" IS NULL WHEN 'string' THEN "ts" IS NOT NULL ELSE FALSE END AND 'deltakit-definition:626bf71c875ce221' IS NOT NULL
             ORDER BY "event_order" DESC, kafka_offset::BIGINT DESC, kafka_partition DESC
             LIMIT 1000;
 

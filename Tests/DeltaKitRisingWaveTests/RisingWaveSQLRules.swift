@@ -70,6 +70,56 @@ enum RisingWaveSQLRules {
         return problems
     }
 
+    /// The rules that need the producer's side too: `createSource` is a `FORMAT PLAIN ENCODE JSON` source's DDL,
+    /// `views` the views over it, `sample` one event as DeltaKit's producer writes it (risingwave.md, "Second
+    /// review": JSON numbers go through f64, default JSON access is lax).
+    ///
+    /// - A DECIMAL column must arrive as a JSON string: RisingWave reads a JSON number through a 64-bit float and
+    ///   rounds past ~15 significant digits, where it parses a string into DECIMAL exactly.
+    /// - The source must keep the message (`INCLUDE payload AS kafka_payload`), and each view must check every
+    ///   column's JSON type there (`jsonb_typeof(kafka_payload -> 'column')`), a DECIMAL's string against JSON's
+    ///   number grammar: RisingWave's parser reads numeric strings into numbers, numbers and booleans into text,
+    ///   integers into timestamps and names case-insensitively, so the columns alone admit events the core refuses.
+    static func jsonSourceViolations(createSource: String, views: [String], sample: [UInt8]) -> [String] {
+        var problems: [String] = []
+        let columns = declaredColumns(createSource)
+        let event = (try? JSONSerialization.jsonObject(with: Data(sample))) as? [String: Any] ?? [:]
+        for (name, type) in columns where type == "DECIMAL" || type.hasPrefix("NUMERIC") {
+            if let value = event[name], !(value is String), !(value is NSNull) {
+                problems.append(
+                    "the DECIMAL column \"\(name)\" is read from a JSON number (\(value)): RisingWave parses it through f64; write it as a string"
+                )
+            }
+        }
+        if !createSource.contains("INCLUDE payload AS kafka_payload") {
+            problems.append("the source does not keep the message (INCLUDE payload AS kafka_payload)")
+        }
+        for view in views {
+            for (name, type) in columns {
+                let key = "'" + name.replacingOccurrences(of: "'", with: "''") + "'"
+                if !view.contains("jsonb_typeof(kafka_payload -> \(key))") {
+                    problems.append("a view reads \"\(name)\" without checking its JSON type in the payload")
+                }
+                if type == "DECIMAL", !view.contains("kafka_payload ->> \(key) ~ '") {
+                    problems.append("a view reads the DECIMAL \"\(name)\" from a string without checking its grammar")
+                }
+            }
+        }
+        return problems
+    }
+
+    /// `(name, type)` of each column a `CREATE SOURCE` declares, one per line as DeltaKit writes them.
+    static func declaredColumns(_ createSource: String) -> [(name: String, type: String)] {
+        guard let open = createSource.firstIndex(of: "("), let close = createSource.range(of: "\n)")?.lowerBound
+        else { return [] }
+        return createSource[createSource.index(after: open)..<close].split(separator: "\n").compactMap { line in
+            let text = line.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: ","))
+            guard text.hasPrefix("\""), let end = text.dropFirst().firstIndex(of: "\"") else { return nil }
+            let name = String(text[text.index(after: text.startIndex)..<end])
+            return (name, text[text.index(after: end)...].trimmingCharacters(in: .whitespaces))
+        }
+    }
+
     /// `sql` with the contents of '…' and "…" blanked out, so that a `;` or keyword inside a literal or an
     /// identifier does not count.
     static func stripQuoted(_ sql: String) -> String {

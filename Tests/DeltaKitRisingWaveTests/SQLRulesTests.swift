@@ -28,6 +28,8 @@ struct SQLRulesTests {
                 (try queries.declareCursor("c", start: .since(1)), false),
                 (try queries.fetchCursor("c", count: 500, timeout: .milliseconds(300)), true),
             ]
+            let catalog = try pipeline.drift.queries()
+            statements += [catalog.columns, catalog.definitions, catalog.topics, catalog.retentions].map { ($0, true) }
         }
         return statements
     }
@@ -66,6 +68,52 @@ struct SQLRulesTests {
     func catches(sql: String, expected: String) {
         let problems = RisingWaveSQLRules.violations(sql, extended: true)
         #expect(problems.contains { $0.contains(expected) }, "\(problems)")
+    }
+
+    @Test("the generated source and views read every column as the core does: decimals as strings, types checked")
+    func jsonSourceRules() throws {
+        for configuration: RisingWavePipeline<ScalarSample>.Configuration in [
+            .init(topic: "t"), .init(topic: "t", upsertTable: "upserted", historySize: 5),
+        ] {
+            let pipeline = try RisingWavePipeline<ScalarSample>(configuration: configuration)
+            let sample = try ChangeEvent.insert(ScalarSample(id: 1), order: 1).jsonData()
+            let problems = RisingWaveSQLRules.jsonSourceViolations(
+                createSource: pipeline.ddl.createSource,
+                views: [pipeline.ddl.createView, pipeline.ddl.createHistoryView],
+                sample: Array(sample)
+            )
+            #expect(problems.isEmpty, "\(problems)")
+            #expect(RisingWaveSQLRules.declaredColumns(pipeline.ddl.createSource).count == 16)
+        }
+    }
+
+    @Test("the JSON source rules catch a decimal read from a JSON number and a view that trusts the columns")
+    func jsonSourceRulesCatch() throws {
+        let pipeline = try RisingWavePipeline<ScalarSample>(configuration: .init(topic: "t"))
+        // What the core wrote before: the decimal as a JSON number.
+        let sample = String(
+            decoding: try ChangeEvent.insert(ScalarSample(id: 1), order: 1).jsonData(),
+            as: UTF8.self
+        )
+        .replacingOccurrences(of: #""amount":"12.34""#, with: #""amount":12.34"#)
+        let number = RisingWaveSQLRules.jsonSourceViolations(
+            createSource: pipeline.ddl.createSource,
+            views: [],
+            sample: Array(sample.utf8)
+        )
+        #expect(number.contains { $0.contains(#"DECIMAL column "amount" is read from a JSON number"#) }, "\(number)")
+        // A view with only the column checks (the view before payload checks), over a source without the payload.
+        let lax = RisingWaveSQLRules.jsonSourceViolations(
+            createSource: pipeline.ddl.createSource.replacingOccurrences(
+                of: "INCLUDE payload AS kafka_payload\n",
+                with: ""
+            ),
+            views: [#"CREATE MATERIALIZED VIEW IF NOT EXISTS v AS SELECT * FROM s WHERE "age" IS NOT NULL"#],
+            sample: Array(try ChangeEvent.insert(ScalarSample(id: 1), order: 1).jsonData())
+        )
+        #expect(lax.contains { $0.contains("INCLUDE payload") })
+        #expect(lax.contains { $0.contains(#"reads "label" without checking its JSON type"#) })
+        #expect(lax.contains { $0.contains(#"DECIMAL "amount" from a string without checking"#) })
     }
 
     @Test("text inside literals and quoted names does not count")

@@ -71,7 +71,7 @@ struct LiveFixture: Sendable {
     let sink: KafkaEventSink<DemoUser>
     let store: RisingWaveStateStore<DemoUser>
 
-    static func make() async throws -> LiveFixture {
+    static func make(partitions: Int? = nil) async throws -> LiveFixture {
         let env = ProcessInfo.processInfo.environment
         let url = try #require(env["DELTAKIT_RISINGWAVE_URL"])
         let brokers = env["DELTAKIT_LIVE_KAFKA_BROKERS"] ?? "localhost:9092"
@@ -87,7 +87,11 @@ struct LiveFixture: Sendable {
             )
         )
         let sink = try await KafkaEventSink<DemoUser>(
-            configuration: .init(kafka: .init(bootstrapServers: [brokers]), topic: topic, createTopic: .init())
+            configuration: .init(
+                kafka: .init(bootstrapServers: [brokers]),
+                topic: topic,
+                createTopic: partitions.map { .init(partitions: $0) } ?? .init()
+            )
         )
         let connection = try await RisingWaveConnection(configuration: .init(url: url))
         try await pipeline.apply(on: connection)
@@ -179,5 +183,157 @@ extension RisingWaveLiveTests {
         #expect(try await fixture.store.count() == reference.liveCount)
         #expect(try await fixture.store.history(limit: 10).allSatisfy { $0.order < 100 })
         try await fixture.pipeline.teardown(on: fixture.connection)
+    }
+}
+
+/// A record with a decimal, for the live decimal check.
+struct LiveAmount: ChangeRecord {
+    static let keyField = "id"
+    var id: Int
+    var amount: Decimal
+    var key: Int { id }
+}
+
+/// The demo user as a changed declaration has it: `age` an `Int32`, an optional `email`.
+struct LiveChangedUser: ChangeRecord {
+    static let keyField = "id"
+    var id: Int
+    var name: String
+    var age: Int32
+    var email: String?
+    var key: Int { id }
+}
+
+extension RisingWaveLiveTests {
+    static var brokers: String {
+        ProcessInfo.processInfo.environment["DELTAKIT_LIVE_KAFKA_BROKERS"] ?? "localhost:9092"
+    }
+
+    @Test("a decimal of 28 significant digits reaches the view exactly: DeltaKit sends it as a JSON string")
+    func decimal() async throws {
+        let env = ProcessInfo.processInfo.environment
+        let url = try #require(env["DELTAKIT_RISINGWAVE_URL"])
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let topic = "deltakit-live-dec-\(suffix)"
+        let pipeline = try RisingWavePipeline<LiveAmount>(
+            configuration: .init(
+                topic: topic,
+                bootstrapServers: env["DELTAKIT_RISINGWAVE_KAFKA"] ?? "redpanda:29092",
+                sourceName: "ev_\(suffix)",
+                viewName: "st_\(suffix)"
+            )
+        )
+        let sink = try await KafkaEventSink<LiveAmount>(
+            configuration: .init(
+                kafka: .init(bootstrapServers: [Self.brokers]),
+                topic: topic,
+                createTopic: .init(partitions: 1)
+            )
+        )
+        let connection = try await RisingWaveConnection(configuration: .init(url: url))
+        try await pipeline.apply(on: connection)
+        let store = RisingWaveStateStore(connection: connection, pipeline: pipeline)
+        // RisingWave's DECIMAL holds 28 significant digits; through a JSON number (a 64-bit float) ~15 survive.
+        let exact = Decimal(string: "12345678901234.56789012345678")!
+        _ = try await sink.send(.insert(LiveAmount(id: 1, amount: exact), order: 1))
+        // Another producer's JSON number: RisingWave reads it through f64 (a known difference, semantics.md).
+        try KafkaTestSupport.produceRawViaPython(
+            Self.brokers,
+            topic: topic,
+            values: [
+                Array(
+                    #"{"id":2,"amount":12345678901234.56789012345678,"op":"insert","event_order":2,"ts":"2024-01-01T00:00:00.000000+00:00"}"#
+                        .utf8
+                )
+            ]
+        )
+        let receipt = try await sink.send(.insert(LiveAmount(id: 3, amount: -exact), order: 3))
+        try await store.waitUntilVisible(receipt, timeout: .seconds(60))
+        #expect(try await store.value(forKey: 1)?.amount == exact)
+        #expect(try await store.value(forKey: 3)?.amount == -exact)
+        #expect(try await store.value(forKey: 2)?.amount != exact)
+        try await sink.close()
+        try await pipeline.teardown(on: connection)
+    }
+
+    @Test(
+        "other producers' JSON: RisingWave's parser fills the columns, the view's check of the message keeps it out"
+    )
+    func otherProducersJSON() async throws {
+        let fixture = try await LiveFixture.make(partitions: 1)
+        let alice = ChangeEvent.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1)
+        _ = try await fixture.sink.send(alice)
+        let ts = "2024-01-01T00:00:00.000000+00:00"
+        let messages = [
+            #"{"id":1,"name":"Mallory","age":"41","op":"update","event_order":9,"ts":"\#(ts)"}"#,
+            #"{"id":1,"name":42,"age":1,"op":"update","event_order":9,"ts":"\#(ts)"}"#,
+            #"{"id":1,"name":false,"age":1,"op":"update","event_order":9,"ts":"\#(ts)"}"#,
+            #"{"id":1,"name":"Mallory","age":1,"op":"update","event_order":9,"ts":1704067200000}"#,
+            #"{"id":1,"name":"Mallory","age":1,"op":"update","event_order":"9","ts":"\#(ts)"}"#,
+            #"{"ID":1,"name":"Mallory","age":1,"op":"update","event_order":9,"ts":"\#(ts)"}"#,
+            #"{"id":1,"Name":"Mallory","age":1,"op":"update","event_order":9,"ts":"\#(ts)"}"#,
+            #"{"id":"1","name":"Mallory","age":1,"op":"update","event_order":9,"ts":"\#(ts)"}"#,
+            #"{"id":1,"name":"Mallory","age":1,"Op":"update","event_order":9,"ts":"\#(ts)"}"#,
+        ]
+        for message in messages {
+            #expect(throws: ChangeEventDecodingError.self) { try ChangeEvent<DemoUser>(jsonData: Data(message.utf8)) }
+        }
+        try KafkaTestSupport.produceRawViaPython(
+            Self.brokers,
+            topic: fixture.topic,
+            values: messages.map { Array($0.utf8) }
+        )
+        // One partition: once this later event is visible, every raw message before it was ingested.
+        let receipt = try await fixture.sink.send(.insert(DemoUser(id: 2, name: "Bob", age: 30), order: 2))
+        try await fixture.store.waitUntilVisible(receipt, timeout: .seconds(60))
+        // RisingWave's lenient JSON access read every one of them into the columns (the documented difference) …
+        let raw = try await fixture.connection.query(
+            "SELECT count(*) AS n FROM \"\(fixture.pipeline.sourceName)\" WHERE event_order = 9 AND id = 1 AND name IS NOT NULL AND age IS NOT NULL AND ts IS NOT NULL AND op = 'update'"
+        )
+        #expect(try raw[0].decode("n", as: Int.self) == messages.count)
+        // … and none of them reaches the state or the history.
+        #expect(try await fixture.store.value(forKey: 1) == alice.record)
+        #expect(try await fixture.store.history(limit: 20).allSatisfy { $0.order < 9 })
+        try await fixture.pipeline.teardown(on: fixture.connection)
+    }
+
+    @Test("provisioning refuses objects of another definition, naming the difference; replace recreates them")
+    func driftAndReplace() async throws {
+        let fixture = try await LiveFixture.make()
+        let configuration = fixture.pipeline.configuration
+        // The same pipeline again: RisingWave's catalog matches the generated definitions.
+        try await fixture.pipeline.apply(on: fixture.connection)
+        #expect(
+            fixture.pipeline.drift.differences(in: try await fixture.pipeline.drift.read(on: fixture.connection))
+                .isEmpty
+        )
+
+        var smaller = configuration
+        smaller.historySize = 10
+        let resized = try RisingWavePipeline<DemoUser>(configuration: smaller)
+        let sizeError = await #expect(throws: DeltaKitError.self) { try await resized.apply(on: fixture.connection) }
+        #expect(sizeError?.code == .invalidConfiguration)
+        #expect(sizeError?.message.contains("historySize is 10") == true, "\(String(describing: sizeError))")
+        #expect(sizeError?.message.contains("provision --replace") == true)
+
+        let changed = try RisingWavePipeline<LiveChangedUser>(
+            configuration: .init(
+                topic: configuration.topic,
+                bootstrapServers: configuration.bootstrapServers,
+                sourceName: fixture.pipeline.sourceName,
+                viewName: fixture.pipeline.viewName
+            )
+        )
+        let recordError = await #expect(throws: DeltaKitError.self) { try await changed.apply(on: fixture.connection) }
+        #expect(recordError?.message.contains(#"column "age" is bigint, generated integer"#) == true)
+        #expect(recordError?.message.contains(#"column "email" (character varying) is missing"#) == true)
+
+        try await resized.apply(on: fixture.connection, replace: true)
+        #expect(resized.drift.differences(in: try await resized.drift.read(on: fixture.connection)).isEmpty)
+        let store = RisingWaveStateStore(connection: fixture.connection, pipeline: resized)
+        let receipt = try await fixture.sink.send(.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1))
+        try await store.waitUntilVisible(receipt, timeout: .seconds(60))
+        #expect(try await store.value(forKey: 1) == DemoUser(id: 1, name: "Alice", age: 25))
+        try await resized.teardown(on: fixture.connection)
     }
 }

@@ -137,7 +137,10 @@ struct RisingWaveOnPostgresTests {
         try await emulation.connection.execute(
             """
             INSERT INTO "\(table)"
-            SELECT g, 'user ' || g, 20 + g % 50, 'insert', g, now(), '0', g::text FROM generate_series(1, 100000) AS g
+            SELECT g, 'user ' || g, 20 + g % 50, 'insert', g, now(), '0', g::text,
+              jsonb_build_object('id', g, 'name', 'user ' || g, 'age', 20 + g % 50, 'op', 'insert', 'event_order', g,
+                'ts', '2024-01-01T00:00:00.000000+00:00')
+            FROM generate_series(1, 100000) AS g
             """
         )
         var count = 0
@@ -179,7 +182,12 @@ struct RisingWaveOnPostgresTests {
         let table = emulation.pipeline.sourceName
         let late = Task {
             try await Task.sleep(for: .milliseconds(300))
-            try await writer.execute("INSERT INTO \"\(table)\" VALUES (1, 'A', 1, 'insert', 5, now(), '1', '0')")
+            try await writer.execute(
+                """
+                INSERT INTO "\(table)" VALUES (1, 'A', 1, 'insert', 5, now(), '1', '0',
+                  '{"id":1,"name":"A","age":1,"op":"insert","event_order":5,"ts":"2024-01-01T00:00:00.000000+00:00"}')
+                """
+            )
         }
         try await store.waitUntilVisible(both, timeout: .seconds(10), pollInterval: .milliseconds(20))
         // Returning means the partition-1 event is visible: the highest order alone would have returned at once.

@@ -595,6 +595,8 @@ struct UserEventsCLITests {
     func provisionCreatesTopic() async throws {
         let brokers = try TestEnvironment.requireKafka()
         let url = try await PostgresEmulation.freshDatabase(try TestEnvironment.requirePostgres())
+        // The catalog provisioning reads first (empty: nothing to compare).
+        try await PostgresEmulation.emulateCatalog(on: RisingWaveConnection(configuration: .init(url: url)))
         let topic = TestEnvironment.uniqueTopic("provision")
         let admin = try KafkaTopicAdmin(configuration: .init(bootstrapServers: [brokers]))
         #expect(try await admin.partitions(of: topic) == nil)
