@@ -124,10 +124,8 @@ extension RisingWaveLiveTests {
                 let receipt = try await sink.send(contentsOf: events)
                 try await sink.close()
                 try await store.waitUntilVisible(receipt, timeout: .seconds(60))
-            },
-            // RisingWave's subscription may combine changes to one key made between two barriers: not checked
-            // one by one until the suite has a mode for a feed that coalesces.
-            everyChange: false
+            }
+            // The contract mode: RisingWave's subscription keeps the net change per key per checkpoint.
         ).run()
     }
 
