@@ -41,13 +41,12 @@ public struct RisingWaveChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendabl
     let start: ChangeFeedStart
     let fetchTimeout: Duration
     let logger: Logger
+    /// How many rows one `FETCH` asks for.
+    let fetchCount: Int
     /// Turns each cursor statement into the SQL sent (tests run the cursor protocol on PostgreSQL with it).
     let rewrite: @Sendable (String) -> String
     /// The session and cursor declared at creation, with the cursor protocol's state after the declaration.
     let opened: (connection: RisingWaveConnection, cursor: String, machine: SubscriptionCursor<Record>)
-
-    /// How many rows one `FETCH` asks for.
-    static var fetchCount: Int { 500 }
 
     /// Opens the feed's connection and declares its cursor.
     ///
@@ -59,6 +58,7 @@ public struct RisingWaveChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendabl
         pipeline: RisingWavePipeline<Record>,
         start: ChangeFeedStart,
         fetchTimeout: Duration,
+        fetchCount: Int,
         logger: Logger,
         rewrite: @escaping @Sendable (String) -> String
     ) async throws -> RisingWaveChangeFeed {
@@ -75,6 +75,7 @@ public struct RisingWaveChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendabl
                     start: start,
                     fetchTimeout: fetchTimeout,
                     logger: logger,
+                    fetchCount: fetchCount,
                     rewrite: rewrite,
                     opened: (connection, cursor, machine)
                 )
@@ -83,8 +84,8 @@ public struct RisingWaveChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendabl
                 case .changesGone:
                     await connection.close()
                     throw machine.changesGone(error)
-                case .retryLater where attempt < 5:
-                    // RisingWave's clock is behind the position by less than a few seconds (frontends whose clocks
+                case .retryLater where attempt < 4:
+                    // RisingWave's clock is behind the position by a few seconds at most (frontends whose clocks
                     // differ): wait for it.
                     attempt += 1
                     try await Task.sleep(for: .milliseconds(100 << attempt))
@@ -155,7 +156,7 @@ public struct RisingWaveChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendabl
                         feed.rewrite(
                             try feed.pipeline.queries.fetchCursor(
                                 cursor,
-                                count: RisingWaveChangeFeed.fetchCount,
+                                count: feed.fetchCount,
                                 timeout: feed.fetchTimeout
                             )
                         )

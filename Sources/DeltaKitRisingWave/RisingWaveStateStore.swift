@@ -97,8 +97,15 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
     }
 
     /// Waits until every event in `receipt` (what `KafkaEventSink.send` returned) is ingested: each partition
-    /// in it has reached its offset. Then a read sees those events (read-your-writes), since the views are
-    /// consistent with each other.
+    /// in it has reached its offset in the progress view. Then a read sees those events (read-your-writes): the
+    /// views read one source and are updated in the same checkpoints.
+    ///
+    /// Except right after provisioning a pipeline on a topic that already holds data: each new view then backfills
+    /// the topic on its own (RisingWave's source backfill, `SourceCachingUp`) and joins the shared source only when
+    /// the source has caught up with it, so for a while the progress view — created last — can be ahead of the
+    /// latest-state view, and this can return before the events are in the state. It holds again once the source's
+    /// reader has passed the offsets the views backfilled to. Provision before producing (the usual order), or allow
+    /// for that catch-up when provisioning over existing data (`Documentation/operations.md`).
     ///
     /// - Throws: `DeltaKitError` with code `timedOut` naming the partitions still behind and how far.
     public func waitUntilVisible(
@@ -156,17 +163,25 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
         connection configuration: RisingWaveConnection.Configuration,
         fetchTimeout: Duration = .seconds(5)
     ) async throws -> RisingWaveChangeFeed<Record> {
-        try await changes(from: start, connection: configuration, fetchTimeout: fetchTimeout, rewrite: { $0 })
+        try await changes(
+            from: start,
+            connection: configuration,
+            fetchTimeout: fetchTimeout,
+            fetchCount: 500,
+            rewrite: { $0 }
+        )
     }
 
     /// The longest `FETCH` wait a feed may ask for: on RisingWave v3.0.3 and earlier, cancellation waits for it.
     static var maximumFetchTimeout: Duration { .seconds(60) }
 
-    /// Starts a change feed whose cursor statements pass through `rewrite` (tests run them on PostgreSQL).
+    /// Starts a change feed that fetches up to `fetchCount` rows at a time and passes its cursor statements through
+    /// `rewrite` (tests run them on PostgreSQL).
     func changes(
         from start: ChangeFeedStart,
         connection configuration: RisingWaveConnection.Configuration,
         fetchTimeout: Duration,
+        fetchCount: Int,
         rewrite: @escaping @Sendable (String) -> String
     ) async throws -> RisingWaveChangeFeed<Record> {
         guard fetchTimeout <= Self.maximumFetchTimeout else {
@@ -181,6 +196,7 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
             pipeline: pipeline,
             start: start,
             fetchTimeout: fetchTimeout,
+            fetchCount: fetchCount,
             logger: logger,
             rewrite: rewrite
         )

@@ -19,6 +19,9 @@ struct SubscriptionCursor<Record: ChangeRecord> {
     private var declaredFull = false
     /// Whether snapshot rows were handed out (a lost session then cannot resume until a change gives a position).
     private var deliveredSnapshot = false
+    /// The record an `UpdateDelete` row removed, until its `UpdateInsert` (the next row; a `FETCH` or a new session
+    /// may come between them).
+    private var updatedFrom: Record?
     private var startError: (any Error)?
 
     init(start: ChangeFeedStart) {
@@ -117,8 +120,15 @@ struct SubscriptionCursor<Record: ChangeRecord> {
             counted = (epoch, rows)
             if let skip, skip.epoch == epoch, rows <= skip.rows { continue }
             position = (epoch, rows)
-            guard let kind = try Self.kind(of: row) else { continue }
+            guard let kind = try Self.kind(of: row) else {
+                updatedFrom = try RisingWaveStateStore<Record>.record(from: row)
+                continue
+            }
             let record = try RisingWaveStateStore<Record>.record(from: row)
+            defer { updatedFrom = nil }
+            // The view's row changed but the record did not (a later event with the same values: only its
+            // `event_order` or `ts` moved): no visible change, as `LatestState.apply` reports none.
+            if kind == .update, let old = updatedFrom, old == record { continue }
             elements.append(
                 ChangeFeedElement(
                     change: StateChange(kind: kind, key: record.key, record: record),
@@ -185,12 +195,17 @@ struct SubscriptionCursor<Record: ChangeRecord> {
     /// - "rw_timestamp is too large, need to be less than the current unix_millis" (the frontend's clock is behind
     ///   the position) → retry later.
     ///
-    /// A lost connection redeclares too, as does PostgreSQL's "cursor … does not exist" (SQLSTATE `34000`).
+    /// A lost connection redeclares too (also when libpq reports the server's last words, SQLSTATE class `08` or
+    /// `57P`, before it marks the connection bad), as does PostgreSQL's "cursor … does not exist" (SQLSTATE `34000`).
     static func failure(of error: any Error) -> Failure {
         guard let error = error as? DeltaKitError else { return .fatal }
         if error.code == .connectionFailed { return .redeclare }
         guard let server = error.underlying as? RisingWaveError else { return .fatal }
-        if server.isConnectionError { return .redeclare }
+        // The server ended the session (PostgreSQL's 57P01 "terminating connection due to administrator command",
+        // class 08 connection errors): libpq may report it before it marks the connection bad.
+        if server.isConnectionError || server.sqlState.map({ $0.hasPrefix("08") || $0.hasPrefix("57P") }) == true {
+            return .redeclare
+        }
         let message = server.message.lowercased()
         if message.contains("rw_timestamp is too small") || message.contains("no data found for rw_timestamp") {
             return .changesGone

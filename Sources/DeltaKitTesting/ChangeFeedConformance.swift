@@ -400,9 +400,10 @@ private struct FeedLedger {
 }
 
 /// Reads a feed in a task of its own, so that a check can wait for its next element with a deadline instead of
-/// waiting forever for an element that never comes.
-final class FeedReader<Element: Sendable>: Sendable {
-    enum Item: Sendable {
+/// waiting forever for an element that never comes. (Package-wide: DeltaKit's backend tests read feeds with it.)
+package final class FeedReader<Element: Sendable>: Sendable {
+    /// What a wait gave.
+    package enum Item: Sendable {
         case element(Element)
         case end
         case failure(any Error)
@@ -420,7 +421,8 @@ final class FeedReader<Element: Sendable>: Sendable {
     private let state = Mutex(State())
     private let pump = Mutex<Task<Void, Never>?>(nil)
 
-    init<Feed: AsyncSequence & Sendable>(_ feed: Feed) where Feed.Element == Element {
+    /// Starts reading `feed`.
+    package init<Feed: AsyncSequence & Sendable>(_ feed: Feed) where Feed.Element == Element {
         let task = Task { [self] in
             do {
                 for try await element in feed {
@@ -436,10 +438,10 @@ final class FeedReader<Element: Sendable>: Sendable {
     }
 
     /// Stops reading the feed (cancels the reading task).
-    func stop() { pump.withLock { $0?.cancel() } }
+    package func stop() { pump.withLock { $0?.cancel() } }
 
     /// The next element, the end of the feed or its error — or ``Item/timedOut`` when none came before `deadline`.
-    func next(before deadline: ContinuousClock.Instant) async -> Item {
+    package func next(before deadline: ContinuousClock.Instant) async -> Item {
         let id = state.withLock { state in
             state.nextID += 1
             return state.nextID

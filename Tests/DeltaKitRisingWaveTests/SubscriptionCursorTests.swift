@@ -42,6 +42,21 @@ struct SubscriptionCursorTests {
         #expect(PipelineQueries.rwTimestamp(ofEpoch: epoch + 65_535) == 1_715_669_376_304)
     }
 
+    @Test("an update whose record did not change (only the event's order or time) is no visible change")
+    func unchangedUpdate() throws {
+        var cursor = SubscriptionCursor<DemoUser>(start: .after(ChangeFeedPosition("100:0")))
+        _ = cursor.declare()
+        // The UpdateDelete and its UpdateInsert split across two FETCHes.
+        #expect(try cursor.receive([cursorRow("UpdateDelete", epoch: 100, age: 25)]).isEmpty)
+        #expect(try cursor.receive([cursorRow("UpdateInsert", epoch: 100, age: 25)]).isEmpty)
+        let changed = try cursor.receive([
+            cursorRow("UpdateDelete", epoch: 101, age: 25), cursorRow("UpdateInsert", epoch: 101, age: 26),
+        ])
+        #expect(changed.map(\.change.record?.age) == [26])
+        // The skipped rows still count for the position.
+        #expect(changed.map(\.position?.description) == ["101:2"])
+    }
+
     @Test("a start from now declares SINCE the first millisecond after the view's committed epoch, never bare or FULL")
     func cursorFromNow() throws {
         var cursor = SubscriptionCursor<DemoUser>(start: .now)
@@ -175,6 +190,8 @@ struct SubscriptionCursorTests {
         #expect(Cursor.failure(of: DeltaKitError(code: .connectionFailed, message: "gone")) == .redeclare)
         let lost = RisingWaveError(sqlState: "57P01", message: "terminating connection", isConnectionError: true)
         #expect(Cursor.failure(of: DeltaKitError(code: .queryFailed, message: "x", underlying: lost)) == .redeclare)
+        // libpq can hand over the server's last words before it marks the connection bad.
+        #expect(Cursor.failure(of: serverError("terminating connection due to administrator command", sqlState: "57P01")) == .redeclare)
         let postgres = serverError(#"cursor "c" does not exist"#, sqlState: "34000")
         #expect(Cursor.failure(of: postgres) == .redeclare)
         #expect(Cursor.failure(of: serverError("division by zero", sqlState: "22012")) == .fatal)
