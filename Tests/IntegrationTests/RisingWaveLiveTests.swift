@@ -147,6 +147,27 @@ extension RisingWaveLiveTests {
         try await fixture.pipeline.teardown(on: fixture.connection)
     }
 
+    @Test("a .now feed that loses its session before its first change delivers what was committed meanwhile")
+    func nowSurvivesLostSession() async throws {
+        let fixture = try await LiveFixture.make()
+        var feed = try await fixture.store.changes(from: .now).makeAsyncIterator()
+        try await feed.loseSession()
+        let alice = DemoUser(id: 1, name: "Alice", age: 25)
+        try await fixture.apply([.insert(alice, order: 1)])
+        #expect(try await feed.next()?.change == StateChange(kind: .insert, key: 1, record: alice))
+        try await fixture.pipeline.teardown(on: fixture.connection)
+    }
+
+    @Test("a position older than the subscription's retention is refused with changesUnavailable")
+    func positionTooOld() async throws {
+        let fixture = try await LiveFixture.make()
+        let error = await #expect(throws: DeltaKitError.self) {
+            _ = try await fixture.store.changes(from: .after(ChangeFeedPosition("1700000000000:0")))
+        }
+        #expect(error?.code == .changesUnavailable)
+        try await fixture.pipeline.teardown(on: fixture.connection)
+    }
+
     @Test("invalid events never reach the view or the history; ties resolve as in process")
     func invalidEventsAndTies() async throws {
         let fixture = try await LiveFixture.make()
