@@ -178,10 +178,15 @@ public struct ChangeFeedConformance<Store: ChangeFeedStore>: Sendable where Stor
         for batch in batches { try await apply(store, batch) }
         var delivered: [(element: ChangeFeedElement<DemoUser>, ledger: FeedLedger)] = []
         let target = ledger.final
-        if let problem = await follow(first, &ledger, until: target, inspect: { element, before in
-            delivered.append((element, before))
-            return nil
-        }) {
+        if let problem = await follow(
+            first,
+            &ledger,
+            until: target,
+            inspect: { element, before in
+                delivered.append((element, before))
+                return nil
+            }
+        ) {
             return "the first feed: \(problem)"
         }
         guard delivered.count >= 2, let position = delivered[0].element.position else {
@@ -194,15 +199,21 @@ public struct ChangeFeedConformance<Store: ChangeFeedStore>: Sendable where Stor
         let resumed = FeedReader(try await store.changes(from: .after(position)))
         defer { resumed.stop() }
         var rest: [StateChange<DemoUser>] = []
-        if let problem = await follow(resumed, &resumedLedger, until: target, inspect: { element, _ in
-            rest.append(element.change)
-            return nil
-        }) {
+        if let problem = await follow(
+            resumed,
+            &resumedLedger,
+            until: target,
+            inspect: { element, _ in
+                rest.append(element.change)
+                return nil
+            }
+        ) {
             return "after \(position): \(problem)"
         }
         let following = delivered.dropFirst().map(\.element.change)
         if everyChange, rest != following {
-            return "after \(position): expected exactly what the first feed delivered after it, \(following), got \(rest)"
+            return
+                "after \(position): expected exactly what the first feed delivered after it, \(following), got \(rest)"
         }
         return nil
     }
@@ -352,18 +363,26 @@ private struct FeedLedger {
                         : "a snapshot element in a feed that did not start from a snapshot: \(element)"
                 )
             }
-            guard change.kind == .insert else { throw LedgerViolation(problem: "a snapshot element that is not an insert: \(element)") }
+            guard change.kind == .insert else {
+                throw LedgerViolation(problem: "a snapshot element that is not an insert: \(element)")
+            }
         } else {
             snapshotOver = true
-            guard element.position != nil else { throw LedgerViolation(problem: "a change without a position: \(element)") }
+            guard element.position != nil else {
+                throw LedgerViolation(problem: "a change without a position: \(element)")
+            }
         }
         switch change.kind {
         case .insert where fold[key] != nil:
-            throw LedgerViolation(problem: "insert of key \(key), which the feed already had (\(fold[key]!)): \(element)")
+            throw LedgerViolation(
+                problem: "insert of key \(key), which the feed already had (\(fold[key]!)): \(element)"
+            )
         case .update where fold[key] == nil, .delete where fold[key] == nil:
             throw LedgerViolation(problem: "\(change.kind) of key \(key), which the feed does not have: \(element)")
         case .insert, .update:
-            guard change.record != nil else { throw LedgerViolation(problem: "an \(change.kind) without a record: \(element)") }
+            guard change.record != nil else {
+                throw LedgerViolation(problem: "an \(change.kind) without a record: \(element)")
+            }
         case .delete: break
         }
         let state = change.kind == .delete ? nil : change.record

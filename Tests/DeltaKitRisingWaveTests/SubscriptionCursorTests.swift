@@ -145,7 +145,11 @@ struct SubscriptionCursorTests {
     }
 
     /// A statement error as RisingWave v3.0.3 sends it: SQLSTATE XX000, the message wrapped by pgwire.
-    func serverError(_ message: String, wrapper: String = "Failed to execute the statement", sqlState: String? = "XX000")
+    func serverError(
+        _ message: String,
+        wrapper: String = "Failed to execute the statement",
+        sqlState: String? = "XX000"
+    )
         -> DeltaKitError
     {
         let error = RisingWaveError(sqlState: sqlState, message: "\(wrapper)\n\nCaused by:\n  \(message)")
@@ -155,7 +159,10 @@ struct SubscriptionCursorTests {
     @Test(
         "RisingWave's cursor errors are told apart by their words (all XX000): redeclare, retry, or changes gone",
         arguments: [
-            ("internal error: Cannot find cursor `deltakit_feed_1a2b3c4d`", "Failed to prepare the statement", "redeclare"),
+            (
+                "internal error: Cannot find cursor `deltakit_feed_1a2b3c4d`", "Failed to prepare the statement",
+                "redeclare"
+            ),
             (
                 "internal error: The cursor has exceeded its maximum lifetime, please recreate it (close then declare cursor).",
                 "Failed to execute the statement", "redeclare"
@@ -191,7 +198,10 @@ struct SubscriptionCursorTests {
         let lost = RisingWaveError(sqlState: "57P01", message: "terminating connection", isConnectionError: true)
         #expect(Cursor.failure(of: DeltaKitError(code: .queryFailed, message: "x", underlying: lost)) == .redeclare)
         // libpq can hand over the server's last words before it marks the connection bad.
-        #expect(Cursor.failure(of: serverError("terminating connection due to administrator command", sqlState: "57P01")) == .redeclare)
+        #expect(
+            Cursor.failure(of: serverError("terminating connection due to administrator command", sqlState: "57P01"))
+                == .redeclare
+        )
         let postgres = serverError(#"cursor "c" does not exist"#, sqlState: "34000")
         #expect(Cursor.failure(of: postgres) == .redeclare)
         #expect(Cursor.failure(of: serverError("division by zero", sqlState: "22012")) == .fatal)

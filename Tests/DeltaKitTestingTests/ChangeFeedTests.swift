@@ -18,11 +18,13 @@ struct ChangeFeedTests {
     /// An in-memory store whose feed is rewritten element by element: a feed that breaks the contract, or one that
     /// keeps it while coalescing, made on purpose. `rewrite` is made once per feed (it may keep state).
     struct RewrittenFeed: ChangeFeedStore {
+        /// Turns one element of the underlying feed into what the rewritten feed delivers.
+        typealias Rewrite = (ChangeFeedElement<DemoUser>) async throws -> [ChangeFeedElement<DemoUser>]
+        /// Makes a feed's ``Rewrite`` (once per feed).
+        typealias MakeRewrite = @Sendable (InMemoryStateStore<DemoUser>) -> Rewrite
+
         let store: InMemoryStateStore<DemoUser>
-        let makeRewrite:
-            @Sendable (InMemoryStateStore<DemoUser>) -> (ChangeFeedElement<DemoUser>) async throws -> [ChangeFeedElement<
-                DemoUser
-            >]
+        let makeRewrite: MakeRewrite
         func snapshot() async throws -> [DemoUser] { try await store.snapshot() }
         func value(forKey key: Int) async throws -> DemoUser? { try await store.value(forKey: key) }
         func history(limit: Int) async throws -> [ChangeEvent<DemoUser>] { try await store.history(limit: limit) }
@@ -49,8 +51,7 @@ struct ChangeFeedTests {
         static func suite(
             everyChange: Bool = false,
             waitLimit: Duration = .seconds(2),
-            _ makeRewrite: @escaping @Sendable (InMemoryStateStore<DemoUser>) -> (ChangeFeedElement<DemoUser>)
-                async throws -> [ChangeFeedElement<DemoUser>]
+            _ makeRewrite: @escaping MakeRewrite
         ) -> ChangeFeedConformance<RewrittenFeed> {
             ChangeFeedConformance(
                 makeStore: { RewrittenFeed(store: try InMemoryStateStore<DemoUser>(), makeRewrite: makeRewrite) },
@@ -71,7 +72,10 @@ struct ChangeFeedTests {
         }
         let now = error?.failures.first { $0.hasPrefix("a start from now reports an update") }
         #expect(now?.contains("did not reach the store's state within") == true, "\(String(describing: now))")
-        #expect(now?.contains(#"key 2: the feed has DemoUser(id: 2, name: "Bob""#) == true, "\(String(describing: now))")
+        #expect(
+            now?.contains(#"key 2: the feed has DemoUser(id: 2, name: "Bob""#) == true,
+            "\(String(describing: now))"
+        )
         // Bounded: every check waits at most its limit (2 s here), never for ever.
         #expect(clock.now - started < .seconds(60))
     }
@@ -104,9 +108,7 @@ struct ChangeFeedTests {
     func coalescingFeed() async throws {
         // Leaves out an update that a later change to the same key already overwrote — as RisingWave's
         // subscription does within a checkpoint. Inserts and deletes pass, so every kind stays right.
-        let coalescing: @Sendable (InMemoryStateStore<DemoUser>) -> (ChangeFeedElement<DemoUser>) async throws -> [
-            ChangeFeedElement<DemoUser>
-        ] = { store in
+        let coalescing: RewrittenFeed.MakeRewrite = { store in
             { element in
                 guard element.change.kind == .update,
                     try await store.value(forKey: element.change.key) != element.change.record

@@ -230,14 +230,16 @@ extension PostgresEmulation {
         if let declare = sql.wholeMatch(
             of: #/DECLARE "([a-z0-9_]+)" SUBSCRIPTION CURSOR FOR "([a-z0-9_]+)" (FULL|SINCE ([0-9]+))/#
         ) {
-            return "SELECT rw_emul.declare_cursor('\(declare.1)', '\(declare.2)', \(declare.4.map(String.init) ?? "NULL"))"
+            return
+                "SELECT rw_emul.declare_cursor('\(declare.1)', '\(declare.2)', \(declare.4.map(String.init) ?? "NULL"))"
         }
         if let fetch = sql.wholeMatch(of: #/FETCH ([0-9]+) FROM "([a-z0-9_]+)" WITH \(timeout = '([0-9]+)s'\)/#) {
             return "SELECT * FROM rw_emul.fetch_cursor('\(fetch.2)', \(fetch.1), \(fetch.3))"
         }
         if sql.hasPrefix("DECLARE") || sql.hasPrefix("FETCH") {
             let quoted = sql.replacingOccurrences(of: "'", with: "''")
-            return "DO $$ BEGIN RAISE EXCEPTION 'the cursor emulation does not know this statement: %', '\(quoted)'; END $$"
+            return
+                "DO $$ BEGIN RAISE EXCEPTION 'the cursor emulation does not know this statement: %', '\(quoted)'; END $$"
         }
         return sql
     }

@@ -43,7 +43,10 @@ struct RisingWaveOnPostgresChangeFeedTests {
         let clock = ContinuousClock()
         let start = clock.now
         while clock.now - start < .seconds(30) {
-            let rows = try await emulation.connection.query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", [pid])
+            let rows = try await emulation.connection.query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1",
+                [pid]
+            )
             if try rows[0].decode("n", as: Int.self) == 0 { return }
         }
         Issue.record("backend \(pid) did not end")
@@ -109,7 +112,9 @@ struct RisingWaveOnPostgresChangeFeedTests {
         var emulation = try await PostgresEmulation.subscribed(try TestEnvironment.requirePostgres())
         try await emulation.load([.insert(Self.alice, order: 1)])
         let application = "feed-\(UUID().uuidString.prefix(8))"
-        let feed = FeedReader(try await emulation.changes(from: .now, fetchTimeout: .seconds(5), applicationName: application))
+        let feed = FeedReader(
+            try await emulation.changes(from: .now, fetchTimeout: .seconds(5), applicationName: application)
+        )
         defer { feed.stop() }
         // The first FETCH is waiting (observed), then its session goes.
         let clock = ContinuousClock()
@@ -136,7 +141,9 @@ struct RisingWaveOnPostgresChangeFeedTests {
         // Two rows per FETCH: the three-row epoch below is split across fetches.
         var feed = try await emulation.changes(from: .now, fetchCount: 2, applicationName: application)
             .makeAsyncIterator()
-        func user(_ id: Int) -> ChangeEvent<DemoUser> { .insert(DemoUser(id: id, name: "U\(id)", age: id), order: Int64(id)) }
+        func user(_ id: Int) -> ChangeEvent<DemoUser> {
+            .insert(DemoUser(id: id, name: "U\(id)", age: id), order: Int64(id))
+        }
         try await emulation.load((1...3).map(user))
         var keys: [Int] = []
         for _ in 0..<2 { keys.append(try #require(try await feed.next()).change.key) }
@@ -225,7 +232,11 @@ struct RisingWaveOnPostgresChangeFeedTests {
         #expect(clock.now - cancelled < .seconds(20))
         // A longer fetchTimeout is refused: cancellation would wait that long.
         let refused = await #expect(throws: DeltaKitError.self) {
-            _ = try await emulation.store.changes(from: .now, connection: emulation.connection.configuration, fetchTimeout: .seconds(61))
+            _ = try await emulation.store.changes(
+                from: .now,
+                connection: emulation.connection.configuration,
+                fetchTimeout: .seconds(61)
+            )
         }
         #expect(refused?.code == .invalidConfiguration)
     }
