@@ -36,7 +36,8 @@ struct PipelineQueries: Sendable {
     /// row per table, since v2.1.0; joined to the view by id, and through `rw_schemas` to the schema the unqualified
     /// name resolves to — `rw_materialized_views.schema_name` exists only since v3.0.0). Not `SELECT now()`: a batch
     /// query's `now()` is the highest committed epoch of *any* table, which another database's checkpoints can carry
-    /// past the view's open epoch.
+    /// past the view's open epoch. The catalog asks the meta service for the current storage version, so a feed
+    /// reads it once, when it starts from now; a new session resumes from the position it holds.
     let committedEpoch =
         "SELECT s.committed_epoch FROM rw_catalog.rw_hummock_snapshot AS s JOIN rw_catalog.rw_materialized_views AS m ON s.table_id = m.id JOIN rw_catalog.rw_schemas AS n ON m.schema_id = n.id WHERE m.name = $1 AND n.name = current_schema()"
     /// The latest-state view's name as the catalog holds it (the parameter of ``committedEpoch``).
