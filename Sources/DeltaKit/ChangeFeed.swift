@@ -5,6 +5,29 @@
 /// There is no gap and no duplicate at the seam between the snapshot and the changes: a change made while
 /// the snapshot is being taken is either in the snapshot or delivered after it, never both, never neither.
 ///
+/// ## The contract
+///
+/// Every store's feed keeps it; `DeltaKitTesting`'s `ChangeFeedConformance` checks exactly this:
+///
+/// - **Per key, states in order, ending at the current one.** For each key, the feed delivers states the key
+///   had, in the order it had them, and eventually the key's current state. A consumer that applies the feed
+///   (insert and update set the record, delete removes it) ends up holding the store's state.
+/// - **Intermediate states may be coalesced.** Of several changes to one key in quick succession, a store may
+///   deliver only the last (as a Kafka Streams KTable cache does): RisingWave's subscription keeps the net change
+///   per key per checkpoint. A key's latest state is never left out, and no state is delivered twice.
+/// - **Kinds are relative to what the consumer holds.** An insert for a key the feed has not delivered (or has
+///   delivered as deleted), an update or a delete for one it holds; from `.now` or `.after(_:)`, relative to the
+///   state when the feed started, so an update of a key that existed before is an update.
+/// - **Positions resume.** Every change after the snapshot carries a position, and `.after(position)` continues
+///   with what follows it — nothing the feed delivered up to the position again, and no key's later state left out.
+/// - **No order across keys.** Changes to different keys may arrive in any order (a partitioned store has none).
+///
+/// A store may promise more: `InMemoryStateStore` and `SQLiteStateStore` deliver every change, each once, in the
+/// order it was made, with positions that count up without a gap (`ChangeFeedConformance`'s `everyChange` mode).
+///
+/// A store that can no longer give what a feed needs ends it — or refuses to start it — with
+/// ``DeltaKitError/Code/changesUnavailable`` rather than skip changes silently: start again from a snapshot.
+///
 /// ```swift
 /// for try await element in store.changes(from: .snapshot) {
 ///     apply(element.change)
@@ -15,7 +38,8 @@ public protocol ChangeFeedStore<Record>: StateStore {
     /// The sequence of changes; it ends only when the store or the consumer stops it, or with an error.
     associatedtype Changes: AsyncSequence<ChangeFeedElement<Record>, any Error> & Sendable
 
-    /// Starts a change feed.
+    /// Starts a change feed that keeps the contract above (per key, states in order ending at the current one;
+    /// intermediate states may be coalesced; positions resume).
     ///
     /// - Parameter start: Where the feed starts.
     /// - Throws: ``DeltaKitError`` with code ``DeltaKitError/Code/changesUnavailable`` when `start` is a
@@ -26,7 +50,7 @@ public protocol ChangeFeedStore<Record>: StateStore {
 
 /// Where a change feed starts.
 public enum ChangeFeedStart: Hashable, Sendable {
-    /// Every live record as an insert (``ChangeFeedElement/isSnapshot`` set), then every later change.
+    /// Every live record as an insert (``ChangeFeedElement/isSnapshot`` set), then the changes after that snapshot.
     case snapshot
     /// Only changes made after the feed started.
     case now
@@ -51,8 +75,9 @@ public struct ChangeFeedElement<Record: ChangeRecord>: Hashable, Sendable {
     public var change: StateChange<Record>
     /// `true` for the inserts that replay the state at the start of a ``ChangeFeedStart/snapshot`` feed.
     public var isSnapshot: Bool
-    /// Where to resume to receive exactly what follows this element; `nil` inside a snapshot, where the
-    /// only safe restart is a new snapshot (the snapshot's last element carries the position).
+    /// Where to resume to receive what follows this element; `nil` inside a snapshot, where the only safe
+    /// restart is a new snapshot. A store that knows where its snapshot ends gives the snapshot's last element a
+    /// position (the in-process stores do; RisingWave's does not: its first change after the snapshot has one).
     public var position: ChangeFeedPosition?
 
     /// Creates an element.

@@ -30,6 +30,18 @@ struct PipelineQueries: Sendable {
     private let selectHistory: String
     /// The subscription, quoted.
     private let subscription: String
+    /// The latest-state view's committed epoch, as `committed_epoch`; `$1` is ``viewName``.
+    ///
+    /// RisingWave's own record of the last checkpoint committed for the view (`rw_catalog.rw_hummock_snapshot`, one
+    /// row per table, since v2.1.0; joined to the view by id, and through `rw_schemas` to the schema the unqualified
+    /// name resolves to — `rw_materialized_views.schema_name` exists only since v3.0.0). Not `SELECT now()`: a batch
+    /// query's `now()` is the highest committed epoch of *any* table, which another database's checkpoints can carry
+    /// past the view's open epoch. The catalog asks the meta service for the current storage version, so a feed
+    /// reads it once, when it starts from now; a new session resumes from the position it holds.
+    let committedEpoch =
+        "SELECT s.committed_epoch FROM rw_catalog.rw_hummock_snapshot AS s JOIN rw_catalog.rw_materialized_views AS m ON s.table_id = m.id JOIN rw_catalog.rw_schemas AS n ON m.schema_id = n.id WHERE m.name = $1 AND n.name = current_schema()"
+    /// The latest-state view's name as the catalog holds it (the parameter of ``committedEpoch``).
+    let viewName: String
 
     /// - Throws: `DeltaKitError` (`invalidConfiguration`) when a name cannot be quoted.
     init(names: ObjectNames, columns: ColumnModel) throws {
@@ -43,7 +55,13 @@ struct PipelineQueries: Sendable {
         selectHistory =
             "SELECT \(try SQLText.identifiers(columns.eventColumns.map(\.name))) FROM \(try SQLText.identifier(names.historyView)) ORDER BY \(try ColumnModel.historyOrder())"
         subscription = try SQLText.identifier(names.subscription)
+        viewName = names.view
     }
+
+    /// The `rw_timestamp` (Unix milliseconds) of RisingWave epoch `epoch`: an epoch is the milliseconds since
+    /// 2021-04-01T00:00:00Z shifted left by 16 bits (`risingwave_common::util::epoch::Epoch`), and a cursor row's
+    /// `rw_timestamp` is that epoch's Unix milliseconds (`convert_logstore_u64_to_unix_millis`).
+    static func rwTimestamp(ofEpoch epoch: Int64) -> Int64 { (epoch >> 16) + 1_617_235_200_000 }
 
     /// One page of the snapshot in key order: the live rows whose key is above `$1` (the key as text) when
     /// `after`, else from the first.

@@ -9,7 +9,8 @@ public import Logging
 /// An actor whose executor is one dedicated thread: every libpq call runs there, one at a time (libpq blocks
 /// and a `PGconn` is not thread-safe), and no thread of Swift's cooperative pool ever blocks. Statements run in
 /// the caller's task — structured concurrency: cancelling the caller sends libpq's cancel request for the
-/// statement in progress. Parameterized reads use the extended protocol (one statement per call), DDL the simple
+/// statement in progress (a waiting subscription `FETCH` on RisingWave v3.0.3 or earlier ignores it and ends at its
+/// timeout). Parameterized reads use the extended protocol (one statement per call), DDL the simple
 /// protocol. Results are read in single-row mode. A broken connection is re-established with exponential backoff
 /// before the next call.
 public actor RisingWaveConnection {

@@ -97,8 +97,15 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
     }
 
     /// Waits until every event in `receipt` (what `KafkaEventSink.send` returned) is ingested: each partition
-    /// in it has reached its offset. Then a read sees those events (read-your-writes), since the views are
-    /// consistent with each other.
+    /// in it has reached its offset in the progress view. Then a read sees those events (read-your-writes): the
+    /// views read one source and are updated in the same checkpoints.
+    ///
+    /// Except right after provisioning a pipeline on a topic that already holds data: each new view then backfills
+    /// the topic on its own (RisingWave's source backfill, `SourceCachingUp`) and joins the shared source only when
+    /// the source has caught up with it, so for a while the progress view — created last — can be ahead of the
+    /// latest-state view, and this can return before the events are in the state. It holds again once the source's
+    /// reader has passed the offsets the views backfilled to. Provision before producing (the usual order), or allow
+    /// for that catch-up when provisioning over existing data (`Documentation/operations.md`).
     ///
     /// - Throws: `DeltaKitError` with code `timedOut` naming the partitions still behind and how far.
     public func waitUntilVisible(
@@ -130,6 +137,13 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
     /// Starts a change feed of the latest-state view on a connection of its own (a waiting `FETCH` occupies
     /// it), opened with the store's connection settings; see ``RisingWaveChangeFeed``. The cursor is declared
     /// before this returns.
+    ///
+    /// The feed keeps the contract of `ChangeFeedStore` and coalesces: several changes to one key within one
+    /// checkpoint (about a second) arrive as one, the key's latest.
+    ///
+    /// - Throws: `DeltaKitError` — `changesUnavailable` for a position older than the subscription's retention,
+    ///   `invalidConfiguration` for a position this feed did not deliver, `connectionFailed` or `queryFailed` as the
+    ///   connection reports them.
     public func changes(from start: ChangeFeedStart) async throws -> RisingWaveChangeFeed<Record> {
         try await changes(from: start, connection: connection.configuration)
     }
@@ -139,19 +153,52 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
     /// - Parameters:
     ///   - start: Where the feed starts.
     ///   - configuration: How to open the feed's own connection.
-    ///   - fetchTimeout: How long one `FETCH` waits for changes before asking again (whole seconds, at least 1).
-    ///     Default: 5 s.
+    ///   - fetchTimeout: How long one `FETCH` waits for changes before asking again (whole seconds, at least 1, at
+    ///     most 60). It also bounds how long cancelling the iterating task (or closing the feed's connection) takes on
+    ///     RisingWave v3.0.3 and earlier, where a waiting `FETCH` ignores the cancel request. Default: 5 s.
+    /// - Throws: `DeltaKitError` — `invalidConfiguration` for a `fetchTimeout` over 60 s, otherwise as
+    ///   ``changes(from:)``.
     public func changes(
         from start: ChangeFeedStart,
         connection configuration: RisingWaveConnection.Configuration,
         fetchTimeout: Duration = .seconds(5)
     ) async throws -> RisingWaveChangeFeed<Record> {
-        try await RisingWaveChangeFeed.open(
+        try await changes(
+            from: start,
+            connection: configuration,
+            fetchTimeout: fetchTimeout,
+            fetchCount: 500,
+            rewrite: { $0 }
+        )
+    }
+
+    /// The longest `FETCH` wait a feed may ask for: on RisingWave v3.0.3 and earlier, cancellation waits for it.
+    static var maximumFetchTimeout: Duration { .seconds(60) }
+
+    /// Starts a change feed that fetches up to `fetchCount` rows at a time and passes its cursor statements through
+    /// `rewrite` (tests run them on PostgreSQL).
+    func changes(
+        from start: ChangeFeedStart,
+        connection configuration: RisingWaveConnection.Configuration,
+        fetchTimeout: Duration,
+        fetchCount: Int,
+        rewrite: @escaping @Sendable (String) -> String
+    ) async throws -> RisingWaveChangeFeed<Record> {
+        guard fetchTimeout <= Self.maximumFetchTimeout else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message:
+                    "fetchTimeout \(fetchTimeout) is over \(Self.maximumFetchTimeout): RisingWave v3.0.3 lets a waiting FETCH run out its timeout even when it is cancelled, so cancelling a feed would take that long"
+            )
+        }
+        return try await RisingWaveChangeFeed.open(
             configuration: configuration,
             pipeline: pipeline,
             start: start,
             fetchTimeout: fetchTimeout,
-            logger: logger
+            fetchCount: fetchCount,
+            logger: logger,
+            rewrite: rewrite
         )
     }
 

@@ -27,6 +27,7 @@ struct SQLRulesTests {
                 (try queries.declareCursor("c", start: .full), false),
                 (try queries.declareCursor("c", start: .since(1)), false),
                 (try queries.fetchCursor("c", count: 500, timeout: .milliseconds(300)), true),
+                (queries.committedEpoch, true),
             ]
             let catalog = try pipeline.drift.queries()
             statements += [catalog.columns, catalog.definitions, catalog.topics, catalog.retentions].map { ($0, true) }

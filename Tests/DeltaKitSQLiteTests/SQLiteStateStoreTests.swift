@@ -60,7 +60,8 @@ struct SQLiteStateStoreTests {
                     )
                 )
             },
-            apply: { store, events in try await store.apply(contentsOf: events) }
+            apply: { store, events in try await store.apply(contentsOf: events) },
+            everyChange: true
         ).run()
         #expect(passed.count == 5)
     }

@@ -11,6 +11,9 @@ import Foundation
 struct PostgresEmulation {
     let connection: RisingWaveConnection
     let pipeline: RisingWavePipeline<DemoUser>
+    /// Whether the view has an emulated subscription (``subscribed(_:retention:cancellableFetch:)``): then every load
+    /// ends with a checkpoint, as the next barrier would commit what was ingested.
+    var checkpoints = false
     /// The next offset per partition (the key modulo 4, as a stand-in for Kafka's partitioner).
     private(set) var nextOffsets: [Int32: Int64] = [:]
     /// For raw messages, which carry no key this emulation trusts: partition 0.
@@ -178,6 +181,7 @@ struct PostgresEmulation {
             sql += tuples.joined(separator: ", ")
             _ = try await connection.query(sql, parameters)
         }
+        if checkpoints { try await checkpoint() }
         return receipt
     }
 }

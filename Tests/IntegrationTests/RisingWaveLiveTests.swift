@@ -128,10 +128,8 @@ extension RisingWaveLiveTests {
                 let receipt = try await sink.send(contentsOf: events)
                 try await sink.close()
                 try await store.waitUntilVisible(receipt, timeout: .seconds(60))
-            },
-            // RisingWave's subscription may combine changes to one key made between two barriers: not checked
-            // one by one until the suite has a mode for a feed that coalesces.
-            everyChange: false
+            }
+            // The contract mode: RisingWave's subscription keeps the net change per key per checkpoint.
         ).run()
     }
 
@@ -150,6 +148,27 @@ extension RisingWaveLiveTests {
         try await fixture.apply((4...5).map(user))
         for _ in 0..<3 { keys.append(try #require(try await feed.next()).change.key) }
         #expect(keys.sorted() == [1, 2, 3, 4, 5])
+        try await fixture.pipeline.teardown(on: fixture.connection)
+    }
+
+    @Test("a .now feed that loses its session before its first change delivers what was committed meanwhile")
+    func nowSurvivesLostSession() async throws {
+        let fixture = try await LiveFixture.make()
+        var feed = try await fixture.store.changes(from: .now).makeAsyncIterator()
+        try await feed.loseSession()
+        let alice = DemoUser(id: 1, name: "Alice", age: 25)
+        try await fixture.apply([.insert(alice, order: 1)])
+        #expect(try await feed.next()?.change == StateChange(kind: .insert, key: 1, record: alice))
+        try await fixture.pipeline.teardown(on: fixture.connection)
+    }
+
+    @Test("a position older than the subscription's retention is refused with changesUnavailable")
+    func positionTooOld() async throws {
+        let fixture = try await LiveFixture.make()
+        let error = await #expect(throws: DeltaKitError.self) {
+            _ = try await fixture.store.changes(from: .after(ChangeFeedPosition("1700000000000:0")))
+        }
+        #expect(error?.code == .changesUnavailable)
         try await fixture.pipeline.teardown(on: fixture.connection)
     }
 

@@ -134,6 +134,10 @@ final class PQConnection {
     }
 
     /// Abandons the statement in flight: asks the server to cancel it and discards its results.
+    ///
+    /// Blocks until the server ends the statement. RisingWave v3.0.3 and earlier do not interrupt a waiting
+    /// `FETCH … WITH (timeout)` on a cancel request, so that takes up to the `FETCH`'s timeout: every `FETCH`
+    /// DeltaKit sends carries one (the change feed's `fetchTimeout`, at most 60 s), which is what bounds this.
     func drain() {
         guard let conn, inFlight != nil else { return }
         cancelHandle?.cancel()
