@@ -173,7 +173,13 @@ package struct ScalarType: Sendable {
                     }
                     FlatJSONWriter.appendString(v.description, to: &b)
                 },
-                parse: { Decimal(string: $0, locale: Locale(identifier: "en_US_POSIX")) },
+                // Result text (PostgreSQL's and RisingWave's NUMERIC print a JSON-shaped number) must be a number
+                // as a whole: `Decimal(string:)` reads a prefix (".050e" as 0.050, a value whose text is not what
+                // it was read from).
+                parse: { text in
+                    guard isJSONNumber(text) else { return nil }
+                    return Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
+                },
                 // Both forms: a JSON number (other producers, and events written before decimals were strings) or
                 // a string whose whole content is a JSON number. `Decimal(string:)` alone accepts a prefix
                 // ("12abc" is 12), so a string is checked against JSON's number grammar first.

@@ -79,6 +79,16 @@ struct ScalarTableTests {
         }
     }
 
+    @Test(
+        "a decimal's result text is read only when all of it is a number",
+        arguments: [".050e", "12abc", "1.", "", " 1"]
+    )
+    func decimalTextIsWhole(text: String) throws {
+        let scalar = try #require(ScalarType.of(Decimal.self))
+        #expect(scalar.parseText(text) == nil)
+        #expect(scalar.parseText("-0.050") as? Decimal == Decimal(string: "-0.05"))
+    }
+
     @Test("every type's text form parses back to the same value (the key parameter a backend sends)")
     func textForms() throws {
         func roundTrip<T: Equatable>(_ value: T, _ expected: String) throws {
