@@ -145,7 +145,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "DeltaKit", "DeltaKitKafka", "DeltaKitOutbox", "DeltaKitRisingWave", "DeltaKitSQLite", "DeltaKitTesting",
+                "DeltaKit", "DeltaKitKafka", "DeltaKitOutbox", "DeltaKitRisingWave", "DeltaKitSQLite",
+                "DeltaKitTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

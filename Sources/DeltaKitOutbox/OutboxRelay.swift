@@ -151,7 +151,8 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 if try await lead(connection, session: session) { return }
                 failures = 0
             } catch let error where !(error is CancellationError) {
-                setLeader(false)
+                // Leadership stays as it is: a failed round (a sink that fails) keeps the lock; a lost session is
+                // noticed by the next attempt to lead, which reconnects and tries the lock again.
                 failures += 1
                 logger.warning("outbox relay of '\(configuration.topic)': \(error); retrying")
                 try await pause(.milliseconds(min(100 << min(failures, 6), 5_000)))
@@ -172,6 +173,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 logger.info("outbox relay of '\(configuration.topic)' is the leader")
                 return true
             }
+            setLeader(false)
             if !announced {
                 logger.info("outbox relay of '\(configuration.topic)' waits: another relay is the leader")
                 announced = true
@@ -243,7 +245,14 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 let order = try Int64(row["event_order"] ?? "").orThrow("event_order")
                 let decoded = try ChangeEvent<Sink.Record>(jsonData: Data((row["payload"] ?? "").utf8))
                 let event =
-                    decoded.record.map { ChangeEvent(operation: decoded.operation, record: $0, order: order, timestamp: decoded.timestamp) }
+                    decoded.record.map {
+                        ChangeEvent(
+                            operation: decoded.operation,
+                            record: $0,
+                            order: order,
+                            timestamp: decoded.timestamp
+                        )
+                    }
                     ?? .delete(key: decoded.key, order: order, timestamp: decoded.timestamp)
                 pending.append((id, key, event, row["enqueued_us"].flatMap { Int64($0) } ?? 0))
             } catch {

@@ -150,7 +150,9 @@ public actor RisingWaveConnection {
     /// (all that arrived are consumed). Blocks the connection's own thread, never the cooperative pool; a
     /// cancelled caller is seen when the wait ends, so keep `timeout` short.
     package func waitForNotification(timeout: Duration) async throws -> Bool {
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(
+            clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        )
         return try await withSession { session in try session.waitForNotification(timeoutMilliseconds: milliseconds) }
     }
 

@@ -12,7 +12,8 @@ struct OutboxTests {
     static let topic = "users"
 
     /// A fresh outbox in tables no other test uses, and a connection to PostgreSQL.
-    static func makeOutbox() async throws -> (PostgresOutbox, RisingWaveConnection, RisingWaveConnection.Configuration) {
+    static func makeOutbox() async throws -> (PostgresOutbox, RisingWaveConnection, RisingWaveConnection.Configuration)
+    {
         let url = try TestEnvironment.requirePostgres()
         let configuration = RisingWaveConnection.Configuration(url: url)
         let connection = try await RisingWaveConnection(configuration: configuration)
@@ -111,24 +112,36 @@ struct OutboxTests {
             for writer in 0..<writers {
                 group.addTask {
                     let session = try await RisingWaveConnection(configuration: configuration)
+                    // A lock wait blocks the thread libpq runs on, and in this one process several sessions waiting
+                    // at once could occupy every thread the others need to commit: a short lock_timeout turns a
+                    // wait into a rolled-back attempt that is retried (the contention stays).
+                    try await session.execute("SET lock_timeout = '50ms'")
                     var random = SeededRandomNumberGenerator(seed: UInt64(writer + 1))
-                    for n in 0..<perWriter {
+                    var n = 0
+                    while n < perWriter {
                         let key = Int.random(in: 1...3, using: &random)
                         let name = "w\(writer)-\(n)"
-                        try await session.execute("BEGIN")
-                        // The enqueue comes first, so it is the outbox's key lock that orders the transactions; the
-                        // application's write after it records the order PostgreSQL serialized them in, and a pause
-                        // before the commit lets the other writers' transactions pile up behind the lock.
-                        _ = try await outbox.enqueue(Self.user(key, name), topic: Self.topic, on: session)
-                        _ = try await session.query(
-                            "UPDATE \(app) SET history = history || $1::text WHERE id = $2",
-                            text: [name, String(key)]
-                        )
-                        _ = try await session.query(
-                            "SELECT pg_sleep($1::float8)",
-                            text: [String(Double.random(in: 0...0.01, using: &random))]
-                        )
-                        try await session.execute("COMMIT")
+                        do {
+                            try await session.execute("BEGIN")
+                            // The enqueue comes first, so it is the outbox's key lock that orders the transactions;
+                            // the application's write after it records the order PostgreSQL serialized them in, and
+                            // a pause before the commit lets the other writers' transactions pile up behind the lock.
+                            _ = try await outbox.enqueue(Self.user(key, name), topic: Self.topic, on: session)
+                            _ = try await session.query(
+                                "UPDATE \(app) SET history = history || $1::text WHERE id = $2",
+                                text: [name, String(key)]
+                            )
+                            _ = try await session.query(
+                                "SELECT pg_sleep($1::float8)",
+                                text: [String(Double.random(in: 0...0.01, using: &random))]
+                            )
+                            try await session.execute("COMMIT")
+                            n += 1
+                        } catch let error as DeltaKitError
+                            where (error.underlying as? RisingWaveError)?.sqlState == "55P03"
+                        {
+                            try await session.execute("ROLLBACK")
+                        }
                     }
                     await session.close()
                 }
