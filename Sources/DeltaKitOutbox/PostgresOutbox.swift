@@ -92,8 +92,10 @@ public struct PostgresOutbox: Sendable, Hashable {
     /// greater of `event.order` and one more than the key's previous order, so that per key the order follows the
     /// order in which PostgreSQL committed the writes, whatever clock the application used.
     ///
-    /// - Parameter traceparent: The W3C `traceparent` of the span the write belongs to, if any, stored with the
-    ///   event.
+    /// - Parameters:
+    ///   - event: The change event, as the application's write left the row.
+    ///   - topic: The topic the relay of this topic publishes it to.
+    ///   - traceparent: The W3C `traceparent` of the span the write belongs to, if any, stored with the event.
     /// - Throws: `DeltaKitError` with code `serializationFailed` when the event cannot be encoded.
     public func enqueueStatement<Record>(
         _ event: ChangeEvent<Record>,
