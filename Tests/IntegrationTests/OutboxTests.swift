@@ -224,13 +224,24 @@ struct OutboxTests {
     @Test("one relay is active at a time; a second waits and takes over when the first ends")
     func oneLeaderAndTakeover() async throws {
         let (outbox, connection, configuration) = try await Self.makeOutbox()
+        var secondConfiguration = configuration
+        secondConfiguration.applicationName = "\(outbox.table)_second"
         let firstSink = InMemoryEventSink<DemoUser>()
         let secondSink = InMemoryEventSink<DemoUser>()
         let first = try Self.relay(outbox, configuration, sink: firstSink)
-        let second = try Self.relay(outbox, configuration, sink: secondSink)
+        let second = try Self.relay(outbox, secondConfiguration, sink: secondSink)
         let firstRun = Task { try await first.run() }
         try await Self.eventually("the first relay leads") { first.isLeader }
         let secondRun = Task { try await second.run() }
+        // The second relay has tried the lock (its session's last statement is the attempt) before events arrive.
+        try await Self.eventually("the second relay tried to lead") {
+            let rows = try await connection.query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_try_advisory_lock%'",
+                text: [secondConfiguration.applicationName]
+            )
+            return rows.first?["n"] == "1"
+        }
+        #expect(!second.isLeader)
         for id in 1...10 { _ = try await outbox.enqueue(Self.user(id), topic: Self.topic, on: connection) }
         try await Self.eventually("the leader published everything") { first.published == 10 }
         #expect(!second.isLeader)
