@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "DeltaKitKafka", targets: ["DeltaKitKafka"]),
         .library(name: "DeltaKitRisingWave", targets: ["DeltaKitRisingWave"]),
         .library(name: "DeltaKitSQLite", targets: ["DeltaKitSQLite"]),
+        .library(name: "DeltaKitOutbox", targets: ["DeltaKitOutbox"]),
         .library(name: "DeltaKitTesting", targets: ["DeltaKitTesting"]),
         .executable(name: "UserEvents", targets: ["UserEvents"]),
     ],
@@ -76,6 +77,20 @@ let package = Package(
             ]
         ),
 
+        // The transactional outbox in PostgreSQL and its relay. Its own target so that RisingWave users do not get
+        // swift-service-lifecycle; it reads PostgreSQL through DeltaKitRisingWave's libpq client (package API), so
+        // libpq stays bound in one folder and the package has one PostgreSQL client, not two.
+        .target(
+            name: "DeltaKitOutbox",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                .target(name: "DeltaKitRisingWave"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // MARK: Test support
         .target(name: "DeltaKitTesting", dependencies: [.target(name: "DeltaKit")]),
 
@@ -85,6 +100,7 @@ let package = Package(
             dependencies: [
                 .target(name: "DeltaKit"),
                 .target(name: "DeltaKitKafka"),
+                .target(name: "DeltaKitOutbox"),
                 .target(name: "DeltaKitRisingWave"),
                 .target(name: "DeltaKitSQLite"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -129,7 +145,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitSQLite", "DeltaKitTesting",
+                "DeltaKit", "DeltaKitKafka", "DeltaKitOutbox", "DeltaKitRisingWave", "DeltaKitSQLite",
+                "DeltaKitTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

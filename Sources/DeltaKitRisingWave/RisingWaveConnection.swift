@@ -111,7 +111,7 @@ public actor RisingWaveConnection {
     ///
     /// - Throws: `DeltaKitError` with code `queryFailed` carrying a ``RisingWaveError`` (SQLSTATE, message,
     ///   detail, statement); `CancellationError` when the calling task was cancelled.
-    func execute(_ sql: String) async throws {
+    package func execute(_ sql: String) async throws {
         try await withSession { session in try session.simple(sql) }
     }
 
@@ -126,6 +126,34 @@ public actor RisingWaveConnection {
             }
             return rows
         }
+    }
+
+    /// Runs one parameterized statement with parameters already in PostgreSQL's text format (`nil` for NULL) and
+    /// returns all rows. Package API: DeltaKitOutbox and the example's `outbox` commands run their statements
+    /// through this one libpq client rather than a second PostgreSQL driver.
+    package func query(_ sql: String, text parameters: [String?]) async throws -> [SQLRow] {
+        try await withSession { session in
+            var rows: [SQLRow] = []
+            try session.send(sql, parameters: parameters)
+            while let chunk = try session.nextRows(max: Int.max) {
+                rows += chunk.rows.map { SQLRow(columns: chunk.columns, values: $0) }
+            }
+            return rows
+        }
+    }
+
+    /// How many times the session was re-established after it broke. A session-scoped state (an advisory lock,
+    /// `LISTEN`) is gone after a reconnect; its holder compares this number to notice.
+    package private(set) var reconnects = 0
+
+    /// Waits up to `timeout` for a `NOTIFY` on a channel this session `LISTEN`s to; returns whether one arrived
+    /// (all that arrived are consumed). Blocks the connection's own thread, never the cooperative pool; a
+    /// cancelled caller is seen when the wait ends, so keep `timeout` short.
+    package func waitForNotification(timeout: Duration) async throws -> Bool {
+        let milliseconds = Int32(
+            clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        )
+        return try await withSession { session in try session.waitForNotification(timeoutMilliseconds: milliseconds) }
     }
 
     /// Runs one parameterized statement and streams its rows: each `next()` of the sequence reads the next
@@ -217,6 +245,7 @@ public actor RisingWaveConnection {
         for attempt in 1...max(1, configuration.reconnectAttempts) {
             do {
                 try session.reconnect()
+                reconnects += 1
                 logger.info("reconnected to \(configuration.redactedURL) after \(attempt) attempt(s)")
                 return
             } catch {

@@ -19,12 +19,12 @@ extension Date: SQLEncodable {
     var sqlText: String { EventTimestamp.format(self) }
 }
 
-/// One result row in text format.
-struct SQLRow: Sendable {
+/// One result row in text format. Package API: the outbox (DeltaKitOutbox) reads PostgreSQL through it.
+package struct SQLRow: Sendable {
     /// Column names, in result order.
-    let columns: [String]
+    package let columns: [String]
     /// Column values as text (`nil` for SQL NULL).
-    let values: [String?]
+    package let values: [String?]
 
     /// Creates a row.
     init(columns: [String], values: [String?]) {
@@ -33,7 +33,7 @@ struct SQLRow: Sendable {
     }
 
     /// The raw text of `column`, or `nil` for NULL.
-    subscript(column: String) -> String? {
+    package subscript(column: String) -> String? {
         guard let index = columns.firstIndex(of: column) else { return nil }
         return values[index]
     }

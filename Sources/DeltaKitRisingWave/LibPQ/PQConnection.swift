@@ -146,6 +146,32 @@ final class PQConnection {
         pendingError = nil
     }
 
+    /// Waits up to `timeoutMilliseconds` for a notification (`LISTEN`) and consumes every one that arrived;
+    /// returns whether any did. Notifications that arrived during earlier statements count too.
+    func waitForNotification(timeoutMilliseconds: Int32) throws -> Bool {
+        guard let conn else { throw brokenError() }
+        if inFlight != nil { drain() }
+        func consume() throws -> Bool {
+            guard PQconsumeInput(conn) == 1 else {
+                throw RisingWaveError(
+                    sqlState: nil,
+                    message: String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines),
+                    isConnectionError: true
+                )
+            }
+            var any = false
+            while let notification = PQnotifies(conn) {
+                any = true
+                PQfreemem(notification)
+            }
+            return any
+        }
+        if try consume() { return true }
+        var descriptor = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
+        guard poll(&descriptor, 1, timeoutMilliseconds) > 0 else { return false }
+        return try consume()
+    }
+
     private func check(_ result: OpaquePointer?, statement: String) throws {
         guard let result else {
             throw RisingWaveError(

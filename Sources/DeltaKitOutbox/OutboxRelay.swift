@@ -1,0 +1,364 @@
+public import DeltaKit
+public import DeltaKitRisingWave
+import Foundation
+public import Logging
+import Metrics
+public import ServiceLifecycle
+import Synchronization
+
+/// Publishes the events of one topic of a ``PostgresOutbox`` through an `EventSink` (a `KafkaEventSink` in
+/// production) and deletes each row once the sink acknowledged it: a swift-service-lifecycle `Service`.
+///
+/// - **Nothing lost, nothing invented**: only committed rows are visible to it, and a row is deleted only after
+///   the sink made its event durable. A crash between the two publishes the event again; DeltaKit's merge makes
+///   the replay change nothing.
+/// - **Per key in order**: it publishes each key's rows in `event_order`, which follows commit order.
+/// - **No skipped rows**: it keeps no high-water mark over ids; every round reads whatever rows exist, so a
+///   transaction that took a low id and committed late is published in a later round.
+/// - **A poisoned row blocks only its key**: a row whose event cannot be decoded or serialized stays in the table,
+///   its key is held back (later rows of that key wait behind it), and every other key keeps flowing; held keys are
+///   retried every ``Configuration/blockedKeyRetryInterval``.
+/// - **One relay at a time**: it publishes only while it holds a session-level advisory lock for the outbox and
+///   topic; another relay waits, retrying every ``Configuration/leadershipRetryInterval``, and takes over when the
+///   leader's session ends (a crash closes it). After its own session broke and was re-established it holds no
+///   lock any more, and competes again before publishing anything.
+/// - **Wakes on `NOTIFY`**, falling back to polling every ``Configuration/pollInterval`` (a connection pooler in
+///   transaction mode loses notifications).
+///
+/// A graceful shutdown lets the batch in flight finish (published and deleted), then ends.
+///
+/// It reads PostgreSQL through DeltaKit's own libpq client, the one `RisingWaveConnection` uses, on a session of
+/// its own (the advisory lock and `LISTEN` are per session).
+public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
+    /// Settings of a relay.
+    public struct Configuration: Sendable {
+        /// The topic whose rows this relay publishes (the sink's topic).
+        public var topic: String
+        /// Rows read, published and deleted per round (1…100,000).
+        public var batchSize: Int
+        /// How long to wait for a notification before looking anyway.
+        public var pollInterval: Duration
+        /// How often a relay that is not the leader tries to become it.
+        public var leadershipRetryInterval: Duration
+        /// How long a key whose head row could not be published is held back before it is tried again.
+        public var blockedKeyRetryInterval: Duration
+        /// How often the outbox's depth and oldest age are measured for the metrics.
+        public var metricsInterval: Duration
+        /// End (successfully) once a round finds nothing to publish, instead of waiting for more: for scripts.
+        public var exitWhenEmpty: Bool
+
+        /// Settings for `topic`.
+        public init(
+            topic: String,
+            batchSize: Int = 2_000,
+            pollInterval: Duration = .seconds(1),
+            leadershipRetryInterval: Duration = .seconds(1),
+            blockedKeyRetryInterval: Duration = .seconds(30),
+            metricsInterval: Duration = .seconds(5),
+            exitWhenEmpty: Bool = false
+        ) {
+            self.topic = topic
+            self.batchSize = batchSize
+            self.pollInterval = pollInterval
+            self.leadershipRetryInterval = leadershipRetryInterval
+            self.blockedKeyRetryInterval = blockedKeyRetryInterval
+            self.metricsInterval = metricsInterval
+            self.exitWhenEmpty = exitWhenEmpty
+        }
+    }
+
+    private struct Counters {
+        var published = 0
+        var isLeader = false
+        var blockedKeys: Set<String> = []
+    }
+
+    private let outbox: PostgresOutbox
+    private let connectionConfiguration: RisingWaveConnection.Configuration
+    private let sink: Sink
+    private let configuration: Configuration
+    private let logger: Logger
+    private let counters = Mutex(Counters())
+    private let metrics: RelayMetrics
+
+    /// A relay of `configuration.topic`'s rows of `outbox` to `sink`, reading PostgreSQL at `connection`.
+    ///
+    /// - Throws: `DeltaKitError` with code `invalidConfiguration` for a setting out of range.
+    public init(
+        outbox: PostgresOutbox,
+        connection: RisingWaveConnection.Configuration,
+        sink: Sink,
+        configuration: Configuration,
+        logger: Logger = Logger(label: "deltakit.outbox")
+    ) throws {
+        guard (1...100_000).contains(configuration.batchSize) else {
+            throw DeltaKitError(
+                code: .invalidConfiguration,
+                message: "batchSize must be 1…100,000, got \(configuration.batchSize)"
+            )
+        }
+        for (name, value) in [
+            ("pollInterval", configuration.pollInterval),
+            ("leadershipRetryInterval", configuration.leadershipRetryInterval),
+            ("metricsInterval", configuration.metricsInterval),
+        ] where value <= .zero {
+            throw DeltaKitError(code: .invalidConfiguration, message: "\(name) must be positive, got \(value)")
+        }
+        try connection.validate()
+        self.outbox = outbox
+        self.connectionConfiguration = connection
+        self.sink = sink
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = RelayMetrics(table: outbox.table, topic: configuration.topic)
+    }
+
+    /// Events published and deleted so far by this relay.
+    public var published: Int { counters.withLock { $0.published } }
+
+    /// Whether this relay currently holds the outbox's leadership.
+    public var isLeader: Bool { counters.withLock { $0.isLeader } }
+
+    /// The message keys currently held back behind a row that could not be published.
+    public var blockedKeys: Set<String> { counters.withLock { $0.blockedKeys } }
+
+    /// Relays until a graceful shutdown (or, with ``Configuration/exitWhenEmpty``, until nothing is left to
+    /// publish).
+    ///
+    /// - Throws: `CancellationError` when cancelled; `DeltaKitError` with code `connectionFailed` when PostgreSQL
+    ///   cannot be reached at start. Failures after that (a lost session, a sink that fails) are logged and retried.
+    public func run() async throws {
+        let connection = try await RisingWaveConnection(configuration: connectionConfiguration, logger: logger)
+        defer { setLeader(false) }
+        do {
+            try await relay(connection)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        await connection.close()
+    }
+
+    private var stopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
+
+    private func relay(_ connection: RisingWaveConnection) async throws {
+        var failures = 0
+        while !stopping {
+            do {
+                guard try await becomeLeader(connection) else { return }
+                let session = await connection.reconnects
+                try await connection.execute("LISTEN \(outbox.notificationChannel)")
+                if try await lead(connection, session: session) { return }
+                failures = 0
+            } catch let error where !(error is CancellationError) {
+                // Leadership stays as it is: a failed round (a sink that fails) keeps the lock; a lost session is
+                // noticed by the next attempt to lead, which reconnects and tries the lock again.
+                failures += 1
+                logger.warning("outbox relay of '\(configuration.topic)': \(error); retrying")
+                try await pause(.milliseconds(min(100 << min(failures, 6), 5_000)))
+            }
+        }
+    }
+
+    /// Waits until this session holds the advisory lock; `false` when the relay is stopping instead.
+    private func becomeLeader(_ connection: RisingWaveConnection) async throws -> Bool {
+        var announced = false
+        while !stopping {
+            let rows = try await connection.query(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS acquired",
+                text: ["deltakit_outbox_relay:\(outbox.table):\(configuration.topic)"]
+            )
+            if rows.first?["acquired"] == "t" {
+                setLeader(true)
+                logger.info("outbox relay of '\(configuration.topic)' is the leader")
+                return true
+            }
+            setLeader(false)
+            if !announced {
+                logger.info("outbox relay of '\(configuration.topic)' waits: another relay is the leader")
+                announced = true
+            }
+            try await pause(configuration.leadershipRetryInterval)
+        }
+        return false
+    }
+
+    /// Publishes while this session is the leader. Returns `true` when the relay is done (stopping, or empty with
+    /// `exitWhenEmpty`), `false` when the session was re-established and leadership must be won again.
+    private func lead(_ connection: RisingWaveConnection, session: Int) async throws -> Bool {
+        var blocked: [String: ContinuousClock.Instant] = [:]
+        var lastMetrics: ContinuousClock.Instant?
+        let clock = ContinuousClock()
+        while !stopping {
+            let now = clock.now
+            blocked = blocked.filter { now - $0.value < configuration.blockedKeyRetryInterval }
+            counters.withLock { $0.blockedKeys = Set(blocked.keys) }
+            metrics.blockedKeys.record(blocked.count)
+            if lastMetrics.map({ now - $0 >= configuration.metricsInterval }) ?? true {
+                try await measure(connection)
+                lastMetrics = now
+            }
+            let rows = try await connection.query(
+                """
+                SELECT id, message_key, event_order, payload, traceparent,
+                    (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us
+                FROM \(outbox.table)
+                WHERE topic = $1 AND NOT (message_key = ANY($2::text[]))
+                ORDER BY id LIMIT $3
+                """,
+                text: [configuration.topic, postgresTextArray(blocked.keys), String(configuration.batchSize)]
+            )
+            // Rows read on a session that was re-established are not ours to publish: the lock went with the old one.
+            guard await connection.reconnects == session else {
+                setLeader(false)
+                return false
+            }
+            if rows.isEmpty {
+                if configuration.exitWhenEmpty { return true }
+                try await waitForWork(connection)
+                continue
+            }
+            let outcome = try await publish(rows)
+            for key in outcome.blocked { blocked[key] = clock.now }
+            if !outcome.published.isEmpty {
+                _ = try await connection.query(
+                    "DELETE FROM \(outbox.table) WHERE id = ANY($1::bigint[])",
+                    text: ["{" + outcome.published.map(String.init).joined(separator: ",") + "}"]
+                )
+                counters.withLock { $0.published += outcome.published.count }
+                metrics.published.increment(by: Int64(outcome.published.count))
+            }
+        }
+        return true
+    }
+
+    /// Publishes `rows` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
+    private func publish(_ rows: [SQLRow]) async throws -> (published: [Int64], blocked: Set<String>) {
+        var blocked: Set<String> = []
+        var pending: [(id: Int64, key: String, event: ChangeEvent<Sink.Record>, enqueuedMicros: Int64)] = []
+        pending.reserveCapacity(rows.count)
+        for row in rows {
+            let key = row["message_key"] ?? ""
+            if blocked.contains(key) { continue }
+            guard let id = row["id"].flatMap({ Int64($0) }) else { continue }
+            do {
+                let order = try Int64(row["event_order"] ?? "").orThrow("event_order")
+                let decoded = try ChangeEvent<Sink.Record>(jsonData: Data((row["payload"] ?? "").utf8))
+                let event =
+                    decoded.record.map {
+                        ChangeEvent(
+                            operation: decoded.operation,
+                            record: $0,
+                            order: order,
+                            timestamp: decoded.timestamp
+                        )
+                    }
+                    ?? .delete(key: decoded.key, order: order, timestamp: decoded.timestamp)
+                pending.append((id, key, event, row["enqueued_us"].flatMap { Int64($0) } ?? 0))
+            } catch {
+                blocked.insert(key)
+                logger.error(
+                    "outbox row \(id) (key \(key)) of '\(configuration.topic)' cannot be published, its key waits: \(error)"
+                )
+            }
+        }
+        do {
+            try await sink.send(contentsOf: pending.map(\.event))
+        } catch let error as DeltaKitError where error.code == .serializationFailed {
+            // One event the sink refuses must not hold back the others: find it by sending one at a time, in order.
+            var sent: [Int64] = []
+            for item in pending where !blocked.contains(item.key) {
+                do {
+                    try await sink.send(item.event)
+                    sent.append(item.id)
+                } catch let error as DeltaKitError where error.code == .serializationFailed {
+                    blocked.insert(item.key)
+                    logger.error(
+                        "outbox row \(item.id) (key \(item.key)) of '\(configuration.topic)' cannot be published, its key waits: \(error)"
+                    )
+                }
+            }
+            recordLatency(pending.filter { sent.contains($0.id) }.map(\.enqueuedMicros))
+            return (sent, blocked)
+        }
+        recordLatency(pending.map(\.enqueuedMicros))
+        return (pending.map(\.id), blocked)
+    }
+
+    private func recordLatency(_ enqueuedMicros: [Int64]) {
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        for micros in enqueuedMicros where micros > 0 {
+            metrics.publishLatency.recordNanoseconds(max(0, now - micros) * 1_000)
+        }
+    }
+
+    private func measure(_ connection: RisingWaveConnection) async throws {
+        let rows = try await connection.query(
+            """
+            SELECT count(*) AS depth,
+                coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS oldest
+            FROM \(outbox.table) WHERE topic = $1
+            """,
+            text: [configuration.topic]
+        )
+        let depth = rows.first?["depth"].flatMap { Int($0) } ?? 0
+        let oldest = rows.first?["oldest"].flatMap { Double($0) } ?? 0
+        metrics.depth.record(depth)
+        metrics.oldestAge.record(oldest)
+        logger.debug("outbox '\(configuration.topic)': \(depth) rows waiting, oldest \(oldest) s")
+    }
+
+    /// Waits for a notification, at most ``Configuration/pollInterval``, in short slices so that a shutdown is
+    /// seen promptly (the wait blocks the connection's thread).
+    private func waitForWork(_ connection: RisingWaveConnection) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + configuration.pollInterval
+        while !stopping, clock.now < deadline {
+            let slice = min(.milliseconds(100), deadline - clock.now)
+            if try await connection.waitForNotification(timeout: slice) { return }
+        }
+    }
+
+    /// Sleeps up to `duration`, ending early on a graceful shutdown.
+    private func pause(_ duration: Duration) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + duration
+        while !stopping, clock.now < deadline {
+            try await Task.sleep(for: min(.milliseconds(50), deadline - clock.now))
+        }
+    }
+
+    private func setLeader(_ leader: Bool) {
+        counters.withLock { $0.isLeader = leader }
+        metrics.leader.record(leader ? 1 : 0)
+    }
+}
+
+extension Optional {
+    fileprivate func orThrow(_ column: String) throws -> Wrapped {
+        guard let self else {
+            throw DeltaKitError(code: .queryFailed, message: "outbox column \(column) is NULL or malformed")
+        }
+        return self
+    }
+}
+
+/// The relay's metrics, labelled with the outbox table and topic.
+private struct RelayMetrics: Sendable {
+    let depth: Gauge
+    let oldestAge: Gauge
+    let publishLatency: Metrics.Timer
+    let published: Counter
+    let leader: Gauge
+    let blockedKeys: Gauge
+
+    init(table: String, topic: String) {
+        let dimensions = [("table", table), ("topic", topic)]
+        depth = Gauge(label: "deltakit_outbox_depth", dimensions: dimensions)
+        oldestAge = Gauge(label: "deltakit_outbox_oldest_age_seconds", dimensions: dimensions)
+        publishLatency = Metrics.Timer(label: "deltakit_outbox_publish_latency", dimensions: dimensions)
+        published = Counter(label: "deltakit_outbox_published_total", dimensions: dimensions)
+        leader = Gauge(label: "deltakit_outbox_relay_leader", dimensions: dimensions)
+        blockedKeys = Gauge(label: "deltakit_outbox_blocked_keys", dimensions: dimensions)
+    }
+}
