@@ -51,10 +51,13 @@ extension PostgresEmulation {
         let retentionMilliseconds = retention.components.seconds * 1_000
         try await connection.execute(
             """
-            CREATE SCHEMA rw_catalog;
+            -- Provisioning emulated the catalog's drift columns already (PostgresEmulation.emulateCatalog): the
+            -- subscription's queries need the view's table id and schema too.
+            CREATE SCHEMA IF NOT EXISTS rw_catalog;
+            DROP VIEW IF EXISTS rw_catalog.rw_materialized_views;
             CREATE TABLE rw_catalog.rw_schemas (id int, name varchar);
             INSERT INTO rw_catalog.rw_schemas VALUES (1, 'public'), (2, 'other');
-            CREATE TABLE rw_catalog.rw_materialized_views (id int, name varchar, schema_id int);
+            CREATE TABLE rw_catalog.rw_materialized_views (id int, name varchar, schema_id int, definition varchar);
             -- A view of the same name in another schema, one epoch behind: the query must pick the right one.
             INSERT INTO rw_catalog.rw_materialized_views VALUES (\(Self.viewTableID), \(try SQLText.literal(pipeline.viewName)), 1),
               (2002, \(try SQLText.literal(pipeline.viewName)), 2);
