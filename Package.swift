@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "DeltaKitRisingWave", targets: ["DeltaKitRisingWave"]),
         .library(name: "DeltaKitSQLite", targets: ["DeltaKitSQLite"]),
         .library(name: "DeltaKitTesting", targets: ["DeltaKitTesting"]),
+        .library(name: "DeltaKitHTTP", targets: ["DeltaKitHTTP"]),
         .executable(name: "UserEvents", targets: ["UserEvents"]),
     ],
     dependencies: [
@@ -25,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // MARK: Core (Foundation only)
@@ -76,6 +78,18 @@ let package = Package(
             ]
         ),
 
+        // MARK: HTTP — serves any StateStore and its change feed; the core never depends on it
+        .target(
+            name: "DeltaKitHTTP",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("Resources/openapi.json"), .copy("Resources/dashboard.html")]
+        ),
+
         // MARK: Test support
         .target(name: "DeltaKitTesting", dependencies: [.target(name: "DeltaKit")]),
 
@@ -87,6 +101,7 @@ let package = Package(
                 .target(name: "DeltaKitKafka"),
                 .target(name: "DeltaKitRisingWave"),
                 .target(name: "DeltaKitSQLite"),
+                .target(name: "DeltaKitHTTP"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -124,6 +139,16 @@ let package = Package(
         .testTarget(
             name: "DeltaKitRisingWaveTests",
             dependencies: ["DeltaKit", "DeltaKitRisingWave", "DeltaKitTesting"]
+        ),
+        .testTarget(
+            name: "DeltaKitHTTPTests",
+            dependencies: [
+                "DeltaKit", "DeltaKitHTTP", "DeltaKitSQLite", "DeltaKitTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(name: "DeltaKitSQLiteTests", dependencies: ["DeltaKit", "DeltaKitSQLite", "DeltaKitTesting"]),
         .testTarget(

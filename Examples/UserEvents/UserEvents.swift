@@ -20,6 +20,7 @@ struct UserEvents: AsyncParsableCommand {
             """,
         subcommands: [
             Demo.self, Produce.self, Provision.self, Materialize.self, Snapshot.self, History.self, Watch.self,
+            Serve.self,
         ],
         defaultSubcommand: Demo.self
     )
