@@ -25,10 +25,18 @@ struct Serve: AsyncParsableCommand {
     var host = "127.0.0.1"
     @Option(parsing: .unconditional, help: "The port to listen on (0…65535; 0 picks a free one).")
     var port = 8080
+    @Option(
+        parsing: .unconditional,
+        help: "Seconds a read with ?visibleAfter=RECEIPT waits for the receipt before answering 503 (1…300)."
+    )
+    var visibilityTimeout = 10
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0…65535, got \(port)") }
+        guard (1...300).contains(visibilityTimeout) else {
+            throw ValidationError("--visibility-timeout must be 1…300 seconds, got \(visibilityTimeout)")
+        }
         guard !host.trimmingCharacters(in: .whitespaces).isEmpty else {
             throw ValidationError("--host must be an address, e.g. 127.0.0.1")
         }
@@ -75,7 +83,10 @@ struct Serve: AsyncParsableCommand {
                     }
                 )
             }
-            let server = try StateServer(tables: [table])
+            let server = try StateServer(
+                tables: [table],
+                configuration: .init(visibilityTimeout: .seconds(visibilityTimeout))
+            )
             var logger = Logger(label: "UserEvents.serve")
             logger.logLevel = logging.verbose ? .info : .warning
             let host = host

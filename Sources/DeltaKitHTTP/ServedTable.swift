@@ -10,6 +10,9 @@ public struct ServedTable: Sendable {
     public let name: String
     /// The name of the field that holds the key (the record type's `keyField`).
     public let keyField: String
+    /// The pattern of the key's URL text, for the OpenAPI document: integers and UUIDs have one; `nil` for a key
+    /// type whose text can be anything (a string).
+    let keyPattern: String?
 
     let page: @Sendable (_ after: String?, _ limit: Int) async throws -> Page
     let row: @Sendable (_ key: String) async throws -> Row?
@@ -64,6 +67,7 @@ public struct ServedTable: Sendable {
     ) {
         self.name = name
         self.keyField = Store.Record.keyField
+        self.keyPattern = KeyText.pattern(of: Store.Record.Key.self)
         self.page = { after, limit in
             let key = try after.map { try KeyText.key(Store.Record.Key.self, from: $0, parameter: "after") }
             let records = try await store.snapshot(after: key, limit: limit)
@@ -151,8 +155,20 @@ enum KeyText {
         return inner
     }
 
+    /// The pattern of a key type's text, when it has one.
+    static func pattern(of type: Any.Type) -> String? {
+        if type is any FixedWidthInteger.Type { return "^-?[0-9]{1,18}$" }
+        if type == UUID.self { return "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$" }
+        return nil
+    }
+
     static func key<Key: Decodable>(_ type: Key.Type, from text: String, parameter: String) throws -> Key {
         if let key = text as? Key { return key }
+        // Integers in decimal, leading zeros allowed (JSON would refuse `007`).
+        if let integer = Key.self as? any FixedWidthInteger.Type {
+            if let value = integer.init(text, radix: 10) as? Key { return value }
+            throw Problem.badParameter(parameter, "'\(text.prefix(100))' is not a key of this table (a whole number)")
+        }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         if let key = try? decoder.decode([Key].self, from: Data("[\(text)]".utf8)).first { return key }

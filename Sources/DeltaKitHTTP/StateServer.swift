@@ -120,7 +120,11 @@ public struct StateServer: Sendable {
         let handlers = Handlers(server: self)
         router.add(middleware: ProblemMiddleware())
         router.get("/") { _, _ in Resources.dashboard }
-        router.get("/openapi.json") { _, _ in Resources.openAPI }
+        let document = Resources.openAPI(
+            tables: order,
+            keyPattern: Set(tables.values.map(\.keyPattern)).count == 1 ? tables.values.first?.keyPattern : nil
+        )
+        router.get("/openapi.json") { _, _ in document }
         router.get("/v1/tables") { request, context in
             await handlers.respond { try await handlers.tables(request, context) }
         }

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from confluent_kafka import Producer
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 
@@ -60,13 +59,17 @@ def main():
             fail("the event was not delivered to Kafka")
 
     def row_cells(key):
-        found = driver.find_elements(By.CSS_SELECTOR, f'#rows tbody tr[data-key="{key}"] td')
-        return {cell.get_attribute("data-field"): cell.text for cell in found}
+        # Read in one script: the page re-renders its rows on every change, so element handles go stale.
+        return driver.execute_script(
+            """const row = document.querySelector(`#rows tbody tr[data-key="${arguments[0]}"]`);
+               if (!row) return {};
+               return Object.fromEntries([...row.cells].map(cell => [cell.dataset.field, cell.textContent]));""",
+            str(key))
 
     try:
         driver.get(args.url + "/")
         WebDriverWait(driver, 10).until(
-            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tbody tr")) == len(rows))
+            lambda d: d.execute_script("return document.querySelectorAll('#rows tbody tr').length") == len(rows))
         shown = row_cells(target["id"])
         if shown.get("name") != target["name"] or shown.get("age") != str(target["age"]):
             fail(f"row {target['id']} shows {shown}, the API has {target}")
