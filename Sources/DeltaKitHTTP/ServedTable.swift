@@ -1,7 +1,7 @@
 public import DeltaKit
 import Foundation
 
-/// One table the HTTP API serves: a ``StateStore`` under a name, with its change feed when the store has one.
+/// One table the HTTP API serves: a `StateStore` under a name, with its change feed when the store has one.
 ///
 /// The store is erased to what the routes need — pages of rows, one row, a stream of changes, a wait for a
 /// receipt — so one server serves stores of different record types, and the routes never see the store's type.

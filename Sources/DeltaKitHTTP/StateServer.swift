@@ -53,7 +53,7 @@ public struct StateServer: Sendable {
 
     /// Creates a server for `tables`.
     ///
-    /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/invalidConfiguration``) for a table name that is empty,
+    /// - Throws: `DeltaKitError` (`invalidConfiguration`) for a table name that is empty,
     ///   not made of letters, digits, `_` and `-`, or given twice, or a configuration value out of range.
     public init(tables: [ServedTable], configuration: Configuration = Configuration()) throws {
         var byName: [String: ServedTable] = [:]
