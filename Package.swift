@@ -154,7 +154,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitSQLite", "DeltaKitTesting",
+                "DeltaKit", "DeltaKitKafka", "DeltaKitRisingWave", "DeltaKitSQLite", "DeltaKitTesting", "DeltaKitHTTP",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
