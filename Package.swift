@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "DeltaKitSQLite", targets: ["DeltaKitSQLite"]),
         .library(name: "DeltaKitOutbox", targets: ["DeltaKitOutbox"]),
         .library(name: "DeltaKitTesting", targets: ["DeltaKitTesting"]),
+        .library(name: "DeltaKitHTTP", targets: ["DeltaKitHTTP"]),
         .executable(name: "UserEvents", targets: ["UserEvents"]),
     ],
     dependencies: [
@@ -26,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // MARK: Core (Foundation only)
@@ -91,6 +93,18 @@ let package = Package(
             ]
         ),
 
+        // MARK: HTTP — serves any StateStore and its change feed; the core never depends on it
+        .target(
+            name: "DeltaKitHTTP",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("Resources/openapi.json"), .copy("Resources/dashboard.html")]
+        ),
+
         // MARK: Test support
         .target(name: "DeltaKitTesting", dependencies: [.target(name: "DeltaKit")]),
 
@@ -103,6 +117,7 @@ let package = Package(
                 .target(name: "DeltaKitOutbox"),
                 .target(name: "DeltaKitRisingWave"),
                 .target(name: "DeltaKitSQLite"),
+                .target(name: "DeltaKitHTTP"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -141,12 +156,23 @@ let package = Package(
             name: "DeltaKitRisingWaveTests",
             dependencies: ["DeltaKit", "DeltaKitRisingWave", "DeltaKitTesting"]
         ),
+        .testTarget(
+            name: "DeltaKitHTTPTests",
+            dependencies: [
+                "DeltaKit", "DeltaKitHTTP", "DeltaKitSQLite", "DeltaKitTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "DeltaKitSQLiteTests", dependencies: ["DeltaKit", "DeltaKitSQLite", "DeltaKitTesting"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "DeltaKit", "DeltaKitKafka", "DeltaKitOutbox", "DeltaKitRisingWave", "DeltaKitSQLite",
-                "DeltaKitTesting",
+                "DeltaKitTesting", "DeltaKitHTTP",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -21,6 +21,7 @@ struct UserEvents: AsyncParsableCommand {
         subcommands: [
             Demo.self, Produce.self, Provision.self, Materialize.self, Snapshot.self, History.self, Watch.self,
             OutboxCommand.self,
+            Serve.self,
         ],
         defaultSubcommand: Demo.self
     )

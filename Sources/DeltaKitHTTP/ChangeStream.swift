@@ -1,0 +1,139 @@
+import DeltaKit
+import Foundation
+import Hummingbird
+import ServiceLifecycle
+import Synchronization
+
+/// Pumps a change feed to one Server-Sent Events client through a bounded buffer.
+///
+/// Three tasks: one reads the feed into the buffer as fast as the store delivers, one adds a heartbeat comment
+/// when the stream has been idle, one writes the buffer to the client. The feed reader never waits for the
+/// client: when the buffer is full — the client stopped reading — the reader ends the stream with
+/// ``Outcome/slowClient`` and the writer is cancelled, which closes the connection. So a stalled client holds
+/// at most `bufferLimit` events and never slows the store (or the materializer writing it).
+enum ChangeStream {
+    /// How a stream ended.
+    enum Outcome: Equatable, Sendable {
+        /// The feed ended (the store stopped it).
+        case feedEnded
+        /// The client did not read fast enough: its buffer filled up.
+        case slowClient
+        /// The server is shutting down gracefully.
+        case shutdown
+    }
+
+    private enum Item: Sendable {
+        case event(StreamEvent)
+        case heartbeat
+        case end(Outcome)
+        case failure(String)
+    }
+
+    private struct Overflow: Error {}
+
+    /// Runs the stream until the feed ends, the client falls behind, the server shuts down or the client goes
+    /// away (`write` throws).
+    ///
+    /// - Parameters:
+    ///   - events: The feed, already encoded.
+    ///   - bufferLimit: How many events (and heartbeats) may wait for the client.
+    ///   - heartbeat: How long the stream may be idle before a comment line is sent.
+    ///   - write: Writes bytes to the client; it may wait for the client to read, and must stop waiting when
+    ///     its task is cancelled.
+    static func run(
+        events: some AsyncSequence<StreamEvent, any Error> & Sendable,
+        bufferLimit: Int,
+        heartbeat: Duration,
+        write: @escaping @Sendable (ByteBuffer) async throws -> Void
+    ) async throws -> Outcome {
+        let (stream, continuation) = AsyncStream<Item>.makeStream(bufferingPolicy: .bufferingOldest(bufferLimit))
+        let lastActivity = LastActivity()
+        // Yields into the bounded buffer; a full buffer ends the stream, because the client is not reading.
+        let push: @Sendable (Item) throws -> Void = { item in
+            if case .dropped = continuation.yield(item) {
+                throw Overflow()
+            }
+        }
+        return try await withThrowingTaskGroup(of: Outcome?.self) { group in
+            group.addTask {
+                // The writer: the only task that waits for the client.
+                for await item in stream {
+                    switch item {
+                    case .event(let event):
+                        try await write(encode(event))
+                    case .heartbeat:
+                        try await write(ByteBuffer(string: ": heartbeat\n\n"))
+                    case .end(let outcome):
+                        return outcome
+                    case .failure(let message):
+                        try await write(ByteBuffer(string: "event: problem\ndata: \(message)\n\n"))
+                        return .feedEnded
+                    }
+                    lastActivity.touch()
+                }
+                return nil
+            }
+            group.addTask { [events] in
+                do {
+                    for try await event in events {
+                        try push(.event(event))
+                    }
+                    try push(.end(.feedEnded))
+                } catch is Overflow {
+                    return .slowClient
+                } catch is CancellationError {
+                    return nil
+                } catch {
+                    let problem = Problem.from(error)
+                    let json = String(decoding: problem.json, as: UTF8.self)
+                    do { try push(.failure(json)) } catch { return .slowClient }
+                }
+                return nil
+            }
+            group.addTask {
+                while true {
+                    let since = lastActivity.instant
+                    let due = since + heartbeat
+                    if due <= .now {
+                        do { try push(.heartbeat) } catch { return .slowClient }
+                        lastActivity.touch()
+                        try await Task.sleep(for: heartbeat)
+                    } else {
+                        try await Task.sleep(until: due, clock: .continuous)
+                    }
+                }
+            }
+            group.addTask {
+                try await gracefulShutdown()
+                return .shutdown
+            }
+            defer { group.cancelAll() }
+            while let outcome = try await group.next() {
+                if let outcome { return outcome }
+            }
+            return .feedEnded
+        }
+    }
+
+    /// When the stream last sent something, shared by the writer and the heartbeat tasks.
+    private final class LastActivity: Sendable {
+        private let value = Mutex(ContinuousClock.now)
+        var instant: ContinuousClock.Instant { value.withLock { $0 } }
+        func touch() { value.withLock { $0 = .now } }
+    }
+
+    /// One event in the text/event-stream format: `id:` when it has a position, then `data:`.
+    static func encode(_ event: StreamEvent) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(event.data.count + (event.id?.utf8.count ?? 0) + 16)
+        if let id = event.id {
+            buffer.writeString("id: ")
+            buffer.writeString(id)
+            buffer.writeString("\n")
+        }
+        buffer.writeString("data: ")
+        buffer.writeBytes(event.data)
+        buffer.writeString("\n\n")
+        return buffer
+    }
+}

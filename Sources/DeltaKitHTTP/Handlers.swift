@@ -1,0 +1,248 @@
+import DeltaKit
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The route handlers: each parses its parameters (a bad one is a 400 naming it), waits for `visibleAfter`,
+/// then reads the store.
+struct Handlers: Sendable {
+    let server: StateServer
+
+    private var configuration: StateServer.Configuration { server.configuration }
+
+    /// Runs a handler, answering any error it throws as problem+json.
+    func respond(_ handler: () async throws -> Response) async -> Response {
+        do {
+            return try await handler()
+        } catch {
+            return Problem.from(error).response
+        }
+    }
+
+    func tables(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        for table in server.order.compactMap({ server.tables[$0] }) {
+            try await waitIfAsked(request, table)
+        }
+        let list = server.order.compactMap { server.tables[$0] }.map { TableEntry(name: $0.name, key: $0.keyField) }
+        return json(try JSONBody.encode(list))
+    }
+
+    func rows(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let table = try table(context)
+        let parameters = request.uri.queryParameters
+        let limit = try pageLimit(request)
+        let after = parameters.get("after")
+        try await waitIfAsked(request, table)
+        let page = try await table.page(after, limit)
+        var body = Data("{\"rows\":[".utf8)
+        for (index, row) in page.rows.enumerated() {
+            if index > 0 { body.append(UInt8(ascii: ",")) }
+            body.append(row)
+        }
+        body.append(contentsOf: Array("],\"next\":".utf8))
+        body.append(try JSONBody.encode(page.next))
+        body.append(UInt8(ascii: "}"))
+        return json(body)
+    }
+
+    func row(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let table = try table(context)
+        let raw = try context.parameters.require("key")
+        let key = raw.removingPercentEncoding ?? raw
+        try await waitIfAsked(request, table)
+        guard let row = try await table.row(key) else {
+            throw Problem.notFound("table '\(table.name)' has no row with key '\(key.prefix(100))'")
+        }
+        let tag = ETag.of(row.json)
+        if let match = request.headers[.ifNoneMatch], ETag.matches(match, tag) {
+            var headers = HTTPFields()
+            headers[.eTag] = tag
+            headers[.cacheControl] = "no-cache"
+            return Response(status: .notModified, headers: headers)
+        }
+        var response = json(row.json)
+        response.headers[.eTag] = tag
+        return response
+    }
+
+    func changes(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let table = try table(context)
+        guard let follow = table.changes else {
+            throw Problem.notFound("table '\(table.name)' has no change feed")
+        }
+        let parameters = request.uri.queryParameters
+        let start: ChangeFeedStart
+        let startParameter: String
+        switch parameters.get("from") {
+        case nil, "snapshot": start = .snapshot
+        case "now": start = .now
+        case let other?: throw Problem.badParameter("from", "'\(other.prefix(100))' is not 'snapshot' or 'now'")
+        }
+        if let last = request.headers[lastEventID], !last.isEmpty {
+            // A reconnecting EventSource sends the id of the last event it received: resume right after it.
+            startParameter = "Last-Event-ID"
+            try await waitIfAsked(request, table)
+            return try await stream(table, follow, from: .after(ChangeFeedPosition(last)), parameter: startParameter)
+        }
+        startParameter = "from"
+        try await waitIfAsked(request, table)
+        return try await stream(table, follow, from: start, parameter: startParameter)
+    }
+
+    private func stream(
+        _ table: ServedTable,
+        _ follow: @Sendable (ChangeFeedStart) async throws -> any AsyncSequence<StreamEvent, any Error> & Sendable,
+        from start: ChangeFeedStart,
+        parameter: String
+    ) async throws -> Response {
+        let events: any AsyncSequence<StreamEvent, any Error> & Sendable
+        do {
+            events = try await follow(start)
+        } catch {
+            throw Problem.from(error, parameter: parameter)
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
+        let configuration = configuration
+        return Response(
+            status: .ok,
+            headers: headers,
+            body: ResponseBody { writer in
+                let shared = SharedWriter(writer)
+                // A comment first, so the client sees the stream open before the first change.
+                try await shared.write(ByteBuffer(string: ": \(table.name) changes\nretry: 1000\n\n"))
+                let outcome = try await ChangeStream.run(
+                    events: events,
+                    bufferLimit: configuration.clientBufferLimit,
+                    heartbeat: configuration.heartbeatInterval,
+                    write: { try await shared.write($0) }
+                )
+                if outcome == .slowClient {
+                    // Throwing closes the connection: the client did not read its buffer.
+                    throw SlowClientError()
+                }
+                try await writer.finish(nil)
+            }
+        )
+    }
+
+    // MARK: Parameters
+
+    private func table(_ context: BasicRequestContext) throws -> ServedTable {
+        let name = try context.parameters.require("table")
+        guard let table = server.tables[name] else {
+            throw Problem.notFound("no table '\(name.prefix(100))'; GET /v1/tables lists the served tables")
+        }
+        return table
+    }
+
+    private func pageLimit(_ request: Request) throws -> Int {
+        guard let text = request.uri.queryParameters.get("limit") else { return configuration.defaultPageSize }
+        guard let limit = Int(text), (1...configuration.maximumPageSize).contains(limit) else {
+            throw Problem.badParameter(
+                "limit",
+                "'\(text.prefix(100))' is not a whole number from 1 to \(configuration.maximumPageSize)"
+            )
+        }
+        return limit
+    }
+
+    /// Waits until the table reflects the receipt in `visibleAfter`, when the request gives one.
+    private func waitIfAsked(_ request: Request, _ table: ServedTable) async throws {
+        guard let text = request.uri.queryParameters.get("visibleAfter") else { return }
+        let receipt = try ReceiptText.parse(text[...])
+        guard let wait = table.waitUntilVisible else {
+            throw Problem.badParameter(
+                "visibleAfter",
+                "table '\(table.name)' is not served with a materializer to wait for; read without visibleAfter"
+            )
+        }
+        do {
+            try await wait(receipt, configuration.visibilityTimeout)
+        } catch {
+            throw Problem.from(error, parameter: "visibleAfter")
+        }
+    }
+
+    private func json(_ body: Data) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[.cacheControl] = "no-cache"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    private var lastEventID: HTTPField.Name { HTTPField.Name("Last-Event-ID")! }
+
+    private struct TableEntry: Encodable {
+        var name: String
+        var key: String
+    }
+}
+
+/// The client of a change stream stopped reading and its buffer filled.
+struct SlowClientError: Error {}
+
+/// The response body writer, shared with the task of ``ChangeStream`` that writes to the client.
+///
+/// `@unchecked Sendable`: the writer is used by one task at a time — the stream's writer task while
+/// ``ChangeStream/run(events:bufferLimit:heartbeat:write:)`` runs (the body closure waits for it and writes
+/// nothing meanwhile), the body closure before and after.
+private final class SharedWriter: @unchecked Sendable {
+    private var writer: any ResponseBodyWriter
+
+    init(_ writer: any ResponseBodyWriter) { self.writer = writer }
+
+    func write(_ buffer: ByteBuffer) async throws {
+        try await writer.write(buffer)
+    }
+}
+
+/// `visibleAfter` values: a receipt as `partition@offset` pairs separated by commas (`0@41,3@7`), the text
+/// of `EventReceipt.description` without its parentheses.
+enum ReceiptText {
+    static func parse(_ text: Substring) throws -> EventReceipt {
+        var receipt = EventReceipt()
+        let pairs = text.split(separator: ",", omittingEmptySubsequences: false)
+        guard !text.isEmpty, pairs.count <= 10_000 else {
+            throw Problem.badParameter("visibleAfter", "expected partition@offset pairs separated by commas")
+        }
+        for pair in pairs {
+            let parts = pair.split(separator: "@", omittingEmptySubsequences: false)
+            guard parts.count == 2, let partition = Int32(parts[0]), partition >= 0, let offset = Int64(parts[1]),
+                offset >= 0
+            else {
+                throw Problem.badParameter(
+                    "visibleAfter",
+                    "'\(pair.prefix(100))' is not partition@offset (two whole numbers, e.g. 0@41)"
+                )
+            }
+            receipt.record(partition: partition, offset: offset)
+        }
+        return receipt
+    }
+}
+
+/// Strong entity tags of row bodies.
+enum ETag {
+    /// The tag of a row: a hash of its JSON, so it changes exactly when the row does.
+    static func of(_ body: Data) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in body {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return "\"" + String(hash, radix: 16) + "\""
+    }
+
+    /// Whether an `If-None-Match` value names `tag` (or is `*`); weak tags compare by their opaque part.
+    static func matches(_ header: String, _ tag: String) -> Bool {
+        header.split(separator: ",").contains { candidate in
+            var value = candidate.trimmingCharacters(in: .whitespaces)
+            if value == "*" { return true }
+            if value.hasPrefix("W/") { value.removeFirst(2) }
+            return value == tag
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import DeltaKit
+import DeltaKitHTTP
+import DeltaKitRisingWave
+import DeltaKitTesting
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+/// The HTTP API's read checks (the in-memory and SQLite suite is `DeltaKitHTTPTests`) over the real
+/// `RisingWaveStateStore` on PostgreSQL, `visibleAfter` waiting through the store's `waitUntilVisible`.
+@Suite("HTTP API over the RisingWave store on PostgreSQL", .requiresPostgres, .timeLimit(.minutes(5)))
+struct RisingWaveOnPostgresHTTPTests {
+    static func json(_ buffer: ByteBuffer) -> Any? {
+        try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView), options: [.fragmentsAllowed])
+    }
+
+    @Test("rows pages in key order, one row has an ETag and 304, absent is 404, visibleAfter waits for the receipt")
+    func reads() async throws {
+        var emulation = try await PostgresEmulation.make(try TestEnvironment.requirePostgres())
+        let store = emulation.store
+        let receipt = try await emulation.load(
+            (1...25).reversed().map { .insert(DemoUser(id: $0, name: "user \($0)", age: 20 + $0), order: Int64($0)) }
+        )
+        let table = ServedTable(
+            "users",
+            store: store,
+            waitUntilVisible: { receipt, timeout in try await store.waitUntilVisible(receipt, timeout: timeout) }
+        )
+        let app = Application(router: try StateServer(tables: [table]).router())
+        let visible = receipt.offsets.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ",")
+        try await app.test(.router) { client in
+            var seen: [Int] = []
+            var cursor: String? = nil
+            repeat {
+                let after = cursor.map { "&after=\($0)" } ?? ""
+                let response = try await client.execute(
+                    uri: "/v1/tables/users/rows?limit=10&visibleAfter=\(visible)\(after)",
+                    method: .get
+                )
+                #expect(response.status == .ok)
+                let page = try #require(Self.json(response.body) as? [String: Any])
+                seen += (page["rows"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? Int }
+                cursor = page["next"] as? String
+            } while cursor != nil && seen.count < 100
+            #expect(seen == Array(1...25))
+
+            let row = try await client.execute(uri: "/v1/tables/users/rows/7", method: .get)
+            #expect(row.status == .ok)
+            #expect((Self.json(row.body) as? [String: Any])?["name"] as? String == "user 7")
+            let tag = try #require(row.headers[.eTag])
+            let cached = try await client.execute(
+                uri: "/v1/tables/users/rows/7",
+                method: .get,
+                headers: [.ifNoneMatch: tag]
+            )
+            #expect(cached.status == .notModified)
+            let absent = try await client.execute(uri: "/v1/tables/users/rows/99", method: .get)
+            #expect(absent.status == .notFound)
+            #expect(absent.headers[.contentType] == "application/problem+json")
+        }
+    }
+}
