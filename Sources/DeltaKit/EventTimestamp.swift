@@ -27,13 +27,20 @@ public enum EventTimestamp {
     }
 
     /// The `Date` nearest to `micros` microseconds since 1970.
-    static func date(fromMicroseconds micros: Int64) -> Date {
+    package static func date(fromMicroseconds micros: Int64) -> Date {
         // Integer arithmetic down to the seconds since 2001, then one rounding into the `Double`.
         let sinceReference = micros - referenceDateOffset * 1_000_000
         let seconds = sinceReference.floorDiv(1_000_000)
         return Date(
             timeIntervalSinceReferenceDate: Double(seconds) + Double(sinceReference - seconds * 1_000_000) / 1_000_000
         )
+    }
+
+    /// The microseconds a text's `micros` (``parseMicroseconds(_:)``) stand for once read back from their own
+    /// text: the same outside the edges of a `Date`'s microsecond precision (see ``roundedToMicroseconds(_:)``).
+    @inline(__always)
+    package static func canonicalMicroseconds(_ micros: Int64) -> Int64 {
+        microseconds(date(fromMicroseconds: micros))
     }
 
     /// Seconds from 1970-01-01 to 2001-01-01, `Date`'s reference date.
@@ -104,7 +111,14 @@ public enum EventTimestamp {
     /// (rounded to microseconds), and `Z`, `+hh:mm`, `-hh:mm`, `+hhmm` or no offset (read as UTC).
     /// Returns `nil` when the text is not such a timestamp.
     public static func parse(_ text: String) -> Date? {
-        var p = Array(text.utf8)[...]
+        var text = text
+        return text.withUTF8 { parseMicroseconds(UnsafeRawBufferPointer($0)) }.map(date(fromMicroseconds:))
+    }
+
+    /// ``parse(_:)`` on the text's UTF-8 bytes, without a copy: the microseconds since 1970 of the `Date` it returns
+    /// (`date(fromMicroseconds:)` of the result), or `nil` when the bytes are not such a timestamp.
+    package static func parseMicroseconds(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        var p = bytes[...]
         func number(_ n: Int) -> Int64? {
             guard p.count >= n else { return nil }
             var v: Int64 = 0
@@ -165,9 +179,10 @@ public enum EventTimestamp {
         // an edge value outside.
         guard (minimumMicroseconds...maximumMicroseconds).contains(total) else { return nil }
         // Near the edges a Date cannot hold the microsecond: refuse what would format outside years 1–9999.
-        let date = date(fromMicroseconds: total)
-        guard (minimumMicroseconds...maximumMicroseconds).contains(microseconds(date)) else { return nil }
-        return date
+        guard (minimumMicroseconds...maximumMicroseconds).contains(microseconds(date(fromMicroseconds: total))) else {
+            return nil
+        }
+        return total
     }
 
     /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in microseconds since 1970.

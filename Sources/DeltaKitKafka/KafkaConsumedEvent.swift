@@ -39,8 +39,18 @@ public struct MalformedMessage: Sendable, CustomStringConvertible {
 
 /// Events taken from a source in one hand-off (``KafkaEventSource/batches(limit:)``).
 struct SourceBatch<Record: ChangeRecord>: Sendable {
-    /// The events, in per-partition order.
+    /// The events, in per-partition order (for a record type without a row layout).
     var events: [KafkaConsumedEvent<Record>] = []
+    /// The events as rows, in per-partition order (for a record type with a row layout: every event of the batch).
+    var rows: RowList?
+    /// The number of events in the batch.
+    var eventCount: Int { events.count + (rows?.count ?? 0) }
+
+    /// Every event of the batch as a typed event (building the records of its rows).
+    func typedEvents(layout: RowLayout?) throws -> [ChangeEvent<Record>] {
+        guard let rows, let layout else { return events.map(\.event) }
+        return try events.map(\.event) + (0..<rows.count).map { try ChangeEvent(row: $0, of: rows, layout: layout) }
+    }
     /// Per partition, the offset after the last message of the batch (events and malformed messages alike):
     /// where a restart continues once the batch is applied.
     var nextOffsets: [Int32: Int64] = [:]

@@ -26,6 +26,9 @@ public struct KafkaEventSequence<Record: ChangeRecord>: AsyncSequence, Sendable 
                 case .event(let event):
                     core.consumed.increment()
                     return event
+                case .row(let row):
+                    core.consumed.increment()
+                    return try row.consumedEvent(Record.self, topic: core.topic, layout: core.rowLayout!)
                 case .malformed(let message):
                     try await core.handleMalformed(message)
                 case .caughtUp:

@@ -54,37 +54,112 @@ extension SourceCore {
     }
 
     /// Turns one polled message into an item appended to `pending` (an event decoded in place from
-    /// librdkafka's buffer, a malformed message, the caught-up marker), or reports a client error (after handing
-    /// over what is pending, to keep the order).
+    /// librdkafka's buffer — into `rows` for a record type with a row layout —, a malformed message, the caught-up
+    /// marker), or reports a client error (after handing over what is pending, to keep the order).
     func take(
         _ view: RdKafkaMessageView,
         schema: RecordSchema?,
-        into pending: inout [SourceItem<Record>]
+        into pending: inout [SourceItem<Record>],
+        rows: inout RowList?
     ) {
-        // A message with a key must carry that key's record (``keyedEvent(_:)``); else the slow path reports it.
-        if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
-            Self.keyAgrees(view.key, event)
+        if let value = view.plainValue {
+            if let rowLayout, rows != nil {
+                if takeRow(view, value, layout: rowLayout, into: &pending, rows: &rows!) { return }
+            } else if let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
+                Self.keyAgrees(view.key, event)
+            {
+                // A message with a key must carry that key's record (``keyedEvent(_:)``); else the slow path
+                // reports it.
+                guard noteData(partition: view.partition, offset: view.offset) else { return }
+                pending.append(
+                    .event(
+                        KafkaConsumedEvent(
+                            event: event,
+                            topic: topic,
+                            partition: view.partition,
+                            offset: view.offset,
+                            fingerprint: view.fingerprint
+                        )
+                    )
+                )
+                return
+            }
+        }
+        let message = view.copy()  // the unusual cases: copied out of librdkafka's buffer
+        if message.error != nil {
+            if let rows { Self.share(rows, with: &pending) }
+            push(contentsOf: pending)
+            pending.removeAll()
+        }
+        guard let next = item(from: message) else { return }
+        // With a row layout every event travels as a row, in order with the others (a tombstone's delete too).
+        if case .event(let event) = next, let rowLayout, rows != nil,
+            (try? rowLayout.appendRow(from: event.event, into: &rows!)) != nil
         {
-            guard noteData(partition: view.partition, offset: view.offset) else { return }
             pending.append(
-                .event(
-                    KafkaConsumedEvent(
-                        event: event,
-                        topic: topic,
-                        partition: view.partition,
-                        offset: view.offset,
-                        fingerprint: view.fingerprint
+                .row(
+                    SourceRow(
+                        rows: RowList(width: 0),
+                        index: rows!.count - 1,
+                        partition: event.partition,
+                        offset: event.offset,
+                        fingerprint: event.fingerprint
                     )
                 )
             )
             return
         }
-        let message = view.copy()  // the unusual cases: copied out of librdkafka's buffer
-        if message.error != nil {
-            push(contentsOf: pending)
-            pending.removeAll()
+        pending.append(next)
+    }
+
+    /// The fast path for a record type with a row layout: the value decoded into a row of `rows` in
+    /// librdkafka's buffer, and refused when the message has a key that is not the row's (as for
+    /// ``keyedEvent(_:)``). `false` leaves the message to the slow path, which decides and explains.
+    @inline(__always)
+    private func takeRow(
+        _ view: RdKafkaMessageView,
+        _ value: UnsafeRawBufferPointer,
+        layout: RowLayout,
+        into pending: inout [SourceItem<Record>],
+        rows: inout RowList
+    ) -> Bool {
+        guard layout.decode(value, into: &rows) else { return false }
+        let row = rows.count - 1
+        if let key = view.key {
+            let agrees =
+                layout.isKeyed(row, of: rows, by: key)
+                ?? ((try? ChangeEvent<Record>(row: row, of: rows, layout: layout))?.isKeyed(by: key) ?? false)
+            guard agrees else {
+                rows.removeLastRow()
+                return false
+            }
         }
-        if let next = item(from: message) { pending.append(next) }
+        guard noteData(partition: view.partition, offset: view.offset) else {
+            rows.removeLastRow()
+            return true
+        }
+        // The poll's rows are shared with the items once the poll is over (``share(_:with:)``).
+        pending.append(
+            .row(
+                SourceRow(
+                    rows: RowList(width: 0),
+                    index: row,
+                    partition: view.partition,
+                    offset: view.offset,
+                    fingerprint: view.fingerprint
+                )
+            )
+        )
+        return true
+    }
+
+    /// Gives the row items among `pending` the poll's rows (one shared copy, not one per item).
+    static func share(_ rows: RowList, with pending: inout [SourceItem<Record>]) {
+        for index in pending.indices {
+            guard case .row(var row) = pending[index], row.rows.width == 0 else { continue }
+            row.rows = rows
+            pending[index] = .row(row)
+        }
     }
 
     /// An ordinary message was read at `offset` of `partition`: the partition is no longer at its end, and

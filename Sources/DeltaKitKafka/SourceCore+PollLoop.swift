@@ -29,12 +29,17 @@ extension SourceCore {
         var taken = 0
         let limit = min(limit, Self.pollBatchLimit)
         let schema = try? Record.schema  // once per poll, not per message
+        var rows = rowLayout?.makeRows()  // this poll's rows, which its items share
         while taken < limit,
-            handle.consumerPoll(timeoutMs: taken == 0 ? 100 : 0, { take($0, schema: schema, into: &pending) }) != nil
+            handle.consumerPoll(
+                timeoutMs: taken == 0 ? 100 : 0,
+                { take($0, schema: schema, into: &pending, rows: &rows) }
+            ) != nil
         {
             taken += 1
         }
         if !hasGroup { recordDelivered(pending) }
+        if let rows { Self.share(rows, with: &pending) }
         push(contentsOf: pending)
         return taken
     }
@@ -45,6 +50,7 @@ extension SourceCore {
         for item in items {
             switch item {
             case .event(let event): last[event.partition] = event.fingerprint
+            case .row(let row): last[row.partition] = row.fingerprint
             case .malformed(let message): last[message.partition] = message.fingerprint
             case .caughtUp, .failure: break
             }

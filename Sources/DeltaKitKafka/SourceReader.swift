@@ -49,7 +49,33 @@ struct SourceReader<Record: ChangeRecord> {
 
 enum SourceItem<Record: ChangeRecord>: Sendable {
     case event(KafkaConsumedEvent<Record>)
+    /// An event as a row (for a record type with a row layout): every event is one, tombstones included.
+    case row(SourceRow)
     case malformed(MalformedMessage)
     case caughtUp
     case failure(DeltaKitError)
+}
+
+/// An event decoded into a row of the rows taken in one poll (shared by that poll's items, not copied).
+struct SourceRow: Sendable {
+    var rows: RowList
+    var index: Int
+    var partition: Int32
+    var offset: Int64
+    var fingerprint: MessageFingerprint
+
+    /// The typed event, for a reader that asks for one.
+    func consumedEvent<Record: ChangeRecord>(
+        _ type: Record.Type,
+        topic: String,
+        layout: RowLayout
+    ) throws -> KafkaConsumedEvent<Record> {
+        KafkaConsumedEvent(
+            event: try ChangeEvent(row: index, of: rows, layout: layout),
+            topic: topic,
+            partition: partition,
+            offset: offset,
+            fingerprint: fingerprint
+        )
+    }
 }
