@@ -134,12 +134,38 @@ package final class RowLayout: Sendable {
         return strings.isEmpty ? .integerEnum(integers) : nil
     }
 
-    /// Whether `R`'s `Codable` conformance and rows agree: a handful of events made of distinct values of every
-    /// field (and `null` in every optional one) decode through `Codable` to the events their rows give back, and
-    /// records of different rows are different. A record whose `init(from:)` refuses or changes values (a
+    /// Whether `R`'s `Codable` conformance and rows agree: a handful of events made of edge values and of distinct
+    /// values of every field (and `null` in every optional one) decode through `Codable` to the events their rows
+    /// give back, their records write back the rows' values, and records of different rows are different. A record whose `init(from:)` refuses or changes values (a
     /// validating or normalizing decoder) fails it and keeps to typed events.
     private func checkFaithful<R: ChangeRecord>(_ type: R.Type) -> Bool {
         var samples: [[UInt8]] = []
+        // Edge values of every field (a decoder that trims, changes case or clamps shows here).
+        var edges: [UInt8] = [UInt8(ascii: "{")]
+        for (index, field) in fields.enumerated() {
+            if index > 0 { edges.append(UInt8(ascii: ",")) }
+            FlatJSONWriter.appendString(field.name, to: &edges)
+            edges.append(UInt8(ascii: ":"))
+            let value: String
+            switch field.kind {
+            case .integer(let min, let max): value = index == keyIndex ? "\(max)" : "\(min)"
+            case .bool: value = "false"
+            case .double, .float: value = "-0.25"
+            case .string: value = #"" Mixed Case \u00e9 ""#
+            case .timestamp: value = #""2024-02-29T23:59:59.999999+00:00""#
+            case .uuid: value = #""0123ABCD-89AB-CDEF-0123-456789ABCDEF""#
+            case .url: value = #""https://example.com/A?b=1""#
+            case .decimal: value = "-1.25"
+            case .stringEnum(let cases):
+                var json: [UInt8] = []
+                FlatJSONWriter.appendString(cases.last ?? "", to: &json)
+                value = String(decoding: json, as: UTF8.self)
+            case .integerEnum(let cases): value = "\(cases.last ?? 0)"
+            }
+            edges += Array(value.utf8)
+        }
+        edges += Array(#","op":"insert","event_order":-1,"ts":"1999-12-31T23:59:59Z"}"#.utf8)
+        samples.append(edges)
         for seed in [3, 8] {
             var json: [UInt8] = [UInt8(ascii: "{")]
             for (index, field) in fields.enumerated() {
@@ -166,12 +192,15 @@ package final class RowLayout: Sendable {
                 else { return nil }
                 return event
             }
+            // The record reads the row's values and writes them back unchanged.
+            var again = makeRows()
             guard let decoded, let rebuilt = try? ChangeEvent<R>(row: rows.count - 1, of: rows, layout: self),
-                rebuilt == decoded
+                rebuilt == decoded, (try? appendRow(from: decoded, into: &again)) != nil,
+                again.valuesEqual(0, rows, rows.count - 1)
             else { return false }
             events.append(decoded)
         }
-        return rows.valuesEqual(0, rows, 1) == (events[0].record == events[1].record)
+        return rows.valuesEqual(1, rows, 2) == (events[1].record == events[2].record)
     }
 
     // MARK: Keys

@@ -121,7 +121,7 @@ private struct RowKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol
     func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
         guard let field = decoder.field(key.stringValue) else { return nil }
         if case .null = decoder.raw(field) { return nil }
-        return try decoder.value(field)
+        return try decoder.value(field, as: T.self)
     }
     func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try decoder.value(try field(key)) }
     func decode(_ type: String.Type, forKey key: Key) throws -> String {
