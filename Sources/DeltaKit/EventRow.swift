@@ -106,6 +106,12 @@ package struct RowList: Sendable {
         headers.append(header ?? other.headers[row])
     }
 
+    /// Appends rows `range` of `other` (the same width).
+    package mutating func append(contentsOf other: RowList, _ range: Range<Int>) {
+        values.append(contentsOf: other.values[other.base(range.lowerBound)..<other.base(range.upperBound)])
+        headers.append(contentsOf: other.headers[range])
+    }
+
     /// Inserts row `row` of `other` before row `position`.
     package mutating func insert(_ other: RowList, row: Int, at position: Int) {
         let start = other.base(row)

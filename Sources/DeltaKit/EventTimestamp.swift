@@ -118,25 +118,28 @@ public enum EventTimestamp {
     /// ``parse(_:)`` on the text's UTF-8 bytes, without a copy: the microseconds since 1970 of the `Date` it returns
     /// (`date(fromMicroseconds:)` of the result), or `nil` when the bytes are not such a timestamp.
     package static func parseMicroseconds(_ bytes: UnsafeRawBufferPointer) -> Int64? {
-        var p = bytes[...]
-        func number(_ n: Int) -> Int64? {
-            guard p.count >= n else { return nil }
+        // A cursor over the bytes (no slices: this runs for every event read).
+        let count = bytes.count
+        var i = 0
+        @inline(__always) func number(_ n: Int) -> Int64? {
+            guard count &- i >= n else { return nil }
             var v: Int64 = 0
-            for c in p.prefix(n) {
+            for k in i..<i &+ n {
+                let c = bytes[k]
                 guard c >= 48, c <= 57 else { return nil }
-                v = v * 10 + Int64(c - 48)
+                v = v &* 10 &+ Int64(c &- 48)
             }
-            p = p.dropFirst(n)
+            i &+= n
             return v
         }
-        func expect(_ c: UInt8) -> Bool {
-            guard p.first == c else { return false }
-            p = p.dropFirst()
+        @inline(__always) func expect(_ c: UInt8) -> Bool {
+            guard i < count, bytes[i] == c else { return false }
+            i &+= 1
             return true
         }
         guard let y = number(4), expect(0x2D), let mo = number(2), expect(0x2D), let d = number(2) else { return nil }
-        guard p.first == 0x54 || p.first == 0x74 || p.first == 0x20 else { return nil }
-        p = p.dropFirst()
+        guard i < count, bytes[i] == 0x54 || bytes[i] == 0x74 || bytes[i] == 0x20 else { return nil }
+        i &+= 1
         guard let h = number(2), expect(0x3A), let mi = number(2), expect(0x3A), let s = number(2) else { return nil }
         guard (1...12).contains(mo), d >= 1, d <= daysInMonth(y, mo), h < 24, mi < 60, s < 61 else { return nil }
         var micros: Int64 = 0
@@ -144,25 +147,27 @@ public enum EventTimestamp {
             var digits = 0
             var frac: Int64 = 0
             var roundUp = false
-            while let c = p.first, c >= 48, c <= 57 {
+            while i < count, bytes[i] >= 48, bytes[i] <= 57 {
+                let c = bytes[i]
                 if digits < 6 {
                     frac = frac * 10 + Int64(c - 48)
                 } else if digits == 6 {
                     roundUp = c >= 53
                 }
                 digits += 1
-                p = p.dropFirst()
+                i &+= 1
             }
             guard digits > 0 else { return nil }
             for _ in digits..<max(digits, 6) { frac *= 10 }
             micros = frac + (roundUp ? 1 : 0)
         }
         var offsetSeconds: Int64 = 0
-        if let c = p.first {
+        if i < count {
+            let c = bytes[i]
             if c == 0x5A || c == 0x7A {
-                p = p.dropFirst()
+                i &+= 1
             } else if c == 0x2B || c == 0x2D {
-                p = p.dropFirst()
+                i &+= 1
                 guard let oh = number(2), oh < 24 else { return nil }
                 _ = expect(0x3A)
                 let om = number(2) ?? 0
@@ -172,7 +177,7 @@ public enum EventTimestamp {
                 return nil
             }
         }
-        guard p.isEmpty else { return nil }
+        guard i == count else { return nil }
         let days = days(fromCivil: y, mo, d)
         let total = (days * 86_400 + h * 3600 + mi * 60 + s - offsetSeconds) * 1_000_000 + micros
         // Years 0001–9999 in UTC, as `format` writes them (and SQL timestamps hold); rounding or an offset can push

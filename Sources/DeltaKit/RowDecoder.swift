@@ -112,8 +112,9 @@ private struct WireRowReader {
         base: Int,
         unknownNames: UnsafeMutableBufferPointer<Range<Int>>
     ) -> RowHeader? {
-        let fields = layout.fields
-        let width = fields.count
+        let codes = layout.codes
+        let names = layout.names
+        let width = codes.count
         var seen: UInt64 = 0
         var nonNull: UInt64 = 0
         var unknownCount = 0
@@ -131,7 +132,7 @@ private struct WireRowReader {
                 skipWhitespace()
                 guard expect(UInt8(ascii: ":")) else { return nil }
                 skipWhitespace()
-                let slot = Self.slot(of: name, in: bytes, fields: fields, expected: next)
+                let slot = Self.slot(of: name, in: bytes, codes: codes, names: names, expected: next)
                 if let slot {
                     let bit: UInt64 = 1 << UInt64(slot)
                     guard seen & bit == 0 else { return nil }
@@ -141,7 +142,7 @@ private struct WireRowReader {
                         if current == UInt8(ascii: "n") {
                             guard literal("null") else { return nil }
                         } else {
-                            guard let value = fieldValue(fields[slot], layout) else { return nil }
+                            guard let value = fieldValue(codes[slot], slot, layout) else { return nil }
                             rows.set(base, slot, value)
                             nonNull |= bit
                         }
@@ -187,7 +188,7 @@ private struct WireRowReader {
             // A delete carries only the key.
             guard nonNull == keyBit else { return nil }
         } else {
-            for (slot, field) in fields.enumerated() where !field.isOptional && nonNull & (1 << UInt64(slot)) == 0 {
+            for slot in 0..<width where !codes[slot].isOptional && nonNull & (1 << UInt64(slot)) == 0 {
                 return nil
             }
         }
@@ -200,33 +201,31 @@ private struct WireRowReader {
     private static func slot(
         of name: Range<Int>,
         in bytes: UnsafeRawBufferPointer,
-        fields: [RowLayout.Field],
+        codes: [RowLayout.FieldCode],
+        names: [UInt8],
         expected: Int
     ) -> Int? {
-        if expected < fields.count, matches(name, fields[expected].nameBytes, in: bytes) { return expected }
-        for (index, field) in fields.enumerated() where index != expected && matches(name, field.nameBytes, in: bytes) {
-            return index
-        }
         let length = name.count
         let start = bytes.baseAddress! + name.lowerBound
-        if length == 2, start.load(as: UInt8.self) == UInt8(ascii: "o"),
-            start.load(fromByteOffset: 1, as: UInt8.self) == UInt8(ascii: "p")
-        {
-            return fields.count &+ operationSlot
+        return names.withUnsafeBytes { names -> Int? in
+            @inline(__always) func matches(_ code: RowLayout.FieldCode) -> Bool {
+                code.nameCount == length && memcmp(start, names.baseAddress! + code.nameStart, length) == 0
+            }
+            if expected < codes.count, matches(codes[expected]) { return expected }
+            for index in 0..<codes.count where index != expected && matches(codes[index]) { return index }
+            if length == 2, start.load(as: UInt8.self) == UInt8(ascii: "o"),
+                start.load(fromByteOffset: 1, as: UInt8.self) == UInt8(ascii: "p")
+            {
+                return codes.count &+ operationSlot
+            }
+            if length == 2, start.load(as: UInt8.self) == UInt8(ascii: "t"),
+                start.load(fromByteOffset: 1, as: UInt8.self) == UInt8(ascii: "s")
+            {
+                return codes.count &+ timestampSlot
+            }
+            if length == 11, memcmp(start, "event_order", 11) == 0 { return codes.count &+ orderSlot }
+            return nil
         }
-        if length == 2, start.load(as: UInt8.self) == UInt8(ascii: "t"),
-            start.load(fromByteOffset: 1, as: UInt8.self) == UInt8(ascii: "s")
-        {
-            return fields.count &+ timestampSlot
-        }
-        if length == 11, memcmp(start, "event_order", 11) == 0 { return fields.count &+ orderSlot }
-        return nil
-    }
-
-    @inline(__always)
-    private static func matches(_ name: Range<Int>, _ expected: [UInt8], in bytes: UnsafeRawBufferPointer) -> Bool {
-        guard name.count == expected.count else { return false }
-        return expected.withUnsafeBytes { memcmp(bytes.baseAddress! + name.lowerBound, $0.baseAddress!, $0.count) == 0 }
     }
 
     private static func equal(_ a: Range<Int>, _ b: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Bool {
@@ -264,13 +263,13 @@ private struct WireRowReader {
 
     // MARK: Values
 
-    /// The value of a field (not `null`) by its kind's rule, or `nil` when it is not one.
+    /// The value of field `slot` (not `null`) by its kind's rule, or `nil` when it is not one.
     @inline(__always)
-    private mutating func fieldValue(_ field: RowLayout.Field, _ layout: RowLayout) -> RowValue? {
-        switch field.kind {
-        case .integer(let min, let max):
+    private mutating func fieldValue(_ code: RowLayout.FieldCode, _ slot: Int, _ layout: RowLayout) -> RowValue? {
+        switch code.tag {
+        case .integer:
             guard let (range, isInteger) = number(), isInteger, let value = FlatJSONReader.integer(range, in: bytes),
-                value >= min, value <= max
+                value >= code.min, value <= code.max
             else { return nil }
             return .integer(value)
         case .string:
@@ -290,6 +289,14 @@ private struct WireRowReader {
             }
         case .uuid:
             return stringValue(Self.uuid)
+        case .other:
+            return otherValue(layout.fields[slot], layout)
+        }
+    }
+
+    /// The value of a field of a kind that needs its ``RowLayout/Field``: enums, decimals, URLs.
+    private mutating func otherValue(_ field: RowLayout.Field, _ layout: RowLayout) -> RowValue? {
+        switch field.kind {
         case .stringEnum(let cases):
             return stringValue { text in
                 cases.first { $0.utf8.elementsEqual(text) }.map(RowValue.string)
@@ -299,7 +306,7 @@ private struct WireRowReader {
                 cases.contains(value)
             else { return nil }
             return .integer(value)
-        case .decimal, .url:
+        default:
             // Rare and costly either way: the table reads them (a decimal from whatever JSON it accepts).
             let json: JSONScalar
             if current == UInt8(ascii: "\"") {

@@ -39,6 +39,22 @@ package final class RowLayout: Sendable {
     package let schema: RecordSchema
     /// The fields in the schema's order: a row's values.
     package let fields: [Field]
+    /// How the one-pass decoder reads each field, in a form that costs no reference counting to read (the
+    /// kinds it reads itself; `.other` leaves the field to ``fields``).
+    struct FieldCode {
+        enum Tag: UInt8 { case integer, bool, double, float, string, timestamp, uuid, other }
+        var tag: Tag
+        var isOptional: Bool
+        /// An integer's range.
+        var min: Int64
+        var max: Int64
+        /// The field's name in ``names``.
+        var nameStart: Int
+        var nameCount: Int
+    }
+    let codes: [FieldCode]
+    /// Every field's name, UTF-8, one after the other.
+    let names: [UInt8]
     /// The key field's index in ``fields``.
     package let keyIndex: Int
     /// The indexes of the fields other than the key, in the schema's order (the tie rule compares these).
@@ -53,6 +69,35 @@ package final class RowLayout: Sendable {
     private init(schema: RecordSchema, fields: [Field]) {
         self.schema = schema
         self.fields = fields
+        var names: [UInt8] = []
+        var codes: [FieldCode] = []
+        for field in fields {
+            var code = FieldCode(
+                tag: .other,
+                isOptional: field.isOptional,
+                min: 0,
+                max: 0,
+                nameStart: names.count,
+                nameCount: field.nameBytes.count
+            )
+            names += field.nameBytes
+            switch field.kind {
+            case .integer(let min, let max):
+                code.tag = .integer
+                code.min = min
+                code.max = max
+            case .bool: code.tag = .bool
+            case .double: code.tag = .double
+            case .float: code.tag = .float
+            case .string: code.tag = .string
+            case .timestamp: code.tag = .timestamp
+            case .uuid: code.tag = .uuid
+            case .url, .decimal, .stringEnum, .integerEnum: code.tag = .other
+            }
+            codes.append(code)
+        }
+        self.codes = codes
+        self.names = names
         let keyIndex = fields.firstIndex { $0.name == schema.keyField }!
         self.keyIndex = keyIndex
         self.valueIndexes = fields.indices.filter { $0 != keyIndex }

@@ -65,9 +65,46 @@ struct SourceBatch<Record: ChangeRecord>: Sendable {
     var isLast = false
 
     mutating func advance(_ partition: Int32, past offset: Int64, fingerprint: MessageFingerprint?) {
+        Self.advance(&nextOffsets, &lastFingerprints, partition, past: offset, fingerprint: fingerprint)
+    }
+
+    /// Takes rows `range` of `chunk`: the rows, and the positions past them.
+    mutating func take(_ chunk: RowChunk, _ range: Range<Int>) {
+        if rows == nil {
+            rows = RowList(width: chunk.rows.width)
+        }
+        rows!.append(contentsOf: chunk.rows, range)
+        Self.advance(&nextOffsets, &lastFingerprints, past: chunk, range)
+    }
+
+    private static func advance(
+        _ nextOffsets: inout [Int32: Int64],
+        _ lastFingerprints: inout [Int32: MessageFingerprint],
+        _ partition: Int32,
+        past offset: Int64,
+        fingerprint: MessageFingerprint?
+    ) {
         guard offset + 1 > nextOffsets[partition] ?? 0 else { return }
         nextOffsets[partition] = offset + 1
         lastFingerprints[partition] = fingerprint
+    }
+
+    /// The positions past rows `range` of `chunk` (not generic: it runs for every row).
+    private static func advance(
+        _ nextOffsets: inout [Int32: Int64],
+        _ lastFingerprints: inout [Int32: MessageFingerprint],
+        past chunk: RowChunk,
+        _ range: Range<Int>
+    ) {
+        for index in range {
+            advance(
+                &nextOffsets,
+                &lastFingerprints,
+                chunk.partitions[index],
+                past: chunk.offsets[index],
+                fingerprint: chunk.fingerprints[index]
+            )
+        }
     }
 }
 

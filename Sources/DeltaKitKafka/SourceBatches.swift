@@ -56,13 +56,15 @@ struct SourceBatches<Record: ChangeRecord>: AsyncSequence, Sendable {
                 case .event(let event):
                     batch.events.append(event)
                     batch.advance(event.partition, past: event.offset, fingerprint: event.fingerprint)
-                case .row(let row):
-                    if batch.rows == nil {
-                        batch.rows = RowList(width: row.rows.width)
-                        batch.rows!.reserveCapacity(Swift.min(limit, 4_096))
+                case .rows(let chunk, let range):
+                    // As many rows as the batch has room for; the rest waits for the next batch.
+                    let taken = range.prefix(limit - batch.eventCount)
+                    batch.take(chunk, taken)
+                    handed += taken.count - 1
+                    if taken.count < range.count {
+                        current.putBack(.rows(chunk, taken.upperBound..<range.upperBound))
+                        return batch
                     }
-                    batch.rows!.append(row.rows, row: row.index)
-                    batch.advance(row.partition, past: row.offset, fingerprint: row.fingerprint)
                 case .malformed(let message):
                     try await core.handleMalformed(message, acknowledging: false)
                     batch.skipped.append((message.partition, message.offset))

@@ -54,17 +54,20 @@ extension SourceCore {
     }
 
     /// Turns one polled message into an item appended to `pending` (an event decoded in place from
-    /// librdkafka's buffer — into `rows` for a record type with a row layout —, a malformed message, the caught-up
-    /// marker), or reports a client error (after handing over what is pending, to keep the order).
+    /// librdkafka's buffer — for a record type with a row layout, into a row of this poll's `chunk` —, a malformed
+    /// message, the caught-up marker), or reports a client error (after handing over what is pending, to keep the
+    /// order). The rows of `chunk` from `itemized` on are not in `pending` yet: they go in as one range before the
+    /// next other item (``itemize(_:from:into:)``), so that the common path appends to the chunk only.
     func take(
         _ view: RdKafkaMessageView,
         schema: RecordSchema?,
         into pending: inout [SourceItem<Record>],
-        rows: inout RowList?
+        chunk: inout RowChunk?,
+        itemized: inout Int
     ) {
         if let value = view.plainValue {
-            if let rowLayout, rows != nil {
-                if takeRow(view, value, layout: rowLayout, into: &pending, rows: &rows!) { return }
+            if let rowLayout, chunk != nil {
+                if takeRow(view, value, layout: rowLayout, chunk: &chunk!) { return }
             } else if let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
                 Self.keyAgrees(view.key, event)
             {
@@ -86,79 +89,64 @@ extension SourceCore {
             }
         }
         let message = view.copy()  // the unusual cases: copied out of librdkafka's buffer
+        if let chunk { Self.itemize(chunk, from: &itemized, into: &pending) }
         if message.error != nil {
-            if let rows { Self.share(rows, with: &pending) }
+            if let chunk { Self.share(chunk, with: &pending) }
             push(contentsOf: pending)
             pending.removeAll()
         }
         guard let next = item(from: message) else { return }
         // With a row layout every event travels as a row, in order with the others (a tombstone's delete too).
-        if case .event(let event) = next, let rowLayout, rows != nil,
-            (try? rowLayout.appendRow(from: event.event, into: &rows!)) != nil
+        if case .event(let event) = next, let rowLayout, chunk != nil,
+            (try? chunk!.append(event, layout: rowLayout)) != nil
         {
-            pending.append(
-                .row(
-                    SourceRow(
-                        rows: RowList(width: 0),
-                        index: rows!.count - 1,
-                        partition: event.partition,
-                        offset: event.offset,
-                        fingerprint: event.fingerprint
-                    )
-                )
-            )
+            Self.itemize(chunk!, from: &itemized, into: &pending)
             return
         }
         pending.append(next)
     }
 
-    /// The fast path for a record type with a row layout: the value decoded into a row of `rows` in
-    /// librdkafka's buffer, and refused when the message has a key that is not the row's (as for
-    /// ``keyedEvent(_:)``). `false` leaves the message to the slow path, which decides and explains.
+    /// The fast path for a record type with a row layout: the value decoded into a row of `chunk` in librdkafka's
+    /// buffer, and refused when the message has a key that is not the row's (as for ``keyedEvent(_:)``). `false`
+    /// leaves the message to the slow path, which decides and explains.
     @inline(__always)
     private func takeRow(
         _ view: RdKafkaMessageView,
         _ value: UnsafeRawBufferPointer,
         layout: RowLayout,
-        into pending: inout [SourceItem<Record>],
-        rows: inout RowList
+        chunk: inout RowChunk
     ) -> Bool {
-        guard layout.decode(value, into: &rows) else { return false }
-        let row = rows.count - 1
-        if let key = view.key {
-            let agrees =
-                layout.isKeyed(row, of: rows, by: key)
-                ?? ((try? ChangeEvent<Record>(row: row, of: rows, layout: layout))?.isKeyed(by: key) ?? false)
-            guard agrees else {
-                rows.removeLastRow()
-                return false
-            }
+        var taken = chunk.append(view, value: value, layout: layout)
+        if taken == nil {
+            // A key type the row cannot tell by itself: ask the typed event.
+            let row = chunk.rows.count - 1
+            let event = try? ChangeEvent<Record>(row: row, of: chunk.rows, layout: layout)
+            taken = view.key.map { key in event?.isKeyed(by: key) ?? false } ?? true
+            if taken == false { chunk.removeLast() }
         }
+        guard taken == true else { return false }
         guard noteData(partition: view.partition, offset: view.offset) else {
-            rows.removeLastRow()
+            chunk.removeLast()
             return true
         }
-        // The poll's rows are shared with the items once the poll is over (``share(_:with:)``).
-        pending.append(
-            .row(
-                SourceRow(
-                    rows: RowList(width: 0),
-                    index: row,
-                    partition: view.partition,
-                    offset: view.offset,
-                    fingerprint: view.fingerprint
-                )
-            )
-        )
         return true
     }
 
-    /// Gives the row items among `pending` the poll's rows (one shared copy, not one per item).
-    static func share(_ rows: RowList, with pending: inout [SourceItem<Record>]) {
+    /// Puts rows `itemized...` of `chunk` into `pending` as one item (a placeholder range, given the poll's chunk
+    /// by ``share(_:with:)`` once the poll is over, so that appending to the chunk never copies it).
+    static func itemize(_ chunk: RowChunk, from itemized: inout Int, into pending: inout [SourceItem<Record>]) {
+        guard itemized < chunk.count else { return }
+        pending.append(.rows(.placeholder, itemized..<chunk.count))
+        itemized = chunk.count
+    }
+
+    /// Gives the row items among `pending` the poll's chunk (one shared copy, not one per item).
+    static func share(_ chunk: RowChunk, with pending: inout [SourceItem<Record>]) {
         for index in pending.indices {
-            guard case .row(var row) = pending[index], row.rows.width == 0 else { continue }
-            row.rows = rows
-            pending[index] = .row(row)
+            guard case .rows(let placeholder, let range) = pending[index], placeholder.rows.width == 0 else {
+                continue
+            }
+            pending[index] = .rows(chunk, range)
         }
     }
 
