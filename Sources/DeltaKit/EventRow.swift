@@ -88,6 +88,13 @@ package struct RowList: Sendable {
     @inline(__always)
     package mutating func finishRow(_ header: RowHeader) { headers.append(header) }
 
+    /// Appends a row whose values are `row` (``width`` of them).
+    @inline(__always)
+    package mutating func append(_ row: UnsafeBufferPointer<RowValue>, header: RowHeader) {
+        values.append(contentsOf: row)
+        headers.append(header)
+    }
+
     /// Removes the last row.
     package mutating func removeLastRow() {
         headers.removeLast()

@@ -40,8 +40,14 @@ public enum EventTimestamp {
     /// text: the same outside the edges of a `Date`'s microsecond precision (see ``roundedToMicroseconds(_:)``).
     @inline(__always)
     package static func canonicalMicroseconds(_ micros: Int64) -> Int64 {
-        microseconds(date(fromMicroseconds: micros))
+        // Within 2³¹ seconds of 2001 (1932–2069) a `Date` holds every microsecond: nothing to compute.
+        let sinceReference = micros &- referenceDateOffset &* 1_000_000
+        if sinceReference > -exactRange, sinceReference < exactRange { return micros }
+        return microseconds(date(fromMicroseconds: micros))
     }
+
+    /// 2³¹ seconds in microseconds.
+    private static let exactRange: Int64 = (1 << 31) * 1_000_000
 
     /// Seconds from 1970-01-01 to 2001-01-01, `Date`'s reference date.
     private static let referenceDateOffset: Int64 = 978_307_200

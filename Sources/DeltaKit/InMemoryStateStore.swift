@@ -127,7 +127,22 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     package func apply(rows: RowList) {
         var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
         state.withLock { state in
-            for row in 0..<rows.count { _ = applyRowLocked(row, of: rows, in: &state, overflowed: &overflowed) }
+            guard state.subscribers.isEmpty else {
+                for row in 0..<rows.count { _ = applyRowLocked(row, of: rows, in: &state, overflowed: &overflowed) }
+                return
+            }
+            // No feed to build records for: the whole batch in code that is not generic.
+            var log = RowLog(
+                changes: state.rowLog,
+                sequence: state.sequence,
+                start: state.logStart,
+                limit: changeBufferLimit
+            )
+            state.rowLog = RowList(width: 0)  // moved out and back, so that it is not copied
+            state.rowLatest!.apply(rows, history: &state.rowHistory, historyLimit: historyLimit, log: &log)
+            state.rowLog = log.changes
+            state.sequence = log.sequence
+            state.logStart = log.start
         }
         finish(overflowed)
     }
@@ -142,7 +157,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         overflowed: inout [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation],
         wantsChange: Bool = false
     ) -> Result<StateChange<Record>, any Error>? {
-        if historyLimit > 0 { Self.remember(row, of: rows, in: &state.rowHistory, limit: historyLimit) }
+        if historyLimit > 0 { state.rowHistory.remember(row, of: rows, limit: historyLimit) }
         guard state.rowLatest!.apply(row, of: rows, changes: &state.rowLog) else { return nil }
         state.sequence += 1
         let logged = state.rowLog.count - 1
@@ -159,25 +174,6 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
             overflowed += deliver(change, in: &state)
         }
         return change
-    }
-
-    /// Inserts row `row` by order into `history` (see the typed ``remember(_:in:limit:)``).
-    @inline(__always)
-    private static func remember(_ row: Int, of rows: RowList, in history: inout RowList, limit: Int) {
-        let order = rows.headers[row].order
-        if history.count >= limit, order < history.headers[history.count - limit].order { return }
-        if history.headers.last.map({ $0.order <= order }) ?? true {
-            history.append(rows, row: row)  // the common case: events arrive in order
-        } else {
-            var low = 0
-            var high = history.count
-            while low < high {
-                let mid = (low + high) / 2
-                if history.headers[mid].order <= order { low = mid + 1 } else { high = mid }
-            }
-            history.insert(rows, row: row, at: low)
-        }
-        if history.count >= 2 * limit { history.removeFirst(history.count - limit) }
     }
 
     /// Hands a change (or the error building its record) to every feed; returns the feeds that overflowed.

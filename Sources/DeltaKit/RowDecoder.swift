@@ -13,15 +13,16 @@ extension RowLayout {
     /// the schema, a record wider than 60 fields.
     package func decode(_ bytes: UnsafeRawBufferPointer, into rows: inout RowList) -> Bool {
         guard fields.count <= 60 else { return false }
-        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: Self.unknownNameLimit) { unknown in
-            var reader = WireRowReader(bytes: bytes)
-            let base = rows.beginRow()
-            if let header = reader.read(self, into: &rows, base: base, unknownNames: unknown) {
-                rows.finishRow(header)
+        // The row is read into a buffer on the stack and appended whole once it is valid.
+        return withUnsafeTemporaryAllocation(of: RowValue.self, capacity: fields.count) { values in
+            values.initialize(repeating: .null)
+            defer { values.deinitialize() }
+            return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: Self.unknownNameLimit) { unknown in
+                var reader = WireRowReader(bytes: bytes)
+                guard let header = reader.read(self, into: values, unknownNames: unknown) else { return false }
+                rows.append(UnsafeBufferPointer(values), header: header)
                 return true
             }
-            rows.abandonRow()
-            return false
         }
     }
 
@@ -108,8 +109,7 @@ private struct WireRowReader {
 
     mutating func read(
         _ layout: RowLayout,
-        into rows: inout RowList,
-        base: Int,
+        into values: UnsafeMutableBufferPointer<RowValue>,
         unknownNames: UnsafeMutableBufferPointer<Range<Int>>
     ) -> RowHeader? {
         let codes = layout.codes
@@ -143,7 +143,7 @@ private struct WireRowReader {
                             guard literal("null") else { return nil }
                         } else {
                             guard let value = fieldValue(codes[slot], slot, layout) else { return nil }
-                            rows.set(base, slot, value)
+                            values[slot] = value
                             nonNull |= bit
                         }
                     } else {

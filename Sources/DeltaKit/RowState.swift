@@ -128,6 +128,69 @@ package struct RowState: Sendable {
     }
 }
 
+/// A store's log of visible changes as rows, with its positions: change number `start + i + 1` is row `i`, and
+/// `sequence` is the position after the newest.
+package struct RowLog: Sendable {
+    package var changes: RowList
+    package var sequence: UInt64
+    package var start: UInt64
+    /// The changes kept (up to twice as many wait to be trimmed).
+    package let limit: Int
+
+    package init(changes: RowList, sequence: UInt64, start: UInt64, limit: Int) {
+        self.changes = changes
+        self.sequence = sequence
+        self.start = start
+        self.limit = limit
+    }
+
+    /// Trims the log to the newest ``limit`` changes once it holds twice as many (amortized).
+    @inline(__always)
+    package mutating func trim() {
+        guard changes.count >= 2 * limit else { return }
+        let drop = changes.count - limit
+        changes.removeFirst(drop)
+        start += UInt64(drop)
+    }
+}
+
+extension RowState {
+    /// Applies `rows` in order, keeping the history and the log of visible changes (for a store with no change
+    /// feed open: no record is built).
+    package mutating func apply(_ rows: RowList, history: inout RowList, historyLimit: Int, log: inout RowLog) {
+        for row in 0..<rows.count {
+            if historyLimit > 0 { history.remember(row, of: rows, limit: historyLimit) }
+            if apply(row, of: rows, changes: &log.changes) {
+                log.sequence += 1
+                log.trim()
+            }
+        }
+    }
+}
+
+extension RowList {
+    /// Inserts row `row` of `rows` by order into this history, which keeps up to `2 × limit` rows so that trimming
+    /// it to the newest `limit` is amortized over `limit` inserts (readers take the last `limit`); stable for equal
+    /// orders. The rows' twin of the typed history of `InMemoryStateStore`.
+    @inline(__always)
+    package mutating func remember(_ row: Int, of rows: RowList, limit: Int) {
+        let order = rows.headers[row].order
+        if count >= limit, order < headers[count - limit].order { return }
+        if headers.last.map({ $0.order <= order }) ?? true {
+            append(rows, row: row)  // the common case: events arrive in order
+        } else {
+            var low = 0
+            var high = count
+            while low < high {
+                let mid = (low + high) / 2
+                if headers[mid].order <= order { low = mid + 1 } else { high = mid }
+            }
+            insert(rows, row: row, at: low)
+        }
+        if count >= 2 * limit { removeFirst(count - limit) }
+    }
+}
+
 /// A store that applies event rows directly (the in-memory store): the materializer hands it the rows the source
 /// decoded, with no typed event in between.
 package protocol RowApplying: AnyObject, Sendable {

@@ -67,6 +67,7 @@ extension SourceCore {
     ) {
         if let value = view.plainValue {
             if let rowLayout, chunk != nil {
+                // Reached when the fast path (``RowIntake/take(_:chunk:machine:)``) left the message here.
                 if takeRow(view, value, layout: rowLayout, chunk: &chunk!) { return }
             } else if let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
                 Self.keyAgrees(view.key, event)
@@ -210,5 +211,48 @@ extension SourceCore {
                 )
             )
         }
+    }
+}
+
+/// The poll thread's path for a message of a record type with a row layout: decoded into a row of the poll's chunk,
+/// its key checked, its read noted — in code that is not generic over the record type, so that nothing per
+/// message asks the runtime for type metadata. What it cannot finish it leaves to ``SourceCore/take(_:schema:into:chunk:itemized:)``.
+struct RowIntake {
+    let layout: RowLayout
+
+    enum Outcome {
+        /// Taken (or dropped while reading is held back).
+        case done
+        /// Taken; the read tells something to report (``SourceCore/report(_:partition:found:)``).
+        case report(SourceMachine.Observation, partition: Int32, offset: Int64)
+        /// Not taken: the generic path decides.
+        case declined
+    }
+
+    /// Takes `view` into `chunk` when it is a plain event whose key the row tells.
+    @inline(__always)
+    func take(
+        _ view: RdKafkaMessageView,
+        chunk: inout RowChunk,
+        machine: borrowing Mutex<SourceMachine>
+    ) -> Outcome {
+        guard let value = view.plainValue else { return .declined }
+        switch chunk.append(view, value: value, layout: layout) {
+        case true?: break
+        case nil:
+            chunk.removeLast()  // the key needs the typed event: the generic path decodes it again
+            return .declined
+        case false?: return .declined
+        }
+        let partition = view.partition
+        let offset = view.offset
+        guard let observation = machine.withLock({ $0.messageRead(partition: partition, offset: offset) }) else {
+            chunk.removeLast()  // held back: dropped, as ``SourceCore/noteData(partition:offset:)`` does
+            return .done
+        }
+        if observation.recovered || observation.wentBack != nil {
+            return .report(observation, partition: partition, offset: offset)
+        }
+        return .done
     }
 }

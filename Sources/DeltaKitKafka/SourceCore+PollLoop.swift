@@ -31,10 +31,23 @@ extension SourceCore {
         let schema = try? Record.schema  // once per poll, not per message
         var chunk = rowLayout.map { RowChunk(width: $0.width) }  // this poll's rows, which its items share
         var itemized = 0  // the rows of `chunk` already in `pending`
+        let intake = rowLayout.map(RowIntake.init)
         while taken < limit,
             handle.consumerPoll(
                 timeoutMs: taken == 0 ? 100 : 0,
-                { take($0, schema: schema, into: &pending, chunk: &chunk, itemized: &itemized) }
+                { view in
+                    // The common case first, in code that is not generic (``RowIntake``).
+                    if let intake, chunk != nil {
+                        switch intake.take(view, chunk: &chunk!, machine: machine) {
+                        case .done: return
+                        case .report(let observation, let partition, let offset):
+                            report(observation, partition: partition, found: offset)
+                            return
+                        case .declined: break
+                        }
+                    }
+                    take(view, schema: schema, into: &pending, chunk: &chunk, itemized: &itemized)
+                }
             ) != nil
         {
             taken += 1

@@ -33,7 +33,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     let demand = SourceDemand()
     /// The source's state (``SourceStateMachine``): every transition is made under this lock, and its actions
     /// are performed after it (``perform(_:)``).
-    typealias Machine = SourceStateMachine<CheckedContinuation<Void, Never>, PollLoop>
+    typealias Machine = SourceMachine
     let machine: Mutex<Machine>
     /// The settings of the probe's short-lived consumer.
     let probe: ProbeSettings
@@ -143,3 +143,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         machine.withLock { $0.handedOver(count) }
     }
 }
+
+/// A source's state machine (``SourceCore/machine``), named outside the generic source so that non-generic code
+/// (``RowIntake``) can use it.
+typealias SourceMachine = SourceStateMachine<CheckedContinuation<Void, Never>, PollLoop>
