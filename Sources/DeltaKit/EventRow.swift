@@ -88,10 +88,10 @@ package struct RowList: Sendable {
     @inline(__always)
     package mutating func finishRow(_ header: RowHeader) { headers.append(header) }
 
-    /// Appends a row whose values are `row` (``width`` of them).
+    /// Appends a row whose values are moved out of `row` (``width`` of them), which is left uninitialized.
     @inline(__always)
-    package mutating func append(_ row: UnsafeBufferPointer<RowValue>, header: RowHeader) {
-        values.append(contentsOf: row)
+    package mutating func append(moving row: UnsafeMutableBufferPointer<RowValue>, header: RowHeader) {
+        for index in 0..<width { values.append(row.moveElement(from: index)) }
         headers.append(header)
     }
 

@@ -190,9 +190,7 @@ public enum EventTimestamp {
         // an edge value outside.
         guard (minimumMicroseconds...maximumMicroseconds).contains(total) else { return nil }
         // Near the edges a Date cannot hold the microsecond: refuse what would format outside years 1–9999.
-        guard (minimumMicroseconds...maximumMicroseconds).contains(microseconds(date(fromMicroseconds: total))) else {
-            return nil
-        }
+        guard (minimumMicroseconds...maximumMicroseconds).contains(canonicalMicroseconds(total)) else { return nil }
         return total
     }
 

@@ -16,11 +16,13 @@ extension RowLayout {
         // The row is read into a buffer on the stack and appended whole once it is valid.
         return withUnsafeTemporaryAllocation(of: RowValue.self, capacity: fields.count) { values in
             values.initialize(repeating: .null)
-            defer { values.deinitialize() }
             return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: Self.unknownNameLimit) { unknown in
                 var reader = WireRowReader(bytes: bytes)
-                guard let header = reader.read(self, into: values, unknownNames: unknown) else { return false }
-                rows.append(UnsafeBufferPointer(values), header: header)
+                guard let header = reader.read(self, into: values, unknownNames: unknown) else {
+                    values.deinitialize()
+                    return false
+                }
+                rows.append(moving: values, header: header)  // leaves `values` uninitialized
                 return true
             }
         }
