@@ -116,6 +116,7 @@ private struct WireRowReader {
     ) -> RowHeader? {
         let codes = layout.codes
         let names = layout.names
+        let slotNames = layout.slotNames
         let width = codes.count
         var seen: UInt64 = 0
         var nonNull: UInt64 = 0
@@ -130,17 +131,26 @@ private struct WireRowReader {
         if !expect(UInt8(ascii: "}")) {
             while true {
                 skipWhitespace()
-                guard let name = memberName() else { return nil }
+                let name: Range<Int>
+                let slot: Int?
+                if next < slotNames.count, let matched = expectedName(slotNames[next], names) {
+                    // The member the schema's order says comes next, matched in place.
+                    name = matched
+                    slot = next
+                } else {
+                    guard let scanned = memberName() else { return nil }
+                    name = scanned
+                    slot = Self.slot(of: scanned, in: bytes, slotNames: slotNames, names: names)
+                }
                 skipWhitespace()
                 guard expect(UInt8(ascii: ":")) else { return nil }
                 skipWhitespace()
-                let slot = Self.slot(of: name, in: bytes, codes: codes, names: names, expected: next)
                 if let slot {
+                    next = slot &+ 1
                     let bit: UInt64 = 1 << UInt64(slot)
                     guard seen & bit == 0 else { return nil }
                     seen |= bit
                     if slot < width {
-                        next = slot &+ 1
                         if current == UInt8(ascii: "n") {
                             guard literal("null") else { return nil }
                         } else {
@@ -154,9 +164,7 @@ private struct WireRowReader {
                             guard let op = stringValue({ Self.operation($0) }) else { return nil }
                             operation = op
                         case Self.orderSlot:
-                            guard let (range, isInteger) = number(), isInteger,
-                                let value = FlatJSONReader.integer(range, in: bytes)
-                            else { return nil }
+                            guard let value = integerToken() else { return nil }
                             order = value
                         default:
                             guard let value = stringValue({ EventTimestamp.parseMicroseconds($0) }) else { return nil }
@@ -203,31 +211,36 @@ private struct WireRowReader {
     private static func slot(
         of name: Range<Int>,
         in bytes: UnsafeRawBufferPointer,
-        codes: [RowLayout.FieldCode],
-        names: [UInt8],
-        expected: Int
+        slotNames: [RowLayout.SlotName],
+        names: [UInt8]
     ) -> Int? {
         let length = name.count
         let start = bytes.baseAddress! + name.lowerBound
         return names.withUnsafeBytes { names -> Int? in
-            @inline(__always) func matches(_ code: RowLayout.FieldCode) -> Bool {
-                code.nameCount == length && memcmp(start, names.baseAddress! + code.nameStart, length) == 0
+            for index in 0..<slotNames.count {
+                let slotName = slotNames[index]
+                if slotName.count == length, memcmp(start, names.baseAddress! + slotName.start, length) == 0 {
+                    return index
+                }
             }
-            if expected < codes.count, matches(codes[expected]) { return expected }
-            for index in 0..<codes.count where index != expected && matches(codes[index]) { return index }
-            if length == 2, start.load(as: UInt8.self) == UInt8(ascii: "o"),
-                start.load(fromByteOffset: 1, as: UInt8.self) == UInt8(ascii: "p")
-            {
-                return codes.count &+ operationSlot
-            }
-            if length == 2, start.load(as: UInt8.self) == UInt8(ascii: "t"),
-                start.load(fromByteOffset: 1, as: UInt8.self) == UInt8(ascii: "s")
-            {
-                return codes.count &+ timestampSlot
-            }
-            if length == 11, memcmp(start, "event_order", 11) == 0 { return codes.count &+ orderSlot }
             return nil
         }
+    }
+
+    /// The name `slotName` at the reader's position, written plainly and closed by its quote: its range (the
+    /// reader then after the quote), or `nil` (the reader unmoved).
+    @inline(__always)
+    private mutating func expectedName(_ slotName: RowLayout.SlotName, _ names: [UInt8]) -> Range<Int>? {
+        let start = index &+ 1
+        let end = start &+ slotName.count
+        guard slotName.isPlain, end < bytes.count, bytes[index] == UInt8(ascii: "\""),
+            bytes[end] == UInt8(ascii: "\""),
+            names.withUnsafeBytes({
+                memcmp(bytes.baseAddress! + start, $0.baseAddress! + slotName.start, slotName.count) == 0
+            })
+        else { return nil }
+        index = end &+ 1
+        return start..<end
     }
 
     private static func equal(_ a: Range<Int>, _ b: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Bool {
@@ -270,9 +283,7 @@ private struct WireRowReader {
     private mutating func fieldValue(_ code: RowLayout.FieldCode, _ slot: Int, _ layout: RowLayout) -> RowValue? {
         switch code.tag {
         case .integer:
-            guard let (range, isInteger) = number(), isInteger, let value = FlatJSONReader.integer(range, in: bytes),
-                value >= code.min, value <= code.max
-            else { return nil }
+            guard let value = integerToken(), value >= code.min, value <= code.max else { return nil }
             return .integer(value)
         case .string:
             return stringValue { .string(String(decoding: $0, as: UTF8.self)) }
@@ -360,6 +371,41 @@ private struct WireRowReader {
         }
         index &+= count
         return true
+    }
+
+    /// An integral number token (JSON's grammar, no fraction or exponent) read and converted in one pass: the
+    /// same value as `FlatJSONReader.integer` of the token; `nil` for any other token or one beyond 64 bits.
+    @inline(__always)
+    private mutating func integerToken() -> Int64? {
+        let negative = current == UInt8(ascii: "-")
+        if negative { index &+= 1 }
+        guard index < bytes.count else { return nil }
+        let first = bytes[index] &- UInt8(ascii: "0")
+        guard first < 10 else { return nil }
+        index &+= 1
+        var value = negative ? -Int64(first) : Int64(first)
+        if first != 0 {
+            while index < bytes.count {
+                let digit = bytes[index] &- UInt8(ascii: "0")
+                guard digit < 10 else { break }
+                // Accumulated negatively for a negative number, so that Int64.min fits.
+                let (shifted, overflowed) = value.multipliedReportingOverflow(by: 10)
+                let (next, overflowedAgain) =
+                    negative
+                    ? shifted.subtractingReportingOverflow(Int64(digit))
+                    : shifted.addingReportingOverflow(Int64(digit))
+                guard !overflowed, !overflowedAgain else { return nil }
+                value = next
+                index &+= 1
+            }
+        }
+        if index < bytes.count {
+            let next = bytes[index]
+            guard next != UInt8(ascii: "."), next != UInt8(ascii: "e"), next != UInt8(ascii: "E"),
+                next &- UInt8(ascii: "0") >= 10
+            else { return nil }
+        }
+        return value
     }
 
     /// A number token by JSON's grammar: its range, and whether it has neither fraction nor exponent.

@@ -53,8 +53,17 @@ package final class RowLayout: Sendable {
         var nameCount: Int
     }
     let codes: [FieldCode]
-    /// Every field's name, UTF-8, one after the other.
+    /// Every field's name then the envelope's (`op`, `event_order`, `ts`), UTF-8, one after the other.
     let names: [UInt8]
+    /// Where each member name of an event (the fields', then the envelope's) is in ``names``, and whether it is
+    /// written in JSON as its bytes (printable ASCII, no quote or backslash), so that its bytes can be matched in
+    /// place.
+    struct SlotName {
+        var start: Int
+        var count: Int
+        var isPlain: Bool
+    }
+    let slotNames: [SlotName]
     /// The key field's index in ``fields``.
     package let keyIndex: Int
     /// The indexes of the fields other than the key, in the schema's order (the tie rule compares these).
@@ -96,8 +105,20 @@ package final class RowLayout: Sendable {
             }
             codes.append(code)
         }
+        var slotNames = codes.map { SlotName(start: $0.nameStart, count: $0.nameCount, isPlain: false) }
+        for name in [ChangeEventField.operation, ChangeEventField.order, ChangeEventField.timestamp] {
+            slotNames.append(SlotName(start: names.count, count: name.utf8.count, isPlain: false))
+            names += Array(name.utf8)
+        }
+        for index in slotNames.indices {
+            let name = names[slotNames[index].start..<slotNames[index].start + slotNames[index].count]
+            slotNames[index].isPlain = name.allSatisfy {
+                $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\")
+            }
+        }
         self.codes = codes
         self.names = names
+        self.slotNames = slotNames
         let keyIndex = fields.firstIndex { $0.name == schema.keyField }!
         self.keyIndex = keyIndex
         self.valueIndexes = fields.indices.filter { $0 != keyIndex }

@@ -96,13 +96,22 @@ struct SourceBatch<Record: ChangeRecord>: Sendable {
         past chunk: RowChunk,
         _ range: Range<Int>
     ) {
-        for index in range {
+        // Rows come in runs of one partition: the dictionaries are updated once per run, at its highest offset.
+        var index = range.lowerBound
+        while index < range.upperBound {
+            let partition = chunk.partitions[index]
+            var highest = index
+            index += 1
+            while index < range.upperBound, chunk.partitions[index] == partition {
+                if chunk.offsets[index] >= chunk.offsets[highest] { highest = index }
+                index += 1
+            }
             advance(
                 &nextOffsets,
                 &lastFingerprints,
-                chunk.partitions[index],
-                past: chunk.offsets[index],
-                fingerprint: chunk.fingerprints[index]
+                partition,
+                past: chunk.offsets[highest],
+                fingerprint: chunk.fingerprints[highest]
             )
         }
     }
