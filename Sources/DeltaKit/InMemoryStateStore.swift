@@ -86,7 +86,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
             var rows = rowLayout.makeRows()
             rows.reserveCapacity(events.count)
             for event in events { try rowLayout.appendRow(from: event, into: &rows) }
-            apply(rows: rows)
+            apply(rows: rows, 0..<rows.count)
             return
         }
         let schema = try Record.schema
@@ -121,14 +121,14 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         return change
     }
 
-    /// Applies valid rows of this store's layout (``RowLayout/decode(_:into:)`` or
-    /// ``RowLayout/appendRow(from:into:)`` made them) in order, under one acquisition of the lock: the
+    /// Applies rows `range` of `rows` — valid rows of this store's layout (``RowLayout/decode(_:into:)`` or
+    /// ``RowLayout/appendRow(from:into:)`` made them) — in order, under one acquisition of the lock: the
     /// materializer's path, which builds no record unless a change feed is open.
-    package func apply(rows: RowList) {
+    package func apply(rows: RowList, _ range: Range<Int>) {
         var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
         state.withLock { state in
             guard state.subscribers.isEmpty else {
-                for row in 0..<rows.count { _ = applyRowLocked(row, of: rows, in: &state, overflowed: &overflowed) }
+                for row in range { _ = applyRowLocked(row, of: rows, in: &state, overflowed: &overflowed) }
                 return
             }
             // No feed to build records for: the whole batch in code that is not generic.
@@ -139,7 +139,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
                 limit: changeBufferLimit
             )
             state.rowLog = RowList(width: 0)  // moved out and back, so that it is not copied
-            state.rowLatest!.apply(rows, history: &state.rowHistory, historyLimit: historyLimit, log: &log)
+            state.rowLatest!.apply(rows, range, history: &state.rowHistory, historyLimit: historyLimit, log: &log)
             state.rowLog = log.changes
             state.sequence = log.sequence
             state.logStart = log.start

@@ -157,8 +157,14 @@ package struct RowLog: Sendable {
 extension RowState {
     /// Applies `rows` in order, keeping the history and the log of visible changes (for a store with no change
     /// feed open: no record is built).
-    package mutating func apply(_ rows: RowList, history: inout RowList, historyLimit: Int, log: inout RowLog) {
-        for row in 0..<rows.count {
+    package mutating func apply(
+        _ rows: RowList,
+        _ range: Range<Int>,
+        history: inout RowList,
+        historyLimit: Int,
+        log: inout RowLog
+    ) {
+        for row in range {
             if historyLimit > 0 { history.remember(row, of: rows, limit: historyLimit) }
             if apply(row, of: rows, changes: &log.changes) {
                 log.sequence += 1
@@ -196,6 +202,6 @@ extension RowList {
 package protocol RowApplying: AnyObject, Sendable {
     /// The layout of the rows the store takes, or `nil` when it takes typed events only.
     var rowLayout: RowLayout? { get }
-    /// Applies valid rows of ``rowLayout`` in order.
-    func apply(rows: RowList)
+    /// Applies rows `range` of `rows` (valid rows of ``rowLayout``) in order.
+    func apply(rows: RowList, _ range: Range<Int>)
 }

@@ -41,15 +41,21 @@ public struct MalformedMessage: Sendable, CustomStringConvertible {
 struct SourceBatch<Record: ChangeRecord>: Sendable {
     /// The events, in per-partition order (for a record type without a row layout).
     var events: [KafkaConsumedEvent<Record>] = []
-    /// The events as rows, in per-partition order (for a record type with a row layout: every event of the batch).
-    var rows: RowList?
+    /// The events as rows, in per-partition order (for a record type with a row layout: every event of the batch):
+    /// ranges of the chunks the poll thread filled, not copied.
+    var segments: [(chunk: RowChunk, range: Range<Int>)] = []
+    private var segmentRows = 0
     /// The number of events in the batch.
-    var eventCount: Int { events.count + (rows?.count ?? 0) }
+    var eventCount: Int { events.count + segmentRows }
 
     /// Every event of the batch as a typed event (building the records of its rows).
     func typedEvents(layout: RowLayout?) throws -> [ChangeEvent<Record>] {
-        guard let rows, let layout else { return events.map(\.event) }
-        return try events.map(\.event) + (0..<rows.count).map { try ChangeEvent(row: $0, of: rows, layout: layout) }
+        guard let layout else { return events.map(\.event) }
+        var typed = events.map(\.event)
+        for (chunk, range) in segments {
+            for row in range { typed.append(try ChangeEvent(row: row, of: chunk.rows, layout: layout)) }
+        }
+        return typed
     }
     /// Per partition, the offset after the last message of the batch (events and malformed messages alike):
     /// where a restart continues once the batch is applied.
@@ -70,10 +76,8 @@ struct SourceBatch<Record: ChangeRecord>: Sendable {
 
     /// Takes rows `range` of `chunk`: the rows, and the positions past them.
     mutating func take(_ chunk: RowChunk, _ range: Range<Int>) {
-        if rows == nil {
-            rows = RowList(width: chunk.rows.width)
-        }
-        rows!.append(contentsOf: chunk.rows, range)
+        segments.append((chunk, range))
+        segmentRows += range.count
         Self.advance(&nextOffsets, &lastFingerprints, past: chunk, range)
     }
 

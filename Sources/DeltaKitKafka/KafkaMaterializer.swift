@@ -201,8 +201,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         let rowStore = (store as? any RowApplying).flatMap { $0.rowLayout === layout ? $0 : nil }
         for try await batch in source.batches(limit: maxBatchSize) {
             let count = batch.eventCount
-            if positioned == nil, let rowStore, let rows = batch.rows, batch.events.isEmpty {
-                rowStore.apply(rows: rows)
+            if positioned == nil, let rowStore, batch.events.isEmpty {
+                for (chunk, range) in batch.segments { rowStore.apply(rows: chunk.rows, range) }
             } else if let positioned {
                 try await positioned.apply(
                     contentsOf: try batch.typedEvents(layout: layout),

@@ -208,7 +208,7 @@ struct EventRowTests {
             try event.jsonData().withUnsafeBytes { try layout.appendRow(decoding: $0, Rich.self, into: &rows) }
         }
         let byRows = try InMemoryStateStore<Rich>()
-        byRows.apply(rows: rows)
+        byRows.apply(rows: rows, 0..<rows.count)
         let typed = try InMemoryStateStore<Rich>()
         try await typed.apply(contentsOf: events)
         var reference = LatestState<Rich>()
