@@ -94,7 +94,9 @@ func checkRows(_ bytes: UnsafeBufferPointer<UInt8>, accepted: ChangeEvent<FuzzUs
         guard let encoded = try? event.jsonData() else { return }
         var own = layout.makeRows()
         guard encoded.withUnsafeBytes({ layout.decode($0, into: &own) }) else {
-            fatalError("the row decoder left DeltaKit's own output to the Codable path: \(String(decoding: encoded, as: UTF8.self))")
+            fatalError(
+                "the row decoder left DeltaKit's own output to the Codable path: \(String(decoding: encoded, as: UTF8.self))"
+            )
         }
     }
 }

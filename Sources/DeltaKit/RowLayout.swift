@@ -342,7 +342,8 @@ package final class RowLayout: Sendable {
         case .bool(let flag): return .bool(flag)
         case .double(let number): return .number(String(number), isInteger: false)
         case .string(let text): return .string(text)
-        case .timestamp(let micros): return .string(EventTimestamp.format(EventTimestamp.date(fromMicroseconds: micros)))
+        case .timestamp(let micros):
+            return .string(EventTimestamp.format(EventTimestamp.date(fromMicroseconds: micros)))
         case .uuid(let high, let low): return .string(Self.uuid(high, low).uuidString.lowercased())
         case .decimal(let text): return .number(text, isInteger: false)
         }

@@ -31,7 +31,12 @@ public struct KafkaEventSequence<Record: ChangeRecord>: AsyncSequence, Sendable 
                     if range.count > 1 { current.putBack(.rows(chunk, range.dropFirst())) }
                     core.handedOver(1)
                     core.consumed.increment()
-                    return try chunk.consumedEvent(range.lowerBound, Record.self, topic: core.topic, layout: core.rowLayout!)
+                    return try chunk.consumedEvent(
+                        range.lowerBound,
+                        Record.self,
+                        topic: core.topic,
+                        layout: core.rowLayout!
+                    )
                 case .malformed(let message):
                     core.handedOver(1)
                     try await core.handleMalformed(message)

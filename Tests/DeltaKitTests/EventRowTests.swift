@@ -132,7 +132,9 @@ struct EventRowTests {
         }
     }
 
-    @Test("a record whose Codable conformance is not faithful, or whose schema is declared otherwise, keeps typed events")
+    @Test(
+        "a record whose Codable conformance is not faithful, or whose schema is declared otherwise, keeps typed events"
+    )
     func layoutOnlyWhenFaithful() async throws {
         #expect(RowLayout.of(DemoUser.self) != nil)
         #expect(RowLayout.of(Normalizing.self) == nil)
@@ -164,10 +166,13 @@ struct EventRowTests {
                 ratio: [-0.0, 0.0, 0.5].randomElement(using: &random)!,
                 single: Bool.random(using: &random) ? 0.1 : nil,
                 at: Bool.random(using: &random) ? stamps[1] : nil,
-                uid: Bool.random(using: &random) ? UUID(uuid: (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)) : nil,
+                uid: Bool.random(using: &random)
+                    ? UUID(uuid: (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)) : nil,
                 tier: [nil, .free, .paid].randomElement(using: &random)!,
                 level: [nil, .low, .high].randomElement(using: &random)!,
-                amount: [nil, Decimal(string: "1.5"), Decimal(string: "1.50"), Decimal(2)].randomElement(using: &random)!,
+                amount: [nil, Decimal(string: "1.5"), Decimal(string: "1.50"), Decimal(2)].randomElement(
+                    using: &random
+                )!,
                 link: nil
             )
             return Bool.random(using: &random)
