@@ -67,7 +67,9 @@ extension SourceCore {
     ) {
         if let value = view.plainValue {
             if let rowLayout, chunk != nil {
-                // Reached when the fast path (``RowIntake/take(_:chunk:machine:)``) left the message here.
+                // Reached when the fast path (``RowIntake/take(_:chunk:machine:)``) declined: a key the row cannot
+                // tell by itself (the typed event is asked), or a message the one-pass decoder does not take (tried
+                // once more here, then left to the slow path below).
                 if takeRow(view, value, layout: rowLayout, chunk: &chunk!) { return }
             } else if let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
                 Self.keyAgrees(view.key, event)

@@ -42,7 +42,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// Where a partition starts when this source has delivered nothing of it yet (no group).
     let startOffsets: [Int32: Int64]
     let startPosition: KafkaEventSource<Record>.Configuration.StartPosition
-    /// The record type's row layout: with one, messages are decoded into rows (``SourceRow``), and a record is
+    /// The record type's row layout: with one, messages are decoded into rows (``RowChunk``), and a record is
     /// built only where the application asks for an event (``KafkaEventSource/events``).
     let rowLayout: RowLayout?
 
