@@ -7,6 +7,9 @@
 // (a slow, independent reader) also reads the input, it finds the same id, op and event_order — the decoder never
 // invents data.
 //
+// Event rows: the schema-compiled row decoder (`RowLayout.decode`) accepts only what the `Codable` path accepts,
+// as the same canonical event, and with the `Codable` path behind it exactly what that accepts (see checkRows).
+//
 // Repeated names (issue 17): an object the reader accepts has unique names (checked against JSONSerialization's
 // dictionary, an independent reader); and the same object with one of its names written again — plainly or
 // spelled with \u escapes, with the choice taken from the input — is refused by the reader, the fast path and
@@ -42,7 +45,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
     checkRepeatedNames(bytes)
-    guard let event = try? ChangeEvent<FuzzUser>(jsonData: bytes) else { return 0 }
+    let accepted = try? ChangeEvent<FuzzUser>(jsonData: bytes)
+    checkRows(bytes, accepted: accepted)
+    guard let event = accepted else { return 0 }
     // Round trip.
     guard let encoded = try? event.jsonData() else { fatalError("accepted but cannot re-encode: \(event)") }
     guard let again = try? ChangeEvent<FuzzUser>(jsonData: encoded), again == event else {
@@ -59,6 +64,43 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         fatalError("envelope disagrees with JSONSerialization: \(object) vs \(event)")
     }
     return 0
+}
+
+/// The event-row properties: the one-pass row decoder accepts only events the `Codable` path accepts, as the same
+/// canonical event; with the `Codable` path behind it, it accepts exactly what that accepts (and throws the same
+/// error); and it takes every event DeltaKit itself writes without leaving it to the `Codable` path.
+func checkRows(_ bytes: UnsafeBufferPointer<UInt8>, accepted: ChangeEvent<FuzzUser>?) {
+    let layout = RowLayout.of(FuzzUser.self)!
+    let raw = UnsafeRawBufferPointer(bytes)
+    var rows = layout.makeRows()
+    if layout.decode(raw, into: &rows) {
+        guard let accepted else { fatalError("the row decoder accepted what the Codable path refuses") }
+        guard let rebuilt = try? ChangeEvent<FuzzUser>(row: 0, of: rows, layout: layout),
+            let canonical = try? accepted.canonicalized(), rebuilt == canonical
+        else { fatalError("the row decoder read \(rows.values), the Codable path \(accepted)") }
+    }
+    var all = layout.makeRows()
+    let outcome = Result { try layout.appendRow(decoding: raw, FuzzUser.self, into: &all) }
+    switch (accepted, outcome) {
+    case (nil, .success): fatalError("rows accepted what the Codable path refuses")
+    case (.some(let event), .failure(let error)): fatalError("rows refused \(event): \(error)")
+    case (nil, .failure(let error)):
+        let expected = Result { try ChangeEvent<FuzzUser>(jsonData: bytes) }
+        guard case .failure(let codable) = expected, "\(codable)" == "\(error)" else {
+            fatalError("rows refused with \(error), the Codable path with \(expected)")
+        }
+    case (.some(let event), .success):
+        guard let rebuilt = try? ChangeEvent<FuzzUser>(row: 0, of: all, layout: layout),
+            rebuilt == (try? event.canonicalized())
+        else { fatalError("rows read \(all.values) for \(event)") }
+        guard let encoded = try? event.jsonData() else { return }
+        var own = layout.makeRows()
+        guard encoded.withUnsafeBytes({ layout.decode($0, into: &own) }) else {
+            fatalError(
+                "the row decoder left DeltaKit's own output to the Codable path: \(String(decoding: encoded, as: UTF8.self))"
+            )
+        }
+    }
 }
 
 /// The repeated-name properties (see the top of the file).

@@ -48,24 +48,9 @@ extension ChangeEvent {
         return expected.elementsEqual(bytes)
     }
 
-    /// Whether `bytes` are the canonical decimal text of `value` (a minus only when negative, no leading zero), as
-    /// the JSON writer prints it: compared digit by digit from the end.
     @inline(__always)
     private static func isDecimalText(_ bytes: UnsafeRawBufferPointer, of value: Int64) -> Bool {
-        var rest = value.magnitude
-        var index = bytes.count
-        repeat {
-            index -= 1
-            guard index >= 0, bytes[index] == UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10) else {
-                return false
-            }
-            rest /= 10
-        } while rest != 0
-        if value < 0 {
-            index -= 1
-            guard index >= 0, bytes[index] == UInt8(ascii: "-") else { return false }
-        }
-        return index == 0
+        MessageKeyText.isDecimalText(bytes, of: value)
     }
 
     /// The error for a message whose Kafka key (`kafkaKey`, present) is not this event's ``keyBytes``.
@@ -93,5 +78,28 @@ extension ChangeEvent {
         default:
             try ScalarType.require(Record.Key.self, field: Record.keyField).writeJSON(key, &buffer, Record.keyField)
         }
+    }
+}
+
+/// Message-key text that needs no record type.
+enum MessageKeyText {
+    /// Whether `bytes` are the canonical decimal text of `value` (a minus only when negative, no leading zero), as
+    /// the JSON writer prints it: compared digit by digit from the end.
+    @inline(__always)
+    static func isDecimalText(_ bytes: UnsafeRawBufferPointer, of value: Int64) -> Bool {
+        var rest = value.magnitude
+        var index = bytes.count
+        repeat {
+            index -= 1
+            guard index >= 0, bytes[index] == UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10) else {
+                return false
+            }
+            rest /= 10
+        } while rest != 0
+        if value < 0 {
+            index -= 1
+            guard index >= 0, bytes[index] == UInt8(ascii: "-") else { return false }
+        }
+        return index == 0
     }
 }

@@ -27,7 +27,7 @@ public enum EventTimestamp {
     }
 
     /// The `Date` nearest to `micros` microseconds since 1970.
-    static func date(fromMicroseconds micros: Int64) -> Date {
+    package static func date(fromMicroseconds micros: Int64) -> Date {
         // Integer arithmetic down to the seconds since 2001, then one rounding into the `Double`.
         let sinceReference = micros - referenceDateOffset * 1_000_000
         let seconds = sinceReference.floorDiv(1_000_000)
@@ -35,6 +35,19 @@ public enum EventTimestamp {
             timeIntervalSinceReferenceDate: Double(seconds) + Double(sinceReference - seconds * 1_000_000) / 1_000_000
         )
     }
+
+    /// The microseconds a text's `micros` (``parseMicroseconds(_:)``) stand for once read back from their own
+    /// text: the same outside the edges of a `Date`'s microsecond precision (see ``roundedToMicroseconds(_:)``).
+    @inline(__always)
+    package static func canonicalMicroseconds(_ micros: Int64) -> Int64 {
+        // Within 2³¹ seconds of 2001 (1932–2069) a `Date` holds every microsecond: nothing to compute.
+        let sinceReference = micros &- referenceDateOffset &* 1_000_000
+        if sinceReference > -exactRange, sinceReference < exactRange { return micros }
+        return microseconds(date(fromMicroseconds: micros))
+    }
+
+    /// 2³¹ seconds in microseconds.
+    private static let exactRange: Int64 = (1 << 31) * 1_000_000
 
     /// Seconds from 1970-01-01 to 2001-01-01, `Date`'s reference date.
     private static let referenceDateOffset: Int64 = 978_307_200
@@ -104,25 +117,35 @@ public enum EventTimestamp {
     /// (rounded to microseconds), and `Z`, `+hh:mm`, `-hh:mm`, `+hhmm` or no offset (read as UTC).
     /// Returns `nil` when the text is not such a timestamp.
     public static func parse(_ text: String) -> Date? {
-        var p = Array(text.utf8)[...]
-        func number(_ n: Int) -> Int64? {
-            guard p.count >= n else { return nil }
+        var text = text
+        return text.withUTF8 { parseMicroseconds(UnsafeRawBufferPointer($0)) }.map(date(fromMicroseconds:))
+    }
+
+    /// ``parse(_:)`` on the text's UTF-8 bytes, without a copy: the microseconds since 1970 of the `Date` it returns
+    /// (`date(fromMicroseconds:)` of the result), or `nil` when the bytes are not such a timestamp.
+    package static func parseMicroseconds(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        // A cursor over the bytes (no slices: this runs for every event read).
+        let count = bytes.count
+        var i = 0
+        @inline(__always) func number(_ n: Int) -> Int64? {
+            guard count &- i >= n else { return nil }
             var v: Int64 = 0
-            for c in p.prefix(n) {
+            for k in i..<i &+ n {
+                let c = bytes[k]
                 guard c >= 48, c <= 57 else { return nil }
-                v = v * 10 + Int64(c - 48)
+                v = v &* 10 &+ Int64(c &- 48)
             }
-            p = p.dropFirst(n)
+            i &+= n
             return v
         }
-        func expect(_ c: UInt8) -> Bool {
-            guard p.first == c else { return false }
-            p = p.dropFirst()
+        @inline(__always) func expect(_ c: UInt8) -> Bool {
+            guard i < count, bytes[i] == c else { return false }
+            i &+= 1
             return true
         }
         guard let y = number(4), expect(0x2D), let mo = number(2), expect(0x2D), let d = number(2) else { return nil }
-        guard p.first == 0x54 || p.first == 0x74 || p.first == 0x20 else { return nil }
-        p = p.dropFirst()
+        guard i < count, bytes[i] == 0x54 || bytes[i] == 0x74 || bytes[i] == 0x20 else { return nil }
+        i &+= 1
         guard let h = number(2), expect(0x3A), let mi = number(2), expect(0x3A), let s = number(2) else { return nil }
         guard (1...12).contains(mo), d >= 1, d <= daysInMonth(y, mo), h < 24, mi < 60, s < 61 else { return nil }
         var micros: Int64 = 0
@@ -130,25 +153,27 @@ public enum EventTimestamp {
             var digits = 0
             var frac: Int64 = 0
             var roundUp = false
-            while let c = p.first, c >= 48, c <= 57 {
+            while i < count, bytes[i] >= 48, bytes[i] <= 57 {
+                let c = bytes[i]
                 if digits < 6 {
                     frac = frac * 10 + Int64(c - 48)
                 } else if digits == 6 {
                     roundUp = c >= 53
                 }
                 digits += 1
-                p = p.dropFirst()
+                i &+= 1
             }
             guard digits > 0 else { return nil }
             for _ in digits..<max(digits, 6) { frac *= 10 }
             micros = frac + (roundUp ? 1 : 0)
         }
         var offsetSeconds: Int64 = 0
-        if let c = p.first {
+        if i < count {
+            let c = bytes[i]
             if c == 0x5A || c == 0x7A {
-                p = p.dropFirst()
+                i &+= 1
             } else if c == 0x2B || c == 0x2D {
-                p = p.dropFirst()
+                i &+= 1
                 guard let oh = number(2), oh < 24 else { return nil }
                 _ = expect(0x3A)
                 let om = number(2) ?? 0
@@ -158,16 +183,15 @@ public enum EventTimestamp {
                 return nil
             }
         }
-        guard p.isEmpty else { return nil }
+        guard i == count else { return nil }
         let days = days(fromCivil: y, mo, d)
         let total = (days * 86_400 + h * 3600 + mi * 60 + s - offsetSeconds) * 1_000_000 + micros
         // Years 0001–9999 in UTC, as `format` writes them (and SQL timestamps hold); rounding or an offset can push
         // an edge value outside.
         guard (minimumMicroseconds...maximumMicroseconds).contains(total) else { return nil }
         // Near the edges a Date cannot hold the microsecond: refuse what would format outside years 1–9999.
-        let date = date(fromMicroseconds: total)
-        guard (minimumMicroseconds...maximumMicroseconds).contains(microseconds(date)) else { return nil }
-        return date
+        guard (minimumMicroseconds...maximumMicroseconds).contains(canonicalMicroseconds(total)) else { return nil }
+        return total
     }
 
     /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in microseconds since 1970.

@@ -8,8 +8,14 @@ import Synchronization
 /// with the same error a Kafka sink gives, and a record reads back exactly as it would after a trip through
 /// Kafka. Memory is O(live keys + tombstones), plus a bounded history of the most recent ``historyLimit``
 /// events and the last ``changeBufferLimit`` changes for the change feed.
-public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, ChangeFeedStore {
+///
+/// A record type with a row layout (every record of scalar fields whose `Codable` conformance is the synthesized
+/// one, or as faithful) is kept as event rows (`RowState`): applying an event builds no record, and a record is
+/// built where it is read — ``value(forKey:)``, ``snapshot()``, ``history(limit:)``, a change feed's element, the
+/// change ``apply(_:)`` returns. Other record types are kept as typed events.
+public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, ChangeFeedStore, RowApplying {
     private struct State {
+        /// The typed state, for a record type without a row layout.
         var latest = LatestState<Record>()
         /// The retained history, ascending by order: the newest `historyLimit` events are the last ones (up to
         /// as many older ones wait to be trimmed).
@@ -21,8 +27,22 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         var logStart: UInt64 = 0
         var subscribers: [Int: AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = [:]
         var nextSubscriber = 0
+        /// With a row layout: the state, the history and the change log as rows (instead of the typed ones).
+        var rowLatest: RowState?
+        var rowHistory: RowList
+        var rowLog: RowList
+
+        init(layout: RowLayout?) {
+            rowLatest = layout.map(RowState.init)
+            rowHistory = RowList(width: layout?.width ?? 0)
+            rowLog = RowList(width: layout?.width ?? 0)
+        }
+
+        var logCount: Int { rowLatest == nil ? log.count : rowLog.count }
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
+    /// The record type's row layout, or `nil` when the store keeps typed events.
+    package let rowLayout: RowLayout?
     /// Distinguishes this store's positions from another store's.
     private let identity = String(UInt64.random(in: 0...UInt64.max), radix: 36)
 
@@ -45,6 +65,9 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         try DeltaKitError.check(changeBufferLimit, in: 1...100_000_000, "InMemoryStateStore.changeBufferLimit")
         self.historyLimit = historyLimit
         self.changeBufferLimit = changeBufferLimit
+        let layout = RowLayout.of(Record.self)
+        self.rowLayout = layout
+        self.state = Mutex(State(layout: layout))
     }
 
     /// Applies one event under ``LatestStateMerge`` and returns the visible change, if any.
@@ -59,6 +82,13 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     /// Applies events in order under one acquisition of the store's lock; all or nothing: when one event is
     /// invalid, it throws and applies none of them (see ``MutableStateStore/apply(contentsOf:)``).
     public func apply(contentsOf events: [ChangeEvent<Record>]) async throws {
+        if let rowLayout {
+            var rows = rowLayout.makeRows()
+            rows.reserveCapacity(events.count)
+            for event in events { try rowLayout.appendRow(from: event, into: &rows) }
+            apply(rows: rows, 0..<rows.count)
+            return
+        }
         let schema = try Record.schema
         let canonical = try events.map { try $0.canonicalized(schema: schema) }
         var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
@@ -71,11 +101,107 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     /// Applies one event without suspending (for synchronous callers); see ``apply(_:)``.
     @discardableResult
     package func applyNow(_ event: ChangeEvent<Record>) throws -> StateChange<Record>? {
+        if let rowLayout {
+            var rows = rowLayout.makeRows()
+            try rowLayout.appendRow(from: event, into: &rows)
+            var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
+            let change = try state.withLock { state -> StateChange<Record>? in
+                guard
+                    let change = applyRowLocked(0, of: rows, in: &state, overflowed: &overflowed, wantsChange: true)
+                else { return nil }
+                return try change.get()
+            }
+            finish(overflowed)
+            return change
+        }
         let event = try event.canonicalized()
         var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
         let change = state.withLock { state in applyLocked(event, in: &state, overflowed: &overflowed) }
         finish(overflowed)
         return change
+    }
+
+    /// Applies rows `range` of `rows` — valid rows of this store's layout (``RowLayout/decode(_:into:)`` or
+    /// ``RowLayout/appendRow(from:into:)`` made them) — in order, under one acquisition of the lock: the
+    /// materializer's path, which builds no record unless a change feed is open.
+    package func apply(rows: RowList, _ range: Range<Int>) {
+        var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
+        state.withLock { state in
+            guard state.subscribers.isEmpty else {
+                for row in range { _ = applyRowLocked(row, of: rows, in: &state, overflowed: &overflowed) }
+                return
+            }
+            // No feed to build records for: the whole batch in code that is not generic.
+            var log = RowLog(
+                changes: state.rowLog,
+                sequence: state.sequence,
+                start: state.logStart,
+                limit: changeBufferLimit
+            )
+            state.rowLog = RowList(width: 0)  // moved out and back, so that it is not copied
+            state.rowLatest!.apply(rows, range, history: &state.rowHistory, historyLimit: historyLimit, log: &log)
+            state.rowLog = log.changes
+            state.sequence = log.sequence
+            state.logStart = log.start
+        }
+        finish(overflowed)
+    }
+
+    /// Applies row `row` to the locked row state; returns the visible change (built only when it is asked
+    /// for: a feed is open, or `wantsChange`), `nil` when nothing visible changed.
+    @inline(__always)
+    private func applyRowLocked(
+        _ row: Int,
+        of rows: RowList,
+        in state: inout State,
+        overflowed: inout [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation],
+        wantsChange: Bool = false
+    ) -> Result<StateChange<Record>, any Error>? {
+        if historyLimit > 0 { state.rowHistory.remember(row, of: rows, limit: historyLimit) }
+        guard state.rowLatest!.apply(row, of: rows, changes: &state.rowLog) else { return nil }
+        state.sequence += 1
+        let logged = state.rowLog.count - 1
+        var change: Result<StateChange<Record>, any Error>?
+        if wantsChange || !state.subscribers.isEmpty {
+            change = Result { try StateChange<Record>(row: logged, of: state.rowLog, layout: rowLayout!) }
+        }
+        if state.rowLog.count >= 2 * changeBufferLimit {
+            let drop = state.rowLog.count - changeBufferLimit
+            state.rowLog.removeFirst(drop)
+            state.logStart += UInt64(drop)
+        }
+        if let change, !state.subscribers.isEmpty {
+            overflowed += deliver(change, in: &state)
+        }
+        return change
+    }
+
+    /// Hands a change (or the error building its record) to every feed; returns the feeds that overflowed.
+    private func deliver(
+        _ change: Result<StateChange<Record>, any Error>,
+        in state: inout State
+    ) -> [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] {
+        var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
+        let element: ChangeFeedElement<Record>
+        switch change {
+        case .success(let change):
+            element = ChangeFeedElement(change: change, isSnapshot: false, position: position(state.sequence))
+        case .failure(let error):
+            for (_, continuation) in state.subscribers { continuation.finish(throwing: error) }
+            state.subscribers.removeAll()
+            return []
+        }
+        for (id, continuation) in state.subscribers {
+            switch continuation.yield(element) {
+            case .enqueued: break
+            case .dropped:
+                state.subscribers[id] = nil
+                overflowed.append(continuation)
+            case .terminated: state.subscribers[id] = nil
+            @unknown default: break
+            }
+        }
+        return overflowed
     }
 
     /// Applies a canonical event to the locked state; collects the feeds that overflowed.
@@ -151,10 +277,37 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         if history.count >= 2 * limit { history.removeFirst(history.count - limit) }
     }
 
-    public func snapshot() async throws -> [Record] { state.withLock { $0.latest.snapshot() } }
+    public func snapshot() async throws -> [Record] {
+        if let rowLayout {
+            // The rows are copied out (shared until the next write) and the records built outside the lock.
+            let slots = state.withLock { $0.rowLatest!.slots }
+            return try Self.liveRecords(slots, layout: rowLayout)
+        }
+        return state.withLock { $0.latest.snapshot() }
+    }
+
+    /// The records of the live rows among `slots`, ordered by key.
+    private static func liveRecords(_ slots: RowList, layout: RowLayout) throws -> [Record] {
+        var records: [Record] = []
+        records.reserveCapacity(slots.count)
+        for slot in 0..<slots.count where slots.headers[slot].operation != .delete {
+            records.append(try Record(row: slot, of: slots, layout: layout))
+        }
+        return records.sorted { $0.key < $1.key }
+    }
 
     public func value(forKey key: Record.Key) async throws -> Record? {
-        state.withLock { $0.latest.value(forKey: key) }
+        if let rowLayout {
+            guard let keyValue = rowLayout.keyValue(key) else { return nil }
+            return try state.withLock { state -> Record? in
+                let latest = state.rowLatest!
+                guard let slot = latest.slot(of: keyValue), latest.slots.headers[slot].operation != .delete else {
+                    return nil
+                }
+                return try Record(row: slot, of: latest.slots, layout: rowLayout)
+            }
+        }
+        return state.withLock { $0.latest.value(forKey: key) }
     }
 
     /// The most recent events, newest first: at most `min(limit, historyLimit)`.
@@ -162,24 +315,37 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
     /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/invalidConfiguration``) when `limit` is negative.
     public func history(limit: Int) async throws -> [ChangeEvent<Record>] {
         try DeltaKitError.check(limit, in: 0...Int.max, "history limit")
+        if let rowLayout {
+            let history = state.withLock { $0.rowHistory }
+            let newest = history.count - 1
+            let oldest = max(0, history.count - min(historyLimit, limit))
+            return try stride(from: newest, through: oldest, by: -1).map {
+                try ChangeEvent(row: $0, of: history, layout: rowLayout)
+            }
+        }
         return state.withLock { Array($0.history.suffix(historyLimit).reversed().prefix(limit)) }
     }
 
-    public func count() async throws -> Int { state.withLock { $0.latest.liveCount } }
+    public func count() async throws -> Int {
+        state.withLock { $0.rowLatest?.liveCount ?? $0.latest.liveCount }
+    }
 
     /// Forgets deleted keys whose delete is older than `date` (by the event's `ts`), as a topic's retention would;
     /// a late insert older than the delete could then bring such a key back, so expire only what no producer can
     /// still send. Returns how many were removed.
     @discardableResult
     public func removeTombstones(deletedBefore date: Date) -> Int {
-        state.withLock { $0.latest.removeTombstones(deletedBefore: date) }
+        state.withLock { state in
+            guard state.rowLatest != nil else { return state.latest.removeTombstones(deletedBefore: date) }
+            return state.rowLatest!.removeTombstones { EventTimestamp.date(fromMicroseconds: $0.micros) < date }
+        }
     }
 
     /// The highest order applied so far, or `nil` when nothing was applied.
-    public var maxOrder: Int64? { state.withLock { $0.latest.maxOrder } }
+    public var maxOrder: Int64? { state.withLock { $0.rowLatest.map(\.maxOrder) ?? $0.latest.maxOrder } }
 
     /// The number of tombstones kept for deleted keys.
-    public var tombstoneCount: Int { state.withLock { $0.latest.tombstoneCount } }
+    public var tombstoneCount: Int { state.withLock { $0.rowLatest?.tombstoneCount ?? $0.latest.tombstoneCount } }
 
     // MARK: Change feed
 
@@ -197,7 +363,9 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
             var initial: [ChangeFeedElement<Record>] = []
             switch start {
             case .snapshot:
-                let records = state.latest.snapshot()
+                let records =
+                    try state.rowLatest.map { try Self.liveRecords($0.slots, layout: rowLayout!) }
+                    ?? state.latest.snapshot()
                 for (index, record) in records.enumerated() {
                     initial.append(
                         ChangeFeedElement(
@@ -223,8 +391,11 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
                             "the changes after position \(after) are no longer kept (the store keeps the last \(changeBufferLimit)); start again from a snapshot"
                     )
                 }
-                for (offset, change) in state.log.enumerated().dropFirst(Int(after - state.logStart)) {
+                for offset in Int(after - state.logStart)..<state.logCount {
                     let sequence = state.logStart + UInt64(offset) + 1
+                    let change =
+                        try rowLayout.map { try StateChange<Record>(row: offset, of: state.rowLog, layout: $0) }
+                        ?? state.log[offset]
                     initial.append(ChangeFeedElement(change: change, isSnapshot: false, position: position(sequence)))
                 }
             }

@@ -4,6 +4,14 @@ import Synchronization
 /// Schema discovery: a record type's fields from its `Codable` conformance, and the names derived from its type.
 extension RecordSchema {
     private static let cache = Mutex<[ObjectIdentifier: RecordSchema]>([:])
+    /// The Swift type of each discovered field, in the schema's order (what ``RowLayout`` is compiled from).
+    private static let fieldTypes = Mutex<[ObjectIdentifier: [any Any.Type]]>([:])
+
+    /// The Swift type of each field of `type`, in its discovered schema's order; `nil` when discovery fails.
+    package static func discoveredFieldTypes<R: ChangeRecord>(_ type: R.Type) -> [any Any.Type]? {
+        guard (try? discover(type)) != nil else { return nil }
+        return fieldTypes.withLock { $0[ObjectIdentifier(type)] }
+    }
 
     /// A type's name in snake case (`OrderLine` → `order_line`, generic arguments dropped): the stem of the
     /// names backends derive from a record type.
@@ -43,6 +51,8 @@ extension RecordSchema {
         schema.hasFallibleFields =
             recorder.wideUnsigned || schema.fields.contains { [.float, .double, .decimal].contains($0.type) }
         try checkKey(of: probe, recorder: recorder)
+        let types = schema.fields.map { recorder.types[$0.name]! }
+        fieldTypes.withLock { $0[ObjectIdentifier(type)] = types }
         cache.withLock { $0[ObjectIdentifier(type)] = schema }
         return schema
     }
@@ -77,10 +87,19 @@ private final class FieldRecorder {
     var probeJSON: [String: [UInt8]] = [:]
     /// Whether a field is `UInt` or `UInt64`, whose values can exceed a BIGINT column.
     var wideUnsigned = false
-    func record(_ name: String, _ type: RecordSchema.FieldType, optional: Bool, probeJSON json: [UInt8]) {
+    /// Each field's Swift type.
+    var types: [String: any Any.Type] = [:]
+    func record(
+        _ name: String,
+        _ type: RecordSchema.FieldType,
+        swiftType: any Any.Type,
+        optional: Bool,
+        probeJSON json: [UInt8]
+    ) {
         if !fields.contains(where: { $0.name == name }) {
             fields.append(.init(name: name, type: type, isOptional: optional))
             probeJSON[name] = json
+            types[name] = swiftType
         }
     }
 }
@@ -190,7 +209,7 @@ private struct ProbeKeyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
         }
         var json: [UInt8] = []
         try scalar.writeJSON(value, &json, name)
-        recorder.record(name, scalar.fieldType, optional: optional, probeJSON: json)
+        recorder.record(name, scalar.fieldType, swiftType: T.self, optional: optional, probeJSON: json)
         if T.self == UInt.self || T.self == UInt64.self { recorder.wideUnsigned = true }
         return value
     }

@@ -39,8 +39,24 @@ public struct MalformedMessage: Sendable, CustomStringConvertible {
 
 /// Events taken from a source in one hand-off (``KafkaEventSource/batches(limit:)``).
 struct SourceBatch<Record: ChangeRecord>: Sendable {
-    /// The events, in per-partition order.
+    /// The events, in per-partition order (for a record type without a row layout).
     var events: [KafkaConsumedEvent<Record>] = []
+    /// The events as rows, in per-partition order (for a record type with a row layout: every event of the batch):
+    /// ranges of the chunks the poll thread filled, not copied.
+    var segments: [(chunk: RowChunk, range: Range<Int>)] = []
+    private var segmentRows = 0
+    /// The number of events in the batch.
+    var eventCount: Int { events.count + segmentRows }
+
+    /// Every event of the batch as a typed event (building the records of its rows).
+    func typedEvents(layout: RowLayout?) throws -> [ChangeEvent<Record>] {
+        guard let layout else { return events.map(\.event) }
+        var typed = events.map(\.event)
+        for (chunk, range) in segments {
+            for row in range { typed.append(try ChangeEvent(row: row, of: chunk.rows, layout: layout)) }
+        }
+        return typed
+    }
     /// Per partition, the offset after the last message of the batch (events and malformed messages alike):
     /// where a restart continues once the batch is applied.
     var nextOffsets: [Int32: Int64] = [:]
@@ -55,9 +71,53 @@ struct SourceBatch<Record: ChangeRecord>: Sendable {
     var isLast = false
 
     mutating func advance(_ partition: Int32, past offset: Int64, fingerprint: MessageFingerprint?) {
+        Self.advance(&nextOffsets, &lastFingerprints, partition, past: offset, fingerprint: fingerprint)
+    }
+
+    /// Takes rows `range` of `chunk`: the rows, and the positions past them.
+    mutating func take(_ chunk: RowChunk, _ range: Range<Int>) {
+        segments.append((chunk, range))
+        segmentRows += range.count
+        Self.advance(&nextOffsets, &lastFingerprints, past: chunk, range)
+    }
+
+    private static func advance(
+        _ nextOffsets: inout [Int32: Int64],
+        _ lastFingerprints: inout [Int32: MessageFingerprint],
+        _ partition: Int32,
+        past offset: Int64,
+        fingerprint: MessageFingerprint?
+    ) {
         guard offset + 1 > nextOffsets[partition] ?? 0 else { return }
         nextOffsets[partition] = offset + 1
         lastFingerprints[partition] = fingerprint
+    }
+
+    /// The positions past rows `range` of `chunk` (not generic: it runs for every row).
+    private static func advance(
+        _ nextOffsets: inout [Int32: Int64],
+        _ lastFingerprints: inout [Int32: MessageFingerprint],
+        past chunk: RowChunk,
+        _ range: Range<Int>
+    ) {
+        // Rows come in runs of one partition: the dictionaries are updated once per run, at its highest offset.
+        var index = range.lowerBound
+        while index < range.upperBound {
+            let partition = chunk.partitions[index]
+            var highest = index
+            index += 1
+            while index < range.upperBound, chunk.partitions[index] == partition {
+                if chunk.offsets[index] >= chunk.offsets[highest] { highest = index }
+                index += 1
+            }
+            advance(
+                &nextOffsets,
+                &lastFingerprints,
+                partition,
+                past: chunk.offsets[highest],
+                fingerprint: chunk.fingerprints[highest]
+            )
+        }
     }
 }
 

@@ -21,17 +21,31 @@ public struct KafkaEventSequence<Record: ChangeRecord>: AsyncSequence, Sendable 
             let core = current.core
             while true {
                 guard let item = await current.next() else { return nil }
-                core.handedOver(1)
                 switch item {
                 case .event(let event):
+                    core.handedOver(1)
                     core.consumed.increment()
                     return event
+                case .rows(let chunk, let range):
+                    // One event at a time: the rest of the range waits for the next call.
+                    if range.count > 1 { current.putBack(.rows(chunk, range.dropFirst())) }
+                    core.handedOver(1)
+                    core.consumed.increment()
+                    return try chunk.consumedEvent(
+                        range.lowerBound,
+                        Record.self,
+                        topic: core.topic,
+                        layout: core.rowLayout!
+                    )
                 case .malformed(let message):
+                    core.handedOver(1)
                     try await core.handleMalformed(message)
                 case .caughtUp:
+                    core.handedOver(1)
                     core.markCaughtUp()
                     if core.stopWhenCaughtUp { return nil }
                 case .failure(let error):
+                    core.handedOver(1)
                     throw error
                 }
             }

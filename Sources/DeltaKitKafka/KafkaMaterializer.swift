@@ -196,16 +196,21 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             advanceVisibility(stored)
         }
         var applied = 0
+        // A store that takes rows gets the rows the source decoded; every other store gets typed events.
+        let layout = source.core.rowLayout
+        let rowStore = (store as? any RowApplying).flatMap { $0.rowLayout === layout ? $0 : nil }
         for try await batch in source.batches(limit: maxBatchSize) {
-            let events = batch.events.map(\.event)
-            if let positioned {
+            let count = batch.eventCount
+            if positioned == nil, let rowStore, batch.events.isEmpty {
+                for (chunk, range) in batch.segments { rowStore.apply(rows: chunk.rows, range) }
+            } else if let positioned {
                 try await positioned.apply(
-                    contentsOf: events,
+                    contentsOf: try batch.typedEvents(layout: layout),
                     positions: batch.nextOffsets,
                     fingerprints: batch.lastFingerprints
                 )
-            } else if !events.isEmpty {
-                try await store.apply(contentsOf: events)
+            } else if count > 0 {
+                try await store.apply(contentsOf: try batch.typedEvents(layout: layout))
             }
             source.acknowledge(batch)
             // The lag first: a reader woken by visibility sees the lag of what it waited for.
@@ -213,8 +218,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             advanceVisibility(batch.nextOffsets)
             if batch.reachesCaughtUp { source.markCaughtUp() }
             let before = applied
-            applied += events.count
-            self.applied.add(events.count, ordering: .relaxed)
+            applied += count
+            self.applied.add(count, ordering: .relaxed)
             if applied / 10_000 != before / 10_000 { progress?(applied) }
             if batch.isLast { break }
         }

@@ -48,7 +48,7 @@ struct SourceBatches<Record: ChangeRecord>: AsyncSequence, Sendable {
             var handed = 0
             defer {
                 core.handedOver(handed)
-                if !batch.events.isEmpty { core.consumed.increment(by: Int64(batch.events.count)) }
+                if batch.eventCount > 0 { core.consumed.increment(by: Int64(batch.eventCount)) }
             }
             while true {
                 handed += 1
@@ -56,6 +56,15 @@ struct SourceBatches<Record: ChangeRecord>: AsyncSequence, Sendable {
                 case .event(let event):
                     batch.events.append(event)
                     batch.advance(event.partition, past: event.offset, fingerprint: event.fingerprint)
+                case .rows(let chunk, let range):
+                    // As many rows as the batch has room for; the rest waits for the next batch.
+                    let taken = range.prefix(limit - batch.eventCount)
+                    batch.take(chunk, taken)
+                    handed += taken.count - 1
+                    if taken.count < range.count {
+                        current.putBack(.rows(chunk, taken.upperBound..<range.upperBound))
+                        return batch
+                    }
                 case .malformed(let message):
                     try await core.handleMalformed(message, acknowledging: false)
                     batch.skipped.append((message.partition, message.offset))
@@ -68,7 +77,7 @@ struct SourceBatches<Record: ChangeRecord>: AsyncSequence, Sendable {
                     throw error
                 }
                 // Take what is already handed over, without waiting for more.
-                guard batch.events.count < limit, let next = await current.nextIfAvailable() else { return batch }
+                guard batch.eventCount < limit, let next = await current.nextIfAvailable() else { return batch }
                 item = next
             }
         }

@@ -54,37 +54,103 @@ extension SourceCore {
     }
 
     /// Turns one polled message into an item appended to `pending` (an event decoded in place from
-    /// librdkafka's buffer, a malformed message, the caught-up marker), or reports a client error (after handing
-    /// over what is pending, to keep the order).
+    /// librdkafka's buffer — for a record type with a row layout, into a row of this poll's `chunk` —, a malformed
+    /// message, the caught-up marker), or reports a client error (after handing over what is pending, to keep the
+    /// order). The rows of `chunk` from `itemized` on are not in `pending` yet: they go in as one range before the
+    /// next other item (``itemize(_:from:into:)``), so that the common path appends to the chunk only.
     func take(
         _ view: RdKafkaMessageView,
         schema: RecordSchema?,
-        into pending: inout [SourceItem<Record>]
+        into pending: inout [SourceItem<Record>],
+        chunk: inout RowChunk?,
+        itemized: inout Int
     ) {
-        // A message with a key must carry that key's record (``keyedEvent(_:)``); else the slow path reports it.
-        if let value = view.plainValue, let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
-            Self.keyAgrees(view.key, event)
-        {
-            guard noteData(partition: view.partition, offset: view.offset) else { return }
-            pending.append(
-                .event(
-                    KafkaConsumedEvent(
-                        event: event,
-                        topic: topic,
-                        partition: view.partition,
-                        offset: view.offset,
-                        fingerprint: view.fingerprint
+        if let value = view.plainValue {
+            if let rowLayout, chunk != nil {
+                // Reached when the fast path (``RowIntake/take(_:chunk:machine:)``) declined: a key the row cannot
+                // tell by itself (the typed event is asked), or a message the one-pass decoder does not take (tried
+                // once more here, then left to the slow path below).
+                if takeRow(view, value, layout: rowLayout, chunk: &chunk!) { return }
+            } else if let event = try? ChangeEvent<Record>.decodeWire(value, schema: schema),
+                Self.keyAgrees(view.key, event)
+            {
+                // A message with a key must carry that key's record (``keyedEvent(_:)``); else the slow path
+                // reports it.
+                guard noteData(partition: view.partition, offset: view.offset) else { return }
+                pending.append(
+                    .event(
+                        KafkaConsumedEvent(
+                            event: event,
+                            topic: topic,
+                            partition: view.partition,
+                            offset: view.offset,
+                            fingerprint: view.fingerprint
+                        )
                     )
                 )
-            )
-            return
+                return
+            }
         }
         let message = view.copy()  // the unusual cases: copied out of librdkafka's buffer
+        if let chunk { Self.itemize(chunk, from: &itemized, into: &pending) }
         if message.error != nil {
+            if let chunk { Self.share(chunk, with: &pending) }
             push(contentsOf: pending)
             pending.removeAll()
         }
-        if let next = item(from: message) { pending.append(next) }
+        guard let next = item(from: message) else { return }
+        // With a row layout every event travels as a row, in order with the others (a tombstone's delete too).
+        if case .event(let event) = next, let rowLayout, chunk != nil,
+            (try? chunk!.append(event, layout: rowLayout)) != nil
+        {
+            Self.itemize(chunk!, from: &itemized, into: &pending)
+            return
+        }
+        pending.append(next)
+    }
+
+    /// The fast path for a record type with a row layout: the value decoded into a row of `chunk` in librdkafka's
+    /// buffer, and refused when the message has a key that is not the row's (as for ``keyedEvent(_:)``). `false`
+    /// leaves the message to the slow path, which decides and explains.
+    @inline(__always)
+    private func takeRow(
+        _ view: RdKafkaMessageView,
+        _ value: UnsafeRawBufferPointer,
+        layout: RowLayout,
+        chunk: inout RowChunk
+    ) -> Bool {
+        var taken = chunk.append(view, value: value, layout: layout)
+        if taken == nil {
+            // A key type the row cannot tell by itself: ask the typed event.
+            let row = chunk.rows.count - 1
+            let event = try? ChangeEvent<Record>(row: row, of: chunk.rows, layout: layout)
+            taken = view.key.map { key in event?.isKeyed(by: key) ?? false } ?? true
+            if taken == false { chunk.removeLast() }
+        }
+        guard taken == true else { return false }
+        guard noteData(partition: view.partition, offset: view.offset) else {
+            chunk.removeLast()
+            return true
+        }
+        return true
+    }
+
+    /// Puts rows `itemized...` of `chunk` into `pending` as one item (a placeholder range, given the poll's chunk
+    /// by ``share(_:with:)`` once the poll is over, so that appending to the chunk never copies it).
+    static func itemize(_ chunk: RowChunk, from itemized: inout Int, into pending: inout [SourceItem<Record>]) {
+        guard itemized < chunk.count else { return }
+        pending.append(.rows(.placeholder, itemized..<chunk.count))
+        itemized = chunk.count
+    }
+
+    /// Gives the row items among `pending` the poll's chunk (one shared copy, not one per item).
+    static func share(_ chunk: RowChunk, with pending: inout [SourceItem<Record>]) {
+        for index in pending.indices {
+            guard case .rows(let placeholder, let range) = pending[index], placeholder.rows.width == 0 else {
+                continue
+            }
+            pending[index] = .rows(chunk, range)
+        }
     }
 
     /// An ordinary message was read at `offset` of `partition`: the partition is no longer at its end, and
@@ -147,5 +213,48 @@ extension SourceCore {
                 )
             )
         }
+    }
+}
+
+/// The poll thread's path for a message of a record type with a row layout: decoded into a row of the poll's chunk,
+/// its key checked, its read noted — in code that is not generic over the record type, so that nothing per
+/// message asks the runtime for type metadata. What it cannot finish it leaves to ``SourceCore/take(_:schema:into:chunk:itemized:)``.
+struct RowIntake {
+    let layout: RowLayout
+
+    enum Outcome {
+        /// Taken (or dropped while reading is held back).
+        case done
+        /// Taken; the read tells something to report (``SourceCore/report(_:partition:found:)``).
+        case report(SourceMachine.Observation, partition: Int32, offset: Int64)
+        /// Not taken: the generic path decides.
+        case declined
+    }
+
+    /// Takes `view` into `chunk` when it is a plain event whose key the row tells.
+    @inline(__always)
+    func take(
+        _ view: RdKafkaMessageView,
+        chunk: inout RowChunk,
+        machine: borrowing Mutex<SourceMachine>
+    ) -> Outcome {
+        guard let value = view.plainValue else { return .declined }
+        switch chunk.append(view, value: value, layout: layout) {
+        case true?: break
+        case nil:
+            chunk.removeLast()  // the key needs the typed event: the generic path decodes it again
+            return .declined
+        case false?: return .declined
+        }
+        let partition = view.partition
+        let offset = view.offset
+        guard let observation = machine.withLock({ $0.messageRead(partition: partition, offset: offset) }) else {
+            chunk.removeLast()  // held back: dropped, as ``SourceCore/noteData(partition:offset:)`` does
+            return .done
+        }
+        if observation.recovered || observation.wentBack != nil {
+            return .report(observation, partition: partition, offset: offset)
+        }
+        return .done
     }
 }

@@ -29,10 +29,32 @@ extension SourceCore {
         var taken = 0
         let limit = min(limit, Self.pollBatchLimit)
         let schema = try? Record.schema  // once per poll, not per message
+        var chunk = rowLayout.map { RowChunk(width: $0.width) }  // this poll's rows, which its items share
+        var itemized = 0  // the rows of `chunk` already in `pending`
+        let intake = rowLayout.map(RowIntake.init)
         while taken < limit,
-            handle.consumerPoll(timeoutMs: taken == 0 ? 100 : 0, { take($0, schema: schema, into: &pending) }) != nil
+            handle.consumerPoll(
+                timeoutMs: taken == 0 ? 100 : 0,
+                { view in
+                    // The common case first, in code that is not generic (``RowIntake``).
+                    if let intake, chunk != nil {
+                        switch intake.take(view, chunk: &chunk!, machine: machine) {
+                        case .done: return
+                        case .report(let observation, let partition, let offset):
+                            report(observation, partition: partition, found: offset)
+                            return
+                        case .declined: break
+                        }
+                    }
+                    take(view, schema: schema, into: &pending, chunk: &chunk, itemized: &itemized)
+                }
+            ) != nil
         {
             taken += 1
+        }
+        if let chunk {
+            Self.itemize(chunk, from: &itemized, into: &pending)
+            Self.share(chunk, with: &pending)
         }
         if !hasGroup { recordDelivered(pending) }
         push(contentsOf: pending)
@@ -45,6 +67,8 @@ extension SourceCore {
         for item in items {
             switch item {
             case .event(let event): last[event.partition] = event.fingerprint
+            case .rows(let chunk, let range):
+                for row in range { last[chunk.partitions[row]] = chunk.fingerprints[row] }
             case .malformed(let message): last[message.partition] = message.fingerprint
             case .caughtUp, .failure: break
             }
@@ -84,7 +108,8 @@ extension SourceCore {
     func push(contentsOf items: [SourceItem<Record>]) {
         guard !items.isEmpty else { return }
         let hasData = items.contains { if case .caughtUp = $0 { false } else { true } }
-        machine.withLock { $0.yielding(items.count, hasData: hasData) }
+        let count = items.reduce(0) { $0 + $1.messageCount }
+        machine.withLock { $0.yielding(count, hasData: hasData) }
         let epoch = demand.epoch
         if handOff.yield(items) == .stopProducing { machine.withLock { $0.yieldRefused(epoch: epoch) } }
     }

@@ -33,7 +33,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     let demand = SourceDemand()
     /// The source's state (``SourceStateMachine``): every transition is made under this lock, and its actions
     /// are performed after it (``perform(_:)``).
-    typealias Machine = SourceStateMachine<CheckedContinuation<Void, Never>, PollLoop>
+    typealias Machine = SourceMachine
     let machine: Mutex<Machine>
     /// The settings of the probe's short-lived consumer.
     let probe: ProbeSettings
@@ -42,6 +42,9 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// Where a partition starts when this source has delivered nothing of it yet (no group).
     let startOffsets: [Int32: Int64]
     let startPosition: KafkaEventSource<Record>.Configuration.StartPosition
+    /// The record type's row layout: with one, messages are decoded into rows (``RowChunk``), and a record is
+    /// built only where the application asks for an event (``KafkaEventSource/events``).
+    let rowLayout: RowLayout?
 
     init(
         handle: RdKafkaHandle,
@@ -72,6 +75,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         self.kafka = configuration.kafka
         self.startOffsets = configuration.startOffsets
         self.startPosition = configuration.startPosition
+        self.rowLayout = RowLayout.of(Record.self)
         self.probe = ProbeSettings(kafka: configuration.kafka, groupID: "deltakit-probe")
         self.deadLetter = deadLetter
         let dimensions = [(KafkaTelemetry.Dimension.topic, configuration.topic)]
@@ -139,3 +143,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         machine.withLock { $0.handedOver(count) }
     }
 }
+
+/// A source's state machine (``SourceCore/machine``), named outside the generic source so that non-generic code
+/// (``RowIntake``) can use it.
+typealias SourceMachine = SourceStateMachine<CheckedContinuation<Void, Never>, PollLoop>

@@ -36,6 +36,13 @@ struct SourceReader<Record: ChangeRecord> {
         return front[frontIndex - 1]
     }
 
+    /// Gives back the rest of an item taken by ``next()`` or ``nextIfAvailable()`` (the rows a batch had no room
+    /// for): the next call returns it.
+    mutating func putBack(_ item: SourceItem<Record>) {
+        frontIndex -= 1
+        front[frontIndex] = item
+    }
+
     /// Replaces the (used up) front with the producer's next batch; `false` at the end.
     private mutating func pullBatch() async -> Bool {
         guard let batch = await iterator.next() else { return false }
@@ -49,7 +56,78 @@ struct SourceReader<Record: ChangeRecord> {
 
 enum SourceItem<Record: ChangeRecord>: Sendable {
     case event(KafkaConsumedEvent<Record>)
+    /// Events as rows (for a record type with a row layout: every event is one, tombstones included): a range of
+    /// one poll's chunk.
+    case rows(RowChunk, Range<Int>)
     case malformed(MalformedMessage)
     case caughtUp
     case failure(DeltaKitError)
+
+    /// How many messages the item stands for (what the hand-off's accounting counts).
+    var messageCount: Int {
+        if case .rows(_, let range) = self { return range.count }
+        return 1
+    }
+}
+
+/// The events of one poll decoded into rows, with where each came from: handed over as ranges
+/// (``SourceItem/rows(_:_:)``), so that the reader takes many events in one step and nothing per event is generic.
+struct RowChunk: Sendable {
+    var rows: RowList
+    var partitions: [Int32] = []
+    var offsets: [Int64] = []
+    var fingerprints: [MessageFingerprint] = []
+
+    init(width: Int) { rows = RowList(width: width) }
+
+    /// A placeholder for a range of the poll's chunk, filled in once the poll is over.
+    static let placeholder = RowChunk(width: 0)
+
+    var count: Int { partitions.count }
+
+    /// Appends the event in `view`'s value when the one-pass decoder takes it and the message's key, if any, is
+    /// the row's (``RowLayout/isKeyed(_:of:by:)``); `nil` when the key can only be told by the typed event (the row
+    /// is then the last one, for the caller to check), `false` when the message is left to the slow path.
+    @inline(__always)
+    mutating func append(_ view: RdKafkaMessageView, value: UnsafeRawBufferPointer, layout: RowLayout) -> Bool? {
+        guard layout.decode(value, into: &rows) else { return false }
+        partitions.append(view.partition)
+        offsets.append(view.offset)
+        fingerprints.append(view.fingerprint)
+        guard let key = view.key else { return true }
+        guard let agrees = layout.isKeyed(rows.count - 1, of: rows, by: key) else { return nil }
+        if !agrees { removeLast() }
+        return agrees
+    }
+
+    /// Appends the row of a typed event (a tombstone's delete, or an event the slow path decoded).
+    mutating func append<Record: ChangeRecord>(_ event: KafkaConsumedEvent<Record>, layout: RowLayout) throws {
+        try layout.appendRow(from: event.event, into: &rows)
+        partitions.append(event.partition)
+        offsets.append(event.offset)
+        fingerprints.append(event.fingerprint)
+    }
+
+    mutating func removeLast() {
+        rows.removeLastRow()
+        partitions.removeLast()
+        offsets.removeLast()
+        fingerprints.removeLast()
+    }
+
+    /// The typed event of row `index`, for a reader that asks for one.
+    func consumedEvent<Record: ChangeRecord>(
+        _ index: Int,
+        _ type: Record.Type,
+        topic: String,
+        layout: RowLayout
+    ) throws -> KafkaConsumedEvent<Record> {
+        KafkaConsumedEvent(
+            event: try ChangeEvent(row: index, of: rows, layout: layout),
+            topic: topic,
+            partition: partitions[index],
+            offset: offsets[index],
+            fingerprint: fingerprints[index]
+        )
+    }
 }
