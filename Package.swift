@@ -25,7 +25,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
@@ -124,21 +123,6 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/UserEvents"
-        ),
-
-        // MARK: Benchmarks (driven by Benchmarks/run; not a test)
-        .executableTarget(
-            name: "DeltaKitBenchmarks",
-            dependencies: [
-                .target(name: "DeltaKit"),
-                .target(name: "DeltaKitKafka"),
-                .target(name: "DeltaKitRisingWave"),
-                .target(name: "DeltaKitSQLite"),
-                .target(name: "DeltaKitTesting"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ],
-            path: "Benchmarks/Sources/DeltaKitBenchmarks"
         ),
 
         // MARK: Tests

@@ -22,9 +22,9 @@ struct Benchmarks: AsyncParsableCommand {
     )
 }
 
-/// The benchmark's events: the demo's shape, 1,000 users, reproducible.
-func benchmarkEvents(_ count: Int) -> [ChangeEvent<DemoUser>] {
-    var generator = DemoEventGenerator(seed: 2026, users: 1_000, startOrder: 1_732_500_000_000_000)
+/// The benchmark's events: the demo's shape, 1,000 users by default, reproducible.
+func benchmarkEvents(_ count: Int, users: Int = 1_000) -> [ChangeEvent<DemoUser>] {
+    var generator = DemoEventGenerator(seed: 2026, users: users, startOrder: 1_732_500_000_000_000)
     return generator.next(count)
 }
 
@@ -32,16 +32,18 @@ func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the events as `key<TAB>json` lines for kcat and Python."
+        abstract: "Write the events as `key<TAB>json` lines (the key as the sink writes it) for kcat and Python."
     )
     @Option var count = 200_000
+    @Option(help: "Distinct users (keys).") var users = 1_000
     @Option var out: String
 
     func run() throws {
         var text = ""
         text.reserveCapacity(count * 140)
-        for event in benchmarkEvents(count) {
-            text += String(decoding: try event.keyBytes, as: UTF8.self) + "\t"
+        for event in benchmarkEvents(count, users: users) {
+            // An integer key's message key is its decimal text, as KafkaEventSink writes it.
+            text += "\(event.key)\t"
             text += String(decoding: try event.jsonData(), as: UTF8.self) + "\n"
         }
         try text.write(toFile: out, atomically: true, encoding: .utf8)
@@ -108,20 +110,17 @@ struct Snapshot: AsyncParsableCommand {
 
 struct Encode: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Encode the events (value and key) without Kafka; prints events/s."
+        abstract: "Encode the events (their wire JSON, jsonData()) without Kafka; prints events/s."
     )
     @Option var count = 200_000
 
     func run() throws {
         let events = benchmarkEvents(count)
-        var buffer: [UInt8] = []
         var bytes = 0
         let clock = ContinuousClock()
         let start = clock.now
         for event in events {
-            buffer.removeAll(keepingCapacity: true)
-            try event.encodeJSON(into: &buffer)
-            bytes += buffer.count + (try event.keyBytes).count
+            bytes += try event.jsonData().count
         }
         let elapsed = clock.now - start
         print(String(format: "%.0f events/s (%d bytes)", Double(count) / seconds(elapsed), bytes))
@@ -149,20 +148,8 @@ struct DecodeApply: AsyncParsableCommand {
     @Option(help: "Apply to a fresh SQLiteStateStore at this path (with positions, as a materializer does).")
     var sqlite: String?
 
-    @Flag(
-        help:
-            "Decode with a decoder written for DemoUser on DeltaKit's flat-JSON reader (what a generated decoder would do) instead of ChangeEvent(jsonData:) and Codable."
-    )
-    var handDecoded = false
-
     func run() async throws {
         let messages = try benchmarkEvents(count).map { Array(try $0.jsonData()) }
-        if handDecoded {  // the same events as the library's decoder, checked before timing
-            for message in messages.prefix(10_000) {
-                guard try message.withUnsafeBytes({ try Self.decodeDemoUser($0) }) == ChangeEvent(jsonData: message)
-                else { throw NotADemoEvent() }
-            }
-        }
         let memory = try InMemoryStateStore<DemoUser>(historyLimit: 20)
         var file: SQLiteStateStore<DemoUser>?
         if let sqlite {
@@ -185,11 +172,7 @@ struct DecodeApply: AsyncParsableCommand {
             pending.removeAll(keepingCapacity: true)
         }
         for message in messages {
-            if handDecoded {
-                pending.append(try message.withUnsafeBytes { try Self.decodeDemoUser($0) })
-            } else {
-                pending.append(try ChangeEvent<DemoUser>(jsonData: message))
-            }
+            pending.append(try ChangeEvent<DemoUser>(jsonData: message))
             if pending.count >= batch { try await flush() }
         }
         try await flush()
@@ -201,41 +184,6 @@ struct DecodeApply: AsyncParsableCommand {
                 used * 1e6 / Double(count),
                 Double(count) / seconds(elapsed)
             )
-        )
-    }
-}
-
-extension DecodeApply {
-    struct NotADemoEvent: Error {}
-
-    /// What a decoder generated for `DemoUser` (a macro) would do: the fields read from the flat-JSON reader's
-    /// tokens into the record's initializer, no `Decoder`, no `Codable`. Valid demo events only (a benchmark).
-    static func decodeDemoUser(_ bytes: UnsafeRawBufferPointer) throws -> ChangeEvent<DemoUser> {
-        var id: Int64?
-        var name: String?
-        var age: Int64?
-        var operation: ChangeOperation?
-        var order: Int64?
-        var timestamp: Date?
-        for (key, value) in try FlatJSONReader.fields(of: bytes) {
-            switch (key, value) {
-            case ("id", .number(let range, isInteger: true)): id = FlatJSONReader.integer(range, in: bytes)
-            case ("name", .string(let text)): name = text
-            case ("age", .number(let range, isInteger: true)): age = FlatJSONReader.integer(range, in: bytes)
-            case ("op", .string(let text)): operation = ChangeOperation(rawValue: text)
-            case ("event_order", .number(let range, isInteger: true)): order = FlatJSONReader.integer(range, in: bytes)
-            case ("ts", .string(let text)): timestamp = EventTimestamp.parse(text)
-            default: continue
-            }
-        }
-        guard let id, let operation, let order, let timestamp else { throw NotADemoEvent() }
-        if operation == .delete { return .delete(key: Int(id), order: order, timestamp: timestamp) }
-        guard let name, let age else { throw NotADemoEvent() }
-        return ChangeEvent(
-            operation: operation,
-            record: DemoUser(id: Int(id), name: name, age: Int(age)),
-            order: order,
-            timestamp: timestamp
         )
     }
 }

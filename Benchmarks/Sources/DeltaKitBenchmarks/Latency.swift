@@ -13,7 +13,7 @@ struct Latency: AsyncParsableCommand {
         abstract:
             "Send events at a steady rate into a running materializer; prints `p50_ms p99_ms max_ms count` of send → applied."
     )
-    @Option(help: "Kafka brokers; omit to use librdkafka's in-process mock cluster.") var brokers: String?
+    @Option(help: "Kafka brokers.") var brokers: String
     @Option var topic = "latency"
     @Option var count = 3_000
     @Option(help: "Events per second.") var rate = 1_000
@@ -22,23 +22,17 @@ struct Latency: AsyncParsableCommand {
     @Option(help: "The sink's linger in milliseconds.") var lingerMs = 5
 
     func run() async throws {
-        var sinkKafka = KafkaConfiguration(bootstrapServers: [brokers ?? "unused:9092"])
-        if brokers == nil { sinkKafka.additionalProperties["test.mock.num.brokers"] = "1" }
+        let kafka = KafkaConfiguration(bootstrapServers: [brokers])
         let sink = try await KafkaEventSink<DemoUser>(
             configuration: .init(
-                kafka: sinkKafka,
+                kafka: kafka,
                 topic: topic,
                 linger: .milliseconds(lingerMs),
-                createTopic: brokers == nil ? nil : .init(partitions: 4)
+                createTopic: .init(partitions: 4)
             )
         )
-        let sourceKafka = KafkaConfiguration(bootstrapServers: [brokers ?? sink.mockCluster!.bootstrapServers])
-        if brokers == nil {
-            // The mock cluster creates topics on first produce: make it exist before the source looks.
-            sink.mockCluster!.createTopic(topic, partitions: 4)
-        }
         let store = try InMemoryStateStore<DemoUser>(historyLimit: 0, changeBufferLimit: 1_000_000)
-        var sourceConfiguration = KafkaEventSource<DemoUser>.Configuration(kafka: sourceKafka, topic: topic)
+        var sourceConfiguration = KafkaEventSource<DemoUser>.Configuration(kafka: kafka, topic: topic)
         if let fetchWaitMs { sourceConfiguration.fetchWait = .milliseconds(fetchWaitMs) }
         let materializer = try await KafkaMaterializer(configuration: sourceConfiguration, store: store)
         let running = Task { try await materializer.run() }
