@@ -86,10 +86,7 @@ extension ChangeEvent {
         case let text as String:
             buffer.append(contentsOf: text.utf8)
         case let number as Int:
-            let writer = FlatJSONWriter(buffer: buffer)
-            buffer = []
-            writer.integer(number)
-            buffer = writer.buffer
+            FlatJSONWriter.appendInteger(number, to: &buffer)
         default:
             try ScalarType.require(Record.Key.self, field: Record.keyField).writeJSON(key, &buffer, Record.keyField)
         }

@@ -5,41 +5,116 @@ import Foundation
 /// Used by ``ChangeEvent/encodeJSON(into:)``: it keeps the record's declaration order (the demo's
 /// `id,name,age,…`), writes `nil` optionals as explicit `null`, and avoids `JSONEncoder`'s
 /// intermediate tree. A `final class` so the containers the `Encoder` API hands out share one buffer;
-/// it lives only for the duration of one encode call on one thread.
+/// it lives for one encode call, or for a batch of them (``WireEventWriter``), on one thread.
+///
+/// With a ``WireLayout`` it is driven by the record's schema: while the record writes its fields in the schema's
+/// order (what a synthesized `encode(to:)` does) each name is appended from the layout's precomputed bytes
+/// instead of being escaped again, and each value can be captured as a column (``WireColumn``) for stores that
+/// keep one column per field; anything else takes the general path, which writes the same bytes.
 final class FlatJSONWriter {
-    // `@exclusivity(unchecked)`: a writer lives for one encode call on one thread and no method of it calls
-    // another while holding an access to these properties, so no access can overlap; the dynamic checks cost about
-    // a tenth of encoding an event.
+    // `@exclusivity(unchecked)`: a writer is used by one encode call at a time on one thread and no method of it
+    // calls another while holding an access to these properties, so no access can overlap; the dynamic checks
+    // cost about a tenth of encoding an event.
     @exclusivity(unchecked) var buffer: [UInt8]
     /// Field names written, collected only when `recordsNames` is set (the slow path for records that skip fields).
     @exclusivity(unchecked) var written: [String] = []
     var recordsNames = false
     @exclusivity(unchecked) var fieldCount = 0
     @exclusivity(unchecked) private var needsComma = false
+    /// The schema's names and their bytes, when the writer writes records of one schema.
+    let layout: WireLayout?
+    /// Whether every name so far was the schema's next field (so `fieldCount` fields, in the schema's order).
+    @exclusivity(unchecked) private(set) var inSchemaOrder = true
+    /// The schema index of the field whose value is written next; -1 when none (an envelope field, a name the
+    /// schema does not have, or a name out of the schema's order).
+    @exclusivity(unchecked) private var current = -1
+    /// Whether values are captured into ``columns``.
+    let capturesColumns: Bool
+    /// The values written, one per schema field (`.null` where none was written): valid when the record wrote
+    /// exactly the schema's fields in its order (``capturedEveryColumn``).
+    @exclusivity(unchecked) var columns: [WireColumn]
 
-    init(buffer: [UInt8], recordsNames: Bool = false) {
+    init(buffer: [UInt8], recordsNames: Bool = false, layout: WireLayout? = nil, capturesColumns: Bool = false) {
         self.buffer = buffer
         self.recordsNames = recordsNames
+        self.layout = layout
+        self.capturesColumns = capturesColumns && layout != nil
+        self.columns = self.capturesColumns ? Array(repeating: .null, count: layout!.fieldCount) : []
+    }
+
+    /// Makes the writer ready for the next record (the buffer is the caller's to move in).
+    func reset(recordsNames: Bool) {
+        self.recordsNames = recordsNames
+        written.removeAll()
+        fieldCount = 0
+        needsComma = false
+        inSchemaOrder = true
+        current = -1
+        if capturesColumns {
+            for index in columns.indices { columns[index] = .null }
+        }
+    }
+
+    /// Whether ``columns`` holds the record's values: it wrote exactly the schema's fields, in its order.
+    var capturedEveryColumn: Bool {
+        guard let layout, capturesColumns else { return false }
+        return inSchemaOrder && fieldCount == layout.fieldCount
     }
 
     // Each method touches `buffer` through one inout access: class-property exclusivity checks per byte
     // would cost more than the encoding itself.
 
     func key(_ name: String) {
+        let index = fieldCount
         fieldCount += 1
         if recordsNames { written.append(name) }
+        if inSchemaOrder, let layout, index < layout.fieldCount, layout.names[index] == name {
+            // The schema's next field: its name's bytes (with the comma before all but the first) are ready.
+            layout.appendKey(index, to: &buffer)
+            needsComma = true
+            current = index
+            return
+        }
+        inSchemaOrder = false
+        current = -1
         let comma = needsComma
         needsComma = true
         Self.appendKey(name, comma: comma, to: &buffer)
     }
 
-    func null() { Self.appendLiteral("null", to: &buffer) }
+    /// Makes the next value written field `index`'s (a value written without its name: a delete's key).
+    func expectValue(ofField index: Int) { current = index }
 
-    func bool(_ value: Bool) { Self.appendLiteral(value ? "true" : "false", to: &buffer) }
+    /// Records the value just written for the current field.
+    @inline(__always)
+    private func capture(_ value: WireColumn) {
+        if capturesColumns, current >= 0 { columns[current] = value }
+        current = -1
+    }
 
-    func integer<T: BinaryInteger>(_ value: T) { Self.appendInteger(value, to: &buffer) }
+    func null() {
+        Self.appendLiteral("null", to: &buffer)
+        capture(.null)
+    }
 
-    func string(_ value: String) { Self.appendString(value, to: &buffer) }
+    func bool(_ value: Bool) {
+        Self.appendLiteral(value ? "true" : "false", to: &buffer)
+        capture(.bool(value))
+    }
+
+    func integer<T: BinaryInteger>(_ value: T) {
+        Self.appendInteger(value, to: &buffer)
+        // Only the integer types that always fit come here (`UInt` and `UInt64` go through their `ScalarType`).
+        capture(.integer(Int64(truncatingIfNeeded: value)))
+    }
+
+    func string(_ value: String) {
+        let start = buffer.count + 1
+        Self.appendString(value, to: &buffer)
+        let end = buffer.count - 1
+        // Every escape makes the text longer than the string's UTF-8.
+        capture(.text(start..<end, escaped: end - start != value.utf8.count))
+    }
 
     static func appendKey(_ name: String, comma: Bool, to buffer: inout [UInt8]) {
         if comma { buffer.append(UInt8(ascii: ",")) }
@@ -103,7 +178,9 @@ final class FlatJSONWriter {
         guard let scalar = ScalarType.of(T.self) else {
             throw notScalar(field)
         }
+        let start = buffer.count
         try scalar.writeJSON(value, &buffer, field)
+        capture(.json(start..<buffer.count))
     }
 }
 

@@ -29,6 +29,16 @@ struct FileFormat: Sendable {
     /// The `format_version` of every file written before the format had versions.
     static let legacyFormatVersion = "1"
 
+    /// The version from which changes are recorded only while a feed is open (before it, the file's triggers record
+    /// every change).
+    static let changesOnDemand = "4-changes-on-demand"
+
+    /// Whether the file records its changes only while a feed is open.
+    static func recordsChangesOnDemand(_ db: Database) throws -> Bool {
+        try db.tableExists("grdb_migrations")
+            && (try String.fetchOne(db, sql: SQLiteSchema.selectMigration, arguments: [changesOnDemand])) != nil
+    }
+
     /// One version of the format.
     private struct Version: Sendable {
         /// The identifier the file records once the version is applied.
@@ -60,6 +70,10 @@ struct FileFormat: Sendable {
             },
             Version(identifier: "3-fingerprints", legacyTable: SQLiteSchema.fingerprints) { db in
                 try db.execute(sql: SQLiteSchema.createFingerprints)
+            },
+            // Changes are recorded only while a feed is open, by the writer's temporary triggers.
+            Version(identifier: Self.changesOnDemand, legacyTable: nil) { db in
+                try db.execute(sql: SQLiteSchema.dropPermanentTriggers(table: table))
             },
         ]
         var migrator = DatabaseMigrator()

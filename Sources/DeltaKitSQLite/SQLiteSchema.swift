@@ -111,6 +111,63 @@ enum SQLiteSchema {
     static let createFingerprints =
         "CREATE TABLE \(fingerprints) (partition INTEGER PRIMARY KEY NOT NULL, \"offset\" INTEGER NOT NULL, timestamp INTEGER NOT NULL, digest INTEGER NOT NULL)"
 
+    /// Version `4-changes-on-demand`: the state table's triggers and its index of tombstones go. The writer records
+    /// changes only while a change feed of the file is open (``ChangeCapture``), with the same triggers made
+    /// temporary on its own connection (``createCaptureTriggers(table:schema:)``); removing tombstones scans the
+    /// table instead of keeping an index up to date on every write.
+    static func dropPermanentTriggers(table: String) -> String {
+        let q = quote
+        return """
+            DROP TRIGGER IF EXISTS \(q(table + "_inserted"));
+            DROP TRIGGER IF EXISTS \(q(table + "_updated"));
+            DROP INDEX IF EXISTS \(q(table + "_deleted"));
+            """
+    }
+
+    // MARK: Recording changes while a feed is open
+
+    /// The triggers of version `2-changes`, made temporary: they exist on the writer's connection only while it
+    /// records changes, and in no file.
+    static func createCaptureTriggers(table: String, schema: RecordSchema) -> String {
+        let q = quote
+        let t = "main." + q(table)
+        let c = changes
+        let event = eventColumn
+        let valueColumns = schema.valueFields.map { q($0.name) }
+        let valuesDiffer =
+            valueColumns.isEmpty ? "0" : valueColumns.map { "OLD.\($0) IS NOT NEW.\($0)" }.joined(separator: " OR ")
+        // A temporary trigger's body names the file's tables unqualified (SQLite refuses `main.` there).
+        return """
+            CREATE TEMP TRIGGER IF NOT EXISTS \(captureInserted) AFTER INSERT ON \(t) WHEN NEW.op <> 'delete'
+            BEGIN INSERT INTO \(c) (kind, \(event)) VALUES ('insert', NEW.\(event)); END;
+            CREATE TEMP TRIGGER IF NOT EXISTS \(captureUpdated) AFTER UPDATE ON \(t)
+            WHEN NOT (OLD.op = 'delete' AND NEW.op = 'delete') AND (OLD.op = 'delete' OR NEW.op = 'delete' OR \(valuesDiffer))
+            BEGIN INSERT INTO \(c) (kind, \(event)) VALUES (
+                CASE WHEN OLD.op = 'delete' THEN 'insert' WHEN NEW.op = 'delete' THEN 'delete' ELSE 'update' END,
+                CASE WHEN NEW.op = 'delete' THEN OLD.\(event) ELSE NEW.\(event) END); END;
+            """
+    }
+
+    private static let captureInserted = "deltakit_capture_inserted"
+    private static let captureUpdated = "deltakit_capture_updated"
+    static let dropCaptureTriggers =
+        "DROP TRIGGER IF EXISTS temp.\(captureInserted); DROP TRIGGER IF EXISTS temp.\(captureUpdated);"
+    static let countCaptureTriggers = "SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger'"
+
+    /// The `kind` of the row that marks changes not recorded (no feed was open): a position before it cannot be
+    /// resumed from.
+    static let gapKind = "gap"
+    static let insertGap = "INSERT INTO \(changes) (kind, \(eventColumn)) VALUES ('\(gapKind)', x'')"
+    /// Whether the last change row is a gap (or there is none: a new or emptied file has no position to protect).
+    static let lastChangeIsGap =
+        "SELECT coalesce((SELECT kind = '\(gapKind)' FROM \(changes) ORDER BY seq DESC LIMIT 1), 1)"
+    /// Whether changes after a position (`?`) were not recorded.
+    static let gapAfter = "SELECT EXISTS (SELECT 1 FROM \(changes) WHERE seq > ? AND kind = '\(gapKind)')"
+
+    /// A writer's page cache: the state table's pages of a batch stay in memory instead of being read back from
+    /// the operating system's cache on every batch (SQLite's default is 2 MiB).
+    static let writerCacheSize = "PRAGMA cache_size = -32768"
+
     // MARK: deltakit_meta
 
     static let insertMeta = "INSERT INTO \(meta) (name, value) VALUES (?, ?)"
@@ -138,6 +195,7 @@ enum SQLiteSchema {
     /// `identifier` only): written directly when a file gets its versions in the transaction that checks it.
     static let createMigrations = "CREATE TABLE IF NOT EXISTS grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)"
     static let insertMigration = "INSERT INTO grdb_migrations (identifier) VALUES (?)"
+    static let selectMigration = "SELECT identifier FROM grdb_migrations WHERE identifier = ?"
 }
 
 /// The statements a store runs on its state, built once from its table and schema.
@@ -167,6 +225,8 @@ struct Statements: Sendable {
     let removeTombstonesByAge: String
     /// Empties the state, the history, the changes, the positions and the fingerprints (a rebuild).
     let removeAll: String
+    /// The writer's temporary triggers that record changes while a feed is open.
+    let createCaptureTriggers: String
 
     init(table: String, schema: RecordSchema) {
         let q = SQLiteSchema.quote
@@ -210,5 +270,6 @@ struct Statements: Sendable {
         removeTombstones = "DELETE FROM \(t) WHERE op = 'delete' AND event_order < ?"
         removeTombstonesByAge = "DELETE FROM \(t) WHERE op = 'delete' AND ts < ?"
         removeAll = [t, h, c, p, f].map { "DELETE FROM \($0);" }.joined(separator: " ")
+        createCaptureTriggers = SQLiteSchema.createCaptureTriggers(table: table, schema: schema)
     }
 }

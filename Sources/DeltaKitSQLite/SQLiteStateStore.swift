@@ -34,6 +34,8 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
 
     let pool: DatabasePool
     let schema: RecordSchema
+    /// The record's wire JSON layout: the write path's writer.
+    let layout: WireLayout
     let sql: Statements
     /// A random id written into the file when it is created, and anew by ``removeAll()``: change-feed positions
     /// carry it.
@@ -43,6 +45,11 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     let fileIdentity: FileIdentity?
     /// Held by a writable store: one writer per file.
     private let writerLock: WriterLock?
+    /// A writable store's side of the feeds' lock: whether a transaction records changes.
+    let capture: ChangeCapture.Writer?
+    /// Whether the file records changes only while a feed is open (every file a writer of this version opened);
+    /// a feed then registers itself (``ChangeCapture/Registration``).
+    let recordsChangesOnDemand: Bool
 
     /// Opens (or creates) the state file.
     ///
@@ -70,6 +77,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         self.configuration = configuration
         self.tableName = tableName
         self.schema = schema
+        self.layout = try WireLayout.of(Record.self)
         self.sql = Statements(table: tableName, schema: schema)
         let path = configuration.path
         if configuration.readOnly || configuration.source == nil, !FileManager.default.fileExists(atPath: path) {
@@ -80,6 +88,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
             )
         }
         writerLock = configuration.readOnly ? nil : try WriterLock(databasePath: path)
+        capture = configuration.readOnly ? nil : try ChangeCapture.Writer(databasePath: path)
         var grdb = GRDB.Configuration()
         grdb.readonly = configuration.readOnly
         grdb.busyMode = .timeout(configuration.busyTimeout.secondsAsDouble)
@@ -89,6 +98,8 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
             grdb.prepareDatabase { db in
                 try db.execute(sql: synchronous)
                 try db.persistWAL()
+                // The pool's readers are read-only connections: only the writer keeps a large cache.
+                if !db.configuration.readonly { try db.execute(sql: SQLiteSchema.writerCacheSize) }
             }
         }
         do {
@@ -135,6 +146,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
                 try format.migrate(pool)
             }
             currentStoreID = Mutex(try pool.read { db in try StoreID.read(db) })
+            recordsChangesOnDemand = try pool.read { db in try FileFormat.recordsChangesOnDemand(db) }
             fileIdentity = FileIdentity(path: path)
         } catch let error as DeltaKitError {
             throw error
@@ -156,7 +168,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     public func snapshot(after key: Record.Key?, limit: Int) async throws -> [Record] {
         try DeltaKitError.check(limit, in: 0...Int.max, "snapshot page limit")
         guard limit > 0 else { return [] }
-        let keyValue = try key.map { try Prepared.keyValue($0, schema: schema) }
+        let keyValue = try key.map { try Self.keyValue($0, schema: schema) }
         return try await read { db in
             let rows =
                 if let keyValue {
@@ -170,7 +182,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
 
     /// The live record for `key`, read through the primary key.
     public func value(forKey key: Record.Key) async throws -> Record? {
-        let keyValue = try Prepared.keyValue(key, schema: schema)
+        let keyValue = try Self.keyValue(key, schema: schema)
         return try await read { db in
             try Row.fetchOne(db, sql: self.sql.selectValue, arguments: [keyValue]).map { try self.record(from: $0) }
         }
