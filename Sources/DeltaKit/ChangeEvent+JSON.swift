@@ -88,7 +88,9 @@ extension ChangeEvent {
         return WrittenEvent(
             json: start..<writer.buffer.count,
             timestamp: timestampStart..<timestampEnd,
-            capturedColumns: capturedColumns
+            capturedColumns: capturedColumns,
+            order: order,
+            operation: operation
         )
     }
 

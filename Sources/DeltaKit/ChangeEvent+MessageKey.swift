@@ -86,7 +86,7 @@ extension ChangeEvent {
         case let text as String:
             buffer.append(contentsOf: text.utf8)
         case let number as Int:
-            FlatJSONWriter.appendInteger(number, to: &buffer)
+            FlatJSONWriter.appendInteger(Int64(number), to: &buffer)
         default:
             try ScalarType.require(Record.Key.self, field: Record.keyField).writeJSON(key, &buffer, Record.keyField)
         }

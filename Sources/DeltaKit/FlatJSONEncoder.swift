@@ -102,10 +102,12 @@ final class FlatJSONWriter {
         capture(.bool(value))
     }
 
-    func integer<T: BinaryInteger>(_ value: T) {
+    /// Writes an integer of a type that always fits 64 signed bits (`UInt` and `UInt64` go through their
+    /// `ScalarType`, which refuses what does not). Not generic: unspecialized generic integer code costs more than
+    /// the rest of a field.
+    func integer(_ value: Int64) {
         Self.appendInteger(value, to: &buffer)
-        // Only the integer types that always fit come here (`UInt` and `UInt64` go through their `ScalarType`).
-        capture(.integer(Int64(truncatingIfNeeded: value)))
+        capture(.integer(value))
     }
 
     func string(_ value: String) {
@@ -125,6 +127,38 @@ final class FlatJSONWriter {
     static func appendLiteral(_ literal: StaticString, to buffer: inout [UInt8]) {
         buffer.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
     }
+
+    static func appendInteger(_ value: Int64, to buffer: inout [UInt8]) {
+        var magnitude = value.magnitude
+        // Up to 20 characters, written backwards two digits at a time into a stack buffer, then appended at once.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var index = 20
+            while magnitude >= 100 {
+                let pair = Int(magnitude % 100) &* 2
+                magnitude /= 100
+                index -= 2
+                digits[index] = digitPairs[pair]
+                digits[index + 1] = digitPairs[pair + 1]
+            }
+            if magnitude >= 10 {
+                let pair = Int(magnitude) &* 2
+                index -= 2
+                digits[index] = digitPairs[pair]
+                digits[index + 1] = digitPairs[pair + 1]
+            } else {
+                index -= 1
+                digits[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude)
+            }
+            if value < 0 {
+                index -= 1
+                digits[index] = UInt8(ascii: "-")
+            }
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: digits[index..<20]))
+        }
+    }
+
+    /// "00", "01", … "99", one after the other.
+    static let digitPairs: [UInt8] = (0..<100).flatMap { [UInt8(ascii: "0") + UInt8($0 / 10), UInt8(ascii: "0") + UInt8($0 % 10)] }
 
     static func appendInteger<T: BinaryInteger>(_ value: T, to buffer: inout [UInt8]) {
         if value == 0 {
@@ -235,18 +269,18 @@ private struct FlatKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
     }
     mutating func encode(_ value: Double, forKey key: Key) throws { try viaTable(value, key) }
     mutating func encode(_ value: Float, forKey key: Key) throws { try viaTable(value, key) }
-    mutating func encode(_ value: Int, forKey key: Key) throws { try int(value, key) }
-    mutating func encode(_ value: Int8, forKey key: Key) throws { try int(value, key) }
-    mutating func encode(_ value: Int16, forKey key: Key) throws { try int(value, key) }
-    mutating func encode(_ value: Int32, forKey key: Key) throws { try int(value, key) }
-    mutating func encode(_ value: Int64, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: Int, forKey key: Key) throws { try int(Int64(value), key) }
+    mutating func encode(_ value: Int8, forKey key: Key) throws { try int(Int64(value), key) }
+    mutating func encode(_ value: Int16, forKey key: Key) throws { try int(Int64(value), key) }
+    mutating func encode(_ value: Int32, forKey key: Key) throws { try int(Int64(value), key) }
+    mutating func encode(_ value: Int64, forKey key: Key) throws { try int(Int64(value), key) }
     mutating func encode(_ value: UInt, forKey key: Key) throws { try viaTable(value, key) }
-    mutating func encode(_ value: UInt8, forKey key: Key) throws { try int(value, key) }
-    mutating func encode(_ value: UInt16, forKey key: Key) throws { try int(value, key) }
-    mutating func encode(_ value: UInt32, forKey key: Key) throws { try int(value, key) }
+    mutating func encode(_ value: UInt8, forKey key: Key) throws { try int(Int64(value), key) }
+    mutating func encode(_ value: UInt16, forKey key: Key) throws { try int(Int64(value), key) }
+    mutating func encode(_ value: UInt32, forKey key: Key) throws { try int(Int64(value), key) }
     mutating func encode(_ value: UInt64, forKey key: Key) throws { try viaTable(value, key) }
 
-    private func int(_ value: some BinaryInteger, _ key: Key) throws {
+    private func int(_ value: Int64, _ key: Key) throws {
         try check()
         writer.key(key.stringValue)
         writer.integer(value)
@@ -325,17 +359,17 @@ private struct FlatSingleValueContainer: SingleValueEncodingContainer {
     }
     mutating func encode(_ value: Double) throws { try viaTable(value) }
     mutating func encode(_ value: Float) throws { try viaTable(value) }
-    mutating func encode(_ value: Int) throws { try int(value) }
-    mutating func encode(_ value: Int8) throws { try int(value) }
-    mutating func encode(_ value: Int16) throws { try int(value) }
-    mutating func encode(_ value: Int32) throws { try int(value) }
-    mutating func encode(_ value: Int64) throws { try int(value) }
+    mutating func encode(_ value: Int) throws { try int(Int64(value)) }
+    mutating func encode(_ value: Int8) throws { try int(Int64(value)) }
+    mutating func encode(_ value: Int16) throws { try int(Int64(value)) }
+    mutating func encode(_ value: Int32) throws { try int(Int64(value)) }
+    mutating func encode(_ value: Int64) throws { try int(Int64(value)) }
     mutating func encode(_ value: UInt) throws { try viaTable(value) }
-    mutating func encode(_ value: UInt8) throws { try int(value) }
-    mutating func encode(_ value: UInt16) throws { try int(value) }
-    mutating func encode(_ value: UInt32) throws { try int(value) }
+    mutating func encode(_ value: UInt8) throws { try int(Int64(value)) }
+    mutating func encode(_ value: UInt16) throws { try int(Int64(value)) }
+    mutating func encode(_ value: UInt32) throws { try int(Int64(value)) }
     mutating func encode(_ value: UInt64) throws { try viaTable(value) }
-    private func int(_ value: some BinaryInteger) throws {
+    private func int(_ value: Int64) throws {
         try check()
         writer.integer(value)
     }

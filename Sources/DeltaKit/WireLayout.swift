@@ -129,6 +129,9 @@ package struct WrittenEvent: Sendable {
     /// Whether ``WireEventWriter/columns`` holds this event's values (the record wrote exactly its schema's
     /// fields in order); otherwise read them from the JSON.
     package var capturedColumns: Bool
+    /// The event's order and operation (handed back so that a caller need not read them from the generic event).
+    package var order: Int64
+    package var operation: ChangeOperation
 }
 
 /// Writes events of one record type as wire JSON, one after another into the caller's buffer, with one writer

@@ -1,4 +1,5 @@
 import DeltaKit
+import Foundation
 import GRDB
 
 /// The versions of a state file's format, recorded in the file and applied by GRDB's `DatabaseMigrator`.
@@ -33,10 +34,13 @@ struct FileFormat: Sendable {
     /// every change).
     static let changesOnDemand = "4-changes-on-demand"
 
-    /// Whether the file records its changes only while a feed is open.
-    static func recordsChangesOnDemand(_ db: Database) throws -> Bool {
+    /// The version from which the history has one row per batch (``HistoryChunks``).
+    static let historyRowsPerBatch = "5-history-rows-per-batch"
+
+    /// Whether the file has version `identifier` (a reader reads older files as they are).
+    static func has(_ identifier: String, _ db: Database) throws -> Bool {
         try db.tableExists("grdb_migrations")
-            && (try String.fetchOne(db, sql: SQLiteSchema.selectMigration, arguments: [changesOnDemand])) != nil
+            && (try String.fetchOne(db, sql: SQLiteSchema.selectMigration, arguments: [identifier])) != nil
     }
 
     /// One version of the format.
@@ -74,6 +78,24 @@ struct FileFormat: Sendable {
             // Changes are recorded only while a feed is open, by the writer's temporary triggers.
             Version(identifier: Self.changesOnDemand, legacyTable: nil) { db in
                 try db.execute(sql: SQLiteSchema.dropPermanentTriggers(table: table))
+            },
+            Version(identifier: Self.historyRowsPerBatch, legacyTable: nil) { db in
+                try db.execute(sql: SQLiteSchema.renameEventHistory)
+                try db.execute(sql: SQLiteSchema.createHistoryRows)
+                // The earlier rows, in the order they were applied, become one row.
+                let events = try Row.fetchAll(db, sql: SQLiteSchema.selectEventHistory)
+                if !events.isEmpty {
+                    var blob: [UInt8] = []
+                    for row in events {
+                        (row[1] as Data).withUnsafeBytes { HistoryChunks.append(order: row[0], json: $0, to: &blob) }
+                    }
+                    let orders = events.map { $0[0] as Int64 }
+                    try db.execute(
+                        sql: SQLiteSchema.insertHistoryRow,
+                        arguments: [orders.min()!, orders.max()!, events.count, Data(blob)]
+                    )
+                }
+                try db.execute(sql: SQLiteSchema.dropEventHistory)
             },
         ]
         var migrator = DatabaseMigrator()

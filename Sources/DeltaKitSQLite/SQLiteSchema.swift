@@ -124,6 +124,26 @@ enum SQLiteSchema {
             """
     }
 
+    /// Version `5-history-rows-per-batch`: the history as one row per batch (``HistoryChunks``): the newest
+    /// events of the batch in one blob, with their lowest and highest order. The rows of the earlier history become
+    /// one such row.
+    static let createHistoryRows =
+        "CREATE TABLE \(history) (seq INTEGER PRIMARY KEY, min_order INTEGER NOT NULL, max_order INTEGER NOT NULL, count INTEGER NOT NULL, events BLOB NOT NULL)"
+    static let renameEventHistory = "ALTER TABLE \(history) RENAME TO \(history)_events"
+    static let selectEventHistory = "SELECT event_order, \(eventColumn) FROM \(history)_events ORDER BY seq"
+    static let dropEventHistory = "DROP TABLE \(history)_events"
+    /// The history of a file before version 5, for a reader: one row per event.
+    static let selectEventHistoryBefore5 =
+        "SELECT \(eventColumn) FROM \(history) ORDER BY event_order DESC, seq DESC LIMIT ?"
+
+    // MARK: The history's rows
+
+    static let insertHistoryRow = "INSERT INTO \(history) (min_order, max_order, count, events) VALUES (?, ?, ?, ?)"
+    static let selectHistoryBounds = "SELECT seq, min_order, max_order, count FROM \(history)"
+    static let selectHistoryRows = "SELECT seq, events FROM \(history)"
+    static let deleteHistoryRow = "DELETE FROM \(history) WHERE seq = ?"
+    static let deleteHistoryRows = "DELETE FROM \(history)"
+
     // MARK: Recording changes while a feed is open
 
     /// The triggers of version `2-changes`, made temporary: they exist on the writer's connection only while it
@@ -206,8 +226,6 @@ struct Statements: Sendable {
     let trimChanges: String
     let selectChanges: String
     let changeBounds: String
-    let insertHistory: String
-    let trimHistory: String
     let upsertPosition: String
     let selectPositions: String
     let upsertFingerprint: String
@@ -218,7 +236,6 @@ struct Statements: Sendable {
     let selectPageWithKey: String
     let selectPageAfterWithKey: String
     let selectValue: String
-    let selectHistory: String
     let countLive: String
     let countTombstones: String
     let removeTombstones: String
@@ -244,10 +261,6 @@ struct Statements: Sendable {
         let updates = names.filter { $0 != key }.map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
         upsertIfNewer =
             "INSERT INTO \(t) (\(names.joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", "))) ON CONFLICT (\(key)) DO UPDATE SET \(updates) WHERE excluded.event_order > \(t).event_order"
-        insertHistory = "INSERT INTO \(h) (event_order, \(event)) VALUES (?, ?)"
-        // Keep the newest `limit` by order (ties: the later applied); the index makes this a short scan.
-        trimHistory =
-            "DELETE FROM \(h) WHERE seq IN (SELECT seq FROM \(h) ORDER BY event_order DESC, seq DESC LIMIT -1 OFFSET ?)"
         trimChanges = "DELETE FROM \(c) WHERE seq <= (SELECT max(seq) FROM \(c)) - ?"
         selectChanges = "SELECT seq, kind, \(event) FROM \(c) WHERE seq > ? ORDER BY seq LIMIT ?"
         changeBounds =
@@ -264,7 +277,6 @@ struct Statements: Sendable {
         selectPageAfterWithKey =
             "SELECT \(event), \(key) FROM \(t) WHERE \(key) > ? AND op <> 'delete' ORDER BY \(key) LIMIT ?"
         selectValue = "SELECT \(event) FROM \(t) WHERE \(key) = ? AND op <> 'delete'"
-        selectHistory = "SELECT \(event) FROM \(h) ORDER BY event_order DESC, seq DESC LIMIT ?"
         countLive = "SELECT count(*) FROM \(t) WHERE op <> 'delete'"
         countTombstones = "SELECT count(*) FROM \(t) WHERE op = 'delete'"
         removeTombstones = "DELETE FROM \(t) WHERE op = 'delete' AND event_order < ?"

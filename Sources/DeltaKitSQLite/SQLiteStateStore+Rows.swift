@@ -50,8 +50,32 @@ struct PreparedBatch {
             }
         }
         entries.append(
-            Entry(json: written.json, timestamp: written.timestamp, order: event.order, operation: event.operation)
+            Entry(json: written.json, timestamp: written.timestamp, order: written.order, operation: written.operation)
         )
+    }
+
+    /// Binds entry `index` to `statement`: its columns of `types` from parameter 1 — without the key's when
+    /// `keyLast`, which then follows the envelope —, then `event_order`, `op`, `ts` and the event's JSON (the
+    /// parameters of `Statements.upsertIfNewer`, and with `keyLast` of `Statements.updateRow`).
+    func bind(
+        _ index: Int,
+        to statement: RawStatement,
+        types: [RecordSchema.FieldType],
+        keyLast: Bool,
+        in bytes: UnsafeRawBufferPointer
+    ) {
+        var parameter: Int32 = 1
+        let base = index * fieldCount
+        for field in 0..<fieldCount where !(keyLast && field == keyIndex) {
+            statement.bind(parameter, columns[base + field], types[field], in: bytes)
+            parameter += 1
+        }
+        let entry = entries[index]
+        statement.bind(parameter, entry.order)
+        statement.bindText(parameter + 1, entry.operation.rawValue)
+        statement.bindText(parameter + 2, UnsafeRawBufferPointer(rebasing: bytes[entry.timestamp]))
+        statement.bindBlob(parameter + 3, UnsafeRawBufferPointer(rebasing: bytes[entry.json]))
+        if keyLast { statement.bind(parameter + 4, columns[base + keyIndex], types[keyIndex], in: bytes) }
     }
 
     private mutating func column(_ scalar: JSONScalar?) -> WireColumn {

@@ -168,23 +168,37 @@ extension SQLiteStateStore {
         if !batch.entries.isEmpty { try prepareCapture(recording: recording, db) }
         var won: [Bool] = []
         won.reserveCapacity(batch.entries.count)
+        let types = schema.fields.map(\.type)
         try batch.bytes.withUnsafeBytes { bytes in
             let upsert = try RawStatement(db, sql: sql.upsertIfNewer)
             for index in batch.entries.indices {
-                won.append(try applyOne(index, of: batch, events, bytes, upsert, db))
+                batch.bind(index, to: upsert, types: types, keyLast: false, in: bytes)
+                // One statement for the usual case: a newer order wins, a new key is inserted.
+                won.append(try upsert.execute() > 0 || resolveTie(index, of: batch, events, types, bytes, db))
             }
             if configuration.historyLimit > 0, !batch.entries.isEmpty {
-                // Only the batch's newest `historyLimit` events can survive the trim.
-                let insert = try RawStatement(db, sql: sql.insertHistory)
-                for index in batch.newest(limit: configuration.historyLimit) {
+                // Only the batch's newest `historyLimit` events can be among the newest: one row holds them.
+                var blob: [UInt8] = []
+                var lowest = Int64.max
+                var highest = Int64.min
+                let newest = batch.newest(limit: configuration.historyLimit)
+                for index in newest {
                     let entry = batch.entries[index]
-                    insert.bind(1, entry.order)
-                    insert.bindBlob(2, UnsafeRawBufferPointer(rebasing: bytes[entry.json]))
-                    _ = try insert.execute()
+                    HistoryChunks.append(order: entry.order, json: UnsafeRawBufferPointer(rebasing: bytes[entry.json]), to: &blob)
+                    lowest = min(lowest, entry.order)
+                    highest = max(highest, entry.order)
                 }
+                let insert = try RawStatement(db, sql: SQLiteSchema.insertHistoryRow)
+                insert.bind(1, lowest)
+                insert.bind(2, highest)
+                insert.bind(3, Int64(newest.count))
+                blob.withUnsafeBytes { insert.bindBlob(4, $0) }
+                _ = try insert.execute()
             }
         }
-        if configuration.historyLimit > 0, !batch.entries.isEmpty { try trimHistory(db) }
+        if configuration.historyLimit > 0, !batch.entries.isEmpty {
+            try HistoryChunks.trim(db, limit: configuration.historyLimit)
+        }
         if recording, !batch.entries.isEmpty { try trimChanges(db) }
         let statement = try db.cachedStatement(sql: sql.upsertPosition)
         for (partition, offset) in positions {
@@ -229,58 +243,26 @@ extension SQLiteStateStore {
         return stored
     }
 
-    /// Writes entry `index` of `batch` if it supersedes the stored winner; `true` when it won. One statement for the
-    /// usual case (a newer order wins, a new key is inserted); only when nothing changed — an older order, or a
-    /// tie — is the stored winner read, and a tie merged in Swift.
-    private func applyOne(
+    /// When entry `index` of `batch` changed nothing — an older order, or a tie —: whether it supersedes the stored
+    /// winner after all (a tie merged in Swift), and if so writes it. Off the hot path: generic code here would ask
+    /// for type metadata on every event.
+    @inline(never)
+    private func resolveTie(
         _ index: Int,
         of batch: PreparedBatch,
         _ events: [ChangeEvent<Record>],
+        _ types: [RecordSchema.FieldType],
         _ bytes: UnsafeRawBufferPointer,
-        _ upsert: RawStatement,
         _ db: Database
     ) throws -> Bool {
-        let entry = batch.entries[index]
-        let fields = schema.fields
-        var parameter: Int32 = 1
-        for field in fields.indices {
-            upsert.bind(parameter, batch.column(field, of: index), fields[field].type, in: bytes)
-            parameter += 1
-        }
-        bindEnvelope(entry, from: parameter, bytes, upsert)
-        if try upsert.execute() > 0 { return true }
-        let keyValue = Self.databaseValue(
-            batch.column(batch.keyIndex, of: index).scalar(in: bytes),
-            schema.key.type
-        )
-        guard let previous = try currentOrder(keyValue, db), previous.order == entry.order,
+        let keyValue = Self.databaseValue(batch.column(batch.keyIndex, of: index).scalar(in: bytes), schema.key.type)
+        guard let previous = try currentOrder(keyValue, db), previous.order == batch.entries[index].order,
             LatestStateMerge.supersedes(events[index], try self.event(from: previous.json))
         else { return false }
-        // The row's columns other than the key, then the key (`Statements.updateRow`).
         let update = try RawStatement(db, sql: sql.updateRow)
-        parameter = 1
-        for field in fields.indices where field != batch.keyIndex {
-            update.bind(parameter, batch.column(field, of: index), fields[field].type, in: bytes)
-            parameter += 1
-        }
-        bindEnvelope(entry, from: parameter, bytes, update)
-        update.bind(parameter + 4, batch.column(batch.keyIndex, of: index), schema.key.type, in: bytes)
+        batch.bind(index, to: update, types: types, keyLast: true, in: bytes)
         _ = try update.execute()
         return true
-    }
-
-    /// Binds `event_order`, `op`, `ts` and the event's JSON at `first`…`first + 3`.
-    @inline(__always)
-    private func bindEnvelope(
-        _ entry: PreparedBatch.Entry,
-        from first: Int32,
-        _ bytes: UnsafeRawBufferPointer,
-        _ statement: RawStatement
-    ) {
-        statement.bind(first, entry.order)
-        statement.bindText(first + 1, entry.operation.rawValue)
-        statement.bindText(first + 2, UnsafeRawBufferPointer(rebasing: bytes[entry.timestamp]))
-        statement.bindBlob(first + 3, UnsafeRawBufferPointer(rebasing: bytes[entry.json]))
     }
 
     /// The events' wire JSON and columns, written with the record's layout (checked: an invalid event throws).
@@ -295,8 +277,4 @@ extension SQLiteStateStore {
         try db.cachedStatement(sql: sql.trimChanges).execute(arguments: [configuration.changeBufferLimit])
     }
 
-    private func trimHistory(_ db: Database) throws {
-        guard configuration.historyLimit > 0 else { return }
-        try db.cachedStatement(sql: sql.trimHistory).execute(arguments: [configuration.historyLimit])
-    }
 }

@@ -50,6 +50,9 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     /// Whether the file records changes only while a feed is open (every file a writer of this version opened);
     /// a feed then registers itself (``ChangeCapture/Registration``).
     let recordsChangesOnDemand: Bool
+    /// Whether the history has one row per batch (every file a writer of this version opened); a reader reads an
+    /// older file's history of one row per event.
+    let historyRowsPerBatch: Bool
 
     /// Opens (or creates) the state file.
     ///
@@ -146,7 +149,12 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
                 try format.migrate(pool)
             }
             currentStoreID = Mutex(try pool.read { db in try StoreID.read(db) })
-            recordsChangesOnDemand = try pool.read { db in try FileFormat.recordsChangesOnDemand(db) }
+            (recordsChangesOnDemand, historyRowsPerBatch) = try pool.read { db in
+                (
+                    try FileFormat.has(FileFormat.changesOnDemand, db),
+                    try FileFormat.has(FileFormat.historyRowsPerBatch, db)
+                )
+            }
             fileIdentity = FileIdentity(path: path)
         } catch let error as DeltaKitError {
             throw error
@@ -194,10 +202,14 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         try DeltaKitError.check(limit, in: 0...Int.max, "history limit")
         let count = min(limit, configuration.historyLimit)
         guard count > 0 else { return [] }
+        let rowsPerBatch = historyRowsPerBatch
         return try await read { db in
-            try Row.fetchAll(db, sql: self.sql.selectHistory, arguments: [count]).map {
-                try self.event(from: $0[0] as Data)
+            guard rowsPerBatch else {
+                return try Row.fetchAll(db, sql: SQLiteSchema.selectEventHistoryBefore5, arguments: [count]).map {
+                    try self.event(from: $0[0] as Data)
+                }
             }
+            return try HistoryChunks.newest(db, limit: count).map { try self.event(from: $0.json) }
         }
     }
 
