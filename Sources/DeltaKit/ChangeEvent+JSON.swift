@@ -73,7 +73,14 @@ extension ChangeEvent {
         } else {
             layout.appendDeleteHead(to: &writer.buffer)
             writer.expectValue(ofField: layout.keyIndex)
-            try writer.scalar(key, field: layout.schema.keyField)
+            // The usual keys written directly, the same bytes as their `ScalarType`'s (no table lookup, no `Any`).
+            if Record.Key.self == Int64.self || (Record.Key.self == Int.self && MemoryLayout<Int>.size == 8) {
+                writer.integer(withUnsafePointer(to: key) { UnsafeRawPointer($0).load(as: Int64.self) })
+            } else if Record.Key.self == String.self {
+                writer.string(withUnsafePointer(to: key) { UnsafeRawPointer($0).load(as: String.self) })
+            } else {
+                try writer.scalar(key, field: layout.schema.keyField)
+            }
             layout.appendDeleteNulls(to: &writer.buffer)
             capturedColumns = writer.capturesColumns
         }
