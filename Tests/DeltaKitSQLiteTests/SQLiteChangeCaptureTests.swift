@@ -28,12 +28,13 @@ struct SQLiteChangeCaptureTests {
             let reader = try SQLiteStateStoreTests.open(path, readOnly: true)
             var feed = try await reader.changes(from: .now).makeAsyncIterator()
             try await store.apply(.insert(DemoUser(id: 100, name: "Zoe", age: 40), order: 1_000))
+            // Read the feed only once the change is in the file: a feed waits for changes that never come.
+            try #require(try Self.recordedChanges(path) == "1\n", "the open feed did not make the writer record")
             #expect(
                 try await feed.next()?.change
                     == StateChange(kind: .insert, key: 100, record: DemoUser(id: 100, name: "Zoe", age: 40))
             )
         }
-        #expect(try Self.recordedChanges(path) == "1\n")
         try await store.apply(.update(DemoUser(id: 100, name: "Zoe", age: 41), order: 1_001))
         #expect(try Self.recordedChanges(path) == "1\n", "the feed ended: recording stopped")
 
