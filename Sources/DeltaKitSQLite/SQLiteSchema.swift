@@ -187,6 +187,11 @@ enum SQLiteSchema {
     /// A writer's page cache: the state table's pages of a batch stay in memory instead of being read back from
     /// the operating system's cache on every batch (SQLite's default is 2 MiB).
     static let writerCacheSize = "PRAGMA cache_size = -32768"
+    /// A writer's checkpoint interval, in pages (SQLite's default is 1,000, about 4 MiB): a batch of random keys
+    /// rewrites most of the state table's pages, so a checkpoint after every batch or two would copy each page to
+    /// the database file about as often as it is written to the WAL; every 8,192 pages (32 MiB of WAL) copies only
+    /// the last version of each. The WAL file keeps that size (it is persistent).
+    static let writerCheckpointPages = "PRAGMA wal_autocheckpoint = 8192"
 
     // MARK: deltakit_meta
 

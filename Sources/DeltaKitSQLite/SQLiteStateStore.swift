@@ -102,7 +102,10 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
                 try db.execute(sql: synchronous)
                 try db.persistWAL()
                 // The pool's readers are read-only connections: only the writer keeps a large cache.
-                if !db.configuration.readonly { try db.execute(sql: SQLiteSchema.writerCacheSize) }
+                if !db.configuration.readonly {
+                    try db.execute(sql: SQLiteSchema.writerCacheSize)
+                    try db.execute(sql: SQLiteSchema.writerCheckpointPages)
+                }
             }
         }
         do {
