@@ -87,7 +87,10 @@ extension ChangeEvent {
         if Record.Key.self == String.self {
             buffer.append(contentsOf: withUnsafePointer(to: key) { UnsafeRawPointer($0).load(as: String.self) }.utf8)
         } else if Record.Key.self == Int64.self || (Record.Key.self == Int.self && MemoryLayout<Int>.size == 8) {
-            FlatJSONWriter.appendInteger(withUnsafePointer(to: key) { UnsafeRawPointer($0).load(as: Int64.self) }, to: &buffer)
+            FlatJSONWriter.appendInteger(
+                withUnsafePointer(to: key) { UnsafeRawPointer($0).load(as: Int64.self) },
+                to: &buffer
+            )
         } else {
             try ScalarType.require(Record.Key.self, field: Record.keyField).writeJSON(key, &buffer, Record.keyField)
         }

@@ -158,7 +158,9 @@ final class FlatJSONWriter {
     }
 
     /// "00", "01", … "99", one after the other.
-    static let digitPairs: [UInt8] = (0..<100).flatMap { [UInt8(ascii: "0") + UInt8($0 / 10), UInt8(ascii: "0") + UInt8($0 % 10)] }
+    static let digitPairs: [UInt8] = (0..<100).flatMap {
+        [UInt8(ascii: "0") + UInt8($0 / 10), UInt8(ascii: "0") + UInt8($0 % 10)]
+    }
 
     static func appendInteger<T: BinaryInteger>(_ value: T, to buffer: inout [UInt8]) {
         if value == 0 {

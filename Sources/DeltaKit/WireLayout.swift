@@ -172,7 +172,9 @@ extension WireColumn {
         case .bool(let flag): return .bool(flag)
         case .integer(let number): return .number(String(number), isInteger: true)
         case .text(let range, let escaped):
-            guard escaped else { return .string(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)) }
+            guard escaped else {
+                return .string(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self))
+            }
             return try? FlatJSONReader.scalar(bytes[(range.lowerBound - 1)..<(range.upperBound + 1)])
         case .json(let range):
             return try? FlatJSONReader.scalar(bytes[range])

@@ -53,9 +53,13 @@ enum HistoryChunks {
         var offset = blob.startIndex
         while offset < blob.endIndex {
             guard blob.endIndex - offset >= 12 else { throw corrupt(seq) }
-            let order = blob[offset..<(offset + 8)].withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
+            let order = blob[offset..<(offset + 8)].withUnsafeBytes {
+                Int64(littleEndian: $0.loadUnaligned(as: Int64.self))
+            }
             let length = Int(
-                blob[(offset + 8)..<(offset + 12)].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
+                blob[(offset + 8)..<(offset + 12)].withUnsafeBytes {
+                    UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self))
+                }
             )
             offset += 12
             guard blob.endIndex - offset >= length else { throw corrupt(seq) }

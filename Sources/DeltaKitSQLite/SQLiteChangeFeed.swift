@@ -45,7 +45,13 @@ extension SQLiteStateStore: ChangeFeedStore {
                 registration: registration
             )
         case .now:
-            return SQLiteChangeFeed(store: self, after: last, snapshot: nil, storeID: fileID, registration: registration)
+            return SQLiteChangeFeed(
+                store: self,
+                after: last,
+                snapshot: nil,
+                storeID: fileID,
+                registration: registration
+            )
         case .after(let position):
             let sequence = try sequence(of: position)
             // Changes sequence+1 … last must still be in the file.

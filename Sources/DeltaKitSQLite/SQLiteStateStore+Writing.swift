@@ -184,7 +184,11 @@ extension SQLiteStateStore {
                 let newest = batch.newest(limit: configuration.historyLimit)
                 for index in newest {
                     let entry = batch.entries[index]
-                    HistoryChunks.append(order: entry.order, json: UnsafeRawBufferPointer(rebasing: bytes[entry.json]), to: &blob)
+                    HistoryChunks.append(
+                        order: entry.order,
+                        json: UnsafeRawBufferPointer(rebasing: bytes[entry.json]),
+                        to: &blob
+                    )
                     lowest = min(lowest, entry.order)
                     highest = max(highest, entry.order)
                 }

@@ -41,7 +41,9 @@ struct SQLiteChangeCaptureTests {
         // A feed in another process: util-linux flock holds the feeds' shared lock, as a feed does.
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
-        holder.arguments = ["--shared", "--no-fork", path + "-feeds.lock", "/bin/sh", "-c", "echo locked; exec sleep 60"]
+        holder.arguments = [
+            "--shared", "--no-fork", path + "-feeds.lock", "/bin/sh", "-c", "echo locked; exec sleep 60",
+        ]
         let output = Pipe()
         holder.standardOutput = output
         try holder.run()

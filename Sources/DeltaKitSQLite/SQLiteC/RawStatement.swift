@@ -48,7 +48,13 @@ struct RawStatement {
 
     /// Binds a blob that stays where it is until the statement has run (`SQLITE_STATIC`).
     func bindBlob(_ index: Int32, _ bytes: UnsafeRawBufferPointer) {
-        _ = sqlite3_bind_blob(statement, index, bytes.baseAddress ?? UnsafeRawPointer(Self.empty), Int32(bytes.count), nil)
+        _ = sqlite3_bind_blob(
+            statement,
+            index,
+            bytes.baseAddress ?? UnsafeRawPointer(Self.empty),
+            Int32(bytes.count),
+            nil
+        )
     }
 
     /// Runs the statement to its end and resets it; returns the number of rows it changed.
