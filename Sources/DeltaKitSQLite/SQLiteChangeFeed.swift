@@ -26,10 +26,7 @@ extension SQLiteStateStore: ChangeFeedStore {
         // Registered before it reads where the changes end: every transaction after that point records.
         let registration =
             recordsChangesOnDemand
-            ? try await ChangeCapture.Registration(
-                databasePath: configuration.path,
-                timeout: configuration.busyTimeout
-            ) : nil
+            ? try await ChangeCapture.Registration(databasePath: configuration.path) : nil
         let reader = try pool.makeSnapshot()
         let (first, last, fileID) = try await reader.read { db in
             let (first, last) = try Self.changeBounds(db, self.sql)

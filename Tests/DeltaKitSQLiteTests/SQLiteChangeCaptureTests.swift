@@ -58,6 +58,52 @@ struct SQLiteChangeCaptureTests {
         #expect(try Self.recordedChanges(path) == "2\n", "the process that held the feed is gone")
     }
 
+    /// The writer's transaction without recording, played by util-linux flock in another process holding the feeds'
+    /// exclusive lock: a feed starting then marks itself starting (the writer would record) and waits for the end.
+    @Test("a feed that starts during a transaction recording nothing marks itself starting and waits for its end")
+    func feedStartsDuringUnrecordedTransaction() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("users.sqlite")
+        let store = try SQLiteStateStoreTests.open(path)
+        try await store.apply(.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1))
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = [
+            "--exclusive", "--no-fork", path + "-feeds.lock", "/bin/sh", "-c", "echo locked; exec sleep 60",
+        ]
+        let output = Pipe()
+        holder.standardOutput = output
+        try holder.run()
+        defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL) } }
+        #expect(String(decoding: output.fileHandleForReading.availableDataOrLine(), as: UTF8.self) == "locked\n")
+
+        let feed = Task { try await store.changes(from: .now) }
+        // Observed (bounded): the feed holds the starting lock, so a writer's transaction would record.
+        let starting = open(path + "-feeds-starting.lock", O_RDONLY)
+        defer { close(starting) }
+        var marked = false
+        for _ in 0..<1_000 where !marked {
+            if flock(starting, LOCK_EX | LOCK_NB) == 0 {
+                flock(starting, LOCK_UN)
+                try await Task.sleep(for: .milliseconds(10))
+            } else {
+                marked = true
+            }
+        }
+        #expect(marked, "the starting feed never took the starting lock")
+        kill(holder.processIdentifier, SIGKILL)
+        holder.waitUntilExit()
+        var changes = try await feed.value.makeAsyncIterator()
+        // Started: it holds the feeds' lock and has let the starting one go.
+        #expect(flock(starting, LOCK_EX | LOCK_NB) == 0)
+        try await store.apply(.update(DemoUser(id: 1, name: "Alice", age: 26), order: 2))
+        try #require(try Self.recordedChanges(path) == "1\n")
+        #expect(
+            try await changes.next()?.change
+                == StateChange(kind: .update, key: 1, record: DemoUser(id: 1, name: "Alice", age: 26))
+        )
+    }
+
     @Test("a position is refused once events were applied with no feed open; with a feed open it resumes")
     func positionAfterUnrecordedChanges() async throws {
         let directory = try TemporaryDirectory()
