@@ -82,17 +82,20 @@ struct FileFormat: Sendable {
             Version(identifier: Self.historyRowsPerBatch, legacyTable: nil) { db in
                 try db.execute(sql: SQLiteSchema.renameEventHistory)
                 try db.execute(sql: SQLiteSchema.createHistoryRows)
-                // The earlier rows, in the order they were applied, become one row.
+                // The earlier rows, in the order they were applied, become one row; the limit it was kept to is unknown,
+                // and needs none: the rows are exactly the newest events (see `HistoryChunks`).
                 let events = try Row.fetchAll(db, sql: SQLiteSchema.selectEventHistory)
                 if !events.isEmpty {
                     var blob: [UInt8] = []
-                    for row in events {
-                        (row[1] as Data).withUnsafeBytes { HistoryChunks.append(order: row[0], json: $0, to: &blob) }
+                    for (index, row) in events.enumerated() {
+                        (row[1] as Data).withUnsafeBytes {
+                            HistoryChunks.append(order: row[0], applied: Int64(index + 1), json: $0, to: &blob)
+                        }
                     }
                     let orders = events.map { $0[0] as Int64 }
                     try db.execute(
                         sql: SQLiteSchema.insertHistoryRow,
-                        arguments: [orders.min()!, orders.max()!, events.count, Data(blob)]
+                        arguments: [orders.min()!, orders.max()!, events.count, 1, events.count, Data(blob)]
                     )
                 }
                 try db.execute(sql: SQLiteSchema.dropEventHistory)

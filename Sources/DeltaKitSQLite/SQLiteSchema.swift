@@ -128,7 +128,7 @@ enum SQLiteSchema {
     /// events of the batch in one blob, with their lowest and highest order. The rows of the earlier history become
     /// one such row.
     static let createHistoryRows =
-        "CREATE TABLE \(history) (seq INTEGER PRIMARY KEY, min_order INTEGER NOT NULL, max_order INTEGER NOT NULL, count INTEGER NOT NULL, events BLOB NOT NULL)"
+        "CREATE TABLE \(history) (seq INTEGER PRIMARY KEY, min_order INTEGER NOT NULL, max_order INTEGER NOT NULL, count INTEGER NOT NULL, first_applied INTEGER NOT NULL, last_applied INTEGER NOT NULL, events BLOB NOT NULL)"
     static let renameEventHistory = "ALTER TABLE \(history) RENAME TO \(history)_events"
     static let selectEventHistory = "SELECT event_order, \(eventColumn) FROM \(history)_events ORDER BY seq"
     static let dropEventHistory = "DROP TABLE \(history)_events"
@@ -138,11 +138,16 @@ enum SQLiteSchema {
 
     // MARK: The history's rows
 
-    static let insertHistoryRow = "INSERT INTO \(history) (min_order, max_order, count, events) VALUES (?, ?, ?, ?)"
-    static let selectHistoryBounds = "SELECT seq, min_order, max_order, count FROM \(history)"
-    static let selectHistoryRows = "SELECT seq, events FROM \(history)"
+    static let insertHistoryRow =
+        "INSERT INTO \(history) (min_order, max_order, count, first_applied, last_applied, events) VALUES (?, ?, ?, ?, ?, ?)"
+    static let selectHistoryBounds =
+        "SELECT seq, min_order, max_order, count, first_applied, last_applied FROM \(history)"
+    static let selectHistoryRow = "SELECT events FROM \(history) WHERE seq = ?"
+    static let selectLastApplied = "SELECT coalesce(max(last_applied), 0) FROM \(history)"
     static let deleteHistoryRow = "DELETE FROM \(history) WHERE seq = ?"
-    static let deleteHistoryRows = "DELETE FROM \(history)"
+    /// The limit the writer keeps the history to (``HistoryChunks``).
+    static let selectHistoryLimit = "SELECT value FROM \(meta) WHERE name = 'history_limit'"
+    static let upsertHistoryLimit = "INSERT OR REPLACE INTO \(meta) (name, value) VALUES ('history_limit', ?)"
 
     // MARK: Recording changes while a feed is open
 

@@ -177,15 +177,21 @@ extension SQLiteStateStore {
                 won.append(try upsert.execute() > 0 || resolveTie(index, of: batch, events, types, bytes, db))
             }
             if configuration.historyLimit > 0, !batch.entries.isEmpty {
-                // Only the batch's newest `historyLimit` events can be among the newest: one row holds them.
+                try HistoryChunks.adopt(limit: configuration.historyLimit, db)
+                // Only the batch's newest `historyLimit` events can be among the newest: one row holds them, applied
+                // after every event already in the history.
+                let lastApplied = try Int64.fetchOne(db, sql: SQLiteSchema.selectLastApplied) ?? 0
+                var applied = lastApplied
                 var blob: [UInt8] = []
                 var lowest = Int64.max
                 var highest = Int64.min
                 let newest = batch.newest(limit: configuration.historyLimit)
                 for index in newest {
                     let entry = batch.entries[index]
+                    applied += 1
                     HistoryChunks.append(
                         order: entry.order,
+                        applied: applied,
                         json: UnsafeRawBufferPointer(rebasing: bytes[entry.json]),
                         to: &blob
                     )
@@ -196,7 +202,9 @@ extension SQLiteStateStore {
                 insert.bind(1, lowest)
                 insert.bind(2, highest)
                 insert.bind(3, Int64(newest.count))
-                blob.withUnsafeBytes { insert.bindBlob(4, $0) }
+                insert.bind(4, lastApplied + 1)
+                insert.bind(5, applied)
+                blob.withUnsafeBytes { insert.bindBlob(6, $0) }
                 _ = try insert.execute()
             }
         }
