@@ -13,8 +13,8 @@ import Darwin
 /// Which change feeds of a state file are open, in any process: each holds a shared `flock` on
 /// `<file>-feeds.lock` for as long as it exists; the writer tries an exclusive one before each write transaction.
 ///
-/// Recording every change costs about a third of a write (a row with the event per change, and its removal
-/// later), so the writer records changes only while a feed is open:
+/// Recording a change writes a row with the event, and later removes it: work on every write that only a feed
+/// reads, so the writer records changes only while a feed is open:
 ///
 /// - Before a transaction the writer tries, without waiting, the exclusive lock on `<file>-feeds.lock`, then the one
 ///   on `<file>-feeds-starting.lock` (released at once). When it gets both, no feed is open or starting: it holds

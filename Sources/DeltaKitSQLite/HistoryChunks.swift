@@ -5,8 +5,8 @@ import GRDB
 /// The history table's rows: each holds the newest events of one batch (at most `historyLimit`), one after the
 /// other in one blob, with their lowest and highest order.
 ///
-/// One row per batch instead of one per event: writing a thousand history rows and their index entries, then
-/// removing as many, cost a write a fifth of its time; one blob costs a few pages.
+/// One row per batch instead of one per event: a batch then writes one row (a few pages) instead of up to
+/// `historyLimit` rows with as many index entries, and removes one row instead of as many.
 ///
 /// The rows always hold the newest `historyLimit` events of all applied (by order; ties: the later applied) — the
 /// events a table of one row per event trimmed to that limit would hold —, and possibly older ones: a row goes only

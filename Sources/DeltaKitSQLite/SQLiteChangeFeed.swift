@@ -7,10 +7,11 @@ extension SQLiteStateStore: ChangeFeedStore {
     ///
     /// While a feed of the file is open, in any process, the writer records each change in the same transaction
     /// as the state, numbered, and keeps up to ``Configuration/changeBufferLimit`` of them; a feed reads them every
-    /// ``Configuration/feedPollInterval``. When no feed is open the writer records nothing (recording costs about a
-    /// third of a write). A position (`<file id>:<number>`) can be resumed from in any process as long as the file
-    /// still keeps the changes after it: when no more than ``Configuration/changeBufferLimit`` changes followed it
-    /// and a feed was open whenever events were applied since (keep a feed open to be able to resume).
+    /// ``Configuration/feedPollInterval``. When no feed is open the writer records nothing (recording is work on
+    /// every write that only feeds read). A position (`<file id>:<number>`) can be resumed from in any process as
+    /// long as the file still keeps the changes after it: when no more than ``Configuration/changeBufferLimit``
+    /// changes followed it and a feed was open whenever events were applied since (keep a feed open to be able to
+    /// resume).
     ///
     /// - `.snapshot`: every live record as an insert (`isSnapshot`), read in pages from one consistent
     ///   read transaction, then every change after that snapshot — none lost, none repeated.
