@@ -14,20 +14,21 @@ extension ChangeEvent {
         return Data(bytes)
     }
 
-    /// Appends the event's wire JSON to `buffer` (see ``jsonData()``); the allocation-free path for producers.
+    /// Appends the event's wire JSON to `buffer` (see ``jsonData()``).
     package func encodeJSON(into buffer: inout [UInt8]) throws {
-        try encodeJSON(into: &buffer, schema: try Record.schema)
+        try encodeJSON(into: &buffer, writer: FlatJSONWriter(buffer: [], layout: try WireLayout.of(Record.self)))
     }
 
-    /// Appends the wire JSON using an already looked-up schema (batch encoders look it up once).
-    package func encodeJSON(into buffer: inout [UInt8], schema: RecordSchema) throws {
+    /// Appends the wire JSON with `writer` (a ``WireEventWriter``'s, reused for a batch, or one of its own); on
+    /// failure `buffer` is left as it was.
+    @discardableResult
+    func encodeJSON(into buffer: inout [UInt8], writer: FlatJSONWriter) throws -> WrittenEvent {
         let start = buffer.count
         do {
-            if try !encodeJSON(into: &buffer, schema: schema, recordingNames: false) {
-                // The record skipped some fields (a custom encode(to:)): write it again, filling them with null.
-                buffer.removeSubrange(start...)
-                _ = try encodeJSON(into: &buffer, schema: schema, recordingNames: true)
-            }
+            if let written = try encodeJSON(into: &buffer, writer: writer, recordingNames: false) { return written }
+            // The record skipped some fields (a custom encode(to:)): write it again, filling them with null.
+            buffer.removeSubrange(start...)
+            return try encodeJSON(into: &buffer, writer: writer, recordingNames: true)!
         } catch let error as DeltaKitError {
             buffer.removeSubrange(start...)
             throw error
@@ -41,39 +42,63 @@ extension ChangeEvent {
         }
     }
 
-    /// Returns `false` (with partial output) when fields were missing and `recordingNames` was off.
-    private func encodeJSON(into buffer: inout [UInt8], schema: RecordSchema, recordingNames: Bool) throws -> Bool {
-        let writer = FlatJSONWriter(buffer: buffer, recordsNames: recordingNames)
+    /// Returns `nil` (with partial output) when fields were missing and `recordingNames` was off.
+    private func encodeJSON(
+        into buffer: inout [UInt8],
+        writer: FlatJSONWriter,
+        recordingNames: Bool
+    ) throws -> WrittenEvent? {
+        // The layout's pieces are the bytes the general path writes for the same names (see `WireLayout`).
+        let layout = writer.layout!
+        let start = buffer.count
+        writer.reset(recordsNames: recordingNames)
+        writer.buffer = buffer
         buffer = []
-        defer { buffer = writer.buffer }
-        writer.buffer.append(UInt8(ascii: "{"))
+        defer {
+            buffer = writer.buffer
+            writer.buffer = []
+        }
+        let capturedColumns: Bool
         if let record {
+            writer.buffer.append(UInt8(ascii: "{"))
             try record.encode(to: FlatJSONEncoder(writer: writer))
-            if writer.fieldCount < schema.fields.count {
-                guard recordingNames else { return false }
-                for field in schema.fields where !writer.written.contains(field.name) {
+            if writer.fieldCount < layout.fieldCount {
+                guard recordingNames else { return nil }
+                for field in layout.schema.fields where !writer.written.contains(field.name) {
                     writer.key(field.name)
                     writer.null()
                 }
             }
+            capturedColumns = writer.capturedEveryColumn
         } else {
-            writer.key(schema.keyField)
-            try writer.scalar(key, field: schema.keyField)
-            for field in schema.valueFields {
-                writer.key(field.name)
-                writer.null()
+            layout.appendDeleteHead(to: &writer.buffer)
+            writer.expectValue(ofField: layout.keyIndex)
+            // The usual keys written directly, the same bytes as their `ScalarType`'s (no table lookup, no `Any`).
+            if Record.Key.self == Int64.self || (Record.Key.self == Int.self && MemoryLayout<Int>.size == 8) {
+                writer.integer(withUnsafePointer(to: key) { UnsafeRawPointer($0).load(as: Int64.self) })
+            } else if Record.Key.self == String.self {
+                writer.string(withUnsafePointer(to: key) { UnsafeRawPointer($0).load(as: String.self) })
+            } else {
+                try writer.scalar(key, field: layout.schema.keyField)
             }
+            layout.appendDeleteNulls(to: &writer.buffer)
+            capturedColumns = writer.capturesColumns
         }
-        writer.key(ChangeEventField.operation)
-        writer.string(operation.rawValue)
-        writer.key(ChangeEventField.order)
-        writer.integer(order)
-        writer.key(ChangeEventField.timestamp)
-        writer.buffer.append(UInt8(ascii: "\""))
+        layout.appendOperation(operation, to: &writer.buffer)
+        FlatJSONWriter.appendInteger(order, to: &writer.buffer)
+        layout.appendTimestampKey(to: &writer.buffer)
+        let timestampStart = writer.buffer.count
         EventTimestamp.format(timestamp, into: &writer.buffer)
+        let timestampEnd = writer.buffer.count
         writer.buffer.append(UInt8(ascii: "\""))
         writer.buffer.append(UInt8(ascii: "}"))
-        return true
+        return WrittenEvent(
+            json: start..<writer.buffer.count,
+            timestamp: timestampStart..<timestampEnd,
+            capturedColumns: capturedColumns,
+            order: order,
+            operation: operation
+        )
     }
 
     /// Decodes one event from its wire JSON (DeltaKit's own output or the original demo producer's).

@@ -67,15 +67,16 @@ extension ChangeEvent {
 
     /// Appends ``keyBytes`` to `buffer`.
     package func appendKeyBytes(to buffer: inout [UInt8]) throws {
-        switch key {
-        case let text as String:
-            buffer.append(contentsOf: text.utf8)
-        case let number as Int:
-            let writer = FlatJSONWriter(buffer: buffer)
-            buffer = []
-            writer.integer(number)
-            buffer = writer.buffer
-        default:
+        // The usual key types compared by metatype rather than cast: a dynamic cast per message costs more than
+        // writing the key.
+        if Record.Key.self == String.self {
+            buffer.append(contentsOf: withUnsafePointer(to: key) { UnsafeRawPointer($0).load(as: String.self) }.utf8)
+        } else if Record.Key.self == Int64.self || (Record.Key.self == Int.self && MemoryLayout<Int>.size == 8) {
+            FlatJSONWriter.appendInteger(
+                withUnsafePointer(to: key) { UnsafeRawPointer($0).load(as: Int64.self) },
+                to: &buffer
+            )
+        } else {
             try ScalarType.require(Record.Key.self, field: Record.keyField).writeJSON(key, &buffer, Record.keyField)
         }
     }

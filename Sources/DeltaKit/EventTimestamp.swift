@@ -68,6 +68,54 @@ public enum EventTimestamp {
         let days = seconds.floorDiv(86_400)
         seconds -= days * 86_400
         let (y, m, d) = civil(fromDays: days)
+        guard (0...9_999).contains(y) else {
+            formatAnyYear(y, m, d, seconds, fraction, into: &buffer)
+            return
+        }
+        // Years 0…9999, every event's: 32 fixed-width characters, two digits at a time.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { out in
+            FlatJSONWriter.digitPairs.withUnsafeBufferPointer { pairs in
+                func two(_ value: Int64, at index: Int) {
+                    let pair = Int(value) &* 2
+                    out[index] = pairs[pair]
+                    out[index + 1] = pairs[pair + 1]
+                }
+                two(y / 100, at: 0)
+                two(y % 100, at: 2)
+                out[4] = UInt8(ascii: "-")
+                two(m, at: 5)
+                out[7] = UInt8(ascii: "-")
+                two(d, at: 8)
+                out[10] = UInt8(ascii: "T")
+                two(seconds / 3600, at: 11)
+                out[13] = UInt8(ascii: ":")
+                two(seconds / 60 % 60, at: 14)
+                out[16] = UInt8(ascii: ":")
+                two(seconds % 60, at: 17)
+                out[19] = UInt8(ascii: ".")
+                two(fraction / 10_000, at: 20)
+                two(fraction / 100 % 100, at: 22)
+                two(fraction % 100, at: 24)
+                out[26] = UInt8(ascii: "+")
+                out[27] = UInt8(ascii: "0")
+                out[28] = UInt8(ascii: "0")
+                out[29] = UInt8(ascii: ":")
+                out[30] = UInt8(ascii: "0")
+                out[31] = UInt8(ascii: "0")
+            }
+            buffer.append(contentsOf: UnsafeBufferPointer(out))
+        }
+    }
+
+    /// ``format(_:into:)`` for any year: a sign and more than four digits where needed.
+    private static func formatAnyYear(
+        _ y: Int64,
+        _ m: Int64,
+        _ d: Int64,
+        _ seconds: Int64,
+        _ fraction: Int64,
+        into buffer: inout [UInt8]
+    ) {
         // Fixed-width fields written straight into a stack buffer, then appended at once.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 40) { out in
             var i = 0

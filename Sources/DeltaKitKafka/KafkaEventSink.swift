@@ -119,10 +119,11 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     @discardableResult
     public func send(contentsOf events: [ChangeEvent<Record>]) async throws -> EventReceipt {
         try core.checkOpen()
-        let schema = try Record.schema
+        // One writer for the whole send: the record's layout is looked up once, the writer allocated once.
+        let writer = WireEventWriter(layout: try WireLayout.of(Record.self))
         let tombstones = sendsTombstones
         return try await core.send(count: events.count) { index, messages in
-            try messages.append(events[index], schema: schema, tombstone: tombstones)
+            try messages.append(events[index], writer: writer, tombstone: tombstones)
         }
     }
 

@@ -43,11 +43,11 @@ struct OutgoingMessages {
     /// delete when `tombstone` is set, the tombstone that follows it: the same key, a null value, and the delete's
     /// order and timestamp in the headers `KafkaEventSink.Configuration` names. Nothing is appended when `event`
     /// cannot be encoded.
-    mutating func append<Record>(_ event: ChangeEvent<Record>, schema: RecordSchema, tombstone: Bool) throws {
+    mutating func append<Record>(_ event: ChangeEvent<Record>, writer: WireEventWriter, tombstone: Bool) throws {
         let start = bytes.count
         let key: Range<Int>
         do {
-            try event.encodeJSON(into: &bytes, schema: schema)
+            try writer.append(event, to: &bytes)
             let keyStart = bytes.count
             try event.appendKeyBytes(to: &bytes)
             key = keyStart..<bytes.count

@@ -1,4 +1,5 @@
 import DeltaKit
+import Foundation
 import GRDB
 
 /// The versions of a state file's format, recorded in the file and applied by GRDB's `DatabaseMigrator`.
@@ -28,6 +29,19 @@ struct FileFormat: Sendable {
 
     /// The `format_version` of every file written before the format had versions.
     static let legacyFormatVersion = "1"
+
+    /// The version from which changes are recorded only while a feed is open (before it, the file's triggers record
+    /// every change).
+    static let changesOnDemand = "4-changes-on-demand"
+
+    /// The version from which the history has one row per batch (``HistoryChunks``).
+    static let historyRowsPerBatch = "5-history-rows-per-batch"
+
+    /// Whether the file has version `identifier` (a reader reads older files as they are).
+    static func has(_ identifier: String, _ db: Database) throws -> Bool {
+        try db.tableExists("grdb_migrations")
+            && (try String.fetchOne(db, sql: SQLiteSchema.selectMigration, arguments: [identifier])) != nil
+    }
 
     /// One version of the format.
     private struct Version: Sendable {
@@ -60,6 +74,31 @@ struct FileFormat: Sendable {
             },
             Version(identifier: "3-fingerprints", legacyTable: SQLiteSchema.fingerprints) { db in
                 try db.execute(sql: SQLiteSchema.createFingerprints)
+            },
+            // Changes are recorded only while a feed is open, by the writer's temporary triggers.
+            Version(identifier: Self.changesOnDemand, legacyTable: nil) { db in
+                try db.execute(sql: SQLiteSchema.dropPermanentTriggers(table: table))
+            },
+            Version(identifier: Self.historyRowsPerBatch, legacyTable: nil) { db in
+                try db.execute(sql: SQLiteSchema.renameEventHistory)
+                try db.execute(sql: SQLiteSchema.createHistoryRows)
+                // The earlier rows, in the order they were applied, become one row; the limit it was kept to is unknown,
+                // and needs none: the rows are exactly the newest events (see `HistoryChunks`).
+                let events = try Row.fetchAll(db, sql: SQLiteSchema.selectEventHistory)
+                if !events.isEmpty {
+                    var blob: [UInt8] = []
+                    for (index, row) in events.enumerated() {
+                        (row[1] as Data).withUnsafeBytes {
+                            HistoryChunks.append(order: row[0], applied: Int64(index + 1), json: $0, to: &blob)
+                        }
+                    }
+                    let orders = events.map { $0[0] as Int64 }
+                    try db.execute(
+                        sql: SQLiteSchema.insertHistoryRow,
+                        arguments: [orders.min()!, orders.max()!, events.count, 1, events.count, Data(blob)]
+                    )
+                }
+                try db.execute(sql: SQLiteSchema.dropEventHistory)
             },
         ]
         var migrator = DatabaseMigrator()

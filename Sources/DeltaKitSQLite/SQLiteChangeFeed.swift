@@ -5,20 +5,29 @@ import GRDB
 extension SQLiteStateStore: ChangeFeedStore {
     /// A feed of the visible changes to the file's state, from any process that writes it.
     ///
-    /// Changes are recorded by the state table's triggers in the same transaction as the state, numbered, and
-    /// kept up to ``Configuration/changeBufferLimit``; a feed reads them every ``Configuration/feedPollInterval``.
-    /// A position (`<file id>:<number>`) can be resumed from in any process, as long as the file still keeps the
-    /// changes after it.
+    /// While a feed of the file is open, in any process, the writer records each change in the same transaction
+    /// as the state, numbered, and keeps up to ``Configuration/changeBufferLimit`` of them; a feed reads them every
+    /// ``Configuration/feedPollInterval``. When no feed is open the writer records nothing (recording is work on
+    /// every write that only feeds read). A position (`<file id>:<number>`) can be resumed from in any process as
+    /// long as the file still keeps the changes after it: when no more than ``Configuration/changeBufferLimit``
+    /// changes followed it and a feed was open whenever events were applied since (keep a feed open to be able to
+    /// resume).
     ///
     /// - `.snapshot`: every live record as an insert (`isSnapshot`), read in pages from one consistent
     ///   read transaction, then every change after that snapshot — none lost, none repeated.
     /// - `.now`: changes after the call.
     /// - `.after(position)`: changes after a position an earlier feed delivered.
     ///
-    /// - Throws: `DeltaKitError` (`changesUnavailable`) for a position of another file or one older than the
-    ///   changes the file keeps (also thrown by the feed when it falls that far behind, and when the file is
-    ///   rebuilt — ``removeAll()`` — or deleted and created anew at its path: its positions no longer apply).
+    /// - Throws: `DeltaKitError` (`changesUnavailable`) for a position of another file, one older than the
+    ///   changes the file keeps, or one after which events were applied while no feed was open (also thrown by the
+    ///   feed when it falls that far behind, and when the file is rebuilt — ``removeAll()`` — or deleted and created
+    ///   anew at its path: its positions no longer apply); `storageFailed` when the feed cannot register itself
+    ///   (`<file>-feeds.lock` cannot be opened).
     public func changes(from start: ChangeFeedStart) async throws -> SQLiteChangeFeed<Record> {
+        // Registered before it reads where the changes end: every transaction after that point records.
+        let registration =
+            recordsChangesOnDemand
+            ? try await ChangeCapture.Registration(databasePath: configuration.path) : nil
         let reader = try pool.makeSnapshot()
         let (first, last, fileID) = try await reader.read { db in
             let (first, last) = try Self.changeBounds(db, self.sql)
@@ -26,9 +35,21 @@ extension SQLiteStateStore: ChangeFeedStore {
         }
         switch start {
         case .snapshot:
-            return SQLiteChangeFeed(store: self, after: last, snapshot: reader, storeID: fileID)
+            return SQLiteChangeFeed(
+                store: self,
+                after: last,
+                snapshot: reader,
+                storeID: fileID,
+                registration: registration
+            )
         case .now:
-            return SQLiteChangeFeed(store: self, after: last, snapshot: nil, storeID: fileID)
+            return SQLiteChangeFeed(
+                store: self,
+                after: last,
+                snapshot: nil,
+                storeID: fileID,
+                registration: registration
+            )
         case .after(let position):
             let sequence = try sequence(of: position)
             // Changes sequence+1 … last must still be in the file.
@@ -37,8 +58,26 @@ extension SQLiteStateStore: ChangeFeedStore {
                     "position \(position) is \(sequence > last ? "ahead of" : "older than") the changes \(configuration.path) keeps (\(first.map { "\($0)…\(last)" } ?? "none after \(last)")); start again from a snapshot"
                 )
             }
-            return SQLiteChangeFeed(store: self, after: sequence, snapshot: nil, storeID: fileID)
+            if try await reader.read({ db in try Bool.fetchOne(db, sql: SQLiteSchema.gapAfter, arguments: [sequence]) })
+                == true
+            {
+                throw changesNotRecorded(after: position)
+            }
+            return SQLiteChangeFeed(
+                store: self,
+                after: sequence,
+                snapshot: nil,
+                storeID: fileID,
+                registration: registration
+            )
         }
+    }
+
+    /// The error for a position after which events were applied while no feed of the file was open.
+    func changesNotRecorded(after position: ChangeFeedPosition) -> DeltaKitError {
+        changesUnavailable(
+            "the changes after position \(position) were not recorded: events were applied to \(configuration.path) while no change feed of it was open (the writer records changes only then); start again from a snapshot, and keep a feed open to be able to resume"
+        )
     }
 
     static func changeBounds(_ db: Database, _ sql: Statements) throws -> (first: Int64?, last: Int64) {
@@ -76,10 +115,12 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
     let snapshot: DatabaseSnapshot?
     /// The file's id when the feed was created: a rebuild (``SQLiteStateStore/removeAll()``) changes it.
     let storeID: String
+    /// Keeps the writer recording changes while the feed (or an iterator of it) exists.
+    let registration: ChangeCapture.Registration?
 
     /// Creates the iterator.
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(store: store, after: after, snapshot: snapshot, storeID: storeID)
+        AsyncIterator(store: store, after: after, snapshot: snapshot, storeID: storeID, registration: registration)
     }
 
     /// Reads the snapshot in pages, then polls the file's changes.
@@ -92,12 +133,20 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
         var bufferIndex = 0
         /// The file's id when the feed started: a rebuild changes it.
         let storeID: String
+        let registration: ChangeCapture.Registration?
 
-        init(store: SQLiteStateStore<Record>, after: Int64, snapshot: DatabaseSnapshot?, storeID: String) {
+        init(
+            store: SQLiteStateStore<Record>,
+            after: Int64,
+            snapshot: DatabaseSnapshot?,
+            storeID: String,
+            registration: ChangeCapture.Registration?
+        ) {
             self.store = store
             self.after = after
             self.snapshot = snapshot
             self.storeID = storeID
+            self.registration = registration
         }
 
         /// The next change; waits for one (polling the file). Throws `changesUnavailable` when the file no
@@ -180,12 +229,15 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
             }
             for row in rows {
                 let sequence = row.sequence
-                let kind: StateChange<Record>.Kind =
-                    switch row.kind {
-                    case "insert": .insert
-                    case "update": .update
-                    default: .delete
-                    }
+                let kind: StateChange<Record>.Kind
+                switch row.kind {
+                case "insert": kind = .insert
+                case "update": kind = .update
+                case "delete": kind = .delete
+                default:
+                    // A gap: no feed was open when events were applied (not this one: it keeps recording on).
+                    throw store.changesNotRecorded(after: store.position(self.after))
+                }
                 let event = try store.event(from: row.event)
                 buffer.append(
                     ChangeFeedElement(

@@ -111,6 +111,93 @@ enum SQLiteSchema {
     static let createFingerprints =
         "CREATE TABLE \(fingerprints) (partition INTEGER PRIMARY KEY NOT NULL, \"offset\" INTEGER NOT NULL, timestamp INTEGER NOT NULL, digest INTEGER NOT NULL)"
 
+    /// Version `4-changes-on-demand`: the state table's triggers and its index of tombstones go. The writer records
+    /// changes only while a change feed of the file is open (``ChangeCapture``), with the same triggers made
+    /// temporary on its own connection (``createCaptureTriggers(table:schema:)``); removing tombstones scans the
+    /// table instead of keeping an index up to date on every write.
+    static func dropPermanentTriggers(table: String) -> String {
+        let q = quote
+        return """
+            DROP TRIGGER IF EXISTS \(q(table + "_inserted"));
+            DROP TRIGGER IF EXISTS \(q(table + "_updated"));
+            DROP INDEX IF EXISTS \(q(table + "_deleted"));
+            """
+    }
+
+    /// Version `5-history-rows-per-batch`: the history as one row per batch (``HistoryChunks``): the newest
+    /// events of the batch in one blob, with their lowest and highest order. The rows of the earlier history become
+    /// one such row.
+    static let createHistoryRows =
+        "CREATE TABLE \(history) (seq INTEGER PRIMARY KEY, min_order INTEGER NOT NULL, max_order INTEGER NOT NULL, count INTEGER NOT NULL, first_applied INTEGER NOT NULL, last_applied INTEGER NOT NULL, events BLOB NOT NULL)"
+    static let renameEventHistory = "ALTER TABLE \(history) RENAME TO \(history)_events"
+    static let selectEventHistory = "SELECT event_order, \(eventColumn) FROM \(history)_events ORDER BY seq"
+    static let dropEventHistory = "DROP TABLE \(history)_events"
+    /// The history of a file before version 5, for a reader: one row per event.
+    static let selectEventHistoryBefore5 =
+        "SELECT \(eventColumn) FROM \(history) ORDER BY event_order DESC, seq DESC LIMIT ?"
+
+    // MARK: The history's rows
+
+    static let insertHistoryRow =
+        "INSERT INTO \(history) (min_order, max_order, count, first_applied, last_applied, events) VALUES (?, ?, ?, ?, ?, ?)"
+    static let selectHistoryBounds =
+        "SELECT seq, min_order, max_order, count, first_applied, last_applied FROM \(history)"
+    static let selectHistoryRow = "SELECT events FROM \(history) WHERE seq = ?"
+    static let selectLastApplied = "SELECT coalesce(max(last_applied), 0) FROM \(history)"
+    static let deleteHistoryRow = "DELETE FROM \(history) WHERE seq = ?"
+    /// The limit the writer keeps the history to (``HistoryChunks``).
+    static let selectHistoryLimit = "SELECT value FROM \(meta) WHERE name = 'history_limit'"
+    static let upsertHistoryLimit = "INSERT OR REPLACE INTO \(meta) (name, value) VALUES ('history_limit', ?)"
+
+    // MARK: Recording changes while a feed is open
+
+    /// The triggers of version `2-changes`, made temporary: they exist on the writer's connection only while it
+    /// records changes, and in no file.
+    static func createCaptureTriggers(table: String, schema: RecordSchema) -> String {
+        let q = quote
+        let t = "main." + q(table)
+        let c = changes
+        let event = eventColumn
+        let valueColumns = schema.valueFields.map { q($0.name) }
+        let valuesDiffer =
+            valueColumns.isEmpty ? "0" : valueColumns.map { "OLD.\($0) IS NOT NEW.\($0)" }.joined(separator: " OR ")
+        // A temporary trigger's body names the file's tables unqualified (SQLite refuses `main.` there).
+        return """
+            CREATE TEMP TRIGGER IF NOT EXISTS \(captureInserted) AFTER INSERT ON \(t) WHEN NEW.op <> 'delete'
+            BEGIN INSERT INTO \(c) (kind, \(event)) VALUES ('insert', NEW.\(event)); END;
+            CREATE TEMP TRIGGER IF NOT EXISTS \(captureUpdated) AFTER UPDATE ON \(t)
+            WHEN NOT (OLD.op = 'delete' AND NEW.op = 'delete') AND (OLD.op = 'delete' OR NEW.op = 'delete' OR \(valuesDiffer))
+            BEGIN INSERT INTO \(c) (kind, \(event)) VALUES (
+                CASE WHEN OLD.op = 'delete' THEN 'insert' WHEN NEW.op = 'delete' THEN 'delete' ELSE 'update' END,
+                CASE WHEN NEW.op = 'delete' THEN OLD.\(event) ELSE NEW.\(event) END); END;
+            """
+    }
+
+    private static let captureInserted = "deltakit_capture_inserted"
+    private static let captureUpdated = "deltakit_capture_updated"
+    static let dropCaptureTriggers =
+        "DROP TRIGGER IF EXISTS temp.\(captureInserted); DROP TRIGGER IF EXISTS temp.\(captureUpdated);"
+    static let countCaptureTriggers = "SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger'"
+
+    /// The `kind` of the row that marks changes not recorded (no feed was open): a position before it cannot be
+    /// resumed from.
+    static let gapKind = "gap"
+    static let insertGap = "INSERT INTO \(changes) (kind, \(eventColumn)) VALUES ('\(gapKind)', x'')"
+    /// Whether the last change row is a gap (or there is none: a new or emptied file has no position to protect).
+    static let lastChangeIsGap =
+        "SELECT coalesce((SELECT kind = '\(gapKind)' FROM \(changes) ORDER BY seq DESC LIMIT 1), 1)"
+    /// Whether changes after a position (`?`) were not recorded.
+    static let gapAfter = "SELECT EXISTS (SELECT 1 FROM \(changes) WHERE seq > ? AND kind = '\(gapKind)')"
+
+    /// A writer's page cache: the state table's pages of a batch stay in memory instead of being read back from
+    /// the operating system's cache on every batch (SQLite's default is 2 MiB).
+    static let writerCacheSize = "PRAGMA cache_size = -32768"
+    /// A writer's checkpoint interval, in pages (SQLite's default is 1,000, about 4 MiB): a batch of random keys
+    /// rewrites most of the state table's pages, so a checkpoint after every batch or two would copy each page to
+    /// the database file about as often as it is written to the WAL; every 8,192 pages (32 MiB of WAL) copies only
+    /// the last version of each. The WAL file keeps that size (it is persistent).
+    static let writerCheckpointPages = "PRAGMA wal_autocheckpoint = 8192"
+
     // MARK: deltakit_meta
 
     static let insertMeta = "INSERT INTO \(meta) (name, value) VALUES (?, ?)"
@@ -138,6 +225,7 @@ enum SQLiteSchema {
     /// `identifier` only): written directly when a file gets its versions in the transaction that checks it.
     static let createMigrations = "CREATE TABLE IF NOT EXISTS grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)"
     static let insertMigration = "INSERT INTO grdb_migrations (identifier) VALUES (?)"
+    static let selectMigration = "SELECT identifier FROM grdb_migrations WHERE identifier = ?"
 }
 
 /// The statements a store runs on its state, built once from its table and schema.
@@ -148,8 +236,6 @@ struct Statements: Sendable {
     let trimChanges: String
     let selectChanges: String
     let changeBounds: String
-    let insertHistory: String
-    let trimHistory: String
     let upsertPosition: String
     let selectPositions: String
     let upsertFingerprint: String
@@ -160,13 +246,14 @@ struct Statements: Sendable {
     let selectPageWithKey: String
     let selectPageAfterWithKey: String
     let selectValue: String
-    let selectHistory: String
     let countLive: String
     let countTombstones: String
     let removeTombstones: String
     let removeTombstonesByAge: String
     /// Empties the state, the history, the changes, the positions and the fingerprints (a rebuild).
     let removeAll: String
+    /// The writer's temporary triggers that record changes while a feed is open.
+    let createCaptureTriggers: String
 
     init(table: String, schema: RecordSchema) {
         let q = SQLiteSchema.quote
@@ -184,10 +271,6 @@ struct Statements: Sendable {
         let updates = names.filter { $0 != key }.map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
         upsertIfNewer =
             "INSERT INTO \(t) (\(names.joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", "))) ON CONFLICT (\(key)) DO UPDATE SET \(updates) WHERE excluded.event_order > \(t).event_order"
-        insertHistory = "INSERT INTO \(h) (event_order, \(event)) VALUES (?, ?)"
-        // Keep the newest `limit` by order (ties: the later applied); the index makes this a short scan.
-        trimHistory =
-            "DELETE FROM \(h) WHERE seq IN (SELECT seq FROM \(h) ORDER BY event_order DESC, seq DESC LIMIT -1 OFFSET ?)"
         trimChanges = "DELETE FROM \(c) WHERE seq <= (SELECT max(seq) FROM \(c)) - ?"
         selectChanges = "SELECT seq, kind, \(event) FROM \(c) WHERE seq > ? ORDER BY seq LIMIT ?"
         changeBounds =
@@ -204,11 +287,11 @@ struct Statements: Sendable {
         selectPageAfterWithKey =
             "SELECT \(event), \(key) FROM \(t) WHERE \(key) > ? AND op <> 'delete' ORDER BY \(key) LIMIT ?"
         selectValue = "SELECT \(event) FROM \(t) WHERE \(key) = ? AND op <> 'delete'"
-        selectHistory = "SELECT \(event) FROM \(h) ORDER BY event_order DESC, seq DESC LIMIT ?"
         countLive = "SELECT count(*) FROM \(t) WHERE op <> 'delete'"
         countTombstones = "SELECT count(*) FROM \(t) WHERE op = 'delete'"
         removeTombstones = "DELETE FROM \(t) WHERE op = 'delete' AND event_order < ?"
         removeTombstonesByAge = "DELETE FROM \(t) WHERE op = 'delete' AND ts < ?"
         removeAll = [t, h, c, p, f].map { "DELETE FROM \($0);" }.joined(separator: " ")
+        createCaptureTriggers = SQLiteSchema.createCaptureTriggers(table: table, schema: schema)
     }
 }

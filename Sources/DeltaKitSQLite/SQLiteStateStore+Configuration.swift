@@ -19,7 +19,8 @@ extension SQLiteStateStore {
         /// 0 keeps none (and makes applying a little cheaper). Default: 1,000.
         public var historyLimit: Int
         /// How many changes the file keeps for change feeds: a feed may fall this far behind, and a position
-        /// this old can still be resumed from; 1…100,000,000. Default: 100,000.
+        /// this old can still be resumed from (if a feed of the file was open whenever events were applied since:
+        /// changes are recorded only then); 1…100,000,000. Default: 100,000.
         public var changeBufferLimit: Int
         /// How often a change feed looks for new changes in the file (they may come from another process).
         /// 1 ms…1 minute. Default: 100 milliseconds.

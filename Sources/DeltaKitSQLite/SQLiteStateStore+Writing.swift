@@ -14,16 +14,20 @@ extension SQLiteStateStore {
     ///   `storageFailed` when the file cannot be written.
     @discardableResult
     public func apply(_ event: ChangeEvent<Record>) async throws -> StateChange<Record>? {
-        let prepared = try Prepared(event.canonicalized(), schema: schema)
-        return try await write { db in
-            let previous = try self.current(prepared.event.key, keyValue: prepared.keyValue, db)
-            guard try self.writeBatch([prepared], positions: [:], db) == [true] else { return nil }
-            switch (previous?.record, prepared.event.record) {
+        let event = try event.canonicalized(schema: schema)
+        let batch = try prepare([event])
+        let keyValue = try Self.keyValue(event.key, schema: schema)
+        return try await write { db, recording in
+            let previous = try self.current(keyValue: keyValue, db)
+            guard try self.writeBatch(batch, [event], positions: [:], recording: recording, db) == [true] else {
+                return nil
+            }
+            switch (previous?.record, event.record) {
             case (nil, nil): return nil
-            case (nil, let new?): return StateChange(kind: .insert, key: prepared.event.key, record: new)
-            case (let old?, nil): return StateChange(kind: .delete, key: prepared.event.key, record: old)
+            case (nil, let new?): return StateChange(kind: .insert, key: event.key, record: new)
+            case (let old?, nil): return StateChange(kind: .delete, key: event.key, record: old)
             case (let old?, let new?):
-                return old == new ? nil : StateChange(kind: .update, key: prepared.event.key, record: new)
+                return old == new ? nil : StateChange(kind: .update, key: event.key, record: new)
             }
         }
     }
@@ -60,12 +64,14 @@ extension SQLiteStateStore {
                 message: "position \(offset) for partition \(partition) of '\(source)' is negative"
             )
         }
-        // Every event is checked and converted before the transaction starts: an invalid one throws here,
-        // before anything of the batch is written.
-        let prepared = try events.map { try Prepared($0.canonicalized(), schema: schema) }
-        guard !prepared.isEmpty || !positions.isEmpty else { return }
-        try await write { db in
-            _ = try self.writeBatch(prepared, positions: positions, db)
+        // Every event is checked and written to the batch's buffer before the transaction starts: an invalid one
+        // throws here, before anything of the batch is written.
+        let canonical =
+            schema.changesInRoundTrip ? try events.map { try $0.canonicalized(schema: schema) } : events
+        let batch = try prepare(canonical)
+        guard !events.isEmpty || !positions.isEmpty else { return }
+        try await write { db, recording in
+            _ = try self.writeBatch(batch, canonical, positions: positions, recording: recording, db)
             let statement = try db.cachedStatement(sql: self.sql.upsertFingerprint)
             for (partition, fingerprint) in fingerprints {
                 try statement.execute(arguments: [
@@ -81,7 +87,7 @@ extension SQLiteStateStore {
     /// from a recreated topic.
     public func removeAll() async throws {
         let newID = StoreID.new()
-        try await write { db in
+        try await write { db, _ in
             try db.execute(sql: self.sql.removeAll)
             try db.execute(sql: SQLiteSchema.updateStoreID, arguments: [newID])
         }
@@ -94,7 +100,7 @@ extension SQLiteStateStore {
     /// - Returns: The number of removed rows.
     @discardableResult
     public func removeTombstones(olderThan order: Int64) async throws -> Int {
-        try await write { db in
+        try await write { db, _ in
             try db.execute(sql: self.sql.removeTombstones, arguments: [order])
             return db.changesCount
         }
@@ -109,7 +115,7 @@ extension SQLiteStateStore {
     public func removeTombstones(deletedBefore date: Date) async throws -> Int {
         // `ts` is written in one fixed form (UTC, microseconds), so text order is time order.
         let bound = EventTimestamp.format(date)
-        return try await write { db in
+        return try await write { db, _ in
             try db.execute(sql: self.sql.removeTombstonesByAge, arguments: [bound])
             return db.changesCount
         }
@@ -117,9 +123,10 @@ extension SQLiteStateStore {
 
     // MARK: One transaction
 
-    /// Runs `body` in a write transaction: rolled back when it throws.
-    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        guard !configuration.readOnly else {
+    /// Runs `body` in a write transaction, rolled back when it throws; `body` learns whether it must record the
+    /// changes it makes (a change feed of the file is open, in any process: see ``ChangeCapture``).
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database, _ recording: Bool) throws -> T) async throws -> T {
+        guard !configuration.readOnly, let capture else {
             throw DeltaKitError(
                 code: .invalidConfiguration,
                 message:
@@ -127,7 +134,18 @@ extension SQLiteStateStore {
             )
         }
         do {
-            return try await pool.write(body)
+            // As `DatabasePool.write`, with the feeds' lock taken on the writer's connection before the transaction
+            // and released after its commit (or rollback).
+            return try await pool.writeWithoutTransaction { db in
+                let noFeed = try capture.beginTransaction()
+                defer { if noFeed { capture.endTransaction() } }
+                var result: T?
+                try db.inTransaction {
+                    result = try body(db, !noFeed)
+                    return .commit
+                }
+                return result!
+            }
         } catch let error as DeltaKitError {
             throw error
         } catch {
@@ -135,24 +153,86 @@ extension SQLiteStateStore {
         }
     }
 
-    /// Writes `events` in order, their history and `positions`, in the caller's transaction; returns whether
-    /// each event won (superseded the stored winner).
-    private func writeBatch(_ events: [Prepared], positions: [Int32: Int64], _ db: Database) throws -> [Bool] {
-        let won = try events.map { try applyOne($0, db) }
-        if configuration.historyLimit > 0, !events.isEmpty {
-            // Only the batch's newest `historyLimit` events can survive the trim.
-            let insert = try db.cachedStatement(sql: sql.insertHistory)
-            for index in Self.newest(events, limit: configuration.historyLimit) {
-                try insert.execute(arguments: [events[index].event.order, events[index].json])
+    /// Writes `events` (whose wire JSON and columns `batch` holds, in the same order) in order, their history and
+    /// `positions`, in the caller's transaction; returns whether each event won (superseded the stored winner).
+    ///
+    /// With `recording`, the capture triggers record each visible change; without, they are dropped and a `gap`
+    /// row marks that changes went unrecorded.
+    private func writeBatch(
+        _ batch: PreparedBatch,
+        _ events: [ChangeEvent<Record>],
+        positions: [Int32: Int64],
+        recording: Bool,
+        _ db: Database
+    ) throws -> [Bool] {
+        if !batch.entries.isEmpty { try prepareCapture(recording: recording, db) }
+        var won: [Bool] = []
+        won.reserveCapacity(batch.entries.count)
+        let types = schema.fields.map(\.type)
+        try batch.bytes.withUnsafeBytes { bytes in
+            let upsert = try RawStatement(db, sql: sql.upsertIfNewer)
+            for index in batch.entries.indices {
+                batch.bind(index, to: upsert, types: types, keyLast: false, in: bytes)
+                // One statement for the usual case: a newer order wins, a new key is inserted.
+                won.append(try upsert.execute() > 0 || resolveTie(index, of: batch, events, types, bytes, db))
             }
-            try trimHistory(db)
+            if configuration.historyLimit > 0, !batch.entries.isEmpty {
+                try HistoryChunks.adopt(limit: configuration.historyLimit, db)
+                // Only the batch's newest `historyLimit` events can be among the newest: one row holds them, applied
+                // after every event already in the history.
+                let lastApplied = try Int64.fetchOne(db, sql: SQLiteSchema.selectLastApplied) ?? 0
+                var applied = lastApplied
+                var blob: [UInt8] = []
+                var lowest = Int64.max
+                var highest = Int64.min
+                let newest = batch.newest(limit: configuration.historyLimit)
+                for index in newest {
+                    let entry = batch.entries[index]
+                    applied += 1
+                    HistoryChunks.append(
+                        order: entry.order,
+                        applied: applied,
+                        json: UnsafeRawBufferPointer(rebasing: bytes[entry.json]),
+                        to: &blob
+                    )
+                    lowest = min(lowest, entry.order)
+                    highest = max(highest, entry.order)
+                }
+                let insert = try RawStatement(db, sql: SQLiteSchema.insertHistoryRow)
+                insert.bind(1, lowest)
+                insert.bind(2, highest)
+                insert.bind(3, Int64(newest.count))
+                insert.bind(4, lastApplied + 1)
+                insert.bind(5, applied)
+                blob.withUnsafeBytes { insert.bindBlob(6, $0) }
+                _ = try insert.execute()
+            }
         }
-        if !events.isEmpty { try trimChanges(db) }
+        if configuration.historyLimit > 0, !batch.entries.isEmpty {
+            try HistoryChunks.trim(db, limit: configuration.historyLimit)
+        }
+        if recording, !batch.entries.isEmpty { try trimChanges(db) }
         let statement = try db.cachedStatement(sql: sql.upsertPosition)
         for (partition, offset) in positions {
             try statement.execute(arguments: [Int64(partition), offset])
         }
         return won
+    }
+
+    /// Makes the writer's connection record changes (`recording`) or not, and marks unrecorded changes.
+    private func prepareCapture(recording: Bool, _ db: Database) throws {
+        // Asked of the connection each time rather than remembered: a rolled-back transaction takes back the
+        // triggers it created or dropped.
+        let installed = try Int.fetchOne(db, sql: SQLiteSchema.countCaptureTriggers) ?? 0 > 0
+        if recording {
+            if !installed { try db.execute(sql: sql.createCaptureTriggers) }
+        } else {
+            if installed { try db.execute(sql: SQLiteSchema.dropCaptureTriggers) }
+            // One gap row after the last recorded change is enough: every position is before it.
+            if try Bool.fetchOne(db, sql: SQLiteSchema.lastChangeIsGap) != true {
+                try db.execute(sql: SQLiteSchema.insertGap)
+            }
+        }
     }
 
     /// The stored winner's order and (only when a tie needs it) the event itself.
@@ -169,40 +249,44 @@ extension SQLiteStateStore {
         return Stored(order: row[0], json: row[1], record: nil)
     }
 
-    private func current(_ key: Record.Key, keyValue: DatabaseValue, _ db: Database) throws -> Stored? {
+    private func current(keyValue: DatabaseValue, _ db: Database) throws -> Stored? {
         guard var stored = try currentOrder(keyValue, db) else { return nil }
         stored.record = try event(from: stored.json).record
         return stored
     }
 
-    /// Writes `event` if it supersedes the stored winner; `true` when it won. One statement for the usual case
-    /// (a newer order wins, a new key is inserted); only when nothing changed — an older order, or a tie — is the
-    /// stored winner read, and a tie merged in Swift. The table's triggers record the visible change for feeds.
-    private func applyOne(_ event: Prepared, _ db: Database) throws -> Bool {
-        try db.cachedStatement(sql: sql.upsertIfNewer).execute(arguments: event.arguments)
-        if db.changesCount > 0 { return true }
-        guard let previous = try currentOrder(event.keyValue, db), previous.order == event.event.order,
-            LatestStateMerge.supersedes(event.event, try self.event(from: previous.json))
+    /// When entry `index` of `batch` changed nothing — an older order, or a tie —: whether it supersedes the stored
+    /// winner after all (a tie merged in Swift), and if so writes it. Off the hot path: generic code here would ask
+    /// for type metadata on every event.
+    @inline(never)
+    private func resolveTie(
+        _ index: Int,
+        of batch: PreparedBatch,
+        _ events: [ChangeEvent<Record>],
+        _ types: [RecordSchema.FieldType],
+        _ bytes: UnsafeRawBufferPointer,
+        _ db: Database
+    ) throws -> Bool {
+        let keyValue = Self.databaseValue(batch.column(batch.keyIndex, of: index).scalar(in: bytes), schema.key.type)
+        guard let previous = try currentOrder(keyValue, db), previous.order == batch.entries[index].order,
+            LatestStateMerge.supersedes(events[index], try self.event(from: previous.json))
         else { return false }
-        try db.cachedStatement(sql: sql.updateRow).execute(arguments: event.updateArguments)
+        let update = try RawStatement(db, sql: sql.updateRow)
+        batch.bind(index, to: update, types: types, keyLast: true, in: bytes)
+        _ = try update.execute()
         return true
+    }
+
+    /// The events' wire JSON and columns, written with the record's layout (checked: an invalid event throws).
+    func prepare(_ events: [ChangeEvent<Record>]) throws -> PreparedBatch {
+        var batch = PreparedBatch(fieldCount: layout.fieldCount, keyIndex: layout.keyIndex, capacity: events.count)
+        let writer = WireEventWriter(layout: layout, capturesColumns: true)
+        for event in events { try batch.append(event, writer: writer) }
+        return batch
     }
 
     private func trimChanges(_ db: Database) throws {
         try db.cachedStatement(sql: sql.trimChanges).execute(arguments: [configuration.changeBufferLimit])
     }
 
-    /// The indices of the `limit` events with the highest orders (the later one among equal orders), ascending.
-    private static func newest(_ events: [Prepared], limit: Int) -> [Int] {
-        guard events.count > limit else { return Array(events.indices) }
-        let chosen = events.indices.sorted {
-            (events[$0].event.order, $0) > (events[$1].event.order, $1)
-        }.prefix(limit)
-        return chosen.sorted()
-    }
-
-    private func trimHistory(_ db: Database) throws {
-        guard configuration.historyLimit > 0 else { return }
-        try db.cachedStatement(sql: sql.trimHistory).execute(arguments: [configuration.historyLimit])
-    }
 }

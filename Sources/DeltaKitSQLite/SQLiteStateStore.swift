@@ -34,6 +34,8 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
 
     let pool: DatabasePool
     let schema: RecordSchema
+    /// The record's wire JSON layout: the write path's writer.
+    let layout: WireLayout
     let sql: Statements
     /// A random id written into the file when it is created, and anew by ``removeAll()``: change-feed positions
     /// carry it.
@@ -43,6 +45,14 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     let fileIdentity: FileIdentity?
     /// Held by a writable store: one writer per file.
     private let writerLock: WriterLock?
+    /// A writable store's side of the feeds' lock: whether a transaction records changes.
+    let capture: ChangeCapture.Writer?
+    /// Whether the file records changes only while a feed is open (every file a writer of this version opened);
+    /// a feed then registers itself (``ChangeCapture/Registration``).
+    let recordsChangesOnDemand: Bool
+    /// Whether the history has one row per batch (every file a writer of this version opened); a reader reads an
+    /// older file's history of one row per event.
+    let historyRowsPerBatch: Bool
 
     /// Opens (or creates) the state file.
     ///
@@ -70,6 +80,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         self.configuration = configuration
         self.tableName = tableName
         self.schema = schema
+        self.layout = try WireLayout.of(Record.self)
         self.sql = Statements(table: tableName, schema: schema)
         let path = configuration.path
         if configuration.readOnly || configuration.source == nil, !FileManager.default.fileExists(atPath: path) {
@@ -80,6 +91,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
             )
         }
         writerLock = configuration.readOnly ? nil : try WriterLock(databasePath: path)
+        capture = configuration.readOnly ? nil : try ChangeCapture.Writer(databasePath: path)
         var grdb = GRDB.Configuration()
         grdb.readonly = configuration.readOnly
         grdb.busyMode = .timeout(configuration.busyTimeout.secondsAsDouble)
@@ -89,6 +101,11 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
             grdb.prepareDatabase { db in
                 try db.execute(sql: synchronous)
                 try db.persistWAL()
+                // The pool's readers are read-only connections: only the writer keeps a large cache.
+                if !db.configuration.readonly {
+                    try db.execute(sql: SQLiteSchema.writerCacheSize)
+                    try db.execute(sql: SQLiteSchema.writerCheckpointPages)
+                }
             }
         }
         do {
@@ -135,6 +152,12 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
                 try format.migrate(pool)
             }
             currentStoreID = Mutex(try pool.read { db in try StoreID.read(db) })
+            (recordsChangesOnDemand, historyRowsPerBatch) = try pool.read { db in
+                (
+                    try FileFormat.has(FileFormat.changesOnDemand, db),
+                    try FileFormat.has(FileFormat.historyRowsPerBatch, db)
+                )
+            }
             fileIdentity = FileIdentity(path: path)
         } catch let error as DeltaKitError {
             throw error
@@ -156,7 +179,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     public func snapshot(after key: Record.Key?, limit: Int) async throws -> [Record] {
         try DeltaKitError.check(limit, in: 0...Int.max, "snapshot page limit")
         guard limit > 0 else { return [] }
-        let keyValue = try key.map { try Prepared.keyValue($0, schema: schema) }
+        let keyValue = try key.map { try Self.keyValue($0, schema: schema) }
         return try await read { db in
             let rows =
                 if let keyValue {
@@ -170,7 +193,7 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
 
     /// The live record for `key`, read through the primary key.
     public func value(forKey key: Record.Key) async throws -> Record? {
-        let keyValue = try Prepared.keyValue(key, schema: schema)
+        let keyValue = try Self.keyValue(key, schema: schema)
         return try await read { db in
             try Row.fetchOne(db, sql: self.sql.selectValue, arguments: [keyValue]).map { try self.record(from: $0) }
         }
@@ -182,10 +205,14 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         try DeltaKitError.check(limit, in: 0...Int.max, "history limit")
         let count = min(limit, configuration.historyLimit)
         guard count > 0 else { return [] }
+        let rowsPerBatch = historyRowsPerBatch
         return try await read { db in
-            try Row.fetchAll(db, sql: self.sql.selectHistory, arguments: [count]).map {
-                try self.event(from: $0[0] as Data)
+            guard rowsPerBatch else {
+                return try Row.fetchAll(db, sql: SQLiteSchema.selectEventHistoryBefore5, arguments: [count]).map {
+                    try self.event(from: $0[0] as Data)
+                }
             }
+            return try HistoryChunks.newest(db, limit: count).map { try self.event(from: $0.json) }
         }
     }
 

@@ -10,7 +10,7 @@ import Testing
 struct SQLiteFileFormatTests {
     typealias Store = SQLiteStateStore<DemoUser>
 
-    static let versions = "1-state\n2-changes\n3-fingerprints\n"
+    static let versions = "1-state\n2-changes\n3-fingerprints\n4-changes-on-demand\n5-history-rows-per-batch\n"
 
     @Test("a new file records every version of the format and no format_version")
     func newFileRecordsVersions() async throws {
@@ -102,6 +102,72 @@ struct SQLiteFileFormatTests {
         #expect(try await reopened.fingerprints() == [0: MessageFingerprint(offset: 5, timestamp: 1, digest: 2)])
     }
 
+    /// A file of version `3-fingerprints`, whose triggers record every change and whose index keeps its tombstones:
+    /// the shape every file had before changes were recorded only while a feed is open.
+    @Test(
+        "a file of version 3 opens: read-only as it is, its triggers feeding a feed; writable, brought up to date without them"
+    )
+    func versionThreeFileOpens() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("users.sqlite")
+        _ = try SQLiteStateStoreTests.sqlite3(
+            path,
+            try Self.legacyFile(changeFeed: true, fingerprints: true) + """
+
+                DELETE FROM deltakit_meta WHERE name = 'format_version';
+                CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                INSERT INTO grdb_migrations VALUES ('1-state'), ('2-changes'), ('3-fingerprints');
+                """
+        )
+        let alice = DemoUser(id: 1, name: "Alice", age: 25)
+        let objects =
+            "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY 2;"
+        #expect(
+            try SQLiteStateStoreTests.sqlite3(path, objects)
+                == "index|deltakit_history_order\nindex|demo_users_deleted\ntrigger|demo_users_inserted\ntrigger|demo_users_updated\n"
+        )
+
+        // A reader takes the file as it is: a writer of version 3 (here the sqlite3 shell) feeds its feed through the
+        // file's triggers.
+        do {
+            let reader = try Store(configuration: .init(path: path, source: nil, readOnly: true))
+            #expect(try await reader.snapshot() == [alice])
+            var feed = try await reader.changes(from: .now).makeAsyncIterator()
+            _ = try SQLiteStateStoreTests.sqlite3(
+                path,
+                "UPDATE demo_users SET age = 26, event_order = 5, deltakit_event = X'\(try Self.hex(.update(DemoUser(id: 1, name: "Alice", age: 26), order: 5)))' WHERE id = 1;"
+            )
+            #expect(
+                try await feed.next()?.change
+                    == StateChange(kind: .update, key: 1, record: DemoUser(id: 1, name: "Alice", age: 26))
+            )
+        }
+
+        // A writer brings it to version 5: the triggers and the tombstones' index go, the history becomes one row per
+        // batch, the rows stay.
+        let store = try SQLiteStateStoreTests.open(path)
+        #expect(
+            try SQLiteStateStoreTests.sqlite3(path, "SELECT identifier FROM grdb_migrations ORDER BY 1;")
+                == Self.versions
+        )
+        #expect(try SQLiteStateStoreTests.sqlite3(path, objects) == "")
+        #expect(try await store.history(limit: 10).map(\.order) == [4, 2, 1])
+        #expect(try await store.snapshot() == [DemoUser(id: 1, name: "Alice", age: 26)])
+        #expect(try await store.tombstoneCount() == 1)
+        #expect(try await store.positions() == [0: 5, 1: 7])
+        try await store.apply(.insert(DemoUser(id: 2, name: "Late", age: 1), order: 3))
+        #expect(try await store.value(forKey: 2) == nil, "the tombstone of key 2 still refuses an older insert")
+        #expect(try await store.removeTombstones(olderThan: 5) == 1)
+        #expect(try await store.tombstoneCount() == 0)
+        // Changes are recorded while a feed is open.
+        var feed = try await store.changes(from: .now).makeAsyncIterator()
+        try await store.apply(.delete(key: 1, order: 6))
+        #expect(
+            try await feed.next()?.change
+                == StateChange(kind: .delete, key: 1, record: DemoUser(id: 1, name: "Alice", age: 26))
+        )
+    }
+
     @Test("a file of a newer DeltaKit (a version this one does not know) is refused, naming the file; it is untouched")
     func newerFileRefused() async throws {
         let directory = try TemporaryDirectory()
@@ -120,13 +186,16 @@ struct SQLiteFileFormatTests {
         #expect(try SQLiteStateStoreTests.sqlite3(path, ".dump") == before)
     }
 
+    /// The event's wire JSON in hexadecimal, for a blob literal.
+    static func hex(_ event: ChangeEvent<DemoUser>) throws -> String {
+        (try event.jsonData()).map { String(format: "%02x", $0) }.joined()
+    }
+
     /// The SQL of a state file of `DemoUser`s for the topic `user-events` as DeltaKit wrote it before the file
     /// format had versions: Alice (id 1), the tombstone of Bob (id 2), their history and positions.
     static func legacyFile(changeFeed: Bool, fingerprints: Bool) throws -> String {
         let ts = Date(timeIntervalSince1970: 1_700_000_000)
-        func hex(_ event: ChangeEvent<DemoUser>) throws -> String {
-            "X'" + (try event.jsonData()).map { String(format: "%02x", $0) }.joined() + "'"
-        }
+        func hex(_ event: ChangeEvent<DemoUser>) throws -> String { "X'" + (try Self.hex(event)) + "'" }
         let alice = try hex(.insert(DemoUser(id: 1, name: "Alice", age: 25), order: 1, timestamp: ts))
         let bob = try hex(.insert(DemoUser(id: 2, name: "Bob", age: 30), order: 2, timestamp: ts))
         let bobDeleted = try hex(.delete(key: 2, order: 4, timestamp: ts))

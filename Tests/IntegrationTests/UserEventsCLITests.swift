@@ -243,6 +243,81 @@ struct UserEventsCLITests {
         #expect(ownHistory.status == 0 && ownHistory.stdout.split(separator: "\n").count == 3, "\(ownHistory.stderr)")
     }
 
+    /// Three processes: `watch --state` follows the file's change feed while `materialize` (another process) writes
+    /// it. The writer records changes only while a feed is open; the watcher's feed, in its own process, must keep
+    /// it recording: every change of every key is printed, in order.
+    @Test("watch --state in one process prints every change a materialize in another process writes", .requiresKafka)
+    func watchAcrossProcesses() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic("cli-watch-file")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltakit-cli-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let state = directory.appendingPathComponent("users.sqlite").path
+        _ = try await CLI.run([
+            "produce", "--brokers", brokers, "--topic", topic, "--count", "100", "--seed", "21", "--quiet",
+        ])
+        let first = try await CLI.run([
+            "materialize", "--brokers", brokers, "--topic", topic, "--state", state, "--exit-when-caught-up",
+        ])
+        #expect(first.status == 0, "\(first.stderr)")
+
+        let watch = try CLI.Running([
+            "watch", "--state", state, "--format", "csv", "--from-now", "--poll-interval", "20",
+        ])
+        defer { watch.signal(SIGKILL) }
+        // The feed is open once watch has read the file: its stderr says nothing, so wait for the feeds' lock.
+        try await Self.waitForFeed(state)
+        _ = try await CLI.run([
+            "produce", "--brokers", brokers, "--topic", topic, "--count", "200", "--seed", "22", "--quiet",
+        ])
+        let second = try await CLI.run([
+            "materialize", "--brokers", brokers, "--topic", topic, "--state", state, "--exit-when-caught-up",
+        ])
+        #expect(second.status == 0, "\(second.stderr)")
+
+        // What the 200 new events change, key by key (partitions keep each key's order, not the order across keys).
+        var reference = LatestState<DemoUser>()
+        var generator = DemoEventGenerator(seed: 21)
+        for event in generator.next(100) { reference.apply(event) }
+        generator = DemoEventGenerator(seed: 22, startOrder: 1_000)  // produced later: higher orders
+        var expected: [Int: [String]] = [:]
+        for event in generator.next(200) {
+            guard let change = reference.apply(event) else { continue }
+            expected[change.key, default: []].append(
+                "\(change.kind.rawValue),\(change.key),\(change.record?.name ?? ""),\(change.record.map { "\($0.age)" } ?? "")"
+            )
+        }
+        let total = expected.values.reduce(0) { $0 + $1.count }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        while watch.output.split(separator: "\n").count < total, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        var printed: [Int: [String]] = [:]
+        for line in watch.output.split(separator: "\n") {
+            printed[Int(line.split(separator: ",")[1])!, default: []].append(String(line))
+        }
+        #expect(printed == expected, "watch printed \(watch.output)")
+    }
+
+    /// Waits (observing, bounded) until a change feed holds the shared lock on `state`'s feeds' lock file.
+    static func waitForFeed(_ state: String) async throws {
+        let descriptor = open(state + "-feeds.lock", O_RDONLY)
+        defer { close(descriptor) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        // An exclusive lock is refused while a feed holds its shared one.
+        while descriptor < 0 || flock(descriptor, LOCK_EX | LOCK_NB) == 0 {
+            if descriptor >= 0 { flock(descriptor, LOCK_UN) }
+            guard clock.now < deadline else {
+                Issue.record("no change feed of \(state) was opened")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     @Test("a reader without write access to the file or its directory reads a state file the writer closed")
     func readOnlyReader() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltakit-ro-\(UUID())")
