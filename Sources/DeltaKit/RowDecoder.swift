@@ -48,7 +48,7 @@ extension RowLayout {
     package func appendRow<R: ChangeRecord>(from event: ChangeEvent<R>, into rows: inout RowList) throws {
         var json: [UInt8] = []
         json.reserveCapacity(128)
-        try event.encodeJSON(into: &json, schema: schema)
+        try event.encodeJSON(into: &json)
         let decoded = json.withUnsafeBytes { decode($0, into: &rows) }
         if decoded { return }
         // The general path: the event's own wire text, read by the flat-JSON reader and the scalar table.
