@@ -52,6 +52,10 @@ extension KafkaEventSource {
         /// For tests: without a group, start with only these partitions, as if the topic had no others then
         /// (librdkafka's mock cluster cannot add partitions to a topic; partition discovery adds the rest).
         package var initialPartitions: Set<Int32>?
+        /// How long a source in a group stops taking messages for a reader that is behind before it pauses its
+        /// partitions to keep serving the group (a rebalance waits at most this long for the member). Tests
+        /// widen it to tell a short stall from a long one on a loaded machine. Default: 1 second.
+        package var groupStallBeforePause: Duration = .seconds(1)
 
         /// Creates a configuration.
         public init(

@@ -162,10 +162,6 @@ public final class KafkaEventSource<Record: ChangeRecord>: Service {
         core.backPressureStatistics
     }
 
-    /// How long a source in a group stops taking messages for a reader that is behind before it pauses its
-    /// partitions to keep serving the group (a rebalance waits at most this long for the member).
-    package static var groupStallBeforePause: Duration { .seconds(1) }
-
     /// Committed offsets of this source's group for `topic`, per partition (for tests and tooling).
     package func committedOffsets() async -> [Int32: Int64] { await core.committedOffsets() }
 }

@@ -94,7 +94,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
             bufferSize: bufferSize,
             reportsSourceEvents: onSourceEvent != nil,
             partitionRefreshInterval: configuration.partitionRefreshInterval,
-            groupStallBeforePause: KafkaEventSource<Record>.groupStallBeforePause
+            groupStallBeforePause: configuration.groupStallBeforePause
         )
         machine = Mutex(Machine(settings: settings, now: .now))
     }

@@ -404,18 +404,20 @@ struct KafkaIntegrationTests {
         let events = generator.next(3_000)
         try await sink.send(contentsOf: events)
         try await sink.close()
-        let source = try await KafkaEventSource<DemoUser>(
-            configuration: .init(
-                kafka: KafkaTestSupport.kafka(brokers),
-                topic: sink.topic,
-                groupID: slowness.inGroup ? "back-pressure-\(UUID().uuidString)" : nil,
-                bufferSize: bufferSize,
-                stopWhenCaughtUp: true
-            )
+        var configuration = KafkaEventSource<DemoUser>.Configuration(
+            kafka: KafkaTestSupport.kafka(brokers),
+            topic: sink.topic,
+            groupID: slowness.inGroup ? "back-pressure-\(UUID().uuidString)" : nil,
+            bufferSize: bufferSize,
+            stopWhenCaughtUp: true
         )
-        // Twice the threshold: the buffer fills (a fetch or two) after the stall begins, and a loaded CI machine may
-        // wake the poll thread late; the stall must still outlast the threshold.
-        let longStall = KafkaEventSource<DemoUser>.groupStallBeforePause * 2
+        // A loaded CI machine can keep the reader behind for more than a second around a 100 ms stall (the
+        // application's task not scheduled) — a long stall by definition — so the short stalls are judged against
+        // a threshold 100 times their length; the long stall outlasts the default threshold three times over (the
+        // buffer fills a fetch or two after it begins, and the poll thread may wake late).
+        if slowness == .shortStallsInGroup { configuration.groupStallBeforePause = .seconds(10) }
+        let longStall = configuration.groupStallBeforePause * 3
+        let source = try await KafkaEventSource<DemoUser>(configuration: configuration)
         var read: [ChangeEvent<DemoUser>] = []
         for try await consumed in source.events {
             read.append(consumed.event)
