@@ -87,7 +87,9 @@ public struct OutboxConformance<Outbox: TransactionalOutbox>: Sendable where Out
                 expected[key, default: []].append(name)
                 // The event's own order falls, so only the outbox can make the orders grow.
                 try await outbox.withTransaction { transaction in
-                    try await transaction.enqueue(.update(DemoUser(id: key, name: name, age: 30), order: 100 - Int64(n)))
+                    try await transaction.enqueue(
+                        .update(DemoUser(id: key, name: name, age: 30), order: 100 - Int64(n))
+                    )
                 }
             }
             let sink = InMemoryEventSink<DemoUser>()

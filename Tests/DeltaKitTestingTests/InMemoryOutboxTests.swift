@@ -44,7 +44,9 @@ struct InMemoryOutboxTests {
     func poisonedAndFailing() async throws {
         let outbox = InMemoryOutbox<DemoUser>()
         for (id, name) in [(1, "poison"), (2, "x"), (1, "behind"), (3, "y")] {
-            try await outbox.withTransaction { try await $0.enqueue(.update(DemoUser(id: id, name: name, age: 1), order: 0)) }
+            try await outbox.withTransaction {
+                try await $0.enqueue(.update(DemoUser(id: id, name: name, age: 1), order: 0))
+            }
         }
         let sink = InMemoryEventSink<DemoUser>()
         sink.refuse { $0.record?.name == "poison" }

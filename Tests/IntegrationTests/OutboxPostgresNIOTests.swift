@@ -42,7 +42,8 @@ struct OutboxPostgresNIOTests {
         }
         try await client.query(
             PostgresQuery(
-                unsafeSQL: "CREATE TABLE \(outbox.table)_app (id int PRIMARY KEY, name text, history text[] NOT NULL DEFAULT '{}')"
+                unsafeSQL:
+                    "CREATE TABLE \(outbox.table)_app (id int PRIMARY KEY, name text, history text[] NOT NULL DEFAULT '{}')"
             ),
             logger: logger
         )

@@ -324,7 +324,9 @@ struct OutboxTests {
         _ = await running.result
     }
 
-    @Test("metrics: depth, oldest age, publish latency, published, leadership, blocked keys; logs: leadership, held rows")
+    @Test(
+        "metrics: depth, oldest age, publish latency, published, leadership, blocked keys; logs: leadership, held rows"
+    )
     func metricsAndLogs() async throws {
         let (outbox, connection, configuration) = try await Self.makeOutbox()
         for id in 1...5 { _ = try await outbox.enqueue(Self.user(id), topic: Self.topic, on: connection) }
@@ -352,7 +354,9 @@ struct OutboxTests {
         let dimensions = [("table", outbox.table), ("topic", Self.topic)]
         // Measured before the first round: 6 rows, the oldest enqueued 60 s ago (this test takes far less than 600).
         #expect(try metrics.expectGauge("deltakit_outbox_depth", dimensions).values.first == 6)
-        let oldest = try #require(try metrics.expectGauge("deltakit_outbox_oldest_age_seconds", dimensions).values.first)
+        let oldest = try #require(
+            try metrics.expectGauge("deltakit_outbox_oldest_age_seconds", dimensions).values.first
+        )
         #expect(oldest >= 60 && oldest < 660, "\(oldest)")
         let latencies = try metrics.expectTimer("deltakit_outbox_publish_latency", dimensions).values
         #expect(latencies.count == 5)
