@@ -15,7 +15,7 @@ extension PostgresOutbox {
     /// }
     /// ```
     ///
-    /// It runs ``PostgresOutbox/enqueueStatement(_:topic:traceparent:)`` with its parameters bound as text.
+    /// It runs `enqueueStatement(_:topic:traceparent:)` with its parameters bound as text.
     ///
     /// - Parameters:
     ///   - event: The change event, as the application's write left the row.
@@ -49,7 +49,7 @@ extension PostgresOutbox {
 }
 
 extension PostgresOutbox {
-    /// Creates the outbox (``PostgresOutbox/schemaSQL``) through a postgres-nio connection, in one transaction;
+    /// Creates the outbox (`schemaSQL`) through a postgres-nio connection, in one transaction;
     /// safe to run concurrently and repeatedly. Run it outside any transaction of the application (it commits).
     ///
     /// - Throws: postgres-nio's `PSQLError` when PostgreSQL refuses it.
@@ -80,7 +80,7 @@ extension PostgresQuery {
     }
 }
 
-/// A ``PostgresOutbox`` bound to a postgres-nio client and a topic: the `TransactionalOutbox` that application
+/// A `PostgresOutbox` bound to a postgres-nio client and a topic: the `TransactionalOutbox` that application
 /// code written against that protocol uses in production (and DeltaKitTesting's `InMemoryOutbox` in unit tests).
 ///
 /// ```swift

@@ -14,14 +14,17 @@ struct OutboxPostgresNIOTests {
     static let logger = Logger(label: "deltakit.test.postgres-nio")
 
     /// A postgres-nio client for the test database, running for the duration of `body`.
-    static func withClient<T: Sendable>(_ body: (PostgresClient) async throws -> T) async throws -> T {
+    static func withClient<T: Sendable>(
+        database: String? = nil,
+        _ body: (PostgresClient) async throws -> T
+    ) async throws -> T {
         let url = try #require(URLComponents(string: try TestEnvironment.requirePostgres()))
         let configuration = PostgresClient.Configuration(
             host: url.host ?? "127.0.0.1",
             port: url.port ?? 5432,
             username: url.user ?? "postgres",
             password: url.password,
-            database: String(url.path.dropFirst()),
+            database: database ?? String(url.path.dropFirst()),
             tls: .disable
         )
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -62,13 +65,17 @@ struct OutboxPostgresNIOTests {
     }
 
     /// Publishes everything in the outbox (a relay that ends when nothing is left) and returns what it published.
-    static func drain(_ outbox: PostgresOutbox) async throws -> [ChangeEvent<DemoUser>] {
+    static func drain(
+        _ outbox: PostgresOutbox,
+        topic: String = "users",
+        url: String? = nil
+    ) async throws -> [ChangeEvent<DemoUser>] {
         let sink = InMemoryEventSink<DemoUser>()
         let relay = try OutboxRelay(
             outbox: outbox,
-            connection: .init(url: try TestEnvironment.requirePostgres()),
+            connection: .init(url: try url ?? TestEnvironment.requirePostgres()),
             sink: sink,
-            configuration: .init(topic: "users", pollInterval: .milliseconds(100), exitWhenEmpty: true)
+            configuration: .init(topic: topic, pollInterval: .milliseconds(100), exitWhenEmpty: true)
         )
         try await relay.run()
         return sink.events
@@ -174,30 +181,39 @@ struct OutboxPostgresNIOTests {
         #expect(query.binds.count == 2)
     }
 
-    /// The README's postgres-nio snippet, compiled (and run) as it is shown.
+    /// The README's postgres-nio snippet, compiled and run as it is shown: in a database of its own, whose `users`
+    /// table and default outbox (`deltakit_outbox`) no other test uses.
     @Test("the README snippet: an update and its change event in one postgres-nio transaction")
     func readmeSnippet() async throws {
-        try await Self.withClient { client in
-            let outbox = try await Self.makeOutbox(client, keys: 42)
+        let url = try TestEnvironment.requirePostgres()
+        let admin = try await RisingWaveConnection(configuration: .init(url: url))
+        let database = "outbox_readme_\(UUID().uuidString.prefix(8).lowercased())"
+        try await admin.execute("CREATE DATABASE \(database)")
+        let databaseURL = try #require(URL(string: url)).deletingLastPathComponent().appendingPathComponent(database)
+            .absoluteString
+        try await Self.withClient(database: database) { client in
+            try await client.query("CREATE TABLE users (id int PRIMARY KEY, name text, age int)", logger: Self.logger)
+            try await client.query("INSERT INTO users VALUES (42, 'Grace', 36)", logger: Self.logger)
             let logger = Self.logger
-            let table = "\(outbox.table)_app"
             let user = DemoUser(id: 42, name: "Ada", age: 36)
             // README snippet begins
+            let outbox = try PostgresOutbox()
             try await client.withConnection { try await outbox.provision(on: $0) }  // once; idempotent
 
             try await client.withTransaction(logger: logger) { connection in
-                try await connection.query(
-                    "UPDATE \(unescaped: table) SET name = \(user.name) WHERE id = \(user.id)",
-                    logger: logger
-                )
+                try await connection.query("UPDATE users SET name = \(user.name) WHERE id = \(user.id)", logger: logger)
                 // Order 0: the outbox numbers each key's events in the order the transactions commit.
-                try await outbox.enqueue(.update(user, order: 0), topic: "users", on: connection, logger: logger)
+                try await outbox.enqueue(.update(user, order: 0), topic: "user-events", on: connection, logger: logger)
             }
             // README snippet ends
-            let published = try await Self.drain(outbox)
+            let published = try await Self.drain(outbox, topic: "user-events", url: databaseURL)
             #expect(published.map(\.record) == [user])
             #expect(published.map(\.order) == [1])
+            let rows = try await client.query("SELECT name FROM users WHERE id = 42", logger: Self.logger)
+            for try await name in rows.decode(String.self) { #expect(name == "Ada") }
         }
+        try await admin.execute("DROP DATABASE \(database) WITH (FORCE)")
+        await admin.close()
     }
 }
 
