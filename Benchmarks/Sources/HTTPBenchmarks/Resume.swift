@@ -21,11 +21,13 @@ struct Resume: AsyncParsableCommand {
     @Option(help: "Events a connection reads before the client drops it.") var every = 100
     @Option(help: "Changes applied per second.") var rate = 2_000
     @Option(help: "The store: memory or sqlite.") var store = "memory"
+    @Flag(help: "With sqlite: hold a feed of the file open for the whole run.") var holdFeed = false
 
     func run() async throws {
         let table: ServedTable
         let apply: @Sendable ([ChangeEvent<Tick>]) async throws -> Void
         var directory: URL?
+        var heldFeed: SQLiteChangeFeed<Tick>?
         switch store {
         case "memory":
             let memory = try InMemoryStateStore<Tick>(historyLimit: 0, changeBufferLimit: changes + 1)
@@ -43,6 +45,9 @@ struct Resume: AsyncParsableCommand {
                 )
             )
             table = ServedTable("ticks", store: sqlite)
+            // A SQLite file records changes only while a feed of it is open: with `--hold-feed`, one is held (never
+            // read, so it costs no polling) for the whole run, so a client that is away can still resume.
+            if holdFeed { heldFeed = try await sqlite.changes(from: .now) }
             apply = { try await sqlite.apply(contentsOf: $0) }
         default:
             throw ValidationError("--store is memory or sqlite")
@@ -115,6 +120,7 @@ struct Resume: AsyncParsableCommand {
         serving.cancel()
         try? await group.shutdownGracefully()
         let result = tally.result
+        withExtendedLifetime(heldFeed) {}
         print(
             "\(changes) \(result.received) \(result.distinct) \(result.repeats) \(changes - result.distinct) \(connections) \(String(format: "%.1f", elapsed))"
         )
