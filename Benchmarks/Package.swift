@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // MARK: The micro-benchmarks: workloads through DeltaKit's public API, run by ordo-one/benchmark (HotPath:
@@ -69,6 +72,23 @@ let package = Package(
                 .product(name: "DeltaKitTesting", package: "DeltaKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+
+        // MARK: The HTTP API's goals (issue 22, driven by Benchmarks/run): resume, fan-out (a NIO load client and the
+        // served store in a process of its own), and Hummingbird's plain-text route, the floor of the reads goal.
+        .executableTarget(
+            name: "HTTPBenchmarks",
+            dependencies: [
+                .product(name: "DeltaKit", package: "DeltaKit"),
+                .product(name: "DeltaKitHTTP", package: "DeltaKit"),
+                .product(name: "DeltaKitSQLite", package: "DeltaKit"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
     ]

@@ -310,6 +310,24 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         return state.withLock { $0.latest.value(forKey: key) }
     }
 
+    /// The live record for `key` with the order of the event it comes from, under one acquisition of the lock.
+    public func valueAndOrder(forKey key: Record.Key) async throws -> (record: Record, order: Int64?)? {
+        if let rowLayout {
+            guard let keyValue = rowLayout.keyValue(key) else { return nil }
+            return try state.withLock { state -> (record: Record, order: Int64?)? in
+                let latest = state.rowLatest!
+                guard let slot = latest.slot(of: keyValue), latest.slots.headers[slot].operation != .delete else {
+                    return nil
+                }
+                return (try Record(row: slot, of: latest.slots, layout: rowLayout), latest.slots.headers[slot].order)
+            }
+        }
+        return state.withLock { state -> (record: Record, order: Int64?)? in
+            guard let event = state.latest.latestEvent(forKey: key), let record = event.record else { return nil }
+            return (record, event.order)
+        }
+    }
+
     /// The most recent events, newest first: at most `min(limit, historyLimit)`.
     ///
     /// - Throws: ``DeltaKitError`` (``DeltaKitError/Code/invalidConfiguration``) when `limit` is negative.

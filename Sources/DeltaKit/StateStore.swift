@@ -12,6 +12,17 @@ public protocol StateStore<Record>: Sendable {
     /// The live record for `key`, or `nil` if it has none (never inserted, or deleted).
     func value(forKey key: Record.Key) async throws -> Record?
 
+    /// The live record for `key` with the order (`event_order`) of the event it comes from, read together so
+    /// the two belong to the same version of the row; `nil` if the key has no live record.
+    ///
+    /// The order tells versions of a row apart: a change that replaces the record comes from an event with a
+    /// higher order — or, for a tie under ``LatestStateMerge``, the same order — so a reader can tag what it
+    /// read with it (the HTTP API's `ETag`). `order` is `nil` when the store does not know it.
+    ///
+    /// The default implementation reads ``value(forKey:)`` and gives no order; the stores of DeltaKit override
+    /// it with one read.
+    func valueAndOrder(forKey key: Record.Key) async throws -> (record: Record, order: Int64?)?
+
     /// The most recent events, newest (highest order) first, at most `limit` of them
     /// (the demo's `SELECT * FROM user_events ORDER BY event_order DESC LIMIT 20`).
     ///
@@ -33,6 +44,11 @@ public protocol StateStore<Record>: Sendable {
 }
 
 extension StateStore {
+    /// Reads ``value(forKey:)``; the order is `nil` (unknown).
+    public func valueAndOrder(forKey key: Record.Key) async throws -> (record: Record, order: Int64?)? {
+        try await value(forKey: key).map { ($0, nil) }
+    }
+
     /// Filters ``snapshot()``: correct for every store, O(state) per page.
     public func snapshot(after key: Record.Key?, limit: Int) async throws -> [Record] {
         try DeltaKitError.check(limit, in: 0...Int.max, "snapshot page limit")

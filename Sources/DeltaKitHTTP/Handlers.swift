@@ -53,7 +53,7 @@ struct Handlers: Sendable {
         guard let row = try await table.row(key) else {
             throw Problem.notFound("table '\(table.name)' has no row with key '\(key.prefix(100))'")
         }
-        let tag = ETag.of(row.json)
+        let tag = ETag.of(row.json, order: row.order)
         if let match = request.headers[.ifNoneMatch], ETag.matches(match, tag) {
             var headers = HTTPFields()
             headers[.eTag] = tag
@@ -224,25 +224,63 @@ enum ReceiptText {
     }
 }
 
-/// Strong entity tags of row bodies.
+/// Strong entity tags of rows, and `If-None-Match` (RFC 9110 §8.8.3, §13.1.2).
 enum ETag {
-    /// The tag of a row: a hash of its JSON, so it changes exactly when the row does.
-    static func of(_ body: Data) -> String {
+    /// The tag of a row: `"<event_order>-<hash of its JSON>"`, or `"<hash>"` from a store that gives no order.
+    ///
+    /// The order names the row's version — a later change of the key comes from an event with a higher one — and
+    /// lets a client see which of two tags is newer. The hash is there for ties: an event with the same order can
+    /// still replace the record under `LatestStateMerge`'s tie rule, and the tag must change whenever the body
+    /// does (a strong tag promises the same bytes), so the order alone would answer 304 for a changed row.
+    static func of(_ body: Data, order: Int64?) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in body {
             hash ^= UInt64(byte)
             hash &*= 0x0000_0100_0000_01b3
         }
-        return "\"" + String(hash, radix: 16) + "\""
+        let digest = String(hash, radix: 16)
+        return "\"" + (order.map { "\($0)-" } ?? "") + digest + "\""
     }
 
-    /// Whether an `If-None-Match` value names `tag` (or is `*`); weak tags compare by their opaque part.
+    /// Whether an `If-None-Match` value matches `tag` under the weak comparison RFC 9110 prescribes for it:
+    /// `*` matches any current row; otherwise a comma-separated list of entity tags, each `"opaque"` or
+    /// `W/"opaque"`, matches when one's opaque part equals the tag's (weak or not). An opaque part may hold a
+    /// comma, so the list is scanned tag by tag rather than split. A malformed list matches nothing from the
+    /// first malformed element on (the condition is then not met, and the row is sent).
     static func matches(_ header: String, _ tag: String) -> Bool {
-        header.split(separator: ",").contains { candidate in
-            var value = candidate.trimmingCharacters(in: .whitespaces)
-            if value == "*" { return true }
-            if value.hasPrefix("W/") { value.removeFirst(2) }
-            return value == tag
+        let field = Array(header.utf8)
+        let wanted = Array(tag.utf8)
+        var index = 0
+        func skipSeparators() {
+            while index < field.count,
+                [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: ",")].contains(field[index])
+            {
+                index += 1
+            }
         }
+        skipSeparators()
+        while index < field.count {
+            if field[index] == UInt8(ascii: "*") { return true }
+            if field[index] == UInt8(ascii: "W"), index + 1 < field.count, field[index + 1] == UInt8(ascii: "/") {
+                index += 2
+            }
+            guard index < field.count, field[index] == UInt8(ascii: "\"") else { return false }
+            let start = index
+            index += 1
+            // etagc: %x21 / %x23-7E / obs-text — any byte but a quote, a control, a space or DEL.
+            while index < field.count, field[index] != UInt8(ascii: "\""), field[index] > 0x20, field[index] != 0x7F {
+                index += 1
+            }
+            guard index < field.count, field[index] == UInt8(ascii: "\"") else { return false }
+            index += 1
+            if field[start..<index].elementsEqual(wanted) { return true }
+            // Between two tags: optional whitespace, then a comma (or the end).
+            while index < field.count, field[index] == UInt8(ascii: " ") || field[index] == UInt8(ascii: "\t") {
+                index += 1
+            }
+            guard index == field.count || field[index] == UInt8(ascii: ",") else { return false }
+            skipSeparators()
+        }
+        return false
     }
 }

@@ -78,8 +78,9 @@ public struct ServedTable: Sendable {
         }
         self.row = { text in
             let key = try KeyText.key(Store.Record.Key.self, from: text, parameter: "key")
-            guard let record = try await store.value(forKey: key) else { return nil }
-            return Row(json: try JSONBody.encode(record))
+            // Record and order in one read, so the tag names the version whose body is sent.
+            guard let found = try await store.valueAndOrder(forKey: key) else { return nil }
+            return Row(json: try JSONBody.encode(found.record), order: found.order)
         }
         self.changes = changes
         self.waitUntilVisible = waitUntilVisible
@@ -91,9 +92,10 @@ public struct ServedTable: Sendable {
         var next: String?
     }
 
-    /// One row's JSON.
+    /// One row's JSON, and the order of the event it comes from when the store knows it.
     struct Row: Sendable {
         var json: Data
+        var order: Int64?
     }
 }
 

@@ -59,6 +59,14 @@ public final class RisingWaveStateStore<Record: ChangeRecord>: StateStore, Chang
         return try rows.first.map(Self.record(from:))
     }
 
+    /// The live record for `key` with its `event_order`, from the same row of the latest-state view.
+    public func valueAndOrder(forKey key: Record.Key) async throws -> (record: Record, order: Int64?)? {
+        let rows = try await connection.query(pipeline.queries.value, [try Self.keyText(key)])
+        guard let row = rows.first else { return nil }
+        let order = try Self.namingKey(of: row) { try row.decode(ChangeEventField.order, as: Int64.self) }
+        return (try Self.record(from: row), order)
+    }
+
     /// The most recent valid events, newest first, from the history view: at most
     /// `min(limit, historySize)` (``RisingWavePipeline/Configuration/historySize``).
     ///

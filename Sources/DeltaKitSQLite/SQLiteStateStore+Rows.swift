@@ -186,7 +186,12 @@ extension SQLiteStateStore {
 
     /// The live record of a row whose first column is the stored event.
     func record(from row: Row) throws -> Record {
-        guard let record = try event(from: row[0] as Data).record else {
+        try record(of: event(from: row[0] as Data))
+    }
+
+    /// The record of a live row's stored event.
+    func record(of event: ChangeEvent<Record>) throws -> Record {
+        guard let record = event.record else {
             throw DeltaKitError(
                 code: .storageFailed,
                 message:

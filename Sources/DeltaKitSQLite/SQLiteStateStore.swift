@@ -199,6 +199,16 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
         }
     }
 
+    /// The live record for `key` with the order of the event it comes from (the row's stored event), in one read.
+    public func valueAndOrder(forKey key: Record.Key) async throws -> (record: Record, order: Int64?)? {
+        let keyValue = try Self.keyValue(key, schema: schema)
+        return try await read { db -> (record: Record, order: Int64?)? in
+            guard let row = try Row.fetchOne(db, sql: self.sql.selectValue, arguments: [keyValue]) else { return nil }
+            let event = try self.event(from: row[0] as Data)
+            return (try self.record(of: event), event.order)
+        }
+    }
+
     /// The most recent events applied, newest (highest order) first: at most
     /// `min(limit, historyLimit)`.
     public func history(limit: Int) async throws -> [ChangeEvent<Record>] {

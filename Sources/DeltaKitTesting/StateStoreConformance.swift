@@ -230,6 +230,13 @@ public struct StateStoreConformance<Store: StateStore>: Sendable where Store.Rec
                 return
                     "value(forKey: \(key)): expected \(String(describing: reference.value(forKey: key))), got \(String(describing: value))"
             }
+            // The record and the winning event's order, read together; a store may not know the order (`nil`).
+            let ordered = try await store.valueAndOrder(forKey: key)
+            let winner = reference.latestEvent(forKey: key).flatMap { $0.record == nil ? nil : $0 }
+            if ordered?.record != winner?.record || (ordered?.order != nil && ordered?.order != winner?.order) {
+                return
+                    "valueAndOrder(forKey: \(key)): expected \(String(describing: winner.map { ($0.record!, $0.order) })), got \(String(describing: ordered))"
+            }
         }
         return nil
     }

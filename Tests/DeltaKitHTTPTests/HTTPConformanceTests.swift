@@ -170,12 +170,13 @@ struct HTTPConformanceTests {
     }
 
     @Test(
-        "one row: 200 with an ETag, If-None-Match → 304, a changed row → a new ETag, absent → 404",
+        "one row: 200 with an ETag from its event_order, If-None-Match → 304 without a body, a changed row → a new ETag, absent → 404",
         arguments: StoreKind.allCases
     )
     func row(kind: StoreKind) async throws {
         let fixture = try Fixture.make(kind)
-        try await fixture.apply([upsert(1, "Alice", age: 25)])
+        let inserted = upsert(1, "Alice", age: 25)
+        try await fixture.apply([inserted])
         try await app(fixture).test(.router) { client in
             let first = try await client.execute(uri: "/v1/tables/users/rows/1", method: .get)
             #expect(first.status == .ok)
@@ -183,24 +184,64 @@ struct HTTPConformanceTests {
             #expect(body?.count == 3)
             #expect(body?["id"] as? Int == 1 && body?["name"] as? String == "Alice" && body?["age"] as? Int == 25)
             let tag = try #require(first.headers[.eTag])
+            #expect(tag.hasPrefix("\"\(inserted.order)-") && tag.hasSuffix("\""), "the tag starts with the order")
 
-            let cached = try await client.execute(
-                uri: "/v1/tables/users/rows/1",
-                method: .get,
-                headers: [.ifNoneMatch: tag]
-            )
-            #expect(cached.status == .notModified)
-            #expect(cached.headers[.eTag] == tag)
+            // The current tag, alone, weak, in a list or as `*`: 304 with the tag and no body.
+            for condition in [tag, "W/\(tag)", "\"other\", \(tag)", "\"a,b\" ,, W/\(tag)", "*"] {
+                let cached = try await client.execute(
+                    uri: "/v1/tables/users/rows/1",
+                    method: .get,
+                    headers: [.ifNoneMatch: condition]
+                )
+                #expect(cached.status == .notModified, "If-None-Match: \(condition)")
+                #expect(cached.headers[.eTag] == tag)
+                #expect(cached.body.readableBytes == 0)
+            }
+            // Other tags, or the tag's opaque part split by a comma inside another tag: the row.
+            for condition in ["\"other\"", "W/\"other\", \"\(inserted.order)\"", "\"x,\(tag.dropFirst())", "garbage"] {
+                let sent = try await client.execute(
+                    uri: "/v1/tables/users/rows/1",
+                    method: .get,
+                    headers: [.ifNoneMatch: condition]
+                )
+                #expect(sent.status == .ok, "If-None-Match: \(condition)")
+                #expect(sent.headers[.eTag] == tag)
+            }
 
-            try await fixture.apply([upsert(1, "Alice", age: 26)])
+            let updated = upsert(1, "Alice", age: 26)
+            try await fixture.apply([updated])
             let changed = try await client.execute(
                 uri: "/v1/tables/users/rows/1",
                 method: .get,
                 headers: [.ifNoneMatch: tag]
             )
-            #expect(changed.status == .ok)
-            #expect(changed.headers[.eTag] != tag)
+            #expect(changed.status == .ok, "a stale tag gets the row")
+            let newTag = try #require(changed.headers[.eTag])
+            #expect(newTag != tag && newTag.hasPrefix("\"\(updated.order)-"))
             #expect((json(changed.body) as? [String: Any])?["age"] as? Int == 26)
+            let current = try await client.execute(
+                uri: "/v1/tables/users/rows/1",
+                method: .get,
+                headers: [.ifNoneMatch: newTag]
+            )
+            #expect(current.status == .notModified)
+
+            // A tie: the same order, a later `ts` — the record changes, so the tag does, order and all.
+            let tie = ChangeEvent(
+                operation: .update,
+                record: DemoUser(id: 1, name: "Alice", age: 27),
+                order: updated.order,
+                timestamp: updated.timestamp.addingTimeInterval(1)
+            )
+            try await fixture.apply([tie])
+            let tied = try await client.execute(
+                uri: "/v1/tables/users/rows/1",
+                method: .get,
+                headers: [.ifNoneMatch: newTag]
+            )
+            #expect(tied.status == .ok)
+            #expect((json(tied.body) as? [String: Any])?["age"] as? Int == 27)
+            #expect(tied.headers[.eTag] != newTag && tied.headers[.eTag]?.hasPrefix("\"\(updated.order)-") == true)
 
             try await fixture.apply([delete(1)])
             expectProblem(try await client.execute(uri: "/v1/tables/users/rows/1", method: .get), .notFound)

@@ -17,7 +17,9 @@ struct RisingWaveOnPostgresHTTPTests {
         try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView), options: [.fragmentsAllowed])
     }
 
-    @Test("rows pages in key order, one row has an ETag and 304, absent is 404, visibleAfter waits for the receipt")
+    @Test(
+        "rows pages in key order, one row has an ETag from its event_order and 304, absent is 404, visibleAfter waits for the receipt"
+    )
     func reads() async throws {
         var emulation = try await PostgresEmulation.make(try TestEnvironment.requirePostgres())
         let store = emulation.store
@@ -31,7 +33,7 @@ struct RisingWaveOnPostgresHTTPTests {
         )
         let app = Application(router: try StateServer(tables: [table]).router())
         let visible = receipt.offsets.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ",")
-        try await app.test(.router) { client in
+        let tag = try await app.test(.router) { client -> String in
             var seen: [Int] = []
             var cursor: String? = nil
             repeat {
@@ -51,15 +53,39 @@ struct RisingWaveOnPostgresHTTPTests {
             #expect(row.status == .ok)
             #expect((Self.json(row.body) as? [String: Any])?["name"] as? String == "user 7")
             let tag = try #require(row.headers[.eTag])
+            #expect(tag.hasPrefix("\"7-"), "the tag starts with the row's event_order")
             let cached = try await client.execute(
                 uri: "/v1/tables/users/rows/7",
                 method: .get,
                 headers: [.ifNoneMatch: tag]
             )
             #expect(cached.status == .notModified)
+            #expect(cached.headers[.eTag] == tag)
+            #expect(cached.body.readableBytes == 0)
             let absent = try await client.execute(uri: "/v1/tables/users/rows/99", method: .get)
             #expect(absent.status == .notFound)
             #expect(absent.headers[.contentType] == "application/problem+json")
+            return tag
+        }
+
+        let update = try await emulation.load([.update(DemoUser(id: 7, name: "user seven", age: 70), order: 100)])
+        let updated = update.offsets.map { "\($0.key)@\($0.value)" }.joined(separator: ",")
+        try await app.test(.router) { client in
+            let changed = try await client.execute(
+                uri: "/v1/tables/users/rows/7?visibleAfter=\(updated)",
+                method: .get,
+                headers: [.ifNoneMatch: tag]
+            )
+            #expect(changed.status == .ok, "a stale tag gets the row")
+            #expect((Self.json(changed.body) as? [String: Any])?["name"] as? String == "user seven")
+            let newTag = try #require(changed.headers[.eTag])
+            #expect(newTag != tag && newTag.hasPrefix("\"100-"))
+            let current = try await client.execute(
+                uri: "/v1/tables/users/rows/7",
+                method: .get,
+                headers: [.ifNoneMatch: newTag]
+            )
+            #expect(current.status == .notModified)
         }
     }
 }
