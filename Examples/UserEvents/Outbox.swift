@@ -5,6 +5,7 @@ import DeltaKitOutbox
 import DeltaKitRisingWave
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import UnixSignals
 
@@ -74,9 +75,17 @@ struct OutboxWrite: AsyncParsableCommand {
     var users = 10
     @Option(help: "The topic the events are enqueued for.")
     var topic = "user-events"
+    @Option(
+        parsing: .unconditional,
+        help: "Transactions per second, paced (1…1,000,000); without it, as fast as the database commits."
+    )
+    var rate: Int?
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        if let rate, !(1...1_000_000).contains(rate) {
+            throw ValidationError("--rate must be 1…1,000,000, got \(rate)")
+        }
         guard (0...100_000_000).contains(count) else {
             throw ValidationError("--count must be 0…100,000,000, got \(count)")
         }
@@ -94,7 +103,13 @@ struct OutboxWrite: AsyncParsableCommand {
             var tally: [ChangeOperation: Int] = [:]
             var retries = 0
             var written = 0
+            // Paced from the start, not from each transaction's end, so a slow commit is caught up on.
+            let pace = ContinuousClock()
+            let start = pace.now
             while written < count {
+                if let rate {
+                    try await Task.sleep(until: start + .seconds(Double(written + retries) / Double(rate)), clock: pace)
+                }
                 let id = Int.random(in: 1...users, using: &random)
                 let roll = Int.random(in: 0..<10, using: &random)
                 let age = Int.random(in: 18...90, using: &random)
@@ -166,11 +181,15 @@ struct OutboxRelayCommand: AsyncParsableCommand {
     var exitWhenEmpty = false
     @Option(parsing: .unconditional, help: "Partitions when creating the topic (1…10,000).")
     var partitions = 4
+    @Flag(help: "At the end, print commit → acknowledged latency (p50, p99, max) of the events this relay published.")
+    var latency = false
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
         logging.bootstrap()
         try await reportingErrors {
+            // The relay's documented timer (Documentation/outbox.md, "Metrics").
+            let latencies = LatencyRecorder(timer: "deltakit_outbox_publish_latency")
             let sink = try await KafkaEventSink<DemoUser>(
                 configuration: .init(
                     kafka: try kafka.configuration(),
@@ -182,7 +201,8 @@ struct OutboxRelayCommand: AsyncParsableCommand {
                 outbox: demoOutbox,
                 connection: database.configuration,
                 sink: sink,
-                configuration: .init(topic: kafka.topic, exitWhenEmpty: exitWhenEmpty)
+                configuration: .init(topic: kafka.topic, exitWhenEmpty: exitWhenEmpty),
+                metricsFactory: latency ? latencies : MetricsSystem.factory
             )
             let signal: UnixSignal?
             do {
@@ -195,6 +215,11 @@ struct OutboxRelayCommand: AsyncParsableCommand {
                 throw error
             }
             try Console.output.line("Relayed \(relay.published) events to '\(kafka.topic)'")
+            if latency, let summary = latencies.summary() {
+                try Console.output.line(
+                    "Commit → acknowledged: p50 \(summary.p50) ms, p99 \(summary.p99) ms, max \(summary.max) ms over \(summary.count) events"
+                )
+            }
             // What stays in the outbox, and why: a script that drains with --exit-when-empty learns that rows are
             // left (their keys held back behind a row that cannot be published) without the relay waiting for them.
             for row in relay.heldBack {
