@@ -1,4 +1,4 @@
-public import Instrumentation
+package import Instrumentation
 
 /// One propagation header of a trace context (`traceparent`, `tracestate`, or whatever the bootstrapped instrument
 /// writes), as it travels with an event: a Kafka header, a column of an outbox row.

@@ -3,6 +3,7 @@ public import Logging
 public import Metrics
 public import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// Keeps the latest state in-process straight from Kafka: runs a ``KafkaEventSource`` into any
 /// `MutableStateStore` — the embedded alternative to RisingWave.
