@@ -1,5 +1,5 @@
-import Instrumentation
 public import Foundation
+import Instrumentation
 import Synchronization
 
 /// A ``MutableStateStore`` in memory, applying ``LatestStateMerge``: the in-process materializer's store,
@@ -186,8 +186,12 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         let element: ChangeFeedElement<Record>
         switch change {
         case .success(let change):
-            element = ChangeFeedElement(change: change, isSnapshot: false, position: position(state.sequence),
-                traceContext: ServiceContext.current)
+            element = ChangeFeedElement(
+                change: change,
+                isSnapshot: false,
+                position: position(state.sequence),
+                traceContext: ServiceContext.current
+            )
         case .failure(let error):
             for (_, continuation) in state.subscribers { continuation.finish(throwing: error) }
             state.subscribers.removeAll()
@@ -244,8 +248,12 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
             state.logStart += UInt64(drop)
         }
         guard !state.subscribers.isEmpty else { return [] }
-        let element = ChangeFeedElement(change: change, isSnapshot: false, position: position(state.sequence),
-                traceContext: ServiceContext.current)
+        let element = ChangeFeedElement(
+            change: change,
+            isSnapshot: false,
+            position: position(state.sequence),
+            traceContext: ServiceContext.current
+        )
         var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
         for (id, continuation) in state.subscribers {
             switch continuation.yield(element) {

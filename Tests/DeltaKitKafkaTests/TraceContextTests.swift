@@ -39,7 +39,7 @@ struct TraceContextTests {
         return messages
     }
 
-    @Test("no tracer: no header on any message, in a span or not, tombstones aside")
+    @Test("no tracer: no header on any message, in a span or not")
     func noTracerNoHeaders() async throws {
         let topic = "trace-none"
         let sink = try await MockClusterTests.mockSink(topic: topic, messageTimeout: .seconds(30))

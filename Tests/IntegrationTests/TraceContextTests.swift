@@ -60,7 +60,9 @@ struct TraceContextTests {
 
         // An independent client sees the context as Kafka headers on the traced event only.
         let raw = try KafkaTestSupport.rawMessagesViaPython(brokers, topic: topic)
-        let headers = Dictionary(uniqueKeysWithValues: raw.map { (($0["key"] ?? nil) ?? "", ($0["headers"] ?? nil) ?? "") })
+        let headers = Dictionary(
+            uniqueKeysWithValues: raw.map { (($0["key"] ?? nil) ?? "", ($0["headers"] ?? nil) ?? "") }
+        )
         #expect(headers["1"]?.contains(traceID) == true, "headers of the traced event: \(headers["1"] ?? "none")")
         #expect(headers["2"] == "{}", "the untraced event has no header")
 
@@ -88,5 +90,33 @@ struct TraceContextTests {
             applied.first?.spanContext.parentSpanID != nil,
             "the materializer's span continues the enqueue's span, it does not start a trace"
         )
+    }
+
+    @Test("provisioning an outbox made before trace_headers existed adds the column, and enqueues then store it")
+    func migratesOlderOutbox() async throws {
+        let url = try TestEnvironment.requirePostgres()
+        let connection = try await RisingWaveConnection(configuration: .init(url: url))
+        let outbox = try PostgresOutbox(table: "outbox_\(UUID().uuidString.prefix(8).lowercased())")
+        // The table as the DDL created it before: no trace_headers column.
+        try await connection.execute(
+            """
+            CREATE TABLE \(outbox.table) (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, topic text NOT NULL, message_key text NOT NULL,
+                event_order bigint NOT NULL, payload text NOT NULL, traceparent text,
+                created_at timestamptz NOT NULL DEFAULT clock_timestamp())
+            """
+        )
+        try await outbox.provision(connection: connection)
+        try await outbox.provision(connection: connection)  // idempotent
+        let tracer = InMemoryTracer()
+        let traceID = try await withTracer(tracer) {
+            try await withSpan("write") { span in
+                _ = try await outbox.enqueue(OutboxTests.user(1), topic: "users", on: connection)
+                return try #require(span.context.inMemorySpanContext).traceID
+            }
+        }
+        let rows = try await connection.query("SELECT trace_headers FROM \(outbox.table)", text: [])
+        #expect(rows.first?["trace_headers"]?.contains(traceID) == true)
+        await connection.close()
     }
 }
