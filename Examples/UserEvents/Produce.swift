@@ -117,7 +117,9 @@ private final class EventProducer: Service {
         while sent < count, !Task.isShuttingDownGracefully {
             let batch = events.next(min(batchSize, count - sent))
             if traced {
-                try await withSpan("produce batch", ofKind: .producer) { _ in try await sink.send(contentsOf: batch) }
+                try await withSpan("produce batch", ofKind: .producer) { _ in
+                    _ = try await sink.send(contentsOf: batch)
+                }
             } else {
                 try await sink.send(contentsOf: batch)
             }

@@ -48,7 +48,7 @@ struct TraceContextTests {
         try await sink.send(contentsOf: generator.next(50))
         // A span without a bootstrapped tracer: the no-op instrument writes nothing.
         let inSpan = generator.next(50)
-        try await withSpan("no tracer") { _ in try await sink.send(contentsOf: inSpan) }
+        try await withSpan("no tracer") { _ in _ = try await sink.send(contentsOf: inSpan) }
         try await sink.close()
         let messages = try Self.readMessages(mock.bootstrapServers, topic: topic)
         #expect(messages.count == 100)
