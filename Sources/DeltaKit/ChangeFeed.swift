@@ -102,10 +102,12 @@ public struct ChangeFeedElement<Record: ChangeRecord>: Hashable, Sendable {
         self.traceContext = traceContext
     }
 
+    /// Whether two elements are for the same change, snapshot flag and position (``traceContext`` aside).
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.change == rhs.change && lhs.isSnapshot == rhs.isSnapshot && lhs.position == rhs.position
     }
 
+    /// Hashes what ``==(_:_:)`` compares.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(change)
         hasher.combine(isSnapshot)
