@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "DeltaKitRisingWave", targets: ["DeltaKitRisingWave"]),
         .library(name: "DeltaKitSQLite", targets: ["DeltaKitSQLite"]),
         .library(name: "DeltaKitOutbox", targets: ["DeltaKitOutbox"]),
+        .library(name: "DeltaKitOutboxPostgresNIO", targets: ["DeltaKitOutboxPostgresNIO"]),
         .library(name: "DeltaKitTesting", targets: ["DeltaKitTesting"]),
         .library(name: "DeltaKitHTTP", targets: ["DeltaKitHTTP"]),
         .executable(name: "UserEvents", targets: ["UserEvents"]),
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
     ],
     targets: [
         // MARK: Core (Foundation only)
@@ -99,6 +101,18 @@ let package = Package(
             ]
         ),
 
+        // Enqueue through postgres-nio, the driver Vapor and Hummingbird apps already hold a transaction on. Its own
+        // target so that apps on another driver do not build postgres-nio.
+        .target(
+            name: "DeltaKitOutboxPostgresNIO",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                .target(name: "DeltaKitOutbox"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+
         // MARK: HTTP — serves any StateStore and its change feed; the core never depends on it
         .target(
             name: "DeltaKitHTTP",
@@ -164,8 +178,9 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "DeltaKit", "DeltaKitKafka", "DeltaKitOutbox", "DeltaKitRisingWave", "DeltaKitSQLite",
-                "DeltaKitTesting", "DeltaKitHTTP",
+                "DeltaKit", "DeltaKitKafka", "DeltaKitOutbox", "DeltaKitOutboxPostgresNIO", "DeltaKitRisingWave",
+                "DeltaKitSQLite", "DeltaKitTesting", "DeltaKitHTTP",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

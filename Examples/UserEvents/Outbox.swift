@@ -195,6 +195,11 @@ struct OutboxRelayCommand: AsyncParsableCommand {
                 throw error
             }
             try Console.output.line("Relayed \(relay.published) events to '\(kafka.topic)'")
+            // What stays in the outbox, and why: a script that drains with --exit-when-empty learns that rows are
+            // left (their keys held back behind a row that cannot be published) without the relay waiting for them.
+            for row in relay.heldBack {
+                try Console.output.line("Held back: key \(row.key) at outbox row \(row.id): \(row.reason)")
+            }
             if let signal { throw ExitCode(interruptedBy: signal) }
         }
     }

@@ -2,7 +2,7 @@ public import DeltaKit
 public import DeltaKitRisingWave
 import Foundation
 public import Logging
-import Metrics
+public import Metrics
 public import ServiceLifecycle
 import Synchronization
 
@@ -67,10 +67,21 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         }
     }
 
+    /// A row that could not be published, holding back its key.
+    public struct HeldBackRow: Sendable, Hashable {
+        /// The outbox row's id.
+        public var id: Int64
+        /// Its message key (the key's later rows wait behind it).
+        public var key: String
+        /// Why it could not be published.
+        public var reason: String
+    }
+
     private struct Counters {
         var published = 0
         var isLeader = false
         var blockedKeys: Set<String> = []
+        var heldBack: [String: HeldBackRow] = [:]
     }
 
     private let outbox: PostgresOutbox
@@ -83,13 +94,16 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
 
     /// A relay of `configuration.topic`'s rows of `outbox` to `sink`, reading PostgreSQL at `connection`.
     ///
+    /// Its metrics (see Documentation/outbox.md) go to `metricsFactory` (default: `MetricsSystem.factory`).
+    ///
     /// - Throws: `DeltaKitError` with code `invalidConfiguration` for a setting out of range.
     public init(
         outbox: PostgresOutbox,
         connection: RisingWaveConnection.Configuration,
         sink: Sink,
         configuration: Configuration,
-        logger: Logger = Logger(label: "deltakit.outbox")
+        logger: Logger = Logger(label: "deltakit.outbox"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) throws {
         guard (1...100_000).contains(configuration.batchSize) else {
             throw DeltaKitError(
@@ -110,7 +124,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         self.sink = sink
         self.configuration = configuration
         self.logger = logger
-        self.metrics = RelayMetrics(table: outbox.table, topic: configuration.topic)
+        self.metrics = RelayMetrics(table: outbox.table, topic: configuration.topic, factory: metricsFactory)
     }
 
     /// Events published and deleted so far by this relay.
@@ -121,6 +135,14 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
 
     /// The message keys currently held back behind a row that could not be published.
     public var blockedKeys: Set<String> { counters.withLock { $0.blockedKeys } }
+
+    /// The rows currently holding back their keys (one per key in ``blockedKeys``), in id order, with why each
+    /// could not be published.
+    public var heldBack: [HeldBackRow] {
+        counters.withLock { counters in
+            counters.heldBack.values.filter { counters.blockedKeys.contains($0.key) }.sorted { $0.id < $1.id }
+        }
+    }
 
     /// Relays until a graceful shutdown (or, with ``Configuration/exitWhenEmpty``, until nothing is left to
     /// publish).
@@ -214,12 +236,20 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 return false
             }
             if rows.isEmpty {
-                if configuration.exitWhenEmpty { return true }
+                if configuration.exitWhenEmpty {
+                    for row in heldBack {
+                        logger.warning(
+                            "outbox relay of '\(configuration.topic)' ends with key \(row.key) held back at row \(row.id): \(row.reason)"
+                        )
+                    }
+                    return true
+                }
                 try await waitForWork(connection)
                 continue
             }
             let outcome = try await publish(rows)
             for key in outcome.blocked { blocked[key] = clock.now }
+            counters.withLock { $0.blockedKeys = Set(blocked.keys) }
             if !outcome.published.isEmpty {
                 _ = try await connection.query(
                     "DELETE FROM \(outbox.table) WHERE id = ANY($1::bigint[])",
@@ -261,6 +291,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 )
             } catch {
                 blocked.insert(key)
+                holdBack(id: id, key: key, reason: "\(error)")
                 logger.error(
                     "outbox row \(id) (key \(key)) of '\(configuration.topic)' cannot be published, its key waits: \(error)"
                 )
@@ -277,6 +308,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                     sent.append(item.id)
                 } catch let error as DeltaKitError where error.code == .serializationFailed {
                     blocked.insert(item.key)
+                    holdBack(id: item.id, key: item.key, reason: "\(error)")
                     logger.error(
                         "outbox row \(item.id) (key \(item.key)) of '\(configuration.topic)' cannot be published, its key waits: \(error)"
                     )
@@ -305,6 +337,10 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         if let text = row["trace_headers"], !text.isEmpty { return TraceHeaders.headers(text: text) }
         if let parent = row["traceparent"], !parent.isEmpty { return [TraceHeader(name: "traceparent", value: parent)] }
         return []
+    }
+
+    private func holdBack(id: Int64, key: String, reason: String) {
+        counters.withLock { $0.heldBack[key] = HeldBackRow(id: id, key: key, reason: reason) }
     }
 
     private func recordLatency(_ enqueuedMicros: [Int64]) {
@@ -374,13 +410,17 @@ private struct RelayMetrics: Sendable {
     let leader: Gauge
     let blockedKeys: Gauge
 
-    init(table: String, topic: String) {
+    init(table: String, topic: String, factory: any MetricsFactory) {
         let dimensions = [("table", table), ("topic", topic)]
-        depth = Gauge(label: "deltakit_outbox_depth", dimensions: dimensions)
-        oldestAge = Gauge(label: "deltakit_outbox_oldest_age_seconds", dimensions: dimensions)
-        publishLatency = Metrics.Timer(label: "deltakit_outbox_publish_latency", dimensions: dimensions)
-        published = Counter(label: "deltakit_outbox_published_total", dimensions: dimensions)
-        leader = Gauge(label: "deltakit_outbox_relay_leader", dimensions: dimensions)
-        blockedKeys = Gauge(label: "deltakit_outbox_blocked_keys", dimensions: dimensions)
+        depth = Gauge(label: "deltakit_outbox_depth", dimensions: dimensions, factory: factory)
+        oldestAge = Gauge(label: "deltakit_outbox_oldest_age_seconds", dimensions: dimensions, factory: factory)
+        publishLatency = Metrics.Timer(
+            label: "deltakit_outbox_publish_latency",
+            dimensions: dimensions,
+            factory: factory
+        )
+        published = Counter(label: "deltakit_outbox_published_total", dimensions: dimensions, factory: factory)
+        leader = Gauge(label: "deltakit_outbox_relay_leader", dimensions: dimensions, factory: factory)
+        blockedKeys = Gauge(label: "deltakit_outbox_blocked_keys", dimensions: dimensions, factory: factory)
     }
 }

@@ -19,6 +19,7 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
         var failForever = false
         var failure = DeltaKitError(code: .deliveryFailed, message: "delivery failed (injected by InMemoryEventSink)")
         var flushCount = 0
+        var refused: (@Sendable (ChangeEvent<Record>) -> Bool)?
         /// The next offset: events ever recorded (not reset by `popEvents`).
         var offset: Int64 = 0
     }
@@ -52,6 +53,12 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
             )
         }
         let offset = try state.withLock { state in
+            if let refused = state.refused, refused(event) {
+                throw DeltaKitError(
+                    code: .serializationFailed,
+                    message: "\(Record.self) with key \(event.key) refused (injected by InMemoryEventSink)"
+                )
+            }
             if state.failForever { throw state.failure }
             if state.failuresLeft > 0 {
                 state.failuresLeft -= 1
@@ -115,11 +122,19 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
         }
     }
 
-    /// Ends injected failures.
+    /// Refuses every event for which `isPoisoned` returns `true` with a `DeltaKitError` of code
+    /// `serializationFailed`, as a sink refuses an event it cannot encode (a poisoned event), until
+    /// ``stopFailing()``.
+    public func refuse(where isPoisoned: @escaping @Sendable (ChangeEvent<Record>) -> Bool) {
+        state.withLock { $0.refused = isPoisoned }
+    }
+
+    /// Ends injected failures and refusals.
     public func stopFailing() {
         state.withLock { state in
             state.failForever = false
             state.failuresLeft = 0
+            state.refused = nil
         }
     }
 }

@@ -67,4 +67,52 @@ struct OutboxCLITests {
         try await admin.execute("DROP DATABASE \(database) WITH (FORCE)")
         await admin.close()
     }
+
+    @Test("relay --exit-when-empty exits 0 when only held-back rows remain, after saying which and why")
+    func exitWhenEmptyLeavesHeldBackRows() async throws {
+        let brokers = try TestEnvironment.requireKafka()
+        let url = try TestEnvironment.requirePostgres()
+        let admin = try await RisingWaveConnection(configuration: .init(url: url))
+        let database = "outbox_cli_\(UUID().uuidString.prefix(8).lowercased())"
+        try await admin.execute("CREATE DATABASE \(database)")
+        let postgres = try #require(URL(string: url)).deletingLastPathComponent().appendingPathComponent(database)
+            .absoluteString
+        let topic = TestEnvironment.uniqueTopic("outbox")
+        let provisioned = try await CLI.run(["outbox", "provision", "--postgres", postgres])
+        #expect(provisioned.status == 0, "\(provisioned.stderr)")
+        let app = try await RisingWaveConnection(configuration: .init(url: postgres))
+        // A row that cannot be decoded, and one of the same key behind it; the writer's rows around them.
+        let written = try await CLI.run([
+            "outbox", "write", "--postgres", postgres, "--count", "20", "--users", "5", "--topic", topic,
+        ])
+        #expect(written.status == 0, "\(written.stderr)")
+        let poisoned = try await app.query(
+            """
+            INSERT INTO deltakit_outbox (topic, message_key, event_order, payload)
+            VALUES ($1, '999', 1, 'not an event'), ($1, '999', 2, 'behind it') RETURNING id
+            """,
+            text: [topic]
+        )
+        let poisonedID = try #require(poisoned.first?["id"])
+        let more = try await CLI.run([
+            "outbox", "write", "--postgres", postgres, "--count", "20", "--users", "5", "--seed", "2", "--topic", topic,
+        ])
+        #expect(more.status == 0, "\(more.stderr)")
+
+        let drained = try await CLI.run([
+            "outbox", "relay", "--postgres", postgres, "--brokers", brokers, "--topic", topic, "--exit-when-empty",
+        ])
+        #expect(drained.status == 0, "\(drained.stderr)")
+        #expect(drained.stdout.hasPrefix("Relayed 40 events"), "\(drained.stdout)")
+        #expect(
+            drained.stdout.contains("Held back: key 999 at outbox row \(poisonedID): "),
+            "\(drained.stdout)"
+        )
+        let left = try await app.query("SELECT message_key FROM deltakit_outbox ORDER BY id", text: [])
+        #expect(left.map { $0["message_key"] } == ["999", "999"])
+
+        await app.close()
+        try await admin.execute("DROP DATABASE \(database) WITH (FORCE)")
+        await admin.close()
+    }
 }

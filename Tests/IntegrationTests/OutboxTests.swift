@@ -3,6 +3,7 @@ import DeltaKitOutbox
 import DeltaKitRisingWave
 import DeltaKitTesting
 import Foundation
+import MetricsTestKit
 import Synchronization
 import Testing
 
@@ -321,6 +322,54 @@ struct OutboxTests {
         try await Self.eventually("the events are published by polling") { relay.published == 3 }
         running.cancel()
         _ = await running.result
+    }
+
+    @Test(
+        "metrics: depth, oldest age, publish latency, published, leadership, blocked keys; logs: leadership, held rows"
+    )
+    func metricsAndLogs() async throws {
+        let (outbox, connection, configuration) = try await Self.makeOutbox()
+        for id in 1...5 { _ = try await outbox.enqueue(Self.user(id), topic: Self.topic, on: connection) }
+        _ = try await connection.query(
+            "INSERT INTO \(outbox.table) (topic, message_key, event_order, payload) VALUES ($1, '9', 1, 'not an event')",
+            text: [Self.topic]
+        )
+        // The rows were enqueued a minute ago: the oldest age and every publish latency are at least that.
+        _ = try await connection.query(
+            "UPDATE \(outbox.table) SET created_at = created_at - interval '60 seconds'",
+            text: []
+        )
+        let metrics = TestMetrics()
+        let (logger, logs) = CapturingLogHandler.logger("outbox")
+        let sink = InMemoryEventSink<DemoUser>()
+        let relay = try OutboxRelay(
+            outbox: outbox,
+            connection: configuration,
+            sink: sink,
+            configuration: .init(topic: Self.topic, exitWhenEmpty: true),
+            logger: logger,
+            metricsFactory: metrics
+        )
+        try await relay.run()
+        let dimensions = [("table", outbox.table), ("topic", Self.topic)]
+        // Measured before the first round: 6 rows, the oldest enqueued 60 s ago (this test takes far less than 600).
+        #expect(try metrics.expectGauge("deltakit_outbox_depth", dimensions).values.first == 6)
+        let oldest = try #require(
+            try metrics.expectGauge("deltakit_outbox_oldest_age_seconds", dimensions).values.first
+        )
+        #expect(oldest >= 60 && oldest < 660, "\(oldest)")
+        let latencies = try metrics.expectTimer("deltakit_outbox_publish_latency", dimensions).values
+        #expect(latencies.count == 5)
+        #expect(latencies.allSatisfy { $0 >= 60_000_000_000 && $0 < 660_000_000_000 }, "\(latencies)")
+        #expect(try metrics.expectCounter("deltakit_outbox_published_total", dimensions).totalValue == 5)
+        // Leader while it ran, not any more once it ended.
+        let leader = try metrics.expectGauge("deltakit_outbox_relay_leader", dimensions).values
+        #expect(leader.contains(1) && leader.last == 0, "\(leader)")
+        #expect(try metrics.expectGauge("deltakit_outbox_blocked_keys", dimensions).values.last == 1)
+        #expect(relay.heldBack.map(\.key) == ["9"])
+        #expect(logs.messages.contains { $0.contains("is the leader") })
+        #expect(logs.messages.contains { $0.contains("(key 9)") && $0.contains("cannot be published") })
+        #expect(logs.messages.contains { $0.contains("ends with key 9 held back") })
     }
 }
 
