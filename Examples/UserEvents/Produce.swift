@@ -3,6 +3,7 @@ import DeltaKit
 import DeltaKitKafka
 import ServiceLifecycle
 import Synchronization
+import Tracing
 import UnixSignals
 
 struct Produce: AsyncParsableCommand {
@@ -16,6 +17,11 @@ struct Produce: AsyncParsableCommand {
     var partitions = 4
     @Flag(help: "Print only a progress line with the rate (stderr) and a final summary, not each event.")
     var quiet = false
+    @Flag(
+        help:
+            "Bootstrap a tracer that exports nothing and send each batch in a span, so that every message carries a traceparent header: what tracing costs."
+    )
+    var trace = false
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -26,6 +32,7 @@ struct Produce: AsyncParsableCommand {
 
     func run() async throws {
         logging.bootstrap()
+        if trace { InstrumentationSystem.bootstrap(PropagatingTracer()) }
         try await reportingErrors {
             let sink = try await KafkaEventSink<DemoUser>(
                 configuration: .init(
@@ -43,6 +50,7 @@ struct Produce: AsyncParsableCommand {
                 count: generator.count,
                 interval: generator.interval.duration,
                 quiet: quiet,
+                traced: trace,
                 progress: progress
             )
             let signal: UnixSignal?
@@ -76,6 +84,7 @@ private final class EventProducer: Service {
     private let count: Int
     private let interval: Duration
     private let quiet: Bool
+    private let traced: Bool
     private let progress: ProgressReporter
     private let acknowledged = Atomic<Int>(0)
 
@@ -85,6 +94,7 @@ private final class EventProducer: Service {
         count: Int,
         interval: Duration,
         quiet: Bool,
+        traced: Bool,
         progress: ProgressReporter
     ) {
         self.sink = sink
@@ -92,6 +102,7 @@ private final class EventProducer: Service {
         self.count = count
         self.interval = interval
         self.quiet = quiet
+        self.traced = traced
         self.progress = progress
     }
 
@@ -105,7 +116,13 @@ private final class EventProducer: Service {
         let batchSize = interval > .zero ? 1 : (quiet ? 10_000 : 1_000)
         while sent < count, !Task.isShuttingDownGracefully {
             let batch = events.next(min(batchSize, count - sent))
-            try await sink.send(contentsOf: batch)
+            if traced {
+                try await withSpan("produce batch", ofKind: .producer) { _ in
+                    _ = try await sink.send(contentsOf: batch)
+                }
+            } else {
+                try await sink.send(contentsOf: batch)
+            }
             sent += batch.count
             acknowledged.store(sent, ordering: .relaxed)
             if !quiet { try Console.output.lines(batch.lazy.map { "Sent: \($0)" }) }

@@ -1,3 +1,5 @@
+public import Instrumentation
+
 /// A store whose state can be followed: it offers a change feed of ``StateChange``s.
 ///
 /// The feed starts either with the current state (every live record as an insert, then the changes made
@@ -79,11 +81,36 @@ public struct ChangeFeedElement<Record: ChangeRecord>: Hashable, Sendable {
     /// restart is a new snapshot. A store that knows where its snapshot ends gives the snapshot's last element a
     /// position (the in-process stores do; RisingWave's does not: its first change after the snapshot has one).
     public var position: ChangeFeedPosition?
+    /// The trace context of the event that caused the change, when the store has it: the in-memory store sets it
+    /// for a change it applies while a context is current — inside the span `KafkaMaterializer` opens for an event
+    /// that carried one. `nil` otherwise (snapshot elements, replayed history, stores that do not keep it).
+    ///
+    /// Not part of the element's equality: two elements for the same change at the same position are equal
+    /// whatever trace they belong to.
+    public var traceContext: ServiceContext?
 
     /// Creates an element.
-    public init(change: StateChange<Record>, isSnapshot: Bool, position: ChangeFeedPosition?) {
+    public init(
+        change: StateChange<Record>,
+        isSnapshot: Bool,
+        position: ChangeFeedPosition?,
+        traceContext: ServiceContext? = nil
+    ) {
         self.change = change
         self.isSnapshot = isSnapshot
         self.position = position
+        self.traceContext = traceContext
+    }
+
+    /// Whether two elements are for the same change, snapshot flag and position (``traceContext`` aside).
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.change == rhs.change && lhs.isSnapshot == rhs.isSnapshot && lhs.position == rhs.position
+    }
+
+    /// Hashes what ``==(_:_:)`` compares.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(change)
+        hasher.combine(isSnapshot)
+        hasher.combine(position)
     }
 }

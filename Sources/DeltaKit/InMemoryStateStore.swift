@@ -1,4 +1,5 @@
 public import Foundation
+import Instrumentation
 import Synchronization
 
 /// A ``MutableStateStore`` in memory, applying ``LatestStateMerge``: the in-process materializer's store,
@@ -185,7 +186,12 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         let element: ChangeFeedElement<Record>
         switch change {
         case .success(let change):
-            element = ChangeFeedElement(change: change, isSnapshot: false, position: position(state.sequence))
+            element = ChangeFeedElement(
+                change: change,
+                isSnapshot: false,
+                position: position(state.sequence),
+                traceContext: ServiceContext.current
+            )
         case .failure(let error):
             for (_, continuation) in state.subscribers { continuation.finish(throwing: error) }
             state.subscribers.removeAll()
@@ -242,7 +248,12 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
             state.logStart += UInt64(drop)
         }
         guard !state.subscribers.isEmpty else { return [] }
-        let element = ChangeFeedElement(change: change, isSnapshot: false, position: position(state.sequence))
+        let element = ChangeFeedElement(
+            change: change,
+            isSnapshot: false,
+            position: position(state.sequence),
+            traceContext: ServiceContext.current
+        )
         var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
         for (id, continuation) in state.subscribers {
             switch continuation.yield(element) {

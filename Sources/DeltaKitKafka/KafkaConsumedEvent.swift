@@ -1,4 +1,5 @@
 public import DeltaKit
+public import Instrumentation
 
 /// A change event read from Kafka, with where it came from.
 ///
@@ -15,6 +16,13 @@ public struct KafkaConsumedEvent<Record: ChangeRecord>: Sendable {
     public var offset: Int64
     /// What identifies the message in its partition's log (kept by positioned stores with their positions).
     var fingerprint = MessageFingerprint(offset: -1, timestamp: -1, digest: 0)
+    /// The message's headers (empty when it has none), where ``traceContext`` is read from.
+    package var traceHeaders: [TraceHeader] = []
+
+    /// The trace context the producer sent with the event (the span active when it was sent or enqueued in an
+    /// outbox), as the active instrument reads it from the message's headers; `nil` when the message carries none
+    /// or no tracer is bootstrapped. Continue the trace with `withSpan(_:context:)`.
+    public var traceContext: ServiceContext? { TraceHeaders.context(from: traceHeaders) }
 }
 
 /// A message that is not a valid change event, reported with where it is and why it was refused.
@@ -57,6 +65,27 @@ struct SourceBatch<Record: ChangeRecord>: Sendable {
         }
         return typed
     }
+    /// Whether an event of the batch came with headers (a trace context, usually): the materializer then applies
+    /// it in its own span. A check per segment, not per row, for the common batch without any.
+    var carriesTraceHeaders: Bool {
+        for (chunk, range) in segments where !chunk.traceHeaders.isEmpty {
+            if chunk.traceHeaders.keys.contains(where: range.contains) { return true }
+        }
+        return events.contains { !$0.traceHeaders.isEmpty }
+    }
+
+    /// Every event of the batch as a typed event with its message's headers (``typedEvents(layout:)``).
+    func tracedEvents(layout: RowLayout?) throws -> [(event: ChangeEvent<Record>, trace: [TraceHeader])] {
+        var typed = events.map { ($0.event, $0.traceHeaders) }
+        guard let layout else { return typed }
+        for (chunk, range) in segments {
+            for row in range {
+                typed.append((try ChangeEvent(row: row, of: chunk.rows, layout: layout), chunk.traceHeaders[row] ?? []))
+            }
+        }
+        return typed
+    }
+
     /// Per partition, the offset after the last message of the batch (events and malformed messages alike):
     /// where a restart continues once the batch is applied.
     var nextOffsets: [Int32: Int64] = [:]

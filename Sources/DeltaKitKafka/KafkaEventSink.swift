@@ -21,7 +21,7 @@ public import ServiceLifecycle
 /// try await sink.send(.insert(User(id: 1, name: "Alice", age: 25), order: clock.next()))
 /// try await sink.close()
 /// ```
-public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
+public final class KafkaEventSink<Record: ChangeRecord>: EventSink, TraceHeaderSending, Service {
     /// The topic events go to.
     public let topic: String
     let core: SinkCore
@@ -116,14 +116,38 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, Service {
     /// throws `deliveryFailed`.
     ///
     /// - Returns: Per partition, the highest offset acknowledged for these events.
+    ///
+    /// When a trace context is current (a span is active), every message carries its propagation headers, as the
+    /// bootstrapped instrument writes them (`traceparent` for a W3C tracer); without one no header is added.
     @discardableResult
     public func send(contentsOf events: [ChangeEvent<Record>]) async throws -> EventReceipt {
         try core.checkOpen()
         // One writer for the whole send: the record's layout is looked up once, the writer allocated once.
         let writer = WireEventWriter(layout: try WireLayout.of(Record.self))
         let tombstones = sendsTombstones
+        // Once per send, not per event: without a current context this is one task-local read.
+        let trace = TraceHeaders.current()
         return try await core.send(count: events.count) { index, messages in
-            try messages.append(events[index], writer: writer, tombstone: tombstones)
+            try messages.append(events[index], writer: writer, tombstone: tombstones, trace: trace)
+        }
+    }
+
+    /// Sends `events` in order, each with its own trace headers (`traceHeaders[i]` with `events[i]`): the outbox
+    /// relay's send, which forwards the context each row was written in.
+    package func send(
+        contentsOf events: [ChangeEvent<Record>],
+        traceHeaders: [[TraceHeader]]
+    ) async throws -> EventReceipt {
+        try core.checkOpen()
+        let writer = WireEventWriter(layout: try WireLayout.of(Record.self))
+        let tombstones = sendsTombstones
+        return try await core.send(count: events.count) { index, messages in
+            try messages.append(
+                events[index],
+                writer: writer,
+                tombstone: tombstones,
+                trace: index < traceHeaders.count ? traceHeaders[index] : []
+            )
         }
     }
 

@@ -3,6 +3,7 @@ public import Logging
 public import Metrics
 public import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// Keeps the latest state in-process straight from Kafka: runs a ``KafkaEventSource`` into any
 /// `MutableStateStore` — the embedded alternative to RisingWave.
@@ -201,7 +202,9 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         let rowStore = (store as? any RowApplying).flatMap { $0.rowLayout === layout ? $0 : nil }
         for try await batch in source.batches(limit: maxBatchSize) {
             let count = batch.eventCount
-            if positioned == nil, let rowStore, batch.events.isEmpty {
+            if batch.carriesTraceHeaders {
+                try await applyTraced(batch, layout: layout, positioned: positioned)
+            } else if positioned == nil, let rowStore, batch.events.isEmpty {
                 for (chunk, range) in batch.segments { rowStore.apply(rows: chunk.rows, range) }
             } else if let positioned {
                 try await positioned.apply(
@@ -224,6 +227,46 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
             if batch.isLast { break }
         }
         return applied
+    }
+
+    /// Applies a batch some of whose events carry a trace context: in runs of consecutive events with the same
+    /// headers, each traced run inside a consumer span that continues the producer's trace, so that what the store
+    /// does — and the change feed elements it emits — belongs to that trace. A positioned store records the batch's
+    /// positions with its last run; a crash before that replays the earlier runs, which the merge ignores.
+    private func applyTraced(
+        _ batch: SourceBatch<Store.Record>,
+        layout: RowLayout?,
+        positioned: (any PositionedStateStore<Store.Record>)?
+    ) async throws {
+        let items = try batch.tracedEvents(layout: layout)
+        var start = 0
+        while start < items.count {
+            var end = start + 1
+            while end < items.count, items[end].trace == items[start].trace { end += 1 }
+            let events = items[start..<end].map(\.event)
+            let isLast = end == items.count
+            let run: () async throws -> Void = { [store] in
+                if let positioned {
+                    try await positioned.apply(
+                        contentsOf: events,
+                        positions: isLast ? batch.nextOffsets : [:],
+                        fingerprints: isLast ? batch.lastFingerprints : [:]
+                    )
+                } else {
+                    try await store.apply(contentsOf: events)
+                }
+            }
+            if let context = TraceHeaders.context(from: items[start].trace) {
+                try await withSpan("deltakit.materialize", context: context, ofKind: .consumer) { span in
+                    span.attributes["messaging.destination.name"] = source.topic
+                    span.attributes["deltakit.events"] = events.count
+                    try await run()
+                }
+            } else {
+                try await run()
+            }
+            start = end
+        }
     }
 
     /// Waits until every assigned partition reached its end and all events before that point are applied.

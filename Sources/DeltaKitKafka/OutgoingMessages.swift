@@ -11,7 +11,7 @@ struct OutgoingMessages {
         var key: Range<Int>?
         /// Where the value is in ``bytes``; `nil` for a tombstone (a null value).
         var value: Range<Int>?
-        /// A tombstone's headers.
+        /// The message's headers: a tombstone's order and timestamp, an event's trace context.
         var headers: [(name: String, value: [UInt8])] = []
     }
 
@@ -43,7 +43,15 @@ struct OutgoingMessages {
     /// delete when `tombstone` is set, the tombstone that follows it: the same key, a null value, and the delete's
     /// order and timestamp in the headers `KafkaEventSink.Configuration` names. Nothing is appended when `event`
     /// cannot be encoded.
-    mutating func append<Record>(_ event: ChangeEvent<Record>, writer: WireEventWriter, tombstone: Bool) throws {
+    ///
+    /// `trace` (the trace context's propagation headers, usually none) goes with the event's message, and with its
+    /// tombstone, so that a consumer reading only the tombstone continues the same trace.
+    mutating func append<Record>(
+        _ event: ChangeEvent<Record>,
+        writer: WireEventWriter,
+        tombstone: Bool,
+        trace: [TraceHeader] = []
+    ) throws {
         let start = bytes.count
         let key: Range<Int>
         do {
@@ -55,7 +63,9 @@ struct OutgoingMessages {
             bytes.removeSubrange(start...)
             throw error
         }
-        messages.append(Message(key: key, value: start..<key.lowerBound))
+        let traceHeaders: [(name: String, value: [UInt8])] =
+            trace.isEmpty ? [] : trace.map { ($0.name, Array($0.value.utf8)) }
+        messages.append(Message(key: key, value: start..<key.lowerBound, headers: traceHeaders))
         guard tombstone, event.operation == .delete else { return }
         typealias Headers = KafkaEventSink<Record>.Configuration
         messages.append(
@@ -65,7 +75,7 @@ struct OutgoingMessages {
                 headers: [
                     (Headers.tombstoneOrderHeader, Array(String(event.order).utf8)),
                     (Headers.tombstoneTimestampHeader, Array(EventTimestamp.format(event.timestamp).utf8)),
-                ]
+                ] + traceHeaders
             )
         )
     }
@@ -85,20 +95,18 @@ struct OutgoingMessages {
         let message = messages[index]
         return try bytes.withUnsafeBytes { bytes in
             let key = message.key.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
-            guard let value = message.value else {
-                return try handle.produceTombstone(
+            let value = message.value.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+            // The common message, with a value and no header, takes librdkafka's plain call.
+            guard let value, message.headers.isEmpty else {
+                return try handle.produce(
                     topic: topic,
-                    key: key ?? UnsafeRawBufferPointer(start: nil, count: 0),
+                    key: key,
+                    value: value,
                     headers: message.headers,
                     receiver: receiver
                 )
             }
-            return try handle.produce(
-                topic: topic,
-                key: key,
-                value: UnsafeRawBufferPointer(rebasing: bytes[value]),
-                receiver: receiver
-            )
+            return try handle.produce(topic: topic, key: key, value: value, receiver: receiver)
         }
     }
 }

@@ -84,7 +84,8 @@ extension SourceCore {
                             topic: topic,
                             partition: view.partition,
                             offset: view.offset,
-                            fingerprint: view.fingerprint
+                            fingerprint: view.fingerprint,
+                            traceHeaders: view.traceHeaders
                         )
                     )
                 )
@@ -194,7 +195,8 @@ extension SourceCore {
                     topic: message.topic,
                     partition: message.partition,
                     offset: message.offset,
-                    fingerprint: fingerprint
+                    fingerprint: fingerprint,
+                    traceHeaders: message.traceHeaders
                 )
             )
         } catch {

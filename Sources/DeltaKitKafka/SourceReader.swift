@@ -77,6 +77,9 @@ struct RowChunk: Sendable {
     var partitions: [Int32] = []
     var offsets: [Int64] = []
     var fingerprints: [MessageFingerprint] = []
+    /// The headers of the rows whose message had any, by row index: sparse, so that a chunk of messages without
+    /// headers (no tracing producer) carries an empty dictionary and nothing per row.
+    var traceHeaders: [Int: [TraceHeader]] = [:]
 
     init(width: Int) { rows = RowList(width: width) }
 
@@ -94,6 +97,8 @@ struct RowChunk: Sendable {
         partitions.append(view.partition)
         offsets.append(view.offset)
         fingerprints.append(view.fingerprint)
+        let headers = view.traceHeaders
+        if !headers.isEmpty { traceHeaders[partitions.count - 1] = headers }
         guard let key = view.key else { return true }
         guard let agrees = layout.isKeyed(rows.count - 1, of: rows, by: key) else { return nil }
         if !agrees { removeLast() }
@@ -106,9 +111,11 @@ struct RowChunk: Sendable {
         partitions.append(event.partition)
         offsets.append(event.offset)
         fingerprints.append(event.fingerprint)
+        if !event.traceHeaders.isEmpty { traceHeaders[partitions.count - 1] = event.traceHeaders }
     }
 
     mutating func removeLast() {
+        if !traceHeaders.isEmpty { traceHeaders[partitions.count - 1] = nil }
         rows.removeLastRow()
         partitions.removeLast()
         offsets.removeLast()
@@ -127,7 +134,8 @@ struct RowChunk: Sendable {
             topic: topic,
             partition: partitions[index],
             offset: offsets[index],
-            fingerprint: fingerprints[index]
+            fingerprint: fingerprints[index],
+            traceHeaders: traceHeaders[index] ?? []
         )
     }
 }

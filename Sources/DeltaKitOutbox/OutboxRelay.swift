@@ -222,7 +222,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
             }
             let rows = try await connection.query(
                 """
-                SELECT id, message_key, event_order, payload, traceparent,
+                SELECT id, message_key, event_order, payload, traceparent, trace_headers,
                     (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us
                 FROM \(outbox.table)
                 WHERE topic = $1 AND NOT (message_key = ANY($2::text[]))
@@ -265,7 +265,9 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     /// Publishes `rows` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
     private func publish(_ rows: [SQLRow]) async throws -> (published: [Int64], blocked: Set<String>) {
         var blocked: Set<String> = []
-        var pending: [(id: Int64, key: String, event: ChangeEvent<Sink.Record>, enqueuedMicros: Int64)] = []
+        var pending:
+            [(id: Int64, key: String, event: ChangeEvent<Sink.Record>, enqueuedMicros: Int64, trace: [TraceHeader])] =
+                []
         pending.reserveCapacity(rows.count)
         for row in rows {
             let key = row["message_key"] ?? ""
@@ -284,7 +286,9 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                         )
                     }
                     ?? .delete(key: decoded.key, order: order, timestamp: decoded.timestamp)
-                pending.append((id, key, event, row["enqueued_us"].flatMap { Int64($0) } ?? 0))
+                pending.append(
+                    (id, key, event, row["enqueued_us"].flatMap { Int64($0) } ?? 0, Self.traceHeaders(of: row))
+                )
             } catch {
                 blocked.insert(key)
                 holdBack(id: id, key: key, reason: "\(error)")
@@ -294,13 +298,13 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
             }
         }
         do {
-            try await sink.send(contentsOf: pending.map(\.event))
+            try await send(pending.map(\.event), traceHeaders: pending.map(\.trace))
         } catch let error as DeltaKitError where error.code == .serializationFailed {
             // One event the sink refuses must not hold back the others: find it by sending one at a time, in order.
             var sent: [Int64] = []
             for item in pending where !blocked.contains(item.key) {
                 do {
-                    try await sink.send(item.event)
+                    try await send([item.event], traceHeaders: [item.trace])
                     sent.append(item.id)
                 } catch let error as DeltaKitError where error.code == .serializationFailed {
                     blocked.insert(item.key)
@@ -315,6 +319,24 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         }
         recordLatency(pending.map(\.enqueuedMicros))
         return (pending.map(\.id), blocked)
+    }
+
+    /// Sends through the sink, each event with the trace headers its row was enqueued with when the sink can
+    /// (a `KafkaEventSink`); a sink that cannot gets the events alone.
+    private func send(_ events: [ChangeEvent<Sink.Record>], traceHeaders: [[TraceHeader]]) async throws {
+        if let traced = sink as? any TraceHeaderSending<Sink.Record>, traceHeaders.contains(where: { !$0.isEmpty }) {
+            _ = try await traced.send(contentsOf: events, traceHeaders: traceHeaders)
+        } else {
+            try await sink.send(contentsOf: events)
+        }
+    }
+
+    /// The trace headers a row was enqueued with: its `trace_headers`, or a `traceparent` alone (rows written by
+    /// a statement that set only that column).
+    private static func traceHeaders(of row: SQLRow) -> [TraceHeader] {
+        if let text = row["trace_headers"], !text.isEmpty { return TraceHeaders.headers(text: text) }
+        if let parent = row["traceparent"], !parent.isEmpty { return [TraceHeader(name: "traceparent", value: parent)] }
+        return []
     }
 
     private func holdBack(id: Int64, key: String, reason: String) {

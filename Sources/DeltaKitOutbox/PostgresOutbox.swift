@@ -56,8 +56,10 @@ public struct PostgresOutbox: Sendable, Hashable {
             event_order bigint NOT NULL,
             payload text NOT NULL,
             traceparent text,
+            trace_headers text,
             created_at timestamptz NOT NULL DEFAULT clock_timestamp()
         );
+        ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS trace_headers text;
         CREATE INDEX IF NOT EXISTS \(table)_topic_id ON \(table) (topic, id);
         CREATE TABLE IF NOT EXISTS \(table)_keys (
             topic text NOT NULL,
@@ -95,13 +97,22 @@ public struct PostgresOutbox: Sendable, Hashable {
     /// - Parameters:
     ///   - event: The change event, as the application's write left the row.
     ///   - topic: The topic the relay of this topic publishes it to.
-    ///   - traceparent: The W3C `traceparent` of the span the write belongs to, if any, stored with the event.
+    ///   - traceparent: The W3C `traceparent` of the span the write belongs to, stored with the event and sent
+    ///     as its `traceparent` header. `nil`: the current trace context's, when a span is active — every
+    ///     propagation header the bootstrapped instrument writes is stored (column `trace_headers`) and sent.
     /// - Throws: `DeltaKitError` with code `serializationFailed` when the event cannot be encoded.
     public func enqueueStatement<Record>(
         _ event: ChangeEvent<Record>,
         topic: String,
         traceparent: String? = nil
     ) throws -> OutboxStatement {
+        // The context's headers, as the active instrument writes them; none (one task-local read) without a span.
+        var trace = TraceHeaders.current()
+        if let traceparent {
+            trace.removeAll { $0.name.lowercased() == "traceparent" }
+            trace.append(TraceHeader(name: "traceparent", value: traceparent))
+        }
+        let storedParent = trace.first { $0.name.lowercased() == "traceparent" }?.value
         let payload = String(decoding: try event.jsonData(), as: UTF8.self)
         let key = String(decoding: try event.keyBytes, as: UTF8.self)
         let sql = """
@@ -110,11 +121,14 @@ public struct PostgresOutbox: Sendable, Hashable {
                 ON CONFLICT (topic, message_key) DO UPDATE SET last_order = GREATEST(k.last_order + 1, $3::bigint)
                 RETURNING last_order
             )
-            INSERT INTO \(table) (topic, message_key, event_order, payload, traceparent)
-            SELECT $1, $2, last_order, $4, $5 FROM next
+            INSERT INTO \(table) (topic, message_key, event_order, payload, traceparent, trace_headers)
+            SELECT $1, $2, last_order, $4, $5, $6 FROM next
             RETURNING id, event_order
             """
-        return OutboxStatement(sql: sql, bindings: [topic, key, String(event.order), payload, traceparent])
+        return OutboxStatement(
+            sql: sql,
+            bindings: [topic, key, String(event.order), payload, storedParent, TraceHeaders.text(trace)]
+        )
     }
 }
 

@@ -20,7 +20,8 @@ extension PostgresOutbox {
     /// - Parameters:
     ///   - event: The change event, as the application's write left the row.
     ///   - topic: The topic the relay of this topic publishes it to.
-    ///   - traceparent: The W3C `traceparent` of the span the write belongs to, if any, stored with the event.
+    ///   - traceparent: The W3C `traceparent` of the span the write belongs to, stored with the event. `nil`: the
+    ///     current trace context's, when a span is active (see `enqueueStatement(_:topic:traceparent:)`).
     ///   - connection: The connection the application's transaction is open on.
     ///   - logger: The logger postgres-nio logs the query to.
     /// - Returns: The outbox row's id and the `event_order` the event is published with (per key, it follows the

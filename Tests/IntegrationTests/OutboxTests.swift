@@ -375,19 +375,23 @@ struct OutboxTests {
 
 @Suite("Outbox statements (no services)")
 struct OutboxStatementTests {
-    @Test("the enqueue statement binds topic, key, the event's order, its wire JSON and the traceparent, as text")
+    @Test(
+        "the enqueue statement binds topic, key, the event's order, its wire JSON, the traceparent and the trace headers, as text"
+    )
     func enqueueBindings() throws {
         let outbox = try PostgresOutbox()
         let event = ChangeEvent<DemoUser>.update(DemoUser(id: 42, name: "Ada", age: 36), order: 7)
         let statement = try outbox.enqueueStatement(event, topic: "user-events", traceparent: "00-abc-def-01")
-        #expect(statement.bindings.count == 5)
+        #expect(statement.bindings.count == 6)
         #expect(statement.bindings[0] == "user-events")
         #expect(statement.bindings[1] == "42")
         #expect(statement.bindings[2] == "7")
         #expect(try statement.bindings[3].map { try ChangeEvent<DemoUser>(jsonData: Data($0.utf8)) } == event)
         #expect(statement.bindings[4] == "00-abc-def-01")
         #expect(statement.sql.contains("INSERT INTO deltakit_outbox_keys"))
-        #expect(try outbox.enqueueStatement(event, topic: "t").bindings[4] == nil)
+        #expect(statement.bindings[5] == "traceparent: 00-abc-def-01")
+        let untraced = try outbox.enqueueStatement(event, topic: "t")
+        #expect(untraced.bindings[4] == nil && untraced.bindings[5] == nil, "no span, no trace context")
     }
 
     @Test("an outbox table name that would need quoting is refused", arguments: ["", "A", "1a", "a-b", "a b", "a;b"])

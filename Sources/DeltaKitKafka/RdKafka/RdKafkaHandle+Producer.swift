@@ -58,11 +58,12 @@ extension RdKafkaHandle {
         return .failed(RdKafka.error(err, fatal: err == RD_KAFKA_RESP_ERR__FATAL))
     }
 
-    /// Enqueues a tombstone: `key` with a null value and the given headers. On `.enqueued` the receiver gets
-    /// exactly one delivery report.
-    func produceTombstone(
+    /// Enqueues a message with headers: `key`, `value` (`nil`: a null value, a tombstone) and `headers` (payload
+    /// and headers copied). On `.enqueued` the receiver gets exactly one delivery report.
+    func produce(
         topic: String,
-        key: UnsafeRawBufferPointer,
+        key: UnsafeRawBufferPointer?,
+        value: UnsafeRawBufferPointer?,
         headers: [(name: String, value: [UInt8])],
         receiver: DeliveryReceiver
     ) throws -> ProduceResult {
@@ -89,12 +90,12 @@ extension RdKafkaHandle {
             field(RD_KAFKA_VTYPE_RKT) { $0.u.rkt = rkt }
             field(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
             field(RD_KAFKA_VTYPE_KEY) {
-                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                $0.u.mem.size = key.count
+                $0.u.mem.ptr = key.flatMap { UnsafeMutableRawPointer(mutating: $0.baseAddress) }
+                $0.u.mem.size = key?.count ?? 0
             }
             field(RD_KAFKA_VTYPE_VALUE) {  // a null value: no pointer, no size
-                $0.u.mem.ptr = nil
-                $0.u.mem.size = 0
+                $0.u.mem.ptr = value.flatMap { UnsafeMutableRawPointer(mutating: $0.baseAddress) }
+                $0.u.mem.size = value?.count ?? 0
             }
             field(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = opaque }
             for (index, header) in headers.enumerated() {

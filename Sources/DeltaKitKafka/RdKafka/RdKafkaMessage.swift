@@ -13,6 +13,8 @@ struct RdKafkaMessage: Sendable {
     var timestamp: Int64 = -1
     /// The headers of a message whose value is null (a tombstone); empty otherwise (not read, to save the cost).
     var tombstoneHeaders: [String: [UInt8]] = [:]
+    /// Every header of the message, as text (empty when it has none): where a trace context is read from.
+    var traceHeaders: [TraceHeader] = []
     /// Set for consumer errors; `isPartitionEOF` for the end-of-partition signal.
     var error: KafkaError?
     var isPartitionEOF: Bool

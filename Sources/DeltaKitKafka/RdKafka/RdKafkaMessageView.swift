@@ -39,6 +39,29 @@ struct RdKafkaMessageView {
         return UnsafeRawBufferPointer(start: key, count: m.key_len)
     }
 
+    /// The message's headers as trace headers (values as UTF-8 text), but for DeltaKit's own (`deltakit-…`, a
+    /// tombstone's order and timestamp); empty — and nothing parsed or allocated — when the message has none,
+    /// which is every message of a producer that does not trace.
+    var traceHeaders: [TraceHeader] {
+        var headers: OpaquePointer?
+        guard rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers else {
+            return []
+        }
+        var found: [TraceHeader] = []
+        var index = 0
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while rd_kafka_header_get_all(headers, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            if let name = name.map(String.init(cString:)), !name.hasPrefix("deltakit-") {
+                let text = value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: size), as: UTF8.self) }
+                found.append(TraceHeader(name: name, value: text ?? ""))
+            }
+            index += 1
+        }
+        return found
+    }
+
     /// The message copied out of librdkafka's buffers (with a tombstone's headers).
     func copy() -> RdKafkaMessage {
         let msg = message.pointee
@@ -65,6 +88,7 @@ struct RdKafkaMessageView {
         copied.key = bytes(msg.key, msg.key_len)
         copied.value = bytes(msg.payload, msg.len)
         copied.timestamp = timestamp
+        copied.traceHeaders = traceHeaders
         if msg.payload == nil {
             var headers: OpaquePointer?
             if rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
