@@ -46,6 +46,7 @@ struct Serve: AsyncParsableCommand {
         logging.bootstrap()
         try await reportingErrors {
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            var heldFeed: SQLiteChangeFeed<DemoUser>?
             let table: ServedTable
             if source.risingwave != nil {
                 let store = try await source.risingWaveStore()
@@ -57,6 +58,10 @@ struct Serve: AsyncParsableCommand {
                 )
             } else if source.state != nil {
                 let store = try source.stateStore()
+                // The file records changes only while a feed of it is open, in any process; the server holds one
+                // (never read, so it costs no polling) for as long as it runs, so that a client that reconnects with
+                // Last-Event-ID resumes without a gap even when no other client was connected meanwhile.
+                heldFeed = try await store.changes(from: .now)
                 table = ServedTable(
                     "users",
                     store: store,
@@ -95,6 +100,7 @@ struct Serve: AsyncParsableCommand {
             }
             services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup))
             let signal = try await runUntilInterrupted(services)
+            withExtendedLifetime(heldFeed) {}
             if let signal { throw ExitCode(interruptedBy: signal) }
         }
     }
