@@ -32,7 +32,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
     ],
     targets: [
-        // MARK: Core (Foundation only)
+        // MARK: Core (Foundation, and swift-distributed-tracing's Instrumentation for ServiceContext)
         .target(
             name: "DeltaKit",
             // Instrumentation only (ServiceContext, the instrument's inject/extract): a change feed element carries
