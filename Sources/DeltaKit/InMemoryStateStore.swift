@@ -182,7 +182,6 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
         _ change: Result<StateChange<Record>, any Error>,
         in state: inout State
     ) -> [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] {
-        var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
         let element: ChangeFeedElement<Record>
         switch change {
         case .success(let change):
@@ -197,13 +196,24 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
             state.subscribers.removeAll()
             return []
         }
-        for (id, continuation) in state.subscribers {
+        return Self.offer(element, to: &state.subscribers)
+    }
+
+    /// Yields `element` to every feed: a feed that ended is forgotten, one whose buffer is full is forgotten and
+    /// returned (to finish outside the lock).
+    @inline(__always)
+    private static func offer(
+        _ element: ChangeFeedElement<Record>,
+        to subscribers: inout [Int: AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation]
+    ) -> [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] {
+        var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
+        for (id, continuation) in subscribers {
             switch continuation.yield(element) {
             case .enqueued: break
             case .dropped:
-                state.subscribers[id] = nil
+                subscribers[id] = nil
                 overflowed.append(continuation)
-            case .terminated: state.subscribers[id] = nil
+            case .terminated: subscribers[id] = nil
             @unknown default: break
             }
         }
@@ -254,18 +264,7 @@ public final class InMemoryStateStore<Record: ChangeRecord>: MutableStateStore, 
             position: position(state.sequence),
             traceContext: ServiceContext.current
         )
-        var overflowed: [AsyncThrowingStream<ChangeFeedElement<Record>, any Error>.Continuation] = []
-        for (id, continuation) in state.subscribers {
-            switch continuation.yield(element) {
-            case .enqueued: break
-            case .dropped:
-                state.subscribers[id] = nil
-                overflowed.append(continuation)
-            case .terminated: state.subscribers[id] = nil
-            @unknown default: break
-            }
-        }
-        return overflowed
+        return Self.offer(element, to: &state.subscribers)
     }
 
     /// Inserts `event` by order into `history`, which keeps up to `2 × limit` events so that trimming it to the

@@ -21,6 +21,9 @@ public struct MessageFingerprint: Sendable, Hashable, CustomStringConvertible {
         self.digest = digest
     }
 
+    /// Stands for a fingerprint a reader did not compute (offset -1: no message has it).
+    package static let unrecorded = MessageFingerprint(offset: -1, timestamp: -1, digest: 0)
+
     /// `offset 89 (timestamp 1765000000000, digest 0x…)`.
     public var description: String {
         "offset \(offset) (timestamp \(timestamp), digest 0x\(String(digest, radix: 16)))"

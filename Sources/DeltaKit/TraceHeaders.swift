@@ -27,6 +27,11 @@ package enum TraceHeaders {
         return inject(context)
     }
 
+    /// Whether an instrument other than the no-op one is active in the calling task (bootstrapped, or bound by
+    /// an enclosing `withTracer`): without one, no context is ever extracted, so a reader need not look for
+    /// headers.
+    package static var instrumentActive: Bool { !(InstrumentationSystem.instrument is NoOpInstrument) }
+
     /// The headers the active instrument writes for `context` (none with the no-op instrument).
     package static func inject(_ context: ServiceContext) -> [TraceHeader] {
         var headers: [TraceHeader] = []

@@ -57,6 +57,12 @@ extension KafkaEventSource {
         /// widen it to tell a short stall from a long one on a loaded machine. Default: 1 second.
         package var groupStallBeforePause: Duration = .seconds(1)
 
+        /// Whether every message's fingerprint is computed (a digest of its key and value). A reader that records
+        /// positions with the fingerprint of any message it stops at — a `PositionedStateStore`, the events of
+        /// ``KafkaEventSource/events`` — needs them all; a materializer into a store without positions needs only
+        /// the last of each partition (the continuity check's), and sets this to `false`. Default: `true`.
+        package var fingerprintsEveryMessage = true
+
         /// Creates a configuration.
         public init(
             kafka: KafkaConfiguration = KafkaConfiguration(),

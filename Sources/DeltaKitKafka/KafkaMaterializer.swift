@@ -125,6 +125,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
                 logger: logger,
                 rebuild: rebuildOnIncompatibleTopic
             )
+        } else {
+            configuration.fingerprintsEveryMessage = false  // no positions to record them with
         }
         let source = try await KafkaEventSource<Store.Record>(
             configuration: configuration,
@@ -362,6 +364,8 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
         configuration.stopWhenCaughtUp = true
         if let positioned = store as? any PositionedStateStore<Store.Record> {
             configuration.startOffsets = try await startOffsets(of: positioned, for: configuration, logger: logger)
+        } else {
+            configuration.fingerprintsEveryMessage = false  // no positions to record them with
         }
         let source = try await KafkaEventSource<Store.Record>(
             configuration: configuration,

@@ -120,7 +120,7 @@ extension SourceCore {
         layout: RowLayout,
         chunk: inout RowChunk
     ) -> Bool {
-        var taken = chunk.append(view, value: value, layout: layout)
+        var taken = chunk.append(view, value: value, layout: layout, traceHeaders: true, fingerprint: true)
         if taken == nil {
             // A key type the row cannot tell by itself: ask the typed event.
             let row = chunk.rows.count - 1
@@ -223,6 +223,8 @@ extension SourceCore {
 /// message asks the runtime for type metadata. What it cannot finish it leaves to ``SourceCore/take(_:schema:into:chunk:itemized:)``.
 struct RowIntake {
     let layout: RowLayout
+    /// Whether to read each message's headers for a trace context (only while an instrument is active).
+    let readsTraceHeaders: Bool
 
     enum Outcome {
         /// Taken (or dropped while reading is held back).
@@ -238,10 +240,17 @@ struct RowIntake {
     func take(
         _ view: RdKafkaMessageView,
         chunk: inout RowChunk,
-        machine: borrowing Mutex<SourceMachine>
+        machine: borrowing Mutex<SourceMachine>,
+        fingerprint: Bool
     ) -> Outcome {
         guard let value = view.plainValue else { return .declined }
-        switch chunk.append(view, value: value, layout: layout) {
+        switch chunk.append(
+            view,
+            value: value,
+            layout: layout,
+            traceHeaders: readsTraceHeaders,
+            fingerprint: fingerprint
+        ) {
         case true?: break
         case nil:
             chunk.removeLast()  // the key needs the typed event: the generic path decodes it again

@@ -6,7 +6,9 @@ import Synchronization
 /// The poll thread: takes messages from librdkafka as far as the reader's demand allows (back-pressure), hands
 /// them over one poll at a time, and, without a group, reads partitions added to the topic.
 extension SourceCore {
-    func pollOnce() {
+    /// One turn of the poll thread; `readingTraceHeaders` says whether messages' headers are read for trace
+    /// contexts (decided once, when reading starts: ``startPolling()``).
+    func pollOnce(readingTraceHeaders: Bool) {
         if !hasGroup { refreshPartitionsIfDue() }
         let decision = machine.withLock {
             $0.pollDecision(now: .now, demandEpoch: demand.epoch, demandEnded: demand.hasEnded)
@@ -17,40 +19,40 @@ extension SourceCore {
         case .poll(let limit, let pause, let resume):
             if pause { handle.pause(handle.assignment()) }
             if resume { handle.resume(handle.assignment()) }
-            _ = pollAvailable(upTo: limit)
+            _ = pollAvailable(upTo: limit, readingTraceHeaders: readingTraceHeaders)
         }
     }
 
-    /// Waits up to 100 ms for a message, then takes what librdkafka already holds, up to `limit` messages
-    /// (at most ``pollBatchLimit``), and hands the items to the application as one element of the hand-off.
-    /// Returns how many messages were taken.
-    private func pollAvailable(upTo limit: Int) -> Int {
+    /// Takes what librdkafka already holds, up to `limit` messages (at most ``pollBatchLimit``) — when it holds
+    /// nothing, first waits up to 100 ms for one — and hands the items to the application as one element of the
+    /// hand-off. Returns how many messages were taken.
+    private func pollAvailable(upTo limit: Int, readingTraceHeaders: Bool) -> Int {
         var pending: [SourceItem<Record>] = []
-        var taken = 0
         let limit = min(limit, Self.pollBatchLimit)
         let schema = try? Record.schema  // once per poll, not per message
         var chunk = rowLayout.map { RowChunk(width: $0.width) }  // this poll's rows, which its items share
         var itemized = 0  // the rows of `chunk` already in `pending`
-        let intake = rowLayout.map(RowIntake.init)
-        while taken < limit,
-            handle.consumerPoll(
-                timeoutMs: taken == 0 ? 100 : 0,
-                { view in
-                    // The common case first, in code that is not generic (``RowIntake``).
-                    if let intake, chunk != nil {
-                        switch intake.take(view, chunk: &chunk!, machine: machine) {
-                        case .done: return
-                        case .report(let observation, let partition, let offset):
-                            report(observation, partition: partition, found: offset)
-                            return
-                        case .declined: break
-                        }
-                    }
-                    take(view, schema: schema, into: &pending, chunk: &chunk, itemized: &itemized)
+        let intake = rowLayout.map { RowIntake(layout: $0, readsTraceHeaders: readingTraceHeaders) }
+        func visit(_ view: RdKafkaMessageView, endsRun: Bool) {
+            // The common case first, in code that is not generic (``RowIntake``).
+            if let intake, chunk != nil {
+                let fingerprint = endsRun || fingerprintsEveryMessage
+                switch intake.take(view, chunk: &chunk!, machine: machine, fingerprint: fingerprint) {
+                case .done: return
+                case .report(let observation, let partition, let offset):
+                    report(observation, partition: partition, found: offset)
+                    return
+                case .declined: break
                 }
-            ) != nil
-        {
-            taken += 1
+            }
+            take(view, schema: schema, into: &pending, chunk: &chunk, itemized: &itemized)
+        }
+        // A batch of what is there; only an empty queue is waited on, one message's worth (a batch call with a
+        // timeout would wait for the whole batch to fill).
+        func reserve(_ count: Int) { chunk?.reserve(count) }
+        var taken = handle.consumeAvailable(upTo: limit, willTake: reserve, visit)
+        if taken == 0, handle.consumerPoll(timeoutMs: 100, { visit($0, endsRun: true) }) != nil {
+            taken = 1 + handle.consumeAvailable(upTo: limit - 1, willTake: reserve, visit)
         }
         if let chunk {
             Self.itemize(chunk, from: &itemized, into: &pending)
@@ -68,7 +70,11 @@ extension SourceCore {
             switch item {
             case .event(let event): last[event.partition] = event.fingerprint
             case .rows(let chunk, let range):
-                for row in range { last[chunk.partitions[row]] = chunk.fingerprints[row] }
+                // Rows without a fingerprint (``RowChunk/append(_:value:layout:traceHeaders:fingerprint:)``) are
+                // never the last of their partition's run; one dropped after it leaves an earlier, still true pair.
+                for row in range where chunk.fingerprints[row] != .unrecorded {
+                    last[chunk.partitions[row]] = chunk.fingerprints[row]
+                }
             case .malformed(let message): last[message.partition] = message.fingerprint
             case .caughtUp, .failure: break
             }

@@ -45,6 +45,9 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     /// The record type's row layout: with one, messages are decoded into rows (``RowChunk``), and a record is
     /// built only where the application asks for an event (``KafkaEventSource/events``).
     let rowLayout: RowLayout?
+    /// Whether every row's fingerprint is computed, or only the last of each partition in a batch taken from
+    /// librdkafka (``KafkaEventSource/Configuration/fingerprintsEveryMessage``).
+    let fingerprintsEveryMessage: Bool
 
     init(
         handle: RdKafkaHandle,
@@ -76,6 +79,7 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
         self.startOffsets = configuration.startOffsets
         self.startPosition = configuration.startPosition
         self.rowLayout = RowLayout.of(Record.self)
+        self.fingerprintsEveryMessage = configuration.fingerprintsEveryMessage
         self.probe = ProbeSettings(kafka: configuration.kafka, groupID: "deltakit-probe")
         self.deadLetter = deadLetter
         let dimensions = [(KafkaTelemetry.Dimension.topic, configuration.topic)]
@@ -111,10 +115,17 @@ final class SourceCore<Record: ChangeRecord>: Sendable {
     }
 
     /// Starts the poll thread, unless it runs already or reading was stopped: the first reader or `run()` does.
+    ///
+    /// Whether the poll thread reads messages' headers for trace contexts is decided here, from the instrument
+    /// active in the calling task (bootstrapped, or bound by an enclosing `withTracer`): without one, nothing would
+    /// use the contexts, and librdkafka allocates to parse a message's headers even when there are none.
     func startPolling() {
+        let readingTraceHeaders = TraceHeaders.instrumentActive
         machine.withLock { machine in
             _ = machine.startPolling {
-                PollLoop(name: "deltakit-kafka-consumer") { [weak self] in self?.pollOnce() }
+                PollLoop(name: "deltakit-kafka-consumer") { [weak self] in
+                    self?.pollOnce(readingTraceHeaders: readingTraceHeaders)
+                }
             }
         }
     }

@@ -83,6 +83,14 @@ struct RowChunk: Sendable {
 
     init(width: Int) { rows = RowList(width: width) }
 
+    /// Makes room for `additional` more events: a batch taken from librdkafka fills it without reallocating.
+    mutating func reserve(_ additional: Int) {
+        rows.reserve(additional)
+        partitions.reserveCapacity(count + additional)
+        offsets.reserveCapacity(count + additional)
+        fingerprints.reserveCapacity(count + additional)
+    }
+
     /// A placeholder for a range of the poll's chunk, filled in once the poll is over.
     static let placeholder = RowChunk(width: 0)
 
@@ -91,14 +99,25 @@ struct RowChunk: Sendable {
     /// Appends the event in `view`'s value when the one-pass decoder takes it and the message's key, if any, is
     /// the row's (``RowLayout/isKeyed(_:of:by:)``); `nil` when the key can only be told by the typed event (the row
     /// is then the last one, for the caller to check), `false` when the message is left to the slow path.
+    /// With `traceHeaders`, the message's trace headers are kept with the row; without `fingerprint`, its
+    /// fingerprint is ``MessageFingerprint/unrecorded`` (a digest of every message costs as much as a tenth of
+    /// decoding it, and only a reader that records positions needs them all).
     @inline(__always)
-    mutating func append(_ view: RdKafkaMessageView, value: UnsafeRawBufferPointer, layout: RowLayout) -> Bool? {
+    mutating func append(
+        _ view: RdKafkaMessageView,
+        value: UnsafeRawBufferPointer,
+        layout: RowLayout,
+        traceHeaders readsHeaders: Bool,
+        fingerprint: Bool
+    ) -> Bool? {
         guard layout.decode(value, into: &rows) else { return false }
         partitions.append(view.partition)
         offsets.append(view.offset)
-        fingerprints.append(view.fingerprint)
-        let headers = view.traceHeaders
-        if !headers.isEmpty { traceHeaders[partitions.count - 1] = headers }
+        fingerprints.append(fingerprint ? view.fingerprint : .unrecorded)
+        if readsHeaders {
+            let headers = view.traceHeaders
+            if !headers.isEmpty { traceHeaders[partitions.count - 1] = headers }
+        }
         guard let key = view.key else { return true }
         guard let agrees = layout.isKeyed(rows.count - 1, of: rows, by: key) else { return nil }
         if !agrees { removeLast() }

@@ -220,13 +220,33 @@ public actor RisingWaveConnection {
             let cancel = session.cancelHandle
             return try await withTaskCancellationHandler {
                 try Task.checkCancellation()
-                return try body(session)
+                return try await onConnectionThread { try body(session) }
             } onCancel: {
                 cancel?.cancel()
             }
         } catch {
             session.drain()
             throw try mapped(error)
+        }
+    }
+
+    /// Runs `body` — a blocking libpq call — on the connection's dedicated thread. The actor's jobs run there, so
+    /// this is normally a direct call. Once, in a test run with many connections, a debugger showed two of them
+    /// blocked in libpq on the cooperative pool's threads instead (both `DROP DATABASE … WITH (FORCE)`, waiting
+    /// for a backend whose reader needed the pool: a deadlock on a 2-core machine, whose pool has two threads).
+    /// The cause was not found; so libpq is never called from any other thread than the dedicated one: a call
+    /// found elsewhere is handed to that thread and awaited.
+    private func onConnectionThread<T>(_ body: () throws -> T) async throws -> T {
+        if executor.isCurrentThread { return try body() }
+        return try await withoutActuallyEscaping(body) { body in
+            // Safe: the closure runs once, on the dedicated thread, and this call waits for it to finish.
+            nonisolated(unsafe) let body = body
+            return try await withCheckedThrowingContinuation { continuation in
+                executor.submit {
+                    nonisolated(unsafe) let result = Result { try body() }
+                    continuation.resume(with: result)
+                }
+            }
         }
     }
 

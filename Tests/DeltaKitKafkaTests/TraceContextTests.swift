@@ -94,4 +94,47 @@ struct TraceContextTests {
         #expect(elements.first { $0.change.key == 2 }.map { $0.traceContext == nil } == true)
         #expect(tracer.finishedSpans.filter { $0.operationName == "deltakit.materialize" }.map(\.traceID) == [traceID])
     }
+
+    @Test("a source reads trace headers only when an instrument is active as it starts reading")
+    func headersReadOnlyWithAnInstrument() async throws {
+        let topic = "trace-gate"
+        let tracer = InMemoryTracer()
+        let sink = try await MockClusterTests.mockSink(topic: topic, messageTimeout: .seconds(30))
+        let mock = try #require(sink.mockCluster)
+        var generator = DemoEventGenerator(seed: 5, users: 10)
+        let events = generator.next(20)
+        let traceID = try await withTracer(tracer) {
+            try await withSpan("write") { span in
+                _ = try await sink.send(contentsOf: events)
+                return try #require(span.context.inMemorySpanContext).traceID
+            }
+        }
+        try await sink.close()
+
+        /// The events of the topic as a source started in the calling task reads them.
+        func read() async throws -> [KafkaConsumedEvent<DemoUser>] {
+            let source = try await KafkaEventSource<DemoUser>(
+                configuration: .init(
+                    kafka: .init(bootstrapServers: [mock.bootstrapServers]),
+                    topic: topic,
+                    stopWhenCaughtUp: true
+                )
+            )
+            var consumed: [KafkaConsumedEvent<DemoUser>] = []
+            for try await event in source.events { consumed.append(event) }
+            try await source.close()
+            return consumed
+        }
+        let plain = try await read()
+        #expect(plain.count == events.count)
+        #expect(plain.allSatisfy { $0.traceHeaders.isEmpty }, "no instrument: the headers are not parsed")
+        let traced = try await withTracer(tracer) { try await read() }
+        #expect(traced.count == events.count)
+        #expect(
+            traced.allSatisfy {
+                $0.traceHeaders.contains(TraceHeader(name: InMemoryTracer.traceIDKey, value: traceID))
+            },
+            "an instrument bound around the reader: every event carries the writer's trace"
+        )
+    }
 }

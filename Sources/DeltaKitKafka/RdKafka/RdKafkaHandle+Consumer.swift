@@ -128,6 +128,38 @@ extension RdKafkaHandle {
         defer { rd_kafka_message_destroy(m) }
         return body(RdKafkaMessageView(m))
     }
+    /// Takes up to `limit` messages (or events) that the consumer's queue already holds, without waiting, and
+    /// hands each to `body` in librdkafka's own buffer, in order (after telling `willTake` how many), with whether
+    /// it is the last of its partition's run in the batch; returns how many it took.
+    ///
+    /// One `rd_kafka_consume_batch_queue` call takes the queue's lock and reads the clock once for the whole
+    /// batch, where `rd_kafka_consumer_poll` does both per message. It serves the queue's other events
+    /// (rebalances, errors) as the poll does: they arrive as messages with an error code, or through the
+    /// callbacks.
+    func consumeAvailable(
+        upTo limit: Int,
+        willTake: (Int) -> Void,
+        _ body: (RdKafkaMessageView, _ endsRun: Bool) -> Void
+    ) -> Int {
+        guard let consumerQueue, limit > 0 else { return 0 }
+        return withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<rd_kafka_message_t>?.self, capacity: limit) {
+            messages in
+            let count = rd_kafka_consume_batch_queue(consumerQueue, 0, messages.baseAddress, limit)
+            guard count > 0 else { return 0 }
+            willTake(count)
+            for index in 0..<count {
+                guard let message = messages[index] else { continue }
+                let next = index + 1 < count ? messages[index + 1] : nil
+                body(
+                    RdKafkaMessageView(message),
+                    next.map { $0.pointee.partition != message.pointee.partition } ?? true
+                )
+                rd_kafka_message_destroy(message)
+            }
+            return count
+        }
+    }
+
     private func withList(
         _ partitions: [PartitionID],
         _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void

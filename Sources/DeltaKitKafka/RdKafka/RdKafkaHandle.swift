@@ -18,6 +18,9 @@ final class RdKafkaHandle: @unchecked Sendable {
     private let callbacksRef: Unmanaged<RdKafkaCallbacks>
     let topics = Mutex<[String: TopicPointer]>([:])
     let kind: Kind
+    /// A consumer's queue (where `rd_kafka_poll_set_consumer` sends everything), for taking its messages in
+    /// batches (``consumeAvailable(upTo:_:)``); `nil` for a producer.
+    let consumerQueue: OpaquePointer?
 
     /// Creates a client from ordered `properties` (later ones win).
     init(kind: Kind, properties: [(String, String)], callbacks: RdKafkaCallbacks) throws {
@@ -61,9 +64,11 @@ final class RdKafkaHandle: @unchecked Sendable {
         self.callbacksRef = ref
         self.kind = kind
         if kind == .consumer { rd_kafka_poll_set_consumer(rk) }
+        self.consumerQueue = kind == .consumer ? rd_kafka_queue_get_consumer(rk) : nil
     }
 
     deinit {
+        if let consumerQueue { rd_kafka_queue_destroy(consumerQueue) }
         topics.withLock { topics in
             for topic in topics.values { rd_kafka_topic_destroy(topic.pointer) }
             topics.removeAll()

@@ -40,8 +40,9 @@ struct RdKafkaMessageView {
     }
 
     /// The message's headers as trace headers (values as UTF-8 text), but for DeltaKit's own (`deltakit-…`, a
-    /// tombstone's order and timestamp); empty — and nothing parsed or allocated — when the message has none,
-    /// which is every message of a producer that does not trace.
+    /// tombstone's order and timestamp); empty when the message has none, which is every message of a producer
+    /// that does not trace. librdkafka parses (and allocates) to tell, even then: the hot path asks only while an
+    /// instrument is active.
     var traceHeaders: [TraceHeader] {
         var headers: OpaquePointer?
         guard rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers else {
