@@ -51,12 +51,6 @@ package struct RowList: Sendable {
 
     package init(width: Int) { self.width = width }
 
-    /// Makes room for `additional` more rows (no allocation while they are appended).
-    package mutating func reserve(_ additional: Int) {
-        headers.reserveCapacity(headers.count + additional)
-        values.reserveCapacity(values.count + additional * width)
-    }
-
     /// The number of rows.
     package var count: Int { headers.count }
     package var isEmpty: Bool { headers.isEmpty }

@@ -85,7 +85,7 @@ struct RowChunk: Sendable {
 
     /// Makes room for `additional` more events: a batch taken from librdkafka fills it without reallocating.
     mutating func reserve(_ additional: Int) {
-        rows.reserve(additional)
+        rows.reserveCapacity(count + additional)
         partitions.reserveCapacity(count + additional)
         offsets.reserveCapacity(count + additional)
         fingerprints.reserveCapacity(count + additional)

@@ -1,4 +1,4 @@
-import DeltaKit
+@_spi(Benchmarks) import DeltaKit
 import DeltaKitSQLite
 import Foundation
 
@@ -31,6 +31,9 @@ public enum Workloads {
         "apply-sqlite": "apply(contentsOf:positions:) of decoded events to SQLiteStateStore<BenchUser> (defaults)",
         "decode-apply-memory": "decode + apply to InMemoryStateStore<BenchUser> (a materializer without Kafka)",
         "decode-apply-scalar": "decode + apply to InMemoryStateStore<Reading> (scalar fields only)",
+        "rows-decode-apply":
+            "wire JSON → rows → InMemoryStateStore<BenchUser>: a KafkaMaterializer's path (WireIntake)",
+        "rows-decode-apply-scalar": "the same for Reading (scalar fields only): the goal of 0 mallocs per event",
     ]
 
     /// The workloads' names.
@@ -56,6 +59,8 @@ public enum Workloads {
             return try Apply<BenchUser>(name: name, events: events, keys: keys, store: .sqlite(store))
         case "decode-apply-memory": return try DecodeApply<BenchUser>(name: name, events: events, keys: keys)
         case "decode-apply-scalar": return try DecodeApply<Reading>(name: name, events: events, keys: keys)
+        case "rows-decode-apply": return try RowsDecodeApply<BenchUser>(name: name, events: events, keys: keys)
+        case "rows-decode-apply-scalar": return try RowsDecodeApply<Reading>(name: name, events: events, keys: keys)
         default:
             throw UnknownWorkload(name: name)
         }
@@ -208,5 +213,49 @@ final class DecodeApply<Record: BenchRecord>: Workload {
         nextBatch += 1
         try await store.apply(contentsOf: pending)
         checksum &+= pending.count
+    }
+}
+
+/// Wire JSON → rows → `InMemoryStateStore`, as `KafkaMaterializer` materializes a poll of messages (without Kafka):
+/// the one-pass decoder and the store's non-generic apply, through `WireIntake` (SPI for this package).
+final class RowsDecodeApply<Record: BenchRecord>: Workload {
+    let name: String
+    let eventsPerIteration: Int
+    private var stream: EventStream<Record>
+    private var intake: WireIntake<Record>
+    private var batches: [[[UInt8]]] = []
+    private var nextBatch = 0
+    private(set) var checksum = 0
+
+    init(name: String, events: Int, keys: Int) throws {
+        self.name = name
+        eventsPerIteration = events
+        stream = EventStream(keys: keys)
+        let store = try InMemoryStateStore<Record>(historyLimit: 0)
+        guard let intake = WireIntake(store: store) else { throw NoRowLayout(record: "\(Record.self)") }
+        self.intake = intake
+    }
+
+    func prepare(iterations: Int) throws {
+        batches = try (0..<iterations).map { _ in
+            try stream.next(eventsPerIteration).map { Array(try $0.jsonData()) }
+        }
+        nextBatch = 0
+    }
+
+    func run() throws {
+        for message in batches[nextBatch] {
+            let taken = message.withUnsafeBytes { intake.decode($0) }
+            precondition(taken, "the one-pass decoder declined DeltaKit's own wire JSON")
+        }
+        nextBatch += 1
+        intake.apply()
+        checksum &+= eventsPerIteration
+    }
+
+    /// The record type keeps typed events (no row layout), so it has no row path to measure.
+    struct NoRowLayout: Error, CustomStringConvertible {
+        var record: String
+        var description: String { "\(record) has no row layout" }
     }
 }
