@@ -168,19 +168,28 @@ let package = Package(
         .testTarget(
             name: "DeltaKitHTTPTests",
             dependencies: [
-                "DeltaKit", "DeltaKitHTTP", "DeltaKitSQLite", "DeltaKitTesting",
+                "DeltaKit", "DeltaKitHTTP", "DeltaKitSQLite", "DeltaKitTesting", "HTTPTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // A Server-Sent Events client for the HTTP tests and the integration tests (not a product).
+        .target(
+            name: "HTTPTestSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/HTTPTestSupport"
+        ),
         .testTarget(name: "DeltaKitSQLiteTests", dependencies: ["DeltaKit", "DeltaKitSQLite", "DeltaKitTesting"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "DeltaKit", "DeltaKitKafka", "DeltaKitOutbox", "DeltaKitOutboxPostgresNIO", "DeltaKitRisingWave",
-                "DeltaKitSQLite", "DeltaKitTesting", "DeltaKitHTTP",
+                "DeltaKitSQLite", "DeltaKitTesting", "DeltaKitHTTP", "HTTPTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -3,30 +3,39 @@ import NIOCore
 import NIOPosix
 
 /// One server-sent event as a client sees it.
-struct ReceivedEvent: Equatable, Sendable {
-    var id: String?
-    var event: String?
-    var data: String
+public struct ReceivedEvent: Equatable, Sendable {
+    /// The `id:` line, when the event has one.
+    public var id: String?
+    /// The `event:` line, when the event has one.
+    public var event: String?
+    /// The `data:` lines, joined.
+    public var data: String
 
     /// The `data:` as the API's change object.
-    var change: [String: Any]? {
+    public var change: [String: Any]? {
         (try? JSONSerialization.jsonObject(with: Data(data.utf8))) as? [String: Any]
     }
 
-    var kind: String? { change?["kind"] as? String }
-    var key: Int? { change?["key"] as? Int }
+    /// The change object's `kind`.
+    public var kind: String? { change?["kind"] as? String }
+    /// The change object's `key`, when it is an integer.
+    public var key: Int? { change?["key"] as? Int }
 }
 
 /// A minimal HTTP/1.1 client for text/event-stream responses over a raw socket: it sends one GET, then yields
-/// the events (and comments) of the chunked body as they arrive, so a test can read an endless stream.
-final class EventStreamClient {
+/// the events (and comments) of the chunked body as they arrive, so a test can read an endless stream. Shared by
+/// the HTTP tests and the integration tests (the change stream over the RisingWave store on PostgreSQL).
+public final class EventStreamClient {
     private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
     private var raw: [UInt8] = []
     private var headerDone = false
     private var body: [UInt8] = []
-    private(set) var status: Int = 0
-    private(set) var headers: [String: String] = [:]
-    private(set) var comments: [String] = []
+    /// The response's status code.
+    public private(set) var status: Int = 0
+    /// The response's headers, names lowercased.
+    public private(set) var headers: [String: String] = [:]
+    /// The comment lines received so far (without the colon).
+    public private(set) var comments: [String] = []
 
     private init(inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) {
         self.inbound = inbound
@@ -34,7 +43,7 @@ final class EventStreamClient {
 
     /// Connects, sends `GET path` and reads the response head, then runs `body` with the client; the connection
     /// is closed when `body` returns.
-    static func with<Value: Sendable>(
+    public static func with<Value: Sendable>(
         port: Int,
         path: String,
         headers: [String: String] = [:],
@@ -91,7 +100,7 @@ final class EventStreamClient {
     }
 
     /// The next event, skipping (and keeping) comments; `nil` when the stream ends.
-    func next() async throws -> ReceivedEvent? {
+    public func next() async throws -> ReceivedEvent? {
         while true {
             while let end = find([10, 10], in: body) {
                 let block = String(decoding: body[..<end], as: UTF8.self)
@@ -117,7 +126,7 @@ final class EventStreamClient {
     }
 
     /// Reads until a heartbeat comment arrives.
-    func nextHeartbeat() async throws -> Bool {
+    public func nextHeartbeat() async throws -> Bool {
         while true {
             if comments.contains("heartbeat") { return true }
             if let end = find([10, 10], in: body) {
@@ -131,7 +140,7 @@ final class EventStreamClient {
     }
 
     /// The next `count` events.
-    func next(_ count: Int) async throws -> [ReceivedEvent] {
+    public func next(_ count: Int) async throws -> [ReceivedEvent] {
         var events: [ReceivedEvent] = []
         while events.count < count, let event = try await next() { events.append(event) }
         return events
