@@ -5,6 +5,7 @@ public import Logging
 public import Metrics
 public import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// Publishes the events of one topic of a ``PostgresOutbox`` through an `EventSink` (a `KafkaEventSink` in
 /// production) and deletes each row once the sink acknowledged it: a swift-service-lifecycle `Service`.
@@ -205,70 +206,163 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         return false
     }
 
+    /// A row read and decoded, ready to be sent.
+    private struct Prepared: Sendable {
+        var id: Int64
+        var key: String
+        var event: ChangeEvent<Sink.Record>
+        var enqueuedMicros: Int64
+        var trace: [TraceHeader]
+    }
+
+    /// What a batch's send ended with: the ids the sink acknowledged and the keys newly held back.
+    private typealias Outcome = (published: [Int64], blocked: Set<String>)
+
+    /// The batch the sink is sending while the relay reads the next one: its keys, and the task that sends it.
+    private struct InFlight {
+        var keys: Set<String>
+        var task: Task<Outcome, any Error>
+    }
+
     /// Publishes while this session is the leader. Returns `true` when the relay is done (stopping, or empty with
     /// `exitWhenEmpty`), `false` when the session was re-established and leadership must be won again.
+    ///
+    /// The rounds overlap: while the sink awaits the broker's acknowledgements of one batch, the relay deletes the
+    /// batch acknowledged before it and reads the next (one statement), then decodes it, so the database's work,
+    /// the decoding and the broker's round trip no longer add up. Sends themselves never overlap: the next batch
+    /// is sent once the one in flight returned. Why that keeps every guarantee:
+    /// - **Per key in order**: the read made while a batch is in flight leaves out every key of that batch (its
+    ///   rows are still in the table). So the next batch holds no row of a key whose earlier row might still be
+    ///   refused or fail in the batch in flight — it would overtake it — and sends, one after the other, keep
+    ///   each key's rows in id order, which any `EventSink` preserves. (Leaving out only the batch's ids would
+    ///   not do: a row the sink refuses holds back its key, and the key's next row, already read, would go out
+    ///   ahead of it.) The key's later rows are read once its batch has ended.
+    /// - **Nothing lost**: a row is deleted only after its batch's send returned with it acknowledged; a send
+    ///   that fails leaves its unacknowledged rows (and the next batch, read but not yet sent) in the table. A
+    ///   failure anywhere first waits for the send in flight, so no send outlives its round and overlaps the next
+    ///   round's send of the same rows.
+    /// - **No skipped rows**: each read still starts from the lowest id; only keys in flight or held back are left
+    ///   out, and only for that round.
+    /// - **One relay at a time**: rows read on a re-established session are discarded as before; the send in
+    ///   flight (read while the lock was held) is waited for, and its acknowledged rows are left for the next
+    ///   leader to publish again (at least once).
     private func lead(_ connection: RisingWaveConnection, session: Int) async throws -> Bool {
         var blocked: [String: ContinuousClock.Instant] = [:]
         var lastMetrics: ContinuousClock.Instant?
         let clock = ContinuousClock()
-        while !stopping {
-            let now = clock.now
-            blocked = blocked.filter { now - $0.value < configuration.blockedKeyRetryInterval }
-            counters.withLock { $0.blockedKeys = Set(blocked.keys) }
-            metrics.blockedKeys.record(blocked.count)
-            if lastMetrics.map({ now - $0 >= configuration.metricsInterval }) ?? true {
-                try await measure(connection)
-                lastMetrics = now
-            }
-            let rows = try await connection.query(
-                """
-                SELECT id, message_key, event_order, payload, traceparent, trace_headers,
-                    (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us
-                FROM \(outbox.table)
-                WHERE topic = $1 AND NOT (message_key = ANY($2::text[]))
-                ORDER BY id LIMIT $3
-                """,
-                text: [configuration.topic, postgresTextArray(blocked.keys), String(configuration.batchSize)]
-            )
-            // Rows read on a session that was re-established are not ours to publish: the lock went with the old one.
-            guard await connection.reconnects == session else {
-                setLeader(false)
-                return false
-            }
-            if rows.isEmpty {
-                if configuration.exitWhenEmpty {
-                    for row in heldBack {
-                        logger.warning(
-                            "outbox relay of '\(configuration.topic)' ends with key \(row.key) held back at row \(row.id): \(row.reason)"
-                        )
-                    }
-                    return true
+        var inFlight: InFlight?
+        // Acknowledged ids not deleted yet: the next read deletes them in the same statement.
+        var acknowledged: [Int64] = []
+        do {
+            while !stopping {
+                let now = clock.now
+                blocked = blocked.filter { now - $0.value < configuration.blockedKeyRetryInterval }
+                counters.withLock { $0.blockedKeys = Set(blocked.keys) }
+                metrics.blockedKeys.record(blocked.count)
+                if lastMetrics.map({ now - $0 >= configuration.metricsInterval }) ?? true {
+                    try await measure(connection)
+                    lastMetrics = now
                 }
-                try await waitForWork(connection)
-                continue
+                var excluded = Set(blocked.keys)
+                if let inFlight { excluded.formUnion(inFlight.keys) }
+                let rows = try await read(connection, excluding: excluded, deleting: acknowledged)
+                if !acknowledged.isEmpty {
+                    counted(acknowledged.count)
+                    acknowledged = []
+                }
+                // Rows read on a session that was re-established are not ours to publish: the lock went with the
+                // old one.
+                guard await connection.reconnects == session else {
+                    if let inFlight { _ = await inFlight.task.result }
+                    setLeader(false)
+                    return false
+                }
+                let (batch, newlyBlocked) = prepare(rows)
+                var poisoned = newlyBlocked
+                if let current = inFlight {
+                    inFlight = nil
+                    let outcome = try await current.task.value
+                    poisoned.formUnion(outcome.blocked)
+                    acknowledged = outcome.published
+                }
+                for key in poisoned { blocked[key] = clock.now }
+                counters.withLock { $0.blockedKeys = Set(blocked.keys) }
+                if batch.isEmpty {
+                    // Rows left behind the batch that just ended (or only poisoned ones): read again at once.
+                    if !acknowledged.isEmpty || !rows.isEmpty { continue }
+                    if configuration.exitWhenEmpty {
+                        for row in heldBack {
+                            logger.warning(
+                                "outbox relay of '\(configuration.topic)' ends with key \(row.key) held back at row \(row.id): \(row.reason)"
+                            )
+                        }
+                        return true
+                    }
+                    try await waitForWork(connection)
+                    continue
+                }
+                inFlight = InFlight(keys: Set(batch.map(\.key)), task: Task { try await self.publish(batch) })
             }
-            let outcome = try await publish(rows)
-            for key in outcome.blocked { blocked[key] = clock.now }
-            counters.withLock { $0.blockedKeys = Set(blocked.keys) }
-            if !outcome.published.isEmpty {
+            // A graceful shutdown: the batch in flight finishes, published and deleted.
+            if let current = inFlight {
+                inFlight = nil
+                acknowledged += try await current.task.value.published
+            }
+            if !acknowledged.isEmpty {
                 _ = try await connection.query(
                     "DELETE FROM \(outbox.table) WHERE id = ANY($1::bigint[])",
-                    text: ["{" + outcome.published.map(String.init).joined(separator: ",") + "}"]
+                    text: [postgresBigintArray(acknowledged)]
                 )
-                counters.withLock { $0.published += outcome.published.count }
-                metrics.published.increment(by: Int64(outcome.published.count))
+                counted(acknowledged.count)
             }
+        } catch {
+            if let inFlight { _ = await inFlight.task.result }
+            throw error
         }
         return true
     }
 
-    /// Publishes `rows` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
-    private func publish(_ rows: [SQLRow]) async throws -> (published: [Int64], blocked: Set<String>) {
+    /// Deletes the `acknowledged` rows and reads the next batch, leaving out the `excluded` keys, in one
+    /// statement. The read's snapshot is taken before the delete (a data-modifying `WITH` is not visible to its
+    /// own statement), so it leaves the deleted ids out itself.
+    private func read(
+        _ connection: RisingWaveConnection,
+        excluding excluded: Set<String>,
+        deleting acknowledged: [Int64]
+    ) async throws -> [SQLRow] {
+        let columns = """
+            SELECT id, message_key, event_order, payload, traceparent, trace_headers,
+                (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us
+            FROM \(outbox.table)
+            WHERE topic = $1 AND NOT (message_key = ANY($2::text[]))
+            """
+        if acknowledged.isEmpty {
+            return try await connection.query(
+                columns + " ORDER BY id LIMIT $3",
+                text: [configuration.topic, postgresTextArray(excluded), String(configuration.batchSize)]
+            )
+        }
+        return try await connection.query(
+            "WITH acknowledged AS (DELETE FROM \(outbox.table) WHERE id = ANY($4::bigint[])) "
+                + columns + " AND NOT (id = ANY($4::bigint[])) ORDER BY id LIMIT $3",
+            text: [
+                configuration.topic, postgresTextArray(excluded), String(configuration.batchSize),
+                postgresBigintArray(acknowledged),
+            ]
+        )
+    }
+
+    private func counted(_ deleted: Int) {
+        counters.withLock { $0.published += deleted }
+        metrics.published.increment(by: Int64(deleted))
+    }
+
+    /// Decodes `rows` (in id order) into events with the order the outbox assigned them; a row that does not
+    /// decode holds back its key (returned), and the key's later rows of this batch are left out.
+    private func prepare(_ rows: [SQLRow]) -> (batch: [Prepared], blocked: Set<String>) {
         var blocked: Set<String> = []
-        var pending:
-            [(id: Int64, key: String, event: ChangeEvent<Sink.Record>, enqueuedMicros: Int64, trace: [TraceHeader])] =
-                []
-        pending.reserveCapacity(rows.count)
+        var batch: [Prepared] = []
+        batch.reserveCapacity(rows.count)
         for row in rows {
             let key = row["message_key"] ?? ""
             if blocked.contains(key) { continue }
@@ -286,8 +380,14 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                         )
                     }
                     ?? .delete(key: decoded.key, order: order, timestamp: decoded.timestamp)
-                pending.append(
-                    (id, key, event, row["enqueued_us"].flatMap { Int64($0) } ?? 0, Self.traceHeaders(of: row))
+                batch.append(
+                    Prepared(
+                        id: id,
+                        key: key,
+                        event: event,
+                        enqueuedMicros: row["enqueued_us"].flatMap { Int64($0) } ?? 0,
+                        trace: Self.traceHeaders(of: row)
+                    )
                 )
             } catch {
                 blocked.insert(key)
@@ -297,29 +397,75 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 )
             }
         }
-        do {
-            try await send(pending.map(\.event), traceHeaders: pending.map(\.trace))
-        } catch let error as DeltaKitError where error.code == .serializationFailed {
-            // One event the sink refuses must not hold back the others: find it by sending one at a time, in order.
-            var sent: [Int64] = []
-            for item in pending where !blocked.contains(item.key) {
-                do {
-                    try await send([item.event], traceHeaders: [item.trace])
-                    sent.append(item.id)
-                } catch let error as DeltaKitError where error.code == .serializationFailed {
-                    blocked.insert(item.key)
-                    holdBack(id: item.id, key: item.key, reason: "\(error)")
-                    logger.error(
-                        "outbox row \(item.id) (key \(item.key)) of '\(configuration.topic)' cannot be published, its key waits: \(error)"
-                    )
+        return (batch, blocked)
+    }
+
+    /// Publishes `pending` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
+    private func publish(_ pending: [Prepared]) async throws -> Outcome {
+        try await withPublishSpan(pending) {
+            do {
+                try await send(pending.map(\.event), traceHeaders: pending.map(\.trace))
+            } catch let error as DeltaKitError where error.code == .serializationFailed {
+                // One event the sink refuses must not hold back the others: find it by sending one at a time, in
+                // order.
+                var blocked: Set<String> = []
+                var sent: [Int64] = []
+                for item in pending where !blocked.contains(item.key) {
+                    do {
+                        try await send([item.event], traceHeaders: [item.trace])
+                        sent.append(item.id)
+                    } catch let error as DeltaKitError where error.code == .serializationFailed {
+                        blocked.insert(item.key)
+                        holdBack(id: item.id, key: item.key, reason: "\(error)")
+                        logger.error(
+                            "outbox row \(item.id) (key \(item.key)) of '\(configuration.topic)' cannot be published, its key waits: \(error)"
+                        )
+                    }
+                }
+                let sentIDs = Set(sent)
+                recordLatency(pending.filter { sentIDs.contains($0.id) }.map(\.enqueuedMicros))
+                return (sent, blocked)
+            }
+            recordLatency(pending.map(\.enqueuedMicros))
+            return (pending.map(\.id), [])
+        }
+    }
+
+    /// Runs `body`, a batch's send, in a span of its own when rows of the batch were enqueued in a trace that the
+    /// active instrument reads (none otherwise: a relay without a tracer, or a batch of untraced rows, runs no
+    /// span and its messages stay as they were).
+    ///
+    /// One span per batch, `deltakit.outbox.publish` (kind `producer`), not one per event: a batch holds up to
+    /// thousands of events, and a span for each would cost more than their send. When the batch's traced rows all
+    /// come from one context (the common case at low rates: one request's events) the span continues that trace as
+    /// its child; when they come from several, it starts a trace of its own and links each context (at most
+    /// ``maximumSpanLinks``), as OpenTelemetry's messaging conventions do for a batch publish. Each message still
+    /// carries its own row's context, so a consumer continues the trace that wrote the event either way.
+    private func withPublishSpan<Result>(
+        _ batch: [Prepared],
+        _ body: () async throws -> Result
+    ) async throws -> Result {
+        var contexts: [ServiceContext] = []
+        var seen: Set<[TraceHeader]> = []
+        for item in batch where !item.trace.isEmpty && seen.insert(item.trace).inserted {
+            if let context = TraceHeaders.context(from: item.trace) { contexts.append(context) }
+        }
+        guard let first = contexts.first else { return try await body() }
+        let parent = contexts.count == 1 ? first : ServiceContext.topLevel
+        return try await withSpan("deltakit.outbox.publish", context: parent, ofKind: .producer) { span in
+            span.attributes["messaging.destination.name"] = configuration.topic
+            span.attributes["messaging.batch.message_count"] = batch.count
+            if contexts.count > 1 {
+                for context in contexts.prefix(Self.maximumSpanLinks) {
+                    span.addLink(SpanLink(context: context, attributes: [:]))
                 }
             }
-            recordLatency(pending.filter { sent.contains($0.id) }.map(\.enqueuedMicros))
-            return (sent, blocked)
+            return try await body()
         }
-        recordLatency(pending.map(\.enqueuedMicros))
-        return (pending.map(\.id), blocked)
     }
+
+    /// The most trace contexts a batch's span links (tracing backends cap links per span, commonly at 128).
+    static var maximumSpanLinks: Int { 128 }
 
     /// Sends through the sink, each event with the trace headers its row was enqueued with when the sink can
     /// (a `KafkaEventSink`); a sink that cannot gets the events alone.

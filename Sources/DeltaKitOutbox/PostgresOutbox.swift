@@ -185,3 +185,8 @@ func postgresTextArray(_ values: some Sequence<String>) -> String {
     }
     return "{" + items.joined(separator: ",") + "}"
 }
+
+/// A PostgreSQL array literal of integers (`{1,2}`), for a `$n::bigint[]` parameter.
+func postgresBigintArray(_ values: [Int64]) -> String {
+    "{" + values.map(String.init).joined(separator: ",") + "}"
+}
