@@ -218,138 +218,66 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     /// What a batch's send ended with: the ids the sink acknowledged and the keys newly held back.
     private typealias Outcome = (published: [Int64], blocked: Set<String>)
 
-    /// The batch the sink is sending while the relay reads the next one: its keys, and the task that sends it.
-    private struct InFlight {
-        var keys: Set<String>
-        var task: Task<Outcome, any Error>
-    }
-
     /// Publishes while this session is the leader. Returns `true` when the relay is done (stopping, or empty with
     /// `exitWhenEmpty`), `false` when the session was re-established and leadership must be won again.
     ///
-    /// The rounds overlap: while the sink awaits the broker's acknowledgements of one batch, the relay deletes the
-    /// batch acknowledged before it and reads the next (one statement), then decodes it, so the database's work,
-    /// the decoding and the broker's round trip no longer add up. Sends themselves never overlap: the next batch
-    /// is sent once the one in flight returned. Why that keeps every guarantee:
-    /// - **Per key in order**: the read made while a batch is in flight leaves out every key of that batch (its
-    ///   rows are still in the table). So the next batch holds no row of a key whose earlier row might still be
-    ///   refused or fail in the batch in flight — it would overtake it — and sends, one after the other, keep
-    ///   each key's rows in id order, which any `EventSink` preserves. (Leaving out only the batch's ids would
-    ///   not do: a row the sink refuses holds back its key, and the key's next row, already read, would go out
-    ///   ahead of it.) The key's later rows are read once its batch has ended.
-    /// - **Nothing lost**: a row is deleted only after its batch's send returned with it acknowledged; a send
-    ///   that fails leaves its unacknowledged rows (and the next batch, read but not yet sent) in the table. A
-    ///   failure anywhere first waits for the send in flight, so no send outlives its round and overlaps the next
-    ///   round's send of the same rows.
-    /// - **No skipped rows**: each read still starts from the lowest id; only keys in flight or held back are left
-    ///   out, and only for that round.
-    /// - **One relay at a time**: rows read on a re-established session are discarded as before; the send in
-    ///   flight (read while the lock was held) is waited for, and its acknowledged rows are left for the next
-    ///   leader to publish again (at least once).
+    /// One batch at a time: read it, decode it, send it, and delete what the sink acknowledged. Two alternatives
+    /// were tried and not kept (Documentation/outbox.md, Performance): reading the next batch while the sink
+    /// awaits the acknowledgements, and taking each batch with one `DELETE … RETURNING` in a transaction that
+    /// commits after them; with writers running both cost the database more than they saved.
     private func lead(_ connection: RisingWaveConnection, session: Int) async throws -> Bool {
         var blocked: [String: ContinuousClock.Instant] = [:]
         var lastMetrics: ContinuousClock.Instant?
         let clock = ContinuousClock()
-        var inFlight: InFlight?
-        // Acknowledged ids not deleted yet: the next read deletes them in the same statement.
-        var acknowledged: [Int64] = []
-        do {
-            while !stopping {
-                let now = clock.now
-                blocked = blocked.filter { now - $0.value < configuration.blockedKeyRetryInterval }
-                counters.withLock { $0.blockedKeys = Set(blocked.keys) }
-                metrics.blockedKeys.record(blocked.count)
-                if lastMetrics.map({ now - $0 >= configuration.metricsInterval }) ?? true {
-                    try await measure(connection)
-                    lastMetrics = now
-                }
-                var excluded = Set(blocked.keys)
-                if let inFlight { excluded.formUnion(inFlight.keys) }
-                let rows = try await read(connection, excluding: excluded, deleting: acknowledged)
-                if !acknowledged.isEmpty {
-                    counted(acknowledged.count)
-                    acknowledged = []
-                }
-                // Rows read on a session that was re-established are not ours to publish: the lock went with the
-                // old one.
-                guard await connection.reconnects == session else {
-                    if let inFlight { _ = await inFlight.task.result }
-                    setLeader(false)
-                    return false
-                }
-                let (batch, newlyBlocked) = prepare(rows)
-                var poisoned = newlyBlocked
-                if let current = inFlight {
-                    inFlight = nil
-                    let outcome = try await current.task.value
-                    poisoned.formUnion(outcome.blocked)
-                    acknowledged = outcome.published
-                }
-                for key in poisoned { blocked[key] = clock.now }
-                counters.withLock { $0.blockedKeys = Set(blocked.keys) }
-                if batch.isEmpty {
-                    // Rows left behind the batch that just ended (or only poisoned ones): read again at once.
-                    if !acknowledged.isEmpty || !rows.isEmpty { continue }
-                    if configuration.exitWhenEmpty {
-                        for row in heldBack {
-                            logger.warning(
-                                "outbox relay of '\(configuration.topic)' ends with key \(row.key) held back at row \(row.id): \(row.reason)"
-                            )
-                        }
-                        return true
+        while !stopping {
+            let now = clock.now
+            blocked = blocked.filter { now - $0.value < configuration.blockedKeyRetryInterval }
+            counters.withLock { $0.blockedKeys = Set(blocked.keys) }
+            metrics.blockedKeys.record(blocked.count)
+            if lastMetrics.map({ now - $0 >= configuration.metricsInterval }) ?? true {
+                try await measure(connection)
+                lastMetrics = now
+            }
+            let rows = try await connection.query(
+                """
+                SELECT id, message_key, event_order, payload, traceparent, trace_headers,
+                    (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us
+                FROM \(outbox.table)
+                WHERE topic = $1 AND NOT (message_key = ANY($2::text[]))
+                ORDER BY id LIMIT $3
+                """,
+                text: [configuration.topic, postgresTextArray(blocked.keys), String(configuration.batchSize)]
+            )
+            // Rows read on a session that was re-established are not ours to publish: the lock went with the old one.
+            guard await connection.reconnects == session else {
+                setLeader(false)
+                return false
+            }
+            if rows.isEmpty {
+                if configuration.exitWhenEmpty {
+                    for row in heldBack {
+                        logger.warning(
+                            "outbox relay of '\(configuration.topic)' ends with key \(row.key) held back at row \(row.id): \(row.reason)"
+                        )
                     }
-                    try await waitForWork(connection)
-                    continue
+                    return true
                 }
-                inFlight = InFlight(keys: Set(batch.map(\.key)), task: Task { try await self.publish(batch) })
+                try await waitForWork(connection)
+                continue
             }
-            // A graceful shutdown: the batch in flight finishes, published and deleted.
-            if let current = inFlight {
-                inFlight = nil
-                acknowledged += try await current.task.value.published
-            }
-            if !acknowledged.isEmpty {
+            let (batch, poisoned) = prepare(rows)
+            let outcome = try await publish(batch)
+            for key in poisoned.union(outcome.blocked) { blocked[key] = clock.now }
+            counters.withLock { $0.blockedKeys = Set(blocked.keys) }
+            if !outcome.published.isEmpty {
                 _ = try await connection.query(
                     "DELETE FROM \(outbox.table) WHERE id = ANY($1::bigint[])",
-                    text: [postgresBigintArray(acknowledged)]
+                    text: [postgresBigintArray(outcome.published)]
                 )
-                counted(acknowledged.count)
+                counted(outcome.published.count)
             }
-        } catch {
-            if let inFlight { _ = await inFlight.task.result }
-            throw error
         }
         return true
-    }
-
-    /// Deletes the `acknowledged` rows and reads the next batch, leaving out the `excluded` keys, in one
-    /// statement. The read's snapshot is taken before the delete (a data-modifying `WITH` is not visible to its
-    /// own statement), so it leaves the deleted ids out itself.
-    private func read(
-        _ connection: RisingWaveConnection,
-        excluding excluded: Set<String>,
-        deleting acknowledged: [Int64]
-    ) async throws -> [SQLRow] {
-        let columns = """
-            SELECT id, message_key, event_order, payload, traceparent, trace_headers,
-                (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us
-            FROM \(outbox.table)
-            WHERE topic = $1 AND NOT (message_key = ANY($2::text[]))
-            """
-        if acknowledged.isEmpty {
-            return try await connection.query(
-                columns + " ORDER BY id LIMIT $3",
-                text: [configuration.topic, postgresTextArray(excluded), String(configuration.batchSize)]
-            )
-        }
-        return try await connection.query(
-            "WITH acknowledged AS (DELETE FROM \(outbox.table) WHERE id = ANY($4::bigint[])) "
-                + columns + " AND NOT (id = ANY($4::bigint[])) ORDER BY id LIMIT $3",
-            text: [
-                configuration.topic, postgresTextArray(excluded), String(configuration.batchSize),
-                postgresBigintArray(acknowledged),
-            ]
-        )
     }
 
     private func counted(_ deleted: Int) {

@@ -228,6 +228,39 @@ struct OutboxTests {
         #expect(left.map { $0["message_key"] } == ["7", "7"])
     }
 
+    @Test("a send that fails part-way through the backlog loses nothing and keeps each key's order")
+    func failurePartWay() async throws {
+        let (outbox, connection, configuration) = try await Self.makeOutbox()
+        // 150 rows over 60 keys, three batches of 50, each key's rows in more than one batch.
+        var expected: [Int: [String]] = [:]
+        for n in 0..<150 {
+            _ = try await outbox.enqueue(Self.user(n % 60, "p\(n)"), topic: Self.topic, on: connection)
+            expected[n % 60, default: []].append("p\(n)")
+        }
+        // The first event after the first batch fails: the second batch's send fails.
+        let durable = Mutex(0)
+        let sinkBox = Mutex<InMemoryEventSink<DemoUser>?>(nil)
+        let sink = InMemoryEventSink<DemoUser>(onDurable: { _ in
+            if durable.withLock({ count in
+                count += 1
+                return count == 50
+            }) {
+                sinkBox.withLock { $0 }?.failNextSends(1)
+            }
+        })
+        sinkBox.withLock { $0 = sink }
+        let relay = try Self.relay(outbox, configuration, sink: sink, exitWhenEmpty: true)
+        try await relay.run()
+        #expect(try await Self.rowCount(outbox, connection) == 0)
+        // At least once: compare each key's first publications with its commit order.
+        var got: [Int: [String]] = [:]
+        for event in sink.events where !(got[event.key]?.contains(event.record?.name ?? "") ?? false) {
+            got[event.key, default: []].append(event.record?.name ?? "")
+        }
+        #expect(got == expected)
+        await connection.close()
+    }
+
     @Test("a traced batch is published in a span: a child of the one context it holds, or linking each of several")
     func publishSpans() async throws {
         let (outbox, connection, configuration) = try await Self.makeOutbox()
@@ -258,7 +291,10 @@ struct OutboxTests {
         #expect(first.first?.parentSpanID == one.spanID)
         #expect(first.first?.kind == .producer)
         #expect(first.first?.links.isEmpty == true)
-        #expect(sink.traceHeaders.first?.contains { $0.value == one.traceID } == true, "the message keeps its row's context")
+        #expect(
+            sink.traceHeaders.first?.contains { $0.value == one.traceID } == true,
+            "the message keeps its row's context"
+        )
 
         // Two traced rows and an untraced one in one batch: a span of its own, linking both writes.
         let two = try await write(2)
