@@ -396,7 +396,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     static var maximumSpanLinks: Int { 128 }
 
     /// Sends through the sink, each event with the trace headers its row was enqueued with when the sink can
-    /// (a `KafkaEventSink`); a sink that cannot gets the events alone.
+    /// (a `KafkaEventSink`, DeltaKitTesting's `InMemoryEventSink`); a sink that cannot gets the events alone.
     private func send(_ events: [ChangeEvent<Sink.Record>], traceHeaders: [[TraceHeader]]) async throws {
         if let traced = sink as? any TraceHeaderSending<Sink.Record>, traceHeaders.contains(where: { !$0.isEmpty }) {
             _ = try await traced.send(contentsOf: events, traceHeaders: traceHeaders)
