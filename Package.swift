@@ -98,6 +98,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
 
@@ -126,7 +127,15 @@ let package = Package(
         ),
 
         // MARK: Test support
-        .target(name: "DeltaKitTesting", dependencies: [.target(name: "DeltaKit")]),
+        .target(
+            name: "DeltaKitTesting",
+            dependencies: [
+                .target(name: "DeltaKit"),
+                // OutboxConformance's trace-context check binds an InMemoryTracer with withTracer.
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+            ]
+        ),
 
         // MARK: Example
         .executableTarget(

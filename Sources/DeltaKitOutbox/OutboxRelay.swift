@@ -5,6 +5,7 @@ public import Logging
 public import Metrics
 public import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// Publishes the events of one topic of a ``PostgresOutbox`` through an `EventSink` (a `KafkaEventSink` in
 /// production) and deletes each row once the sink acknowledged it: a swift-service-lifecycle `Service`.
@@ -205,8 +206,25 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         return false
     }
 
+    /// A row read and decoded, ready to be sent.
+    private struct Prepared: Sendable {
+        var id: Int64
+        var key: String
+        var event: ChangeEvent<Sink.Record>
+        var enqueuedMicros: Int64
+        var trace: [TraceHeader]
+    }
+
+    /// What a batch's send ended with: the ids the sink acknowledged and the keys newly held back.
+    private typealias Outcome = (published: [Int64], blocked: Set<String>)
+
     /// Publishes while this session is the leader. Returns `true` when the relay is done (stopping, or empty with
     /// `exitWhenEmpty`), `false` when the session was re-established and leadership must be won again.
+    ///
+    /// One batch at a time: read it, decode it, send it, and delete what the sink acknowledged. Two alternatives
+    /// were tried and not kept (Documentation/outbox.md, Performance): reading the next batch while the sink
+    /// awaits the acknowledgements, and taking each batch with one `DELETE … RETURNING` in a transaction that
+    /// commits after them; with writers running both cost the database more than they saved.
     private func lead(_ connection: RisingWaveConnection, session: Int) async throws -> Bool {
         var blocked: [String: ContinuousClock.Instant] = [:]
         var lastMetrics: ContinuousClock.Instant?
@@ -247,28 +265,32 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 try await waitForWork(connection)
                 continue
             }
-            let outcome = try await publish(rows)
-            for key in outcome.blocked { blocked[key] = clock.now }
+            let (batch, poisoned) = prepare(rows)
+            let outcome = try await publish(batch)
+            for key in poisoned.union(outcome.blocked) { blocked[key] = clock.now }
             counters.withLock { $0.blockedKeys = Set(blocked.keys) }
             if !outcome.published.isEmpty {
                 _ = try await connection.query(
                     "DELETE FROM \(outbox.table) WHERE id = ANY($1::bigint[])",
-                    text: ["{" + outcome.published.map(String.init).joined(separator: ",") + "}"]
+                    text: [postgresBigintArray(outcome.published)]
                 )
-                counters.withLock { $0.published += outcome.published.count }
-                metrics.published.increment(by: Int64(outcome.published.count))
+                counted(outcome.published.count)
             }
         }
         return true
     }
 
-    /// Publishes `rows` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
-    private func publish(_ rows: [SQLRow]) async throws -> (published: [Int64], blocked: Set<String>) {
+    private func counted(_ deleted: Int) {
+        counters.withLock { $0.published += deleted }
+        metrics.published.increment(by: Int64(deleted))
+    }
+
+    /// Decodes `rows` (in id order) into events with the order the outbox assigned them; a row that does not
+    /// decode holds back its key (returned), and the key's later rows of this batch are left out.
+    private func prepare(_ rows: [SQLRow]) -> (batch: [Prepared], blocked: Set<String>) {
         var blocked: Set<String> = []
-        var pending:
-            [(id: Int64, key: String, event: ChangeEvent<Sink.Record>, enqueuedMicros: Int64, trace: [TraceHeader])] =
-                []
-        pending.reserveCapacity(rows.count)
+        var batch: [Prepared] = []
+        batch.reserveCapacity(rows.count)
         for row in rows {
             let key = row["message_key"] ?? ""
             if blocked.contains(key) { continue }
@@ -286,8 +308,14 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                         )
                     }
                     ?? .delete(key: decoded.key, order: order, timestamp: decoded.timestamp)
-                pending.append(
-                    (id, key, event, row["enqueued_us"].flatMap { Int64($0) } ?? 0, Self.traceHeaders(of: row))
+                batch.append(
+                    Prepared(
+                        id: id,
+                        key: key,
+                        event: event,
+                        enqueuedMicros: row["enqueued_us"].flatMap { Int64($0) } ?? 0,
+                        trace: Self.traceHeaders(of: row)
+                    )
                 )
             } catch {
                 blocked.insert(key)
@@ -297,32 +325,78 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 )
             }
         }
-        do {
-            try await send(pending.map(\.event), traceHeaders: pending.map(\.trace))
-        } catch let error as DeltaKitError where error.code == .serializationFailed {
-            // One event the sink refuses must not hold back the others: find it by sending one at a time, in order.
-            var sent: [Int64] = []
-            for item in pending where !blocked.contains(item.key) {
-                do {
-                    try await send([item.event], traceHeaders: [item.trace])
-                    sent.append(item.id)
-                } catch let error as DeltaKitError where error.code == .serializationFailed {
-                    blocked.insert(item.key)
-                    holdBack(id: item.id, key: item.key, reason: "\(error)")
-                    logger.error(
-                        "outbox row \(item.id) (key \(item.key)) of '\(configuration.topic)' cannot be published, its key waits: \(error)"
-                    )
-                }
-            }
-            recordLatency(pending.filter { sent.contains($0.id) }.map(\.enqueuedMicros))
-            return (sent, blocked)
-        }
-        recordLatency(pending.map(\.enqueuedMicros))
-        return (pending.map(\.id), blocked)
+        return (batch, blocked)
     }
 
+    /// Publishes `pending` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
+    private func publish(_ pending: [Prepared]) async throws -> Outcome {
+        try await withPublishSpan(pending) {
+            do {
+                try await send(pending.map(\.event), traceHeaders: pending.map(\.trace))
+            } catch let error as DeltaKitError where error.code == .serializationFailed {
+                // One event the sink refuses must not hold back the others: find it by sending one at a time, in
+                // order.
+                var blocked: Set<String> = []
+                var sent: [Int64] = []
+                for item in pending where !blocked.contains(item.key) {
+                    do {
+                        try await send([item.event], traceHeaders: [item.trace])
+                        sent.append(item.id)
+                    } catch let error as DeltaKitError where error.code == .serializationFailed {
+                        blocked.insert(item.key)
+                        holdBack(id: item.id, key: item.key, reason: "\(error)")
+                        logger.error(
+                            "outbox row \(item.id) (key \(item.key)) of '\(configuration.topic)' cannot be published, its key waits: \(error)"
+                        )
+                    }
+                }
+                let sentIDs = Set(sent)
+                recordLatency(pending.filter { sentIDs.contains($0.id) }.map(\.enqueuedMicros))
+                return (sent, blocked)
+            }
+            recordLatency(pending.map(\.enqueuedMicros))
+            return (pending.map(\.id), [])
+        }
+    }
+
+    /// Runs `body`, a batch's send, in a span of its own when rows of the batch were enqueued in a trace that the
+    /// active instrument reads (none otherwise: a relay without a tracer, or a batch of untraced rows, runs no
+    /// span and its messages stay as they were).
+    ///
+    /// One span per batch, `deltakit.outbox.publish` (kind `producer`), not one per event: a batch holds up to
+    /// thousands of events, and a span for each would cost more than their send. When the batch's traced rows all
+    /// come from one context (the common case at low rates: one request's events) the span continues that trace as
+    /// its child; when they come from several, it starts a trace of its own and links each context (at most
+    /// ``maximumSpanLinks``), as OpenTelemetry's messaging conventions do for a batch publish. Each message still
+    /// carries its own row's context, so a consumer continues the trace that wrote the event either way.
+    private func withPublishSpan<Result>(
+        _ batch: [Prepared],
+        _ body: () async throws -> Result
+    ) async throws -> Result {
+        var contexts: [ServiceContext] = []
+        var seen: Set<[TraceHeader]> = []
+        for item in batch where !item.trace.isEmpty && seen.insert(item.trace).inserted {
+            if let context = TraceHeaders.context(from: item.trace) { contexts.append(context) }
+        }
+        guard let first = contexts.first else { return try await body() }
+        let parent = contexts.count == 1 ? first : ServiceContext.topLevel
+        return try await withSpan("deltakit.outbox.publish", context: parent, ofKind: .producer) { span in
+            span.attributes["messaging.destination.name"] = configuration.topic
+            span.attributes["messaging.batch.message_count"] = batch.count
+            if contexts.count > 1 {
+                for context in contexts.prefix(Self.maximumSpanLinks) {
+                    span.addLink(SpanLink(context: context, attributes: [:]))
+                }
+            }
+            return try await body()
+        }
+    }
+
+    /// The most trace contexts a batch's span links (tracing backends cap links per span, commonly at 128).
+    static var maximumSpanLinks: Int { 128 }
+
     /// Sends through the sink, each event with the trace headers its row was enqueued with when the sink can
-    /// (a `KafkaEventSink`); a sink that cannot gets the events alone.
+    /// (a `KafkaEventSink`, DeltaKitTesting's `InMemoryEventSink`); a sink that cannot gets the events alone.
     private func send(_ events: [ChangeEvent<Sink.Record>], traceHeaders: [[TraceHeader]]) async throws {
         if let traced = sink as? any TraceHeaderSending<Sink.Record>, traceHeaders.contains(where: { !$0.isEmpty }) {
             _ = try await traced.send(contentsOf: events, traceHeaders: traceHeaders)

@@ -176,6 +176,11 @@ extension PostgresOutbox {
 /// A PostgreSQL array literal of text values (`{"a","b"}`), for a `$n::text[]` parameter.
 func postgresTextArray(_ values: some Sequence<String>) -> String {
     let items = values.map { value -> String in
+        // Most keys need no escaping: quote them whole rather than character by character (the relay builds this
+        // for every key of the batch in flight, every round).
+        if !value.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "\"" + value + "\""
+        }
         var escaped = "\""
         for character in value {
             if character == "\"" || character == "\\" { escaped.append("\\") }
@@ -184,4 +189,9 @@ func postgresTextArray(_ values: some Sequence<String>) -> String {
         return escaped + "\""
     }
     return "{" + items.joined(separator: ",") + "}"
+}
+
+/// A PostgreSQL array literal of integers (`{1,2}`), for a `$n::bigint[]` parameter.
+func postgresBigintArray(_ values: [Int64]) -> String {
+    "{" + values.map(String.init).joined(separator: ",") + "}"
 }

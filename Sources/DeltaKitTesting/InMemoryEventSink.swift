@@ -12,9 +12,11 @@ import Synchronization
 /// It records what was sent (``events``), and can be told to fail on demand so that tests can
 /// exercise their error paths (``failNextSends(_:with:)``). A failed event is not recorded: like a
 /// real sink, nothing is silently kept or dropped.
-public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
+public final class InMemoryEventSink<Record: ChangeRecord>: EventSink, TraceHeaderSending {
     private struct State {
         var events: [ChangeEvent<Record>] = []
+        /// The trace headers each event of `events` was sent with (at the same index).
+        var traceHeaders: [[TraceHeader]] = []
         var failuresLeft = 0
         var failForever = false
         var failure = DeltaKitError(code: .deliveryFailed, message: "delivery failed (injected by InMemoryEventSink)")
@@ -41,6 +43,11 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
     /// - Returns: A receipt on partition 0 whose offset is the event's index in ``events``.
     @discardableResult
     public func send(_ event: ChangeEvent<Record>) async throws -> EventReceipt {
+        // As `KafkaEventSink` does: the current trace context's headers, none without a span.
+        try await record(event, trace: TraceHeaders.current())
+    }
+
+    private func record(_ event: ChangeEvent<Record>, trace: [TraceHeader]) async throws -> EventReceipt {
         let wire = try event.jsonData()
         let durable: ChangeEvent<Record>
         do {
@@ -65,6 +72,7 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
                 throw state.failure
             }
             state.events.append(durable)
+            state.traceHeaders.append(trace)
             state.offset += 1
             return state.offset - 1
         }
@@ -77,7 +85,23 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
     @discardableResult
     public func send(contentsOf events: [ChangeEvent<Record>]) async throws -> EventReceipt {
         var receipt = EventReceipt()
-        for event in events { receipt = receipt.merging(try await send(event)) }
+        let trace = TraceHeaders.current()
+        for event in events { receipt = receipt.merging(try await record(event, trace: trace)) }
+        return receipt
+    }
+
+    /// Records the events in order, `traceHeaders[i]` with `events[i]` (the outbox relay's send, forwarding the
+    /// context each event was enqueued in), as ``send(contentsOf:)`` does.
+    @discardableResult
+    package func send(
+        contentsOf events: [ChangeEvent<Record>],
+        traceHeaders: [[TraceHeader]]
+    ) async throws -> EventReceipt {
+        var receipt = EventReceipt()
+        for (index, event) in events.enumerated() {
+            let trace = index < traceHeaders.count ? traceHeaders[index] : []
+            receipt = receipt.merging(try await record(event, trace: trace))
+        }
         return receipt
     }
 
@@ -89,13 +113,20 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink {
     /// Every event recorded so far, in send order.
     public var events: [ChangeEvent<Record>] { state.withLock { $0.events } }
 
+    /// The trace headers each event of ``events`` was sent with, at the same index (none for an event sent
+    /// without a trace context).
+    package var traceHeaders: [[TraceHeader]] { state.withLock { $0.traceHeaders } }
+
     /// How many times ``flush()`` was called.
     public var flushCount: Int { state.withLock { $0.flushCount } }
 
     /// Returns the recorded events and forgets them.
     public func popEvents() -> [ChangeEvent<Record>] {
         state.withLock { state in
-            defer { state.events.removeAll() }
+            defer {
+                state.events.removeAll()
+                state.traceHeaders.removeAll()
+            }
             return state.events
         }
     }

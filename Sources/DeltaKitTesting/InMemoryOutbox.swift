@@ -6,7 +6,9 @@ import Synchronization
 /// transaction become pending when it commits and are discarded when it rolls back; per key they get an order that
 /// grows in commit order; ``publishPending(into:)`` publishes pending events into an `EventSink` (an
 /// ``InMemoryEventSink``, say) and forgets each once the sink acknowledged it; an event the sink refuses as
-/// unserializable stays pending and holds back only its own key.
+/// unserializable stays pending and holds back only its own key. Like the PostgreSQL outbox it keeps the trace
+/// context current at each enqueue (the propagation headers the active instrument writes for it) and sends each
+/// event with it when the sink takes per-event headers (an ``InMemoryEventSink``, a `KafkaEventSink`).
 ///
 /// ```swift
 /// let outbox = InMemoryOutbox<DemoUser>()
@@ -20,6 +22,8 @@ public final class InMemoryOutbox<Record: ChangeRecord>: TransactionalOutbox {
     private struct State {
         /// Committed events not yet published, in commit order.
         var pending: [ChangeEvent<Record>] = []
+        /// The trace headers each pending event was enqueued with (at the same index).
+        var pendingTrace: [[TraceHeader]] = []
         var lastOrder: [Record.Key: Int64] = [:]
         var blocked: Set<Record.Key> = []
         /// Bumped at every commit, so that a relay that found nothing to do knows whether to look again.
@@ -33,16 +37,17 @@ public final class InMemoryOutbox<Record: ChangeRecord>: TransactionalOutbox {
 
     /// A transaction of an ``InMemoryOutbox``: it holds its events until it commits.
     public final class Transaction: OutboxTransaction {
-        private let events = Mutex<[ChangeEvent<Record>]?>([])
+        private let events = Mutex<[(event: ChangeEvent<Record>, trace: [TraceHeader])]?>([])
 
         fileprivate init() {}
 
-        /// Adds `event` to the transaction.
+        /// Adds `event` to the transaction, with the current trace context (none without a span).
         ///
         /// - Throws: `DeltaKitError` with code `serializationFailed` when the event cannot be encoded (as the
         ///   PostgreSQL outbox does); `invalidConfiguration` when the transaction already ended.
         public func enqueue(_ event: ChangeEvent<Record>) async throws {
             _ = try event.jsonData()
+            let trace = TraceHeaders.current()
             try events.withLock { events in
                 guard events != nil else {
                     throw DeltaKitError(
@@ -50,11 +55,11 @@ public final class InMemoryOutbox<Record: ChangeRecord>: TransactionalOutbox {
                         message: "enqueue on an InMemoryOutbox transaction that already ended"
                     )
                 }
-                events!.append(event)
+                events!.append((event, trace))
             }
         }
 
-        fileprivate func end() -> [ChangeEvent<Record>] {
+        fileprivate func end() -> [(event: ChangeEvent<Record>, trace: [TraceHeader])] {
             events.withLock { events in
                 defer { events = nil }
                 return events ?? []
@@ -77,10 +82,11 @@ public final class InMemoryOutbox<Record: ChangeRecord>: TransactionalOutbox {
         }
         let events = transaction.end()
         state.withLock { state in
-            for event in events {
+            for (event, trace) in events {
                 let order = max(event.order, (state.lastOrder[event.key] ?? 0) + 1)
                 state.lastOrder[event.key] = order
                 state.pending.append(Self.reordered(event, order: order))
+                state.pendingTrace.append(trace)
             }
             state.commits += 1
         }
@@ -103,13 +109,18 @@ public final class InMemoryOutbox<Record: ChangeRecord>: TransactionalOutbox {
     /// - Throws: Any other error of the sink; the events acknowledged before it are forgotten, the rest stay.
     @discardableResult
     public func publishPending<Sink: EventSink>(into sink: Sink) async throws -> Int where Sink.Record == Record {
-        let batch = state.withLock { $0.pending }
+        let (batch, traces) = state.withLock { ($0.pending, $0.pendingTrace) }
+        let traced = sink as? any TraceHeaderSending<Record>
         var blocked: Set<Record.Key> = []
         var published = 0
         defer { state.withLock { $0.blocked = blocked } }
         for (index, event) in batch.enumerated() where !blocked.contains(event.key) {
             do {
-                try await sink.send(event)
+                if let traced, !traces[index].isEmpty {
+                    _ = try await traced.send(contentsOf: [event], traceHeaders: [traces[index]])
+                } else {
+                    try await sink.send(event)
+                }
             } catch let error as DeltaKitError where error.code == .serializationFailed {
                 blocked.insert(event.key)
                 continue
@@ -117,7 +128,10 @@ public final class InMemoryOutbox<Record: ChangeRecord>: TransactionalOutbox {
             published += 1
             // Only this relay removes pending events and commits only append, so the event is still at `index`
             // less the events removed before it.
-            state.withLock { _ = $0.pending.remove(at: index - (published - 1)) }
+            state.withLock { state in
+                state.pending.remove(at: index - (published - 1))
+                state.pendingTrace.remove(at: index - (published - 1))
+            }
         }
         return published
     }

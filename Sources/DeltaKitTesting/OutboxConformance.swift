@@ -1,5 +1,7 @@
 public import DeltaKit
+import InMemoryTracing
 import Synchronization
+import Tracing
 
 /// A reusable conformance suite for `TransactionalOutbox` implementations and their relays.
 ///
@@ -14,8 +16,11 @@ import Synchronization
 ///
 /// It checks that committed events are published and rolled-back ones never are; that per key events are
 /// published in commit order with orders that grow in that order; that an event the sink refuses as unserializable
-/// holds back only its own key; that a relay restarted part-way loses nothing; and that an event committed after
-/// an event enqueued later than it is not skipped. The sink is an ``InMemoryEventSink`` (poisoned events are
+/// holds back only its own key; that a relay restarted part-way loses nothing; that an event committed after
+/// an event enqueued later than it is not skipped; and that an event enqueued inside a span reaches the sink with
+/// that span's trace context (an event enqueued outside any span with none). The trace check binds
+/// swift-distributed-tracing's `InMemoryTracer` with `withTracer` around the enqueue and the relay; a relay that
+/// forwards per-event context does so through the sink's per-event headers (see ``InMemoryEventSink``). The sink is an ``InMemoryEventSink`` (poisoned events are
 /// refused with ``InMemoryEventSink/refuse(where:)``), so a relay generic over `EventSink` runs as in production.
 ///
 /// It is framework-neutral: it throws instead of calling `#expect` or `XCTAssert`. Each check waits for the relay
@@ -195,6 +200,37 @@ public struct OutboxConformance<Outbox: TransactionalOutbox>: Sendable where Out
                 }
                 let got = sink.events.map(\.key)
                 return got == [2, 1] ? nil : "expected keys [2, 1], published \(got)"
+            }
+        }
+        await runner.check("an event enqueued in a span is published with that span's trace context") {
+            let outbox = try await makeOutbox()
+            // Bound to these tasks only (task-local): a process can bootstrap one tracer, and tests run in parallel.
+            let tracer = InMemoryTracer()
+            let traceID = try await withTracer(tracer) {
+                try await withSpan("write user 1") { span in
+                    try await outbox.withTransaction { try await $0.enqueue(Self.user(1, "traced")) }
+                    return span.context.inMemorySpanContext?.traceID ?? ""
+                }
+            }
+            try await outbox.withTransaction { try await $0.enqueue(Self.user(2, "untraced")) }
+            let sink = InMemoryEventSink<DemoUser>()
+            return try await withTracer(tracer) {
+                try await relaying(outbox, into: sink) {
+                    guard try await waitUntil({ Set(sink.events.map(\.key)).isSuperset(of: [1, 2]) }) else {
+                        return "published \(sink.events.map(\.key)), expected keys 1 and 2"
+                    }
+                    let events = sink.events
+                    let headers = sink.traceHeaders
+                    let traced = events.indices.filter { events[$0].key == 1 }
+                    let untraced = events.indices.filter { events[$0].key == 2 }
+                    if let index = traced.first(where: { !headers[$0].contains { $0.value.contains(traceID) } }) {
+                        return "the event enqueued in the span (trace \(traceID)) was published with \(headers[index])"
+                    }
+                    if let index = untraced.first(where: { !headers[$0].isEmpty }) {
+                        return "the event enqueued outside any span was published with \(headers[index])"
+                    }
+                    return nil
+                }
             }
         }
         return try runner.finish()

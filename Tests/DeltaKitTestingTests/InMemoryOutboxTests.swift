@@ -12,7 +12,7 @@ struct InMemoryOutboxTests {
             makeOutbox: { InMemoryOutbox<DemoUser>() },
             relay: { outbox, sink in try await outbox.relay(into: sink) }
         ).run()
-        #expect(passed.count == 5)
+        #expect(passed.count == 6)
     }
 
     @Test("committed events become pending with per-key orders in commit order; rolled-back ones never do")

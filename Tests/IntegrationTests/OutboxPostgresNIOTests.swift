@@ -244,7 +244,7 @@ struct PostgresOutboxConformanceTests {
                     ).run()
                 }
             ).run()
-            #expect(passed.count == 5)
+            #expect(passed.count == 6)
         }
     }
 }

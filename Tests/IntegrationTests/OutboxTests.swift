@@ -3,9 +3,11 @@ import DeltaKitOutbox
 import DeltaKitRisingWave
 import DeltaKitTesting
 import Foundation
+import InMemoryTracing
 import MetricsTestKit
 import Synchronization
 import Testing
+import Tracing
 
 /// The outbox's guarantees, each proven on the real PostgreSQL of `scripts/test` (see Documentation/outbox.md).
 @Suite("Transactional outbox on real PostgreSQL", .requiresPostgres, .timeLimit(.minutes(5)))
@@ -224,6 +226,93 @@ struct OutboxTests {
             text: []
         )
         #expect(left.map { $0["message_key"] } == ["7", "7"])
+    }
+
+    @Test("a send that fails part-way through the backlog loses nothing and keeps each key's order")
+    func failurePartWay() async throws {
+        let (outbox, connection, configuration) = try await Self.makeOutbox()
+        // 150 rows over 60 keys, three batches of 50, each key's rows in more than one batch.
+        var expected: [Int: [String]] = [:]
+        for n in 0..<150 {
+            _ = try await outbox.enqueue(Self.user(n % 60, "p\(n)"), topic: Self.topic, on: connection)
+            expected[n % 60, default: []].append("p\(n)")
+        }
+        // The first event after the first batch fails: the second batch's send fails.
+        let durable = Mutex(0)
+        let sinkBox = Mutex<InMemoryEventSink<DemoUser>?>(nil)
+        let sink = InMemoryEventSink<DemoUser>(onDurable: { _ in
+            if durable.withLock({ count in
+                count += 1
+                return count == 50
+            }) {
+                sinkBox.withLock { $0 }?.failNextSends(1)
+            }
+        })
+        sinkBox.withLock { $0 = sink }
+        let relay = try Self.relay(outbox, configuration, sink: sink, exitWhenEmpty: true)
+        try await relay.run()
+        #expect(try await Self.rowCount(outbox, connection) == 0)
+        // At least once: compare each key's first publications with its commit order.
+        var got: [Int: [String]] = [:]
+        for event in sink.events where !(got[event.key]?.contains(event.record?.name ?? "") ?? false) {
+            got[event.key, default: []].append(event.record?.name ?? "")
+        }
+        #expect(got == expected)
+        await connection.close()
+    }
+
+    @Test("a traced batch is published in a span: a child of the one context it holds, or linking each of several")
+    func publishSpans() async throws {
+        let (outbox, connection, configuration) = try await Self.makeOutbox()
+        // Bound to this test's tasks only (task-local): tests run in parallel in one process.
+        let tracer = InMemoryTracer()
+        func write(_ id: Int) async throws -> InMemorySpanContext {
+            try await withTracer(tracer) {
+                try await withSpan("write \(id)") { span in
+                    _ = try await outbox.enqueue(Self.user(id), topic: Self.topic, on: connection)
+                    return try #require(span.context.inMemorySpanContext)
+                }
+            }
+        }
+        func relay(_ sink: InMemoryEventSink<DemoUser>) async throws -> [FinishedInMemorySpan] {
+            tracer.clearAll()
+            try await withTracer(tracer) {
+                try await Self.relay(outbox, configuration, sink: sink, exitWhenEmpty: true).run()
+            }
+            return tracer.finishedSpans.filter { $0.operationName == "deltakit.outbox.publish" }
+        }
+
+        // One traced row: the batch's span continues its trace, as the write's child.
+        let one = try await write(1)
+        let sink = InMemoryEventSink<DemoUser>()
+        let first = try await relay(sink)
+        #expect(first.count == 1)
+        #expect(first.first?.traceID == one.traceID)
+        #expect(first.first?.parentSpanID == one.spanID)
+        #expect(first.first?.kind == .producer)
+        #expect(first.first?.links.isEmpty == true)
+        #expect(
+            sink.traceHeaders.first?.contains { $0.value == one.traceID } == true,
+            "the message keeps its row's context"
+        )
+
+        // Two traced rows and an untraced one in one batch: a span of its own, linking both writes.
+        let two = try await write(2)
+        let three = try await write(3)
+        _ = try await outbox.enqueue(Self.user(4), topic: Self.topic, on: connection)
+        let second = try await relay(sink)
+        #expect(second.count == 1)
+        let linked = Set(second.first?.links.compactMap { $0.context.inMemorySpanContext?.spanID } ?? [])
+        #expect(linked == [two.spanID, three.spanID])
+        #expect(second.first.map { ![two.traceID, three.traceID].contains($0.traceID) } == true)
+        #expect(second.first?.parentSpanID == nil)
+        #expect(sink.traceHeaders.last?.isEmpty == true, "the untraced row's message has no context")
+
+        // Untraced rows only: no span.
+        _ = try await outbox.enqueue(Self.user(5), topic: Self.topic, on: connection)
+        #expect(try await relay(sink).isEmpty)
+        #expect(sink.events.map(\.key) == [1, 2, 3, 4, 5])
+        await connection.close()
     }
 
     @Test("one relay is active at a time; a second waits and takes over when the first ends")
