@@ -36,21 +36,64 @@ enum ChangeStream {
     /// The bounded buffer of one client: events wait here for the client's writer task.
     ///
     /// Pushing never waits: it fails when the buffer is full, so whoever pushes (the client's own feed reader, or
-    /// the table's ``Broadcaster`` for every client at once) is never slowed by a client that does not read.
+    /// the table's ``Broadcaster`` for every client at once) is never slowed by a client that does not read. The
+    /// writer takes everything waiting at once and writes it as one chunk: a client that fell behind (or a server
+    /// whose event loops are busy) catches up with one write and one wake-up for many events, rather than one
+    /// each. So a client holds at most `limit` waiting events, plus the chunk being written.
     final class Buffer: Sendable {
-        fileprivate let stream: AsyncStream<Item>
-        private let continuation: AsyncStream<Item>.Continuation
+        private struct State {
+            var items: [Item] = []
+            var waiter: CheckedContinuation<[Item], Never>?
+            var cancelled = false
+        }
+
+        private let limit: Int
+        private let state = Mutex(State())
 
         init(limit: Int) {
-            (stream, continuation) = AsyncStream<Item>.makeStream(bufferingPolicy: .bufferingOldest(limit))
+            self.limit = limit
         }
 
         /// Adds an event; `false` when the buffer is full.
         func push(_ event: StreamEvent) -> Bool { push(.event(event)) }
 
         fileprivate func push(_ item: Item) -> Bool {
-            if case .dropped = continuation.yield(item) { return false }
-            return true
+            let result: (accepted: Bool, wake: CheckedContinuation<[Item], Never>?) = state.withLock { state in
+                if let waiter = state.waiter {
+                    state.waiter = nil
+                    return (true, waiter)
+                }
+                guard state.items.count < limit else { return (false, nil) }
+                state.items.append(item)
+                return (true, nil)
+            }
+            result.wake?.resume(returning: [item])
+            return result.accepted
+        }
+
+        /// Everything waiting, at least one item; waits for one when none is. Empty when the task is cancelled.
+        fileprivate func take() async -> [Item] {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<[Item], Never>) in
+                    let ready: [Item]? = state.withLock { state in
+                        if !state.items.isEmpty {
+                            defer { state.items.removeAll(keepingCapacity: true) }
+                            return state.items
+                        }
+                        if state.cancelled { return [] }
+                        state.waiter = continuation
+                        return nil
+                    }
+                    if let ready { continuation.resume(returning: ready) }
+                }
+            } onCancel: {
+                let waiter = state.withLock { state in
+                    state.cancelled = true
+                    defer { state.waiter = nil }
+                    return state.waiter
+                }
+                waiter?.resume(returning: [])
+            }
         }
     }
 
@@ -97,21 +140,36 @@ enum ChangeStream {
         return try await withThrowingTaskGroup(of: Outcome?.self) { group in
             group.addTask {
                 // The writer: the only task that waits for the client.
-                for await item in buffer.stream {
-                    switch item {
-                    case .event(let event):
-                        try await write(event.frame)
-                    case .heartbeat:
-                        try await write(ByteBuffer(string: ": heartbeat\n\n"))
-                    case .end(let outcome):
-                        return outcome
-                    case .failure(let message):
-                        try await write(ByteBuffer(string: "event: problem\ndata: \(message)\n\n"))
-                        return .feedEnded
+                while true {
+                    let items = await buffer.take()
+                    if items.isEmpty { return nil }
+                    var chunk = ByteBuffer()
+                    var ending: Outcome?
+                    if items.count == 1, case .event(let event) = items[0] {
+                        // One event: its shared bytes as they are, without a copy.
+                        chunk = event.frame
+                    } else {
+                        loop: for item in items {
+                            switch item {
+                            case .event(let event):
+                                var frame = event.frame
+                                chunk.writeBuffer(&frame)
+                            case .heartbeat:
+                                chunk.writeString(": heartbeat\n\n")
+                            case .end(let outcome):
+                                ending = outcome
+                                break loop
+                            case .failure(let message):
+                                chunk.writeString("event: problem\ndata: \(message)\n\n")
+                                ending = .feedEnded
+                                break loop
+                            }
+                        }
                     }
+                    if chunk.readableBytes > 0 { try await write(chunk) }
                     lastActivity.touch()
+                    if let ending { return ending }
                 }
-                return nil
             }
             group.addTask {
                 do {

@@ -121,6 +121,7 @@ struct FanOutTests {
         })
         let readerLease = try await broadcaster.join()
         let stalledLease = try await broadcaster.join()
+        // The events written to the reader (a write may carry several: the writer writes what waits at once).
         let received = Mutex<[String]>([])
         let (progress, announce) = AsyncStream.makeStream(of: Int.self)
         let reader = Task {
@@ -129,9 +130,10 @@ struct FanOutTests {
                 heartbeat: .seconds(3_600),
                 feed: { try await broadcaster.follow(.now, into: $0, openOwn: { _ in throw CancellationError() }) },
                 write: { buffer in
+                    let events = String(buffer: buffer).components(separatedBy: "\n\n").filter { !$0.isEmpty }
                     announce.yield(
                         received.withLock {
-                            $0.append(String(buffer: buffer)); return $0.count
+                            $0 += events; return $0.count
                         }
                     )
                 }
@@ -153,7 +155,7 @@ struct FanOutTests {
         #expect(try await stalled.value == .slowClient)
         #expect(broadcaster.clients.shared == 1)
         try await store.apply(contentsOf: (101...200).map { upsert($0, "user \($0)") })
-        for await count in progress where count == 200 { break }
+        for await count in progress where count >= 200 { break }
         let frames = received.withLock { $0 }
         let keys = frames.compactMap { frame -> Int? in
             guard let data = frame.split(separator: "\n").first(where: { $0.hasPrefix("data: ") }) else { return nil }
