@@ -10,8 +10,8 @@ import Synchronization
 /// whose ``Broadcaster`` pushes into it), one adds a heartbeat comment when the stream has been idle, one writes
 /// the buffer to the client. Nothing that fills the buffer waits for the client: when the buffer is full — the
 /// client stopped reading — the stream ends with ``Outcome/slowClient`` and the writer is cancelled, which closes
-/// the connection. So a stalled client holds at most `bufferLimit` events and never slows the store (or the
-/// materializer writing it).
+/// the connection. So a stalled client holds at most `bufferLimit` events (and the chunk being written) and never
+/// slows the store (or the materializer writing it).
 enum ChangeStream {
     /// How a stream ended.
     enum Outcome: Equatable, Sendable {
