@@ -6,11 +6,12 @@ import Synchronization
 
 /// Pumps a change feed to one Server-Sent Events client through a bounded buffer.
 ///
-/// Three tasks: one reads the feed into the buffer as fast as the store delivers, one adds a heartbeat comment
-/// when the stream has been idle, one writes the buffer to the client. The feed reader never waits for the
-/// client: when the buffer is full — the client stopped reading — the reader ends the stream with
-/// ``Outcome/slowClient`` and the writer is cancelled, which closes the connection. So a stalled client holds
-/// at most `bufferLimit` events and never slows the store (or the materializer writing it).
+/// Three tasks: one fills the buffer (from a feed of the client's own, or by following the table's shared feed,
+/// whose ``Broadcaster`` pushes into it), one adds a heartbeat comment when the stream has been idle, one writes
+/// the buffer to the client. Nothing that fills the buffer waits for the client: when the buffer is full — the
+/// client stopped reading — the stream ends with ``Outcome/slowClient`` and the writer is cancelled, which closes
+/// the connection. So a stalled client holds at most `bufferLimit` events (and the chunk being written) and never
+/// slows the store (or the materializer writing it).
 enum ChangeStream {
     /// How a stream ended.
     enum Outcome: Equatable, Sendable {
@@ -22,14 +23,79 @@ enum ChangeStream {
         case shutdown
     }
 
-    private enum Item: Sendable {
+    fileprivate enum Item: Sendable {
         case event(StreamEvent)
         case heartbeat
         case end(Outcome)
         case failure(String)
     }
 
-    private struct Overflow: Error {}
+    /// A client's buffer filled up: it is not reading.
+    struct Overflow: Error {}
+
+    /// The bounded buffer of one client: events wait here for the client's writer task.
+    ///
+    /// Pushing never waits: it fails when the buffer is full, so whoever pushes (the client's own feed reader, or
+    /// the table's ``Broadcaster`` for every client at once) is never slowed by a client that does not read. The
+    /// writer takes everything waiting at once and writes it as one chunk: a client that fell behind (or a server
+    /// whose event loops are busy) catches up with one write and one wake-up for many events, rather than one
+    /// each. So a client holds at most `limit` waiting events, plus the chunk being written.
+    final class Buffer: Sendable {
+        private struct State {
+            var items: [Item] = []
+            var waiter: CheckedContinuation<[Item], Never>?
+            var cancelled = false
+        }
+
+        private let limit: Int
+        private let state = Mutex(State())
+
+        init(limit: Int) {
+            self.limit = limit
+        }
+
+        /// Adds an event; `false` when the buffer is full.
+        func push(_ event: StreamEvent) -> Bool { push(.event(event)) }
+
+        fileprivate func push(_ item: Item) -> Bool {
+            let result: (accepted: Bool, wake: CheckedContinuation<[Item], Never>?) = state.withLock { state in
+                if let waiter = state.waiter {
+                    state.waiter = nil
+                    return (true, waiter)
+                }
+                guard state.items.count < limit else { return (false, nil) }
+                state.items.append(item)
+                return (true, nil)
+            }
+            result.wake?.resume(returning: [item])
+            return result.accepted
+        }
+
+        /// Everything waiting, at least one item; waits for one when none is. Empty when the task is cancelled.
+        fileprivate func take() async -> [Item] {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<[Item], Never>) in
+                    let ready: [Item]? = state.withLock { state in
+                        if !state.items.isEmpty {
+                            defer { state.items.removeAll(keepingCapacity: true) }
+                            return state.items
+                        }
+                        if state.cancelled { return [] }
+                        state.waiter = continuation
+                        return nil
+                    }
+                    if let ready { continuation.resume(returning: ready) }
+                }
+            } onCancel: {
+                let waiter = state.withLock { state in
+                    state.cancelled = true
+                    defer { state.waiter = nil }
+                    return state.waiter
+                }
+                waiter?.resume(returning: [])
+            }
+        }
+    }
 
     /// Runs the stream until the feed ends, the client falls behind, the server shuts down or the client goes
     /// away (`write` throws).
@@ -46,38 +112,68 @@ enum ChangeStream {
         heartbeat: Duration,
         write: @escaping @Sendable (ByteBuffer) async throws -> Void
     ) async throws -> Outcome {
-        let (stream, continuation) = AsyncStream<Item>.makeStream(bufferingPolicy: .bufferingOldest(bufferLimit))
+        try await run(
+            buffer: Buffer(limit: bufferLimit),
+            heartbeat: heartbeat,
+            feed: { buffer in
+                for try await event in events {
+                    guard buffer.push(event) else { throw Overflow() }
+                }
+            },
+            write: write
+        )
+    }
+
+    /// Runs the stream: `feed` fills `buffer` (it returns when the feed ends, and throws ``Overflow`` when the
+    /// buffer is full), a heartbeat task adds comments, a writer task writes the buffer to the client.
+    static func run(
+        buffer: Buffer,
+        heartbeat: Duration,
+        feed: @escaping @Sendable (Buffer) async throws -> Void,
+        write: @escaping @Sendable (ByteBuffer) async throws -> Void
+    ) async throws -> Outcome {
         let lastActivity = LastActivity()
         // Yields into the bounded buffer; a full buffer ends the stream, because the client is not reading.
         let push: @Sendable (Item) throws -> Void = { item in
-            if case .dropped = continuation.yield(item) {
-                throw Overflow()
-            }
+            guard buffer.push(item) else { throw Overflow() }
         }
         return try await withThrowingTaskGroup(of: Outcome?.self) { group in
             group.addTask {
                 // The writer: the only task that waits for the client.
-                for await item in stream {
-                    switch item {
-                    case .event(let event):
-                        try await write(encode(event))
-                    case .heartbeat:
-                        try await write(ByteBuffer(string: ": heartbeat\n\n"))
-                    case .end(let outcome):
-                        return outcome
-                    case .failure(let message):
-                        try await write(ByteBuffer(string: "event: problem\ndata: \(message)\n\n"))
-                        return .feedEnded
+                while true {
+                    let items = await buffer.take()
+                    if items.isEmpty { return nil }
+                    var chunk = ByteBuffer()
+                    var ending: Outcome?
+                    if items.count == 1, case .event(let event) = items[0] {
+                        // One event: its shared bytes as they are, without a copy.
+                        chunk = event.frame
+                    } else {
+                        loop: for item in items {
+                            switch item {
+                            case .event(let event):
+                                var frame = event.frame
+                                chunk.writeBuffer(&frame)
+                            case .heartbeat:
+                                chunk.writeString(": heartbeat\n\n")
+                            case .end(let outcome):
+                                ending = outcome
+                                break loop
+                            case .failure(let message):
+                                chunk.writeString("event: problem\ndata: \(message)\n\n")
+                                ending = .feedEnded
+                                break loop
+                            }
+                        }
                     }
+                    if chunk.readableBytes > 0 { try await write(chunk) }
                     lastActivity.touch()
+                    if let ending { return ending }
                 }
-                return nil
             }
-            group.addTask { [events] in
+            group.addTask {
                 do {
-                    for try await event in events {
-                        try push(.event(event))
-                    }
+                    try await feed(buffer)
                     try push(.end(.feedEnded))
                 } catch is Overflow {
                     return .slowClient
@@ -120,20 +216,5 @@ enum ChangeStream {
         private let value = Mutex(ContinuousClock.now)
         var instant: ContinuousClock.Instant { value.withLock { $0 } }
         func touch() { value.withLock { $0 = .now } }
-    }
-
-    /// One event in the text/event-stream format: `id:` when it has a position, then `data:`.
-    static func encode(_ event: StreamEvent) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(event.data.count + (event.id?.utf8.count ?? 0) + 16)
-        if let id = event.id {
-            buffer.writeString("id: ")
-            buffer.writeString(id)
-            buffer.writeString("\n")
-        }
-        buffer.writeString("data: ")
-        buffer.writeBytes(event.data)
-        buffer.writeString("\n\n")
-        return buffer
     }
 }

@@ -48,7 +48,8 @@ struct Handlers: Sendable {
     func row(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let table = try table(context)
         let raw = try context.parameters.require("key")
-        let key = raw.removingPercentEncoding ?? raw
+        // Most keys have no escapes: skip Foundation's decoding (a copy of the text) for them.
+        let key = raw.utf8.contains(UInt8(ascii: "%")) ? (raw.removingPercentEncoding ?? raw) : raw
         try await waitIfAsked(request, table)
         guard let row = try await table.row(key) else {
             throw Problem.notFound("table '\(table.name)' has no row with key '\(key.prefix(100))'")
@@ -67,37 +68,39 @@ struct Handlers: Sendable {
 
     func changes(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let table = try table(context)
-        guard let follow = table.changes else {
+        guard let follow = table.changes, let broadcaster = table.broadcaster else {
             throw Problem.notFound("table '\(table.name)' has no change feed")
         }
         let parameters = request.uri.queryParameters
         let start: ChangeFeedStart
-        let startParameter: String
         switch parameters.get("from") {
         case nil, "snapshot": start = .snapshot
         case "now": start = .now
         case let other?: throw Problem.badParameter("from", "'\(other.prefix(100))' is not 'snapshot' or 'now'")
         }
-        if let last = request.headers[lastEventID], !last.isEmpty {
-            // A reconnecting EventSource sends the id of the last event it received: resume right after it.
-            startParameter = "Last-Event-ID"
-            try await waitIfAsked(request, table)
-            return try await stream(table, follow, from: .after(ChangeFeedPosition(last)), parameter: startParameter)
-        }
-        startParameter = "from"
+        // A reconnecting EventSource sends the id of the last event it received: resume right after it.
+        let last = request.headers[lastEventID].flatMap { $0.isEmpty ? nil : ChangeFeedPosition($0) }
+        let parameter = last == nil ? "from" : "Last-Event-ID"
         try await waitIfAsked(request, table)
-        return try await stream(table, follow, from: start, parameter: startParameter)
-    }
-
-    private func stream(
-        _ table: ServedTable,
-        _ follow: @Sendable (ChangeFeedStart) async throws -> any AsyncSequence<StreamEvent, any Error> & Sendable,
-        from start: ChangeFeedStart,
-        parameter: String
-    ) async throws -> Response {
-        let events: any AsyncSequence<StreamEvent, any Error> & Sendable
+        // The shared feed first: it is open before the client's own feed (if any) and before the response, so a
+        // `from=now` client misses no change made after its request, and an own feed can meet it.
+        let lease: Broadcaster.Lease
         do {
-            events = try await follow(start)
+            lease = try await broadcaster.join()
+        } catch {
+            throw Problem.from(error, parameter: parameter)
+        }
+        let origin: Broadcaster.Start
+        do {
+            if let last {
+                // From the ring when it holds the position (checked again when the stream starts); otherwise a
+                // feed of the client's own, opened here so that a position the store cannot resume is a 410/400.
+                origin = broadcaster.ringHolds(last) ? .after(last) : .own(try await follow(.after(last)))
+            } else if start == .now {
+                origin = .now
+            } else {
+                origin = .own(try await follow(.snapshot))
+            }
         } catch {
             throw Problem.from(error, parameter: parameter)
         }
@@ -110,13 +113,17 @@ struct Handlers: Sendable {
             status: .ok,
             headers: headers,
             body: ResponseBody { writer in
+                // The lease counts this client until the body (and the response holding it) goes.
+                withExtendedLifetime(lease) {}
                 let shared = SharedWriter(writer)
                 // A comment first, so the client sees the stream open before the first change.
                 try await shared.write(ByteBuffer(string: ": \(table.name) changes\nretry: 1000\n\n"))
                 let outcome = try await ChangeStream.run(
-                    events: events,
-                    bufferLimit: configuration.clientBufferLimit,
+                    buffer: ChangeStream.Buffer(limit: configuration.clientBufferLimit),
                     heartbeat: configuration.heartbeatInterval,
+                    feed: { buffer in
+                        try await broadcaster.follow(origin, into: buffer, openOwn: { try await follow($0) })
+                    },
                     write: { try await shared.write($0) }
                 )
                 if outcome == .slowClient {

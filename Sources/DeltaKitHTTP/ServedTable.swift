@@ -1,5 +1,6 @@
 public import DeltaKit
 import Foundation
+import Hummingbird
 
 /// One table the HTTP API serves: a `StateStore` under a name, with its change feed when the store has one.
 ///
@@ -19,6 +20,8 @@ public struct ServedTable: Sendable {
     let changes:
         (@Sendable (_ start: ChangeFeedStart) async throws -> any AsyncSequence<StreamEvent, any Error> & Sendable)?
     let waitUntilVisible: (@Sendable (_ receipt: EventReceipt, _ timeout: Duration) async throws -> Void)?
+    /// The table's one live feed, fanned out to its change-stream clients; `nil` without a change feed.
+    let broadcaster: Broadcaster?
 
     /// Serves a store that has no change feed: `…/changes` answers 404.
     ///
@@ -83,6 +86,7 @@ public struct ServedTable: Sendable {
             return Row(json: try JSONBody.encode(found.record), order: found.order)
         }
         self.changes = changes
+        self.broadcaster = changes.map { open in Broadcaster(open: { try await open(.now) }) }
         self.waitUntilVisible = waitUntilVisible
     }
 
@@ -99,23 +103,42 @@ public struct ServedTable: Sendable {
     }
 }
 
-/// One server-sent event of the change stream, already encoded.
+/// One server-sent event of the change stream, already encoded in the text/event-stream format: `id:` when it
+/// has a position, then `data:`.
+///
+/// Encoded once per element: the table's ``Broadcaster`` hands the same event — the same `ByteBuffer`, whose
+/// storage is shared, not copied — to every client.
 struct StreamEvent: Sendable {
-    /// The `data:` line: `{"kind":…,"key":…,"record":…}`.
-    var data: Data
+    /// The whole event, ready to write.
+    var frame: ByteBuffer
     /// The `id:` line: the feed position, when the element has one.
     var id: String?
 
     init(data: Data, id: String?) {
-        self.data = data
-        self.id = id
+        self.init(id: id) { $0.writeBytes(data) }
     }
 
+    /// The `data:` line: `{"kind":…,"key":…,"record":…}`.
     init<Record: ChangeRecord>(_ element: ChangeFeedElement<Record>) throws {
         let kind = element.isSnapshot ? "snapshot" : element.change.kind.rawValue
         let record = element.change.kind == .delete ? nil : element.change.record
-        self.data = try JSONBody.encode(Wire(kind: kind, key: element.change.key, record: record))
-        self.id = element.position?.description
+        let data = try JSONBody.encode(Wire(kind: kind, key: element.change.key, record: record))
+        self.init(id: element.position?.description) { $0.writeBytes(data) }
+    }
+
+    private init(id: String?, data: (inout ByteBuffer) -> Void) {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(256)
+        if let id {
+            buffer.writeString("id: ")
+            buffer.writeString(id)
+            buffer.writeString("\n")
+        }
+        buffer.writeString("data: ")
+        data(&buffer)
+        buffer.writeString("\n\n")
+        self.frame = buffer
+        self.id = id
     }
 
     private struct Wire<Record: ChangeRecord>: Encodable {
@@ -137,11 +160,17 @@ struct StreamEvent: Sendable {
 
 /// JSON for response bodies: dates as ISO 8601, keys in a stable order.
 enum JSONBody {
-    static func encode(_ value: some Encodable) throws -> Data {
+    /// One encoder for every body: its configuration never changes after this, and `encode` keeps no state
+    /// between calls, so concurrent requests share it (making one per call cost more than the encoding of a row).
+    private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(value)
+        return encoder
+    }()
+
+    static func encode(_ value: some Encodable) throws -> Data {
+        try encoder.encode(value)
     }
 }
 
