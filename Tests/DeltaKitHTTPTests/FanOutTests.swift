@@ -1,6 +1,7 @@
 import DeltaKit
 import DeltaKitTesting
 import Foundation
+import HTTPTestSupport
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
