@@ -10,6 +10,30 @@ extension KafkaMaterializer {
             : offsets.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ", ")
     }
 
+    /// `configuration` fitted to `store`: the source of a `PositionedStateStore` starts at the store's positions
+    /// (``startOffsets(of:for:logger:rebuild:)``); the source of any other store computes message fingerprints only
+    /// where the continuity check needs them, as it records no positions
+    /// (``KafkaEventSource/Configuration/fingerprintsEveryMessage``).
+    static func sourceConfiguration(
+        _ configuration: KafkaEventSource<Store.Record>.Configuration,
+        for store: Store,
+        logger: Logger,
+        rebuild: Bool
+    ) async throws -> KafkaEventSource<Store.Record>.Configuration {
+        var configuration = configuration
+        if let positioned = store as? any PositionedStateStore<Store.Record> {
+            configuration.startOffsets = try await startOffsets(
+                of: positioned,
+                for: configuration,
+                logger: logger,
+                rebuild: rebuild
+            )
+        } else {
+            configuration.fingerprintsEveryMessage = false
+        }
+        return configuration
+    }
+
     static func startOffsets(
         of store: any PositionedStateStore<Store.Record>,
         for configuration: KafkaEventSource<Store.Record>.Configuration,

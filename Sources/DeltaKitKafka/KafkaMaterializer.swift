@@ -117,17 +117,12 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ) async throws {
         // Before connecting: a bad setting is reported without touching the cluster or the store.
         try Self.checkBatchSize(maxBatchSize)
-        var configuration = configuration
-        if let positioned = store as? any PositionedStateStore<Store.Record> {
-            configuration.startOffsets = try await Self.startOffsets(
-                of: positioned,
-                for: configuration,
-                logger: logger,
-                rebuild: rebuildOnIncompatibleTopic
-            )
-        } else {
-            configuration.fingerprintsEveryMessage = false  // no positions to record them with
-        }
+        let configuration = try await Self.sourceConfiguration(
+            configuration,
+            for: store,
+            logger: logger,
+            rebuild: rebuildOnIncompatibleTopic
+        )
         let source = try await KafkaEventSource<Store.Record>(
             configuration: configuration,
             logger: logger,
@@ -362,11 +357,7 @@ public final class KafkaMaterializer<Store: MutableStateStore>: Service {
     ) async throws -> Int {
         var configuration = configuration
         configuration.stopWhenCaughtUp = true
-        if let positioned = store as? any PositionedStateStore<Store.Record> {
-            configuration.startOffsets = try await startOffsets(of: positioned, for: configuration, logger: logger)
-        } else {
-            configuration.fingerprintsEveryMessage = false  // no positions to record them with
-        }
+        configuration = try await sourceConfiguration(configuration, for: store, logger: logger, rebuild: false)
         let source = try await KafkaEventSource<Store.Record>(
             configuration: configuration,
             logger: logger,

@@ -77,6 +77,11 @@ public struct EventStream<Record: BenchRecord> {
         self.keys = keys
     }
 
+    /// The wire JSON of the next `count` events (what a consumer reads from the topic).
+    public mutating func nextMessages(_ count: Int) throws -> [[UInt8]] {
+        try next(count).map { Array(try $0.jsonData()) }
+    }
+
     /// The next `count` events.
     public mutating func next(_ count: Int) -> [ChangeEvent<Record>] {
         var events: [ChangeEvent<Record>] = []

@@ -88,7 +88,7 @@ final class Decode<Record: BenchRecord>: Workload {
         self.name = name
         eventsPerIteration = events
         var stream = EventStream<Record>(keys: keys)
-        messages = try stream.next(events).map { Array(try $0.jsonData()) }
+        messages = try stream.nextMessages(events)
         decoded.reserveCapacity(events)
     }
 
@@ -199,9 +199,7 @@ final class DecodeApply<Record: BenchRecord>: Workload {
     }
 
     func prepare(iterations: Int) throws {
-        batches = try (0..<iterations).map { _ in
-            try stream.next(eventsPerIteration).map { Array(try $0.jsonData()) }
-        }
+        batches = try (0..<iterations).map { _ in try stream.nextMessages(eventsPerIteration) }
         nextBatch = 0
     }
 
@@ -237,9 +235,7 @@ final class RowsDecodeApply<Record: BenchRecord>: Workload {
     }
 
     func prepare(iterations: Int) throws {
-        batches = try (0..<iterations).map { _ in
-            try stream.next(eventsPerIteration).map { Array(try $0.jsonData()) }
-        }
+        batches = try (0..<iterations).map { _ in try stream.nextMessages(eventsPerIteration) }
         nextBatch = 0
     }
 

@@ -128,6 +128,7 @@ extension RdKafkaHandle {
         defer { rd_kafka_message_destroy(m) }
         return body(RdKafkaMessageView(m))
     }
+
     /// Takes up to `limit` messages (or events) that the consumer's queue already holds, without waiting, and
     /// hands each to `body` in librdkafka's own buffer, in order (after telling `willTake` how many), with whether
     /// it is the last of its partition's run in the batch; returns how many it took.

@@ -19,7 +19,7 @@ final class RdKafkaHandle: @unchecked Sendable {
     let topics = Mutex<[String: TopicPointer]>([:])
     let kind: Kind
     /// A consumer's queue (where `rd_kafka_poll_set_consumer` sends everything), for taking its messages in
-    /// batches (``consumeAvailable(upTo:_:)``); `nil` for a producer.
+    /// batches (``consumeAvailable(upTo:willTake:_:)``); `nil` for a producer.
     let consumerQueue: OpaquePointer?
 
     /// Creates a client from ordered `properties` (later ones win).
