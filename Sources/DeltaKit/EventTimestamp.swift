@@ -172,6 +172,12 @@ public enum EventTimestamp {
     /// ``parse(_:)`` on the text's UTF-8 bytes, without a copy: the microseconds since 1970 of the `Date` it returns
     /// (`date(fromMicroseconds:)` of the result), or `nil` when the bytes are not such a timestamp.
     package static func parseMicroseconds(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        if bytes.count == 32, let micros = canonicalMicroseconds(at: bytes.baseAddress!) { return micros }
+        return parseAnyForm(bytes)
+    }
+
+    /// ``parseMicroseconds(_:)`` byte by byte, for every form ``parse(_:)`` accepts.
+    package static func parseAnyForm(_ bytes: UnsafeRawBufferPointer) -> Int64? {
         // A cursor over the bytes (no slices: this runs for every event read).
         let count = bytes.count
         var i = 0
@@ -239,6 +245,54 @@ public enum EventTimestamp {
         guard (minimumMicroseconds...maximumMicroseconds).contains(total) else { return nil }
         // Near the edges a Date cannot hold the microsecond: refuse what would format outside years 1–9999.
         guard (minimumMicroseconds...maximumMicroseconds).contains(canonicalMicroseconds(total)) else { return nil }
+        return total
+    }
+
+    /// The 32 bytes at `p` read as the form ``format(_:into:)`` writes, `YYYY-MM-DDTHH:MM:SS.ffffff+00:00` — every
+    /// event's timestamp — a word at a time; `nil` when they are not in that form or not a valid time of years
+    /// 0001–9999 (then the general parser decides, with the same answer for what it accepts).
+    @inline(__always)
+    package static func canonicalMicroseconds(at p: UnsafeRawPointer) -> Int64? {
+        // Little-endian words: byte k of a word is bits 8k..<8k+8.
+        let w0 = UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))  // YYYY-MM-
+        let w1 = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))  // DDTHH:MM
+        let w2 = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))  // :SS.ffff
+        let w3 = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self))  // ff+00:00
+        // The separators, exactly ("+00:00" whole).
+        guard w0 & 0xFF00_00FF_0000_0000 == 0x2D00_002D_0000_0000,  // '-' at 4 and 7
+            w1 & 0x0000_FF00_00FF_0000 == 0x0000_3A00_0054_0000,  // 'T' at 10, ':' at 13
+            w2 & 0x0000_0000_FF00_00FF == 0x0000_0000_2E00_003A,  // ':' at 16, '.' at 19
+            w3 & 0xFFFF_FFFF_FFFF_0000 == 0x3030_3A30_302B_0000  // "+00:00" at 26
+        else { return nil }
+        // Every other byte a digit: its high nibble 3 and, with 6 added, still 3 (no byte can carry into the
+        // next: a digit is at most 0x39 and each separator byte was checked).
+        @inline(__always) func digits(_ word: UInt64, _ mask: UInt64) -> Bool {
+            let high = 0xF0F0_F0F0_F0F0_F0F0 & mask
+            let three = 0x3030_3030_3030_3030 & mask
+            return word & high == three && (word &+ 0x0606_0606_0606_0606) & high == three
+        }
+        guard digits(w0, 0x00FF_FF00_FFFF_FFFF), digits(w1, 0xFFFF_00FF_FF00_FFFF),
+            digits(w2, 0xFFFF_FFFF_00FF_FF00), digits(w3, 0x0000_0000_0000_FFFF)
+        else { return nil }
+        @inline(__always) func digit(_ word: UInt64, _ byte: UInt64) -> Int64 {
+            Int64(truncatingIfNeeded: (word >> (byte &* 8)) & 0x0F)
+        }
+        @inline(__always) func two(_ word: UInt64, _ byte: UInt64) -> Int64 {
+            digit(word, byte) &* 10 &+ digit(word, byte &+ 1)
+        }
+        let y = two(w0, 0) &* 100 &+ two(w0, 2)
+        let mo = two(w0, 5)
+        let d = two(w1, 0)
+        let h = two(w1, 3)
+        let mi = two(w1, 6)
+        let s = two(w2, 1)
+        let micros = (two(w2, 4) &* 100 &+ two(w2, 6)) &* 100 &+ two(w3, 0)
+        guard y >= 1, (1...12).contains(mo), d >= 1, d <= daysInMonth(y, mo), h < 24, mi < 60, s < 61 else {
+            return nil
+        }
+        let total = (days(fromCivil: y, mo, d) &* 86_400 &+ h &* 3600 &+ mi &* 60 &+ s) &* 1_000_000 &+ micros
+        let range = minimumMicroseconds...maximumMicroseconds
+        guard range.contains(total), range.contains(canonicalMicroseconds(total)) else { return nil }
         return total
     }
 

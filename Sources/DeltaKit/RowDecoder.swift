@@ -233,6 +233,18 @@ private struct WireRowReader {
     private mutating func expectedName(_ slotName: RowLayout.SlotName, _ names: [UInt8]) -> Range<Int>? {
         let start = index &+ 1
         let end = start &+ slotName.count
+        if slotName.quotedFits, index &+ 16 <= bytes.count {
+            // Two words compared under the quoted name's masks.
+            let first = UInt64(littleEndian: bytes.baseAddress!.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+            let second = UInt64(
+                littleEndian: bytes.baseAddress!.loadUnaligned(fromByteOffset: index &+ 8, as: UInt64.self)
+            )
+            guard first & slotName.quotedMask.0 == slotName.quoted.0,
+                second & slotName.quotedMask.1 == slotName.quoted.1
+            else { return nil }
+            index = end &+ 1
+            return start..<end
+        }
         guard slotName.isPlain, end < bytes.count, bytes[index] == UInt8(ascii: "\""),
             bytes[end] == UInt8(ascii: "\""),
             names.withUnsafeBytes({
@@ -459,6 +471,13 @@ private struct WireRowReader {
         guard expect(UInt8(ascii: "\"")) else { return nil }
         let start = index
         var isASCII = true
+        // Eight bytes at a time while none ends the string, starts an escape, is a control byte or is not ASCII;
+        // the loop below reads the rest.
+        while index &+ 8 <= bytes.count {
+            let word = bytes.baseAddress!.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            guard !Self.mayEndPlainText(word) else { break }
+            index &+= 8
+        }
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
@@ -473,6 +492,19 @@ private struct WireRowReader {
             index &+= 1
         }
         return nil
+    }
+
+    /// Whether any byte of `word` is a quote, a backslash, below 0x20 or above 0x7F (exact: no false negative; a
+    /// false positive only makes the caller read those bytes one by one).
+    @inline(__always)
+    private static func mayEndPlainText(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func hasZeroByte(_ x: UInt64) -> UInt64 { (x &- ones) & ~x & high }
+        let quote = hasZeroByte(word ^ (ones &* 0x22))
+        let backslash = hasZeroByte(word ^ (ones &* 0x5C))
+        let control = (word &- ones &* 0x20) & ~word & high  // a byte below 0x20 (with none above 0x7F)
+        return quote | backslash | control | (word & high) != 0
     }
 
     /// The slow part of ``stringValue(_:)``: a string with escapes, decoded into a temporary buffer (no longer

@@ -62,6 +62,26 @@ package final class RowLayout: Sendable {
         var start: Int
         var count: Int
         var isPlain: Bool
+        /// The name quoted (`"name"`) as two little-endian words and the masks of its bytes, when it is plain and
+        /// fits in 16 bytes: compared with the wire's bytes a word at a time (`quotedFits`), not by `memcmp`.
+        var quoted: (UInt64, UInt64) = (0, 0)
+        var quotedMask: (UInt64, UInt64) = (0, 0)
+        var quotedFits = false
+
+        /// Fills ``quoted`` from the name's bytes.
+        mutating func quote(_ name: ArraySlice<UInt8>) {
+            let text = [UInt8(ascii: "\"")] + name + [UInt8(ascii: "\"")]
+            guard isPlain, text.count <= 16 else { return }
+            var words: [UInt64] = [0, 0]
+            var masks: [UInt64] = [0, 0]
+            for (index, byte) in text.enumerated() {
+                words[index / 8] |= UInt64(byte) << (UInt64(index % 8) * 8)
+                masks[index / 8] |= 0xFF << (UInt64(index % 8) * 8)
+            }
+            quoted = (words[0], words[1])
+            quotedMask = (masks[0], masks[1])
+            quotedFits = true
+        }
     }
     let slotNames: [SlotName]
     /// The key field's index in ``fields``.
@@ -115,6 +135,7 @@ package final class RowLayout: Sendable {
             slotNames[index].isPlain = name.allSatisfy {
                 $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\")
             }
+            slotNames[index].quote(name)
         }
         self.codes = codes
         self.names = names

@@ -235,12 +235,66 @@ struct RowIntake {
         case declined
     }
 
+    /// What the poll thread knows of the partition run it is in (consecutive messages of one partition in one
+    /// batch): the state machine is asked at a run's first and last messages, and at any offset that does not
+    /// follow, rather than at every message. A batch was taken from librdkafka at one instant, so a hold-back
+    /// that begins while its run is read could as well have begun after it; the machine's view of the run's
+    /// offsets is the same at its end.
+    struct Run {
+        /// The run's partition, valid while `checked`.
+        private var partition: Int32 = 0
+        /// The offset of the run's latest message taken.
+        private var offset: Int64 = 0
+        /// The machine took a message of this run (reading was not held back) and no other path ran since.
+        private(set) var checked = false
+
+        /// What ``read(partition:offset:endsRun:ask:)`` found.
+        enum Read<Observation> {
+            /// The message follows the run's latest one: taken, the machine not asked.
+            case continues
+            /// The machine took the message and says this of it.
+            case taken(Observation)
+            /// Reading is held back: drop the message.
+            case heldBack
+        }
+
+        /// A message read at `offset` of `partition` (`endsRun`: the last of its partition's run in the batch).
+        /// `ask(previous)` asks the machine (`SourceStateMachine.messageRead(partition:offset:)`) of the message,
+        /// after `previous` — the run's latest offset, when the message does not follow it — so that the machine
+        /// compares the offset with the one before it, as if it had seen every message of the run.
+        @inline(__always)
+        mutating func read<Observation>(
+            partition: Int32,
+            offset: Int64,
+            endsRun: Bool,
+            ask: (_ previous: Int64?) -> Observation?
+        ) -> Read<Observation> {
+            let sameRun = checked && self.partition == partition
+            let follows = sameRun && offset > self.offset
+            if follows, !endsRun {
+                self.offset = offset
+                return .continues
+            }
+            guard let observation = ask(sameRun && !follows ? self.offset : nil) else {
+                checked = false
+                return .heldBack
+            }
+            self = Run(partition: partition, offset: offset, checked: !endsRun)
+            return .taken(observation)
+        }
+
+        /// Another path handled a message: the next one asks the machine.
+        mutating func interrupt() { checked = false }
+    }
+
     /// Takes `view` into `chunk` when it is a plain event whose key the row tells.
     @inline(__always)
     func take(
         _ view: RdKafkaMessageView,
         chunk: inout RowChunk,
         machine: borrowing Mutex<SourceMachine>,
+        run: inout Run,
+        endsRun: Bool,
         fingerprint: Bool
     ) -> Outcome {
         guard let value = view.plainValue else { return .declined }
@@ -259,9 +313,19 @@ struct RowIntake {
         }
         let partition = view.partition
         let offset = view.offset
-        guard let observation = machine.withLock({ $0.messageRead(partition: partition, offset: offset) }) else {
+        let read = run.read(partition: partition, offset: offset, endsRun: endsRun) { previous in
+            machine.withLock { machine -> SourceMachine.Observation? in
+                if let previous, machine.messageRead(partition: partition, offset: previous) == nil { return nil }
+                return machine.messageRead(partition: partition, offset: offset)
+            }
+        }
+        let observation: SourceMachine.Observation
+        switch read {
+        case .continues: return .done
+        case .heldBack:
             chunk.removeLast()  // held back: dropped, as ``SourceCore/noteData(partition:offset:)`` does
             return .done
+        case .taken(let taken): observation = taken
         }
         if observation.recovered || observation.wentBack != nil {
             return .report(observation, partition: partition, offset: offset)

@@ -33,11 +33,19 @@ extension SourceCore {
         var chunk = rowLayout.map { RowChunk(width: $0.width) }  // this poll's rows, which its items share
         var itemized = 0  // the rows of `chunk` already in `pending`
         let intake = rowLayout.map { RowIntake(layout: $0, readsTraceHeaders: readingTraceHeaders) }
+        var run = RowIntake.Run()
         func visit(_ view: RdKafkaMessageView, endsRun: Bool) {
             // The common case first, in code that is not generic (``RowIntake``).
             if let intake, chunk != nil {
                 let fingerprint = endsRun || fingerprintsEveryMessage
-                switch intake.take(view, chunk: &chunk!, machine: machine, fingerprint: fingerprint) {
+                switch intake.take(
+                    view,
+                    chunk: &chunk!,
+                    machine: machine,
+                    run: &run,
+                    endsRun: endsRun,
+                    fingerprint: fingerprint
+                ) {
                 case .done: return
                 case .report(let observation, let partition, let offset):
                     report(observation, partition: partition, found: offset)
@@ -45,6 +53,7 @@ extension SourceCore {
                 case .declined: break
                 }
             }
+            run.interrupt()  // the generic path asks the machine itself
             take(view, schema: schema, into: &pending, chunk: &chunk, itemized: &itemized)
         }
         // A batch of what is there; only an empty queue is waited on, one message's worth (a batch call with a

@@ -367,4 +367,80 @@ struct SourceStateMachineTests {
         let step67 = machine.partitionRefreshDue(now: start + .seconds(11))
         #expect(step67)
     }
+
+    @Test("asked once per partition run, the machine reports what it reports when asked at every message")
+    func askedPerRun() {
+        // Batches of runs: consecutive messages of one partition, some going back within a run, some after a
+        // connection problem (a recovery to report) and some while reading is held back.
+        var generator = SystemRandomNumberGenerator()
+        var next: [Int32: Int64] = [0: 0, 1: 0, 2: 0]
+        for _ in 0..<200 {
+            var everyMessage = Self.machine()
+            var perRun = Self.machine()
+            var run = RowIntake.Run()
+            var expected: [String] = []
+            var found: [String] = []
+            var asked = 0
+            var messages = 0
+            for _ in 0..<Int.random(in: 1...6, using: &generator) {
+                let partition = Int32.random(in: 0...2, using: &generator)
+                if Int.random(in: 0..<8, using: &generator) == 0 {
+                    let all = Bool.random(using: &generator)
+                    _ = everyMessage.clientProblem("down", allBrokersDown: all)
+                    _ = perRun.clientProblem("down", allBrokersDown: all)
+                }
+                if Int.random(in: 0..<8, using: &generator) == 0 {
+                    everyMessage.repositioned()
+                    perRun.repositioned()
+                }
+                let length = Int.random(in: 1...8, using: &generator)
+                for index in 0..<length {
+                    if Int.random(in: 0..<10, using: &generator) == 0 {
+                        next[partition]! -= Int64.random(in: 1...5, using: &generator)  // went back
+                    }
+                    let offset = next[partition]!
+                    next[partition]! += Int64.random(in: 1...2, using: &generator)
+                    let endsRun = index == length - 1
+                    messages += 1
+                    let reference = everyMessage.messageRead(partition: partition, offset: offset)
+                    expected.append(reference.map { "\(partition)@\(offset): \($0)" } ?? "\(partition)@\(offset): held")
+                    let read = run.read(partition: partition, offset: offset, endsRun: endsRun) {
+                        previous -> Machine.Observation? in
+                        asked += 1
+                        if let previous, perRun.messageRead(partition: partition, offset: previous) == nil {
+                            return nil
+                        }
+                        return perRun.messageRead(partition: partition, offset: offset)
+                    }
+                    switch read {
+                    case .continues: found.append("\(partition)@\(offset): \(Machine.Observation())")
+                    case .taken(let observation): found.append("\(partition)@\(offset): \(observation)")
+                    case .heldBack: found.append("\(partition)@\(offset): held")
+                    }
+                }
+            }
+            #expect(found == expected)
+            #expect(everyMessage.isHoldingBack == perRun.isHoldingBack)
+            _ = everyMessage.clientProblem("probe", allBrokersDown: false)
+            _ = perRun.clientProblem("probe", allBrokersDown: false)
+            #expect(everyMessage.clusterAnswered() == perRun.clusterAnswered(), "the same last offsets")
+            #expect(asked <= messages)
+        }
+    }
+
+    @Test("a run of messages that follow one another asks the machine at its first and last message only")
+    func runAsksTwice() {
+        var machine = Self.machine()
+        var run = RowIntake.Run()
+        var asked: [Int64] = []
+        for offset in Int64(10)...20 {
+            _ = run.read(partition: 3, offset: offset, endsRun: offset == 20) { previous -> Machine.Observation? in
+                asked.append(offset)
+                #expect(previous == nil)
+                return machine.messageRead(partition: 3, offset: offset)
+            }
+        }
+        #expect(asked == [10, 20])
+        #expect(!run.checked, "the next run asks again")
+    }
 }

@@ -89,6 +89,46 @@ struct EventRowTests {
         }
     }
 
+    @Test("strings read eight bytes at a time end, escape and refuse where the Codable path does, at any position")
+    func stringsAtEveryPosition() throws {
+        let layout = try #require(RowLayout.of(Rich.self))
+        // Each special byte sequence at each position of texts up to three words long.
+        let specials: [[UInt8]] = [
+            Array(#"\""#.utf8), Array(#"\\"#.utf8), Array(#"\u00e9"#.utf8), [0x0A], [0x1F], [0x7F], [0xC3, 0xA9],
+            [0xFF], [0xE2, 0x82], [0x22],
+        ]
+        var decodedFast = 0
+        for length in 0...24 {
+            for position in 0...length {
+                for special in specials {
+                    var text = Array(repeating: UInt8(ascii: "a"), count: length)
+                    text.insert(contentsOf: special, at: position)
+                    let bytes =
+                        Array(#"{"id":1,"small":1,"unsigned":1,"flag":true,"text":""#.utf8) + text
+                        + Array(#"","ratio":2,\#(Self.envelope)}"#.utf8)
+                    try bytes.withUnsafeBytes { raw in
+                        let codable = Result { try ChangeEvent<Rich>.decodeWire(raw, schema: try Rich.schema) }
+                        var rows = layout.makeRows()
+                        if layout.decode(raw, into: &rows) {
+                            decodedFast += 1
+                            let event = try codable.get()
+                            #expect(try ChangeEvent<Rich>(row: 0, of: rows, layout: layout) == event.canonicalized())
+                        }
+                        var all = layout.makeRows()
+                        let rowOutcome = Result { try layout.appendRow(decoding: raw, Rich.self, into: &all) }
+                        switch (codable, rowOutcome) {
+                        case (.success(let event), .success):
+                            #expect(try ChangeEvent<Rich>(row: 0, of: all, layout: layout) == event.canonicalized())
+                        case (.failure, .failure): break
+                        default: Issue.record("\(String(decoding: bytes, as: UTF8.self)): \(codable), \(rowOutcome)")
+                        }
+                    }
+                }
+            }
+        }
+        #expect(decodedFast > 0, "the one-pass decoder read some")
+    }
+
     @Test("plain events take the one-pass decoder")
     func plainEventsAreFast() throws {
         let layout = try #require(RowLayout.of(Rich.self))

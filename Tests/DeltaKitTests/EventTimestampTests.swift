@@ -106,4 +106,46 @@ struct EventTimestampTests {
             #expect(EventTimestamp.microseconds(exact) == EventTimestamp.microseconds(near))
         }
     }
+
+    @Test("the word-at-a-time reading of the canonical form answers as the general parser, for any byte changed")
+    func canonicalFormFastPath() {
+        var generator = SystemRandomNumberGenerator()
+        // Years 0001–9999 (and beyond, to the edges), every month length, leap days, second 60.
+        var texts = [
+            "0001-01-01T00:00:00.000000+00:00", "9999-12-31T23:59:59.999999+00:00", "9999-12-31T23:59:60.000000+00:00",
+            "0000-12-31T23:59:59.999999+00:00", "2024-02-29T12:00:00.000001+00:00", "2023-02-29T12:00:00.000001+00:00",
+            "2100-02-29T00:00:00.000000+00:00", "2000-02-29T00:00:00.000000+00:00", "2024-04-31T00:00:00.000000+00:00",
+            "2024-12-31T24:00:00.000000+00:00", "2024-12-31T23:60:00.000000+00:00", "1969-12-31T23:59:59.999999+00:00",
+            "2024-00-10T00:00:00.000000+00:00", "2024-05-00T00:00:00.000000+00:00", "2024-05-01t12:30:45.123456+00:00",
+            "2024-05-01 12:30:45.123456+00:00", "2024-05-01T12:30:45.123456-00:00", "2024-05-01T12:30:45.123456+00:01",
+        ]
+        for _ in 0..<2_000 {
+            let micros = Int64.random(in: -62_135_596_800_000_000...253_402_300_799_999_999, using: &generator)
+            texts.append(EventTimestamp.format(EventTimestamp.date(fromMicroseconds: micros)))
+        }
+        let replacements: [UInt8] = Array("0123456789:-.+TZ /\u{7F}\u{FF}".utf8) + [0x29, 0x3A, 0x40, 0xF9, 0xFA]
+        var checked = 0
+        for text in texts {
+            var bytes = Array(text.utf8)
+            #expect(bytes.count == 32, "\(text)")
+            if text.hasSuffix("+00:00"), let general = bytes.withUnsafeBytes({ EventTimestamp.parseAnyForm($0) }),
+                text.utf8.dropFirst(10).first == UInt8(ascii: "T")
+            {
+                // The canonical form is read by the word-at-a-time path, not only by the general one.
+                #expect(bytes.withUnsafeBytes { EventTimestamp.canonicalMicroseconds(at: $0.baseAddress!) } == general)
+            }
+            for variant in 0...64 {
+                var changed = bytes
+                if variant > 0 {
+                    changed[Int.random(in: 0..<32, using: &generator)] = replacements.randomElement(using: &generator)!
+                }
+                let fast = changed.withUnsafeBytes { EventTimestamp.parseMicroseconds($0) }
+                let general = changed.withUnsafeBytes { EventTimestamp.parseAnyForm($0) }
+                #expect(fast == general, "\(String(decoding: changed, as: UTF8.self))")
+                checked += 1
+            }
+            bytes.removeAll()
+        }
+        #expect(checked == texts.count * 65)
+    }
 }
