@@ -397,6 +397,17 @@ private struct WireRowReader {
         index &+= 1
         var value = negative ? -Int64(first) : Int64(first)
         if first != 0 {
+            // Eight digits at a time while the value stays within 18 digits (no overflow to check), then one by one.
+            var digits = 1
+            while digits &+ 8 <= 18, index &+ 8 <= bytes.count {
+                let word = UInt64(
+                    littleEndian: bytes.baseAddress!.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                )
+                guard let eight = Self.eightDigits(word) else { break }
+                value = value &* 100_000_000 &+ (negative ? -eight : eight)
+                digits &+= 8
+                index &+= 8
+            }
             while index < bytes.count {
                 let digit = bytes[index] &- UInt8(ascii: "0")
                 guard digit < 10 else { break }
@@ -418,6 +429,22 @@ private struct WireRowReader {
             else { return nil }
         }
         return value
+    }
+
+    /// The value of eight ASCII digits in a little-endian word (the first digit in its lowest byte), or `nil` when
+    /// a byte is not a digit.
+    @inline(__always)
+    private static func eightDigits(_ word: UInt64) -> Int64? {
+        // Every byte's high nibble 3, and still 3 with 6 added (so its low nibble is at most 9).
+        let highs = word & 0xF0F0_F0F0_F0F0_F0F0
+        let carried = (word &+ 0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0
+        guard highs | (carried >> 4) == 0x3333_3333_3333_3333 else { return nil }
+        // Pairs, then quadruples, then the eight: each step multiplies the higher half in and shifts.
+        // (Parenthesized: Swift's shifts bind tighter than its multiplications.)
+        var value = ((word & 0x0F0F_0F0F_0F0F_0F0F) &* 2561) >> 8
+        value = ((value & 0x00FF_00FF_00FF_00FF) &* 6_553_601) >> 16
+        value = ((value & 0x0000_FFFF_0000_FFFF) &* 42_949_672_960_001) >> 32
+        return Int64(value & 0xFFFF_FFFF)
     }
 
     /// A number token by JSON's grammar: its range, and whether it has neither fraction nor exponent.

@@ -86,6 +86,10 @@ package final class RowLayout: Sendable {
     let slotNames: [SlotName]
     /// The key field's index in ``fields``.
     package let keyIndex: Int
+    /// How a message key is the key field's text: an integer's decimal digits, a string's UTF-8, or `nil` when
+    /// only the typed event can tell (``isKeyed(_:of:by:)``).
+    let keyText: KeyText?
+    enum KeyText { case decimal, utf8 }
     /// The indexes of the fields other than the key, in the schema's order (the tie rule compares these).
     package let valueIndexes: [Int]
 
@@ -142,6 +146,11 @@ package final class RowLayout: Sendable {
         self.slotNames = slotNames
         let keyIndex = fields.firstIndex { $0.name == schema.keyField }!
         self.keyIndex = keyIndex
+        switch fields[keyIndex].kind {
+        case .integer, .integerEnum: self.keyText = .decimal
+        case .string: self.keyText = .utf8
+        default: self.keyText = nil
+        }
         self.valueIndexes = fields.indices.filter { $0 != keyIndex }
     }
 
@@ -389,12 +398,15 @@ extension RowLayout {
     /// other key types (the caller then asks the typed event).
     @inline(__always)
     package func isKeyed(_ row: Int, of rows: RowList, by bytes: UnsafeRawBufferPointer) -> Bool? {
-        switch (fields[keyIndex].kind, rows.value(row, keyIndex)) {
-        case (.integer, .integer(let value)), (.integerEnum, .integer(let value)):
+        // By the key's precomputed form: reading the field's kind would copy (and retain) its payload per message.
+        switch keyText {
+        case .decimal?:
+            guard case .integer(let value) = rows.value(row, keyIndex) else { return nil }
             return MessageKeyText.isDecimalText(bytes, of: value)
-        case (.string, .string(var text)):
+        case .utf8?:
+            guard case .string(var text) = rows.value(row, keyIndex) else { return nil }
             return text.withUTF8 { $0.elementsEqual(bytes) }
-        default:
+        case nil:
             return nil
         }
     }

@@ -27,49 +27,76 @@ extension SourceCore {
     /// nothing, first waits up to 100 ms for one — and hands the items to the application as one element of the
     /// hand-off. Returns how many messages were taken.
     private func pollAvailable(upTo limit: Int, readingTraceHeaders: Bool) -> Int {
-        var pending: [SourceItem<Record>] = []
         let limit = min(limit, Self.pollBatchLimit)
-        let schema = try? Record.schema  // once per poll, not per message
-        var chunk = rowLayout.map { RowChunk(width: $0.width) }  // this poll's rows, which its items share
-        var itemized = 0  // the rows of `chunk` already in `pending`
+        var poll = Poll(
+            schema: try? Record.schema,  // once per poll, not per message
+            chunk: rowLayout.map { RowChunk(width: $0.width) }
+        )
         let intake = rowLayout.map { RowIntake(layout: $0, readsTraceHeaders: readingTraceHeaders) }
-        var run = RowIntake.Run()
-        func visit(_ view: RdKafkaMessageView, endsRun: Bool) {
-            // The common case first, in code that is not generic (``RowIntake``).
-            if let intake, chunk != nil {
-                let fingerprint = endsRun || fingerprintsEveryMessage
-                switch intake.take(
-                    view,
-                    chunk: &chunk!,
-                    machine: machine,
-                    run: &run,
-                    endsRun: endsRun,
-                    fingerprint: fingerprint
-                ) {
-                case .done: return
-                case .report(let observation, let partition, let offset):
-                    report(observation, partition: partition, found: offset)
-                    return
-                case .declined: break
-                }
-            }
-            run.interrupt()  // the generic path asks the machine itself
-            take(view, schema: schema, into: &pending, chunk: &chunk, itemized: &itemized)
-        }
         // A batch of what is there; only an empty queue is waited on, one message's worth (a batch call with a
-        // timeout would wait for the whole batch to fill).
-        func reserve(_ count: Int) { chunk?.reserve(count) }
-        var taken = handle.consumeAvailable(upTo: limit, willTake: reserve, visit)
-        if taken == 0, handle.consumerPoll(timeoutMs: 100, { visit($0, endsRun: true) }) != nil {
-            taken = 1 + handle.consumeAvailable(upTo: limit - 1, willTake: reserve, visit)
+        // timeout would wait for the whole batch to fill). The poll's state is one variable that closure literals
+        // capture, so that the compiler checks its accesses rather than the runtime at every message.
+        var taken = handle.consumeAvailable(upTo: limit, willTake: { poll.chunk?.reserve($0) }) { view, endsRun in
+            visit(view, endsRun: endsRun, intake, &poll)
         }
-        if let chunk {
+        if taken == 0, handle.consumerPoll(timeoutMs: 100, { visit($0, endsRun: true, intake, &poll) }) != nil {
+            taken =
+                1
+                + handle.consumeAvailable(upTo: limit - 1, willTake: { poll.chunk?.reserve($0) }) { view, endsRun in
+                    visit(view, endsRun: endsRun, intake, &poll)
+                }
+        }
+        var pending = poll.pending
+        poll.pending = []  // moved out, so that it stays unique
+        var itemized = poll.itemized
+        if let chunk = poll.chunk {
             Self.itemize(chunk, from: &itemized, into: &pending)
             Self.share(chunk, with: &pending)
         }
         if !hasGroup { recordDelivered(pending) }
         push(contentsOf: pending)
         return taken
+    }
+
+    /// What one poll holds while it takes messages.
+    private struct Poll {
+        let schema: RecordSchema?
+        /// This poll's rows, which its items share.
+        var chunk: RowChunk?
+        var run = RowIntake.Run()
+        var pending: [SourceItem<Record>] = []
+        /// The rows of `chunk` already in `pending`.
+        var itemized = 0
+
+        init(schema: RecordSchema?, chunk: RowChunk?) {
+            self.schema = schema
+            self.chunk = chunk
+        }
+    }
+
+    /// One message of a poll: the common case first, in code that is not generic (``RowIntake``), else
+    /// ``take(_:schema:into:chunk:itemized:)``.
+    @inline(__always)
+    private func visit(_ view: RdKafkaMessageView, endsRun: Bool, _ intake: RowIntake?, _ poll: inout Poll) {
+        if let intake, poll.chunk != nil {
+            let fingerprint = endsRun || fingerprintsEveryMessage
+            switch intake.take(
+                view,
+                chunk: &poll.chunk!,
+                machine: machine,
+                run: &poll.run,
+                endsRun: endsRun,
+                fingerprint: fingerprint
+            ) {
+            case .done: return
+            case .report(let observation, let partition, let offset):
+                report(observation, partition: partition, found: offset)
+                return
+            case .declined: break
+            }
+        }
+        poll.run.interrupt()  // the generic path asks the machine itself
+        take(view, schema: poll.schema, into: &poll.pending, chunk: &poll.chunk, itemized: &poll.itemized)
     }
 
     /// Keeps the last message of each partition among `items` (for the continuity check after a reconnect).

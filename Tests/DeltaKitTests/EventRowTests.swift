@@ -129,6 +129,49 @@ struct EventRowTests {
         #expect(decodedFast > 0, "the one-pass decoder read some")
     }
 
+    @Test("integers read eight digits at a time equal the Codable path's, at every length, sign and stray byte")
+    func integersAtEveryLength() throws {
+        let layout = try #require(RowLayout.of(Rich.self))
+        var generator = SystemRandomNumberGenerator()
+        var numbers: [String] = ["9223372036854775807", "-9223372036854775808", "9223372036854775808", "-0", "00"]
+        for length in 1...21 {
+            for _ in 0..<6 {
+                var digits = (0..<length).map { _ in Character(String(Int.random(in: 0...9, using: &generator))) }
+                if length > 1, digits[0] == "0" { digits[0] = "1" }
+                numbers.append(String(digits))
+                numbers.append("-" + String(digits))
+                // A stray byte at any position: a letter, a point, an exponent, a byte above 0xF9.
+                var stray = digits
+                stray[Int.random(in: 0..<length, using: &generator)] = ["a", ".", "e", "/", ":", "ÿ"].randomElement()!
+                numbers.append(String(stray))
+            }
+        }
+        var decodedFast = 0
+        for number in numbers {
+            for text in [
+                #"{"id":\#(number),\#(Self.base),"op":"insert","event_order":1,"ts":"2024-01-01T00:00:00Z"}"#,
+                #"{"id":1,\#(Self.base),"op":"insert","event_order":\#(number),"ts":"2024-01-01T00:00:00Z"}"#,
+            ] {
+                let bytes = Array(text.utf8)
+                try bytes.withUnsafeBytes { raw in
+                    let codable = Result { try ChangeEvent<Rich>.decodeWire(raw, schema: try Rich.schema) }
+                    var rows = layout.makeRows()
+                    if layout.decode(raw, into: &rows) {
+                        decodedFast += 1
+                        let event = try codable.get()
+                        #expect(
+                            try ChangeEvent<Rich>(row: 0, of: rows, layout: layout) == event.canonicalized(),
+                            "\(text)"
+                        )
+                    } else if case .success = codable, !number.hasPrefix("-0"), !number.hasPrefix("0") {
+                        Issue.record("an integer the one-pass decoder should read: \(text)")
+                    }
+                }
+            }
+        }
+        #expect(decodedFast > numbers.count, "the one-pass decoder read most")
+    }
+
     @Test("plain events take the one-pass decoder")
     func plainEventsAreFast() throws {
         let layout = try #require(RowLayout.of(Rich.self))
