@@ -20,6 +20,24 @@ package enum RowValue: Hashable, Sendable {
     case uuid(UInt64, UInt64)
     /// A `Decimal`'s canonical text (`Decimal.description`).
     case decimal(String)
+
+    /// Hashes the payload alone for the common key kinds — an integer, a string — (one value into the hasher, not
+    /// the case's tag first): a row value is a key of the store's index at every event. Values of different cases
+    /// never compare equal, so sharing a hash costs at most a collision.
+    package func hash(into hasher: inout Hasher) {
+        switch self {
+        case .integer(let value): hasher.combine(value)
+        case .string(let text): hasher.combine(text)
+        case .null: hasher.combine(0 as UInt8)
+        case .bool(let value): hasher.combine(value)
+        case .double(let value): hasher.combine(value)
+        case .timestamp(let value): hasher.combine(value)
+        case .uuid(let high, let low):
+            hasher.combine(high)
+            hasher.combine(low)
+        case .decimal(let text): hasher.combine(text)
+        }
+    }
 }
 
 /// The envelope of an event row: order, timestamp and operation.
