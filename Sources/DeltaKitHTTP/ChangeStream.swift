@@ -43,7 +43,7 @@ enum ChangeStream {
     final class Buffer: Sendable {
         private struct State {
             var items: [Item] = []
-            var waiter: CheckedContinuation<[Item], Never>?
+            var waiter: UnsafeContinuation<Void, Never>?
             var cancelled = false
         }
 
@@ -58,41 +58,49 @@ enum ChangeStream {
         func push(_ event: StreamEvent) -> Bool { push(.event(event)) }
 
         fileprivate func push(_ item: Item) -> Bool {
-            let result: (accepted: Bool, wake: CheckedContinuation<[Item], Never>?) = state.withLock { state in
-                if let waiter = state.waiter {
-                    state.waiter = nil
-                    return (true, waiter)
-                }
+            // The item goes into the buffer and the writer (when it waits) is only woken: it takes what is there
+            // itself, so a wake-up carries no array of its own.
+            let result: (accepted: Bool, wake: UnsafeContinuation<Void, Never>?) = state.withLock { state in
                 guard state.items.count < limit else { return (false, nil) }
                 state.items.append(item)
-                return (true, nil)
+                defer { state.waiter = nil }
+                return (true, state.waiter)
             }
-            result.wake?.resume(returning: [item])
+            result.wake?.resume()
             return result.accepted
         }
 
         /// Everything waiting, at least one item; waits for one when none is. Empty when the task is cancelled.
         fileprivate func take() async -> [Item] {
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { (continuation: CheckedContinuation<[Item], Never>) in
-                    let ready: [Item]? = state.withLock { state in
-                        if !state.items.isEmpty {
-                            defer { state.items.removeAll(keepingCapacity: true) }
-                            return state.items
-                        }
-                        if state.cancelled { return [] }
-                        state.waiter = continuation
-                        return nil
+            while true {
+                let ready: [Item]? = state.withLock { state in
+                    if !state.items.isEmpty {
+                        defer { state.items = [] }
+                        return state.items
                     }
-                    if let ready { continuation.resume(returning: ready) }
+                    return state.cancelled ? [] : nil
                 }
-            } onCancel: {
-                let waiter = state.withLock { state in
-                    state.cancelled = true
-                    defer { state.waiter = nil }
-                    return state.waiter
+                if let ready { return ready }
+                await withTaskCancellationHandler {
+                    // Unsafe rather than checked: the lock hands the continuation to exactly one resumer — a
+                    // push or the cancellation handler takes it out of `waiter` under the lock before resuming it —
+                    // and a checked one would cost an allocation per wake-up, per client and event.
+                    await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                        let resumeNow = state.withLock { state in
+                            if !state.items.isEmpty || state.cancelled { return true }
+                            state.waiter = continuation
+                            return false
+                        }
+                        if resumeNow { continuation.resume() }
+                    }
+                } onCancel: {
+                    let waiter = state.withLock { state in
+                        state.cancelled = true
+                        defer { state.waiter = nil }
+                        return state.waiter
+                    }
+                    waiter?.resume()
                 }
-                waiter?.resume(returning: [])
             }
         }
     }

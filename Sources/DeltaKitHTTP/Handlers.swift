@@ -174,11 +174,16 @@ struct Handlers: Sendable {
     }
 
     private func json(_ body: Data) -> Response {
+        Response(status: .ok, headers: Self.jsonHeaders, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The headers of every JSON answer, built (and their values validated) once rather than per request.
+    private static let jsonHeaders: HTTPFields = {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-cache"
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
-    }
+        return headers
+    }()
 
     private var lastEventID: HTTPField.Name { HTTPField.Name("Last-Event-ID")! }
 
@@ -240,13 +245,22 @@ enum ETag {
     /// still replace the record under `LatestStateMerge`'s tie rule, and the tag must change whenever the body
     /// does (a strong tag promises the same bytes), so the order alone would answer 304 for a changed row.
     static func of(_ body: Data, order: Int64?) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in body {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01b3
+        let hash = body.withUnsafeBytes { bytes in
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in bytes {
+                hash ^= UInt64(byte)
+                hash &*= 0x0000_0100_0000_01b3
+            }
+            return hash
         }
-        let digest = String(hash, radix: 16)
-        return "\"" + (order.map { "\($0)-" } ?? "") + digest + "\""
+        var tag = "\""
+        if let order {
+            tag += String(order)
+            tag += "-"
+        }
+        tag += String(hash, radix: 16)
+        tag += "\""
+        return tag
     }
 
     /// Whether an `If-None-Match` value matches `tag` under the weak comparison RFC 9110 prescribes for it:

@@ -35,6 +35,7 @@ struct Fanout: AsyncParsableCommand {
         let opened = Counter()
         let loops = Array(group.makeIterator())
         var channels: [any Channel] = []
+        let atField = Array(#""at":"#.utf8)
         // In waves, so the listen backlog never overflows.
         for wave in stride(from: 0, to: clients, by: 100) {
             var futures: [EventLoopFuture<any Channel>] = []
@@ -47,9 +48,7 @@ struct Fanout: AsyncParsableCommand {
                             onOpen: { status in if status == 200 { opened.value.add(1, ordering: .relaxed) } },
                             onEvent: { event in
                                 let received = wallMicros()
-                                if let at = event.data.withUnsafeBufferPointer({
-                                    integerField(Array(#""at":"#.utf8), in: $0)
-                                }) {
+                                if let at = event.data.withUnsafeBufferPointer({ integerField(atField, in: $0) }) {
                                     bucket.record(received - at)
                                 }
                                 return true
