@@ -21,7 +21,7 @@ public import ServiceLifecycle
 /// try await sink.send(.insert(User(id: 1, name: "Alice", age: 25), order: clock.next()))
 /// try await sink.close()
 /// ```
-public final class KafkaEventSink<Record: ChangeRecord>: EventSink, TraceHeaderSending, Service {
+public final class KafkaEventSink<Record: ChangeRecord>: EventSink, EncodedEventSending, Service {
     /// The topic events go to.
     public let topic: String
     let core: SinkCore
@@ -148,6 +148,23 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, TraceHeaderS
                 tombstone: tombstones,
                 trace: index < traceHeaders.count ? traceHeaders[index] : []
             )
+        }
+    }
+
+    /// Sends `events` in order: each event to encode with its own trace headers, as
+    /// `send(contentsOf:traceHeaders:)` does, and each event already encoded as it is (its key, its JSON, its trace
+    /// headers, a delete's tombstone): the outbox relay's send, which forwards the payloads DeltaKit's enqueue wrote.
+    package func send(_ events: [OutgoingEvent<Record>]) async throws -> EventReceipt {
+        try core.checkOpen()
+        let writer = WireEventWriter(layout: try WireLayout.of(Record.self))
+        let tombstones = sendsTombstones
+        return try await core.send(count: events.count) { index, messages in
+            switch events[index] {
+            case .event(let event, let trace):
+                try messages.append(event, writer: writer, tombstone: tombstones, trace: trace)
+            case .encoded(let encoded):
+                messages.append(encoded, of: Record.self, tombstone: tombstones)
+            }
         }
     }
 

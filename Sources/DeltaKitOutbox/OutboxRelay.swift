@@ -80,6 +80,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
 
     private struct Counters {
         var published = 0
+        var forwarded = 0
         var isLeader = false
         var blockedKeys: Set<String> = []
         var heldBack: [String: HeldBackRow] = [:]
@@ -92,6 +93,9 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     private let logger: Logger
     private let counters = Mutex(Counters())
     private let metrics: RelayMetrics
+    /// The mark of rows whose payload this relay's sink can send as it is (``PostgresOutbox/payloadFormat(of:)``
+    /// of its record type); `nil` when the sink sends only events it encodes itself.
+    private let forwardedFormat: String?
 
     /// A relay of `configuration.topic`'s rows of `outbox` to `sink`, reading PostgreSQL at `connection`.
     ///
@@ -126,10 +130,16 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.metrics = RelayMetrics(table: outbox.table, topic: configuration.topic, factory: metricsFactory)
+        self.forwardedFormat =
+            sink is any EncodedEventSending<Sink.Record> ? PostgresOutbox.payloadFormat(of: Sink.Record.self) : nil
     }
 
     /// Events published and deleted so far by this relay.
     public var published: Int { counters.withLock { $0.published } }
+
+    /// Events sent as their rows' payloads hold them, without decoding (rows DeltaKit's enqueue marked), so far;
+    /// the others were decoded. For tests.
+    package var forwarded: Int { counters.withLock { $0.forwarded } }
 
     /// Whether this relay currently holds the outbox's leadership.
     public var isLeader: Bool { counters.withLock { $0.isLeader } }
@@ -206,11 +216,11 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         return false
     }
 
-    /// A row read and decoded, ready to be sent.
+    /// A row read and decoded (or, when its payload can be sent as it is, checked), ready to be sent.
     private struct Prepared: Sendable {
         var id: Int64
         var key: String
-        var event: ChangeEvent<Sink.Record>
+        var event: OutgoingEvent<Sink.Record>
         var enqueuedMicros: Int64
         var trace: [TraceHeader]
     }
@@ -241,7 +251,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
             let rows = try await connection.query(
                 """
                 SELECT id, message_key, event_order, payload, traceparent, trace_headers,
-                    (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us
+                    (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us, payload_format
                 FROM \(outbox.table)
                 WHERE topic = $1 AND NOT (message_key = ANY($2::text[]))
                 ORDER BY id LIMIT $3
@@ -287,17 +297,45 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
 
     /// Decodes `rows` (in id order) into events with the order the outbox assigned them; a row that does not
     /// decode holds back its key (returned), and the key's later rows of this batch are left out.
+    ///
+    /// A row that DeltaKit's enqueue marked with the sink's record type's wire format, and whose payload holds the
+    /// order the outbox assigned, is not decoded: its payload is what the sink would encode for the decoded event,
+    /// so it is sent as it is.
     private func prepare(_ rows: [SQLRow]) -> (batch: [Prepared], blocked: Set<String>) {
         var blocked: Set<String> = []
         var batch: [Prepared] = []
         batch.reserveCapacity(rows.count)
+        // One schema lookup for the batch rather than one per row.
+        let schema = try? Sink.Record.schema
         for row in rows {
-            let key = row["message_key"] ?? ""
+            // The columns in the order the SELECT names them.
+            let values = row.values
+            let key = values[1] ?? ""
             if blocked.contains(key) { continue }
-            guard let id = row["id"].flatMap({ Int64($0) }) else { continue }
+            guard let id = values[0].flatMap({ Int64($0) }) else { continue }
             do {
-                let order = try Int64(row["event_order"] ?? "").orThrow("event_order")
-                let decoded = try ChangeEvent<Sink.Record>(jsonData: Data((row["payload"] ?? "").utf8))
+                let order = try values[2].flatMap { Int64($0) }.orThrow("event_order")
+                let payload = values[3] ?? ""
+                let trace = Self.traceHeaders(traceparent: values[4], headers: values[5])
+                let enqueuedMicros = values[6].flatMap { Int64($0) } ?? 0
+                if let forwardedFormat, values[7] == forwardedFormat,
+                    let encoded = EncodedEvent(key: key, json: payload, order: order, trace: trace)
+                {
+                    batch.append(
+                        Prepared(
+                            id: id,
+                            key: key,
+                            event: .encoded(encoded),
+                            enqueuedMicros: enqueuedMicros,
+                            trace: trace
+                        )
+                    )
+                    continue
+                }
+                let decoded =
+                    try payload.utf8.withContiguousStorageIfAvailable {
+                        try ChangeEvent<Sink.Record>.decodeWire(UnsafeRawBufferPointer($0), schema: schema)
+                    } ?? ChangeEvent<Sink.Record>(jsonData: Array(payload.utf8))
                 let event =
                     decoded.record.map {
                         ChangeEvent(
@@ -312,9 +350,9 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                     Prepared(
                         id: id,
                         key: key,
-                        event: event,
-                        enqueuedMicros: row["enqueued_us"].flatMap { Int64($0) } ?? 0,
-                        trace: Self.traceHeaders(of: row)
+                        event: .event(event, trace: trace),
+                        enqueuedMicros: enqueuedMicros,
+                        trace: trace
                     )
                 )
             } catch {
@@ -332,7 +370,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     private func publish(_ pending: [Prepared]) async throws -> Outcome {
         try await withPublishSpan(pending) {
             do {
-                try await send(pending.map(\.event), traceHeaders: pending.map(\.trace))
+                try await send(pending)
             } catch let error as DeltaKitError where error.code == .serializationFailed {
                 // One event the sink refuses must not hold back the others: find it by sending one at a time, in
                 // order.
@@ -340,7 +378,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 var sent: [Int64] = []
                 for item in pending where !blocked.contains(item.key) {
                     do {
-                        try await send([item.event], traceHeaders: [item.trace])
+                        try await send([item])
                         sent.append(item.id)
                     } catch let error as DeltaKitError where error.code == .serializationFailed {
                         blocked.insert(item.key)
@@ -351,12 +389,23 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                     }
                 }
                 let sentIDs = Set(sent)
-                recordLatency(pending.filter { sentIDs.contains($0.id) }.map(\.enqueuedMicros))
+                let acknowledged = pending.filter { sentIDs.contains($0.id) }
+                recordLatency(acknowledged.map(\.enqueuedMicros))
+                countForwarded(acknowledged)
                 return (sent, blocked)
             }
             recordLatency(pending.map(\.enqueuedMicros))
+            countForwarded(pending)
             return (pending.map(\.id), [])
         }
+    }
+
+    private func countForwarded(_ items: [Prepared]) {
+        let forwarded = items.reduce(0) { count, item in
+            if case .encoded = item.event { return count + 1 }
+            return count
+        }
+        if forwarded > 0 { counters.withLock { $0.forwarded += forwarded } }
     }
 
     /// Runs `body`, a batch's send, in a span of its own when rows of the batch were enqueued in a trace that the
@@ -396,20 +445,49 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     static var maximumSpanLinks: Int { 128 }
 
     /// Sends through the sink, each event with the trace headers its row was enqueued with when the sink can
-    /// (a `KafkaEventSink`, DeltaKitTesting's `InMemoryEventSink`); a sink that cannot gets the events alone.
-    private func send(_ events: [ChangeEvent<Sink.Record>], traceHeaders: [[TraceHeader]]) async throws {
-        if let traced = sink as? any TraceHeaderSending<Sink.Record>, traceHeaders.contains(where: { !$0.isEmpty }) {
-            _ = try await traced.send(contentsOf: events, traceHeaders: traceHeaders)
+    /// (a `KafkaEventSink`, DeltaKitTesting's `InMemoryEventSink`), a payload that needs no decoding as it is; a
+    /// sink that cannot gets the events alone (and then every row was decoded: ``forwardedFormat`` is `nil`).
+    private func send(_ items: [Prepared]) async throws {
+        let traced = items.contains { !$0.trace.isEmpty }
+        if let forwarding = sink as? any EncodedEventSending<Sink.Record> {
+            guard traced else {
+                // As `send(contentsOf:)` does: the current context's headers (none without a span) on every message.
+                let current = TraceHeaders.current()
+                _ = try await forwarding.send(items.map { Self.outgoing($0.event, trace: current) })
+                return
+            }
+            _ = try await forwarding.send(items.map(\.event))
+            return
+        }
+        let events = items.compactMap { item -> ChangeEvent<Sink.Record>? in
+            if case .event(let event, _) = item.event { return event }
+            return nil
+        }
+        if let tracing = sink as? any TraceHeaderSending<Sink.Record>, traced {
+            _ = try await tracing.send(contentsOf: events, traceHeaders: items.map(\.trace))
         } else {
             try await sink.send(contentsOf: events)
         }
     }
 
+    /// `event` with `trace` as its trace headers.
+    private static func outgoing(_ event: OutgoingEvent<Sink.Record>, trace: [TraceHeader]) -> OutgoingEvent<
+        Sink.Record
+    > {
+        guard !trace.isEmpty else { return event }
+        switch event {
+        case .event(let event, _): return .event(event, trace: trace)
+        case .encoded(var encoded):
+            encoded.trace = trace
+            return .encoded(encoded)
+        }
+    }
+
     /// The trace headers a row was enqueued with: its `trace_headers`, or a `traceparent` alone (rows written by
     /// a statement that set only that column).
-    private static func traceHeaders(of row: SQLRow) -> [TraceHeader] {
-        if let text = row["trace_headers"], !text.isEmpty { return TraceHeaders.headers(text: text) }
-        if let parent = row["traceparent"], !parent.isEmpty { return [TraceHeader(name: "traceparent", value: parent)] }
+    private static func traceHeaders(traceparent: String?, headers: String?) -> [TraceHeader] {
+        if let text = headers, !text.isEmpty { return TraceHeaders.headers(text: text) }
+        if let parent = traceparent, !parent.isEmpty { return [TraceHeader(name: "traceparent", value: parent)] }
         return []
     }
 
