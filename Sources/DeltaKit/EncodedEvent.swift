@@ -118,4 +118,8 @@ package protocol EncodedEventSending<Record>: TraceHeaderSending {
     /// ``EncodedEvent`` becomes the message the sink would make for the event its JSON holds (its key, its JSON as
     /// the value, its trace headers, and a delete's tombstone when the sink sends them).
     func send(_ events: [OutgoingEvent<Record>]) async throws -> EventReceipt
+
+    /// Sends `events`, all already encoded, in order, as ``send(_:)`` sends them: the relay's usual batch, given
+    /// without the generic enum so that nothing per event depends on the record type.
+    func send(encoded events: [EncodedEvent]) async throws -> EventReceipt
 }

@@ -158,14 +158,29 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, EncodedEvent
         try core.checkOpen()
         let writer = WireEventWriter(layout: try WireLayout.of(Record.self))
         let tombstones = sendsTombstones
+        let headers = tombstoneHeaders
         return try await core.send(count: events.count) { index, messages in
             switch events[index] {
             case .event(let event, let trace):
                 try messages.append(event, writer: writer, tombstone: tombstones, trace: trace)
             case .encoded(let encoded):
-                messages.append(encoded, of: Record.self, tombstone: tombstones)
+                messages.append(encoded, tombstoneHeaders: headers)
             }
         }
+    }
+
+    /// Sends `events`, all already encoded, in order, as ``send(_:)`` sends them.
+    package func send(encoded events: [EncodedEvent]) async throws -> EventReceipt {
+        try core.checkOpen()
+        let headers = tombstoneHeaders
+        return try await core.send(count: events.count) { index, messages in
+            messages.append(events[index], tombstoneHeaders: headers)
+        }
+    }
+
+    /// The names of a tombstone's order and timestamp headers when this sink sends tombstones, `nil` otherwise.
+    private var tombstoneHeaders: (order: String, timestamp: String)? {
+        sendsTombstones ? (Configuration.tombstoneOrderHeader, Configuration.tombstoneTimestampHeader) : nil
     }
 
     /// How often a sender waited because librdkafka's queue was full (``Configuration/queueMaxMessages``).

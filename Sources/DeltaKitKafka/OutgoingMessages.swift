@@ -81,9 +81,10 @@ struct OutgoingMessages {
     }
 
     /// Appends the message of an event already encoded — its key, its JSON as the value, its trace headers — and,
-    /// for a delete when `tombstone` is set, its tombstone: the messages ``append(_:writer:tombstone:trace:)``
-    /// makes for the event the JSON holds.
-    mutating func append<Record: ChangeRecord>(_ event: EncodedEvent, of _: Record.Type, tombstone: Bool) {
+    /// for a delete when `tombstoneHeaders` are given (the names `KafkaEventSink.Configuration` gives a tombstone's
+    /// order and timestamp headers, when the sink sends tombstones), its tombstone: the messages
+    /// ``append(_:writer:tombstone:trace:)`` makes for the event the JSON holds.
+    mutating func append(_ event: EncodedEvent, tombstoneHeaders: (order: String, timestamp: String)?) {
         let keyStart = bytes.count
         bytes += event.key.utf8
         let key = keyStart..<bytes.count
@@ -91,15 +92,14 @@ struct OutgoingMessages {
         let traceHeaders: [(name: String, value: [UInt8])] =
             event.trace.isEmpty ? [] : event.trace.map { ($0.name, Array($0.value.utf8)) }
         messages.append(Message(key: key, value: key.upperBound..<bytes.count, headers: traceHeaders))
-        guard tombstone, event.isDelete else { return }
-        typealias Headers = KafkaEventSink<Record>.Configuration
+        guard let tombstoneHeaders, event.isDelete else { return }
         messages.append(
             Message(
                 key: key,
                 value: nil,
                 headers: [
-                    (Headers.tombstoneOrderHeader, Array(String(event.order).utf8)),
-                    (Headers.tombstoneTimestampHeader, Array(event.timestamp.utf8)),
+                    (tombstoneHeaders.order, Array(String(event.order).utf8)),
+                    (tombstoneHeaders.timestamp, Array(event.timestamp.utf8)),
                 ] + traceHeaders
             )
         )

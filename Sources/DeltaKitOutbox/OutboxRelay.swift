@@ -216,15 +216,6 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         return false
     }
 
-    /// A row read and decoded (or, when its payload can be sent as it is, checked), ready to be sent.
-    private struct Prepared: Sendable {
-        var id: Int64
-        var key: String
-        var event: OutgoingEvent<Sink.Record>
-        var enqueuedMicros: Int64
-        var trace: [TraceHeader]
-    }
-
     /// What a batch's send ended with: the ids the sink acknowledged and the keys newly held back.
     private typealias Outcome = (published: [Int64], blocked: Set<String>)
 
@@ -301,10 +292,10 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     /// A row that DeltaKit's enqueue marked with the sink's record type's wire format, and whose payload holds the
     /// order the outbox assigned, is not decoded: its payload is what the sink would encode for the decoded event,
     /// so it is sent as it is.
-    private func prepare(_ rows: [SQLRow]) -> (batch: [Prepared], blocked: Set<String>) {
+    private func prepare(_ rows: [SQLRow]) -> (batch: PreparedBatch<Sink.Record>, blocked: Set<String>) {
         var blocked: Set<String> = []
-        var batch: [Prepared] = []
-        batch.reserveCapacity(rows.count)
+        var batch = PreparedBatch<Sink.Record>()
+        batch.rows.reserveCapacity(rows.count)
         // One schema lookup for the batch rather than one per row.
         let schema = try? Sink.Record.schema
         for row in rows {
@@ -316,20 +307,17 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
             do {
                 let order = try values[2].flatMap { Int64($0) }.orThrow("event_order")
                 let payload = values[3] ?? ""
-                let trace = Self.traceHeaders(traceparent: values[4], headers: values[5])
-                let enqueuedMicros = values[6].flatMap { Int64($0) } ?? 0
+                var prepared = PreparedRow(
+                    id: id,
+                    key: key,
+                    enqueuedMicros: values[6].flatMap { Int64($0) } ?? 0,
+                    trace: Self.traceHeaders(traceparent: values[4], headers: values[5])
+                )
                 if let forwardedFormat, values[7] == forwardedFormat,
-                    let encoded = EncodedEvent(key: key, json: payload, order: order, trace: trace)
+                    let encoded = EncodedEvent(key: key, json: payload, order: order, trace: prepared.trace)
                 {
-                    batch.append(
-                        Prepared(
-                            id: id,
-                            key: key,
-                            event: .encoded(encoded),
-                            enqueuedMicros: enqueuedMicros,
-                            trace: trace
-                        )
-                    )
+                    prepared.encoded = encoded
+                    batch.rows.append(prepared)
                     continue
                 }
                 let decoded =
@@ -346,15 +334,9 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                         )
                     }
                     ?? .delete(key: decoded.key, order: order, timestamp: decoded.timestamp)
-                batch.append(
-                    Prepared(
-                        id: id,
-                        key: key,
-                        event: .event(event, trace: trace),
-                        enqueuedMicros: enqueuedMicros,
-                        trace: trace
-                    )
-                )
+                prepared.event = batch.events.count
+                batch.events.append(event)
+                batch.rows.append(prepared)
             } catch {
                 blocked.insert(key)
                 holdBack(id: id, key: key, reason: "\(error)")
@@ -366,11 +348,12 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         return (batch, blocked)
     }
 
-    /// Publishes `pending` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
-    private func publish(_ pending: [Prepared]) async throws -> Outcome {
-        try await withPublishSpan(pending) {
+    /// Publishes `batch` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
+    private func publish(_ batch: PreparedBatch<Sink.Record>) async throws -> Outcome {
+        let pending = batch.rows
+        return try await withPublishSpan(pending) {
             do {
-                try await send(pending)
+                try await send(pending, events: batch.events)
             } catch let error as DeltaKitError where error.code == .serializationFailed {
                 // One event the sink refuses must not hold back the others: find it by sending one at a time, in
                 // order.
@@ -378,7 +361,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 var sent: [Int64] = []
                 for item in pending where !blocked.contains(item.key) {
                     do {
-                        try await send([item])
+                        try await send([item], events: batch.events)
                         sent.append(item.id)
                     } catch let error as DeltaKitError where error.code == .serializationFailed {
                         blocked.insert(item.key)
@@ -400,11 +383,8 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         }
     }
 
-    private func countForwarded(_ items: [Prepared]) {
-        let forwarded = items.reduce(0) { count, item in
-            if case .encoded = item.event { return count + 1 }
-            return count
-        }
+    private func countForwarded(_ rows: [PreparedRow]) {
+        let forwarded = rows.reduce(0) { $0 + ($1.encoded == nil ? 0 : 1) }
         if forwarded > 0 { counters.withLock { $0.forwarded += forwarded } }
     }
 
@@ -419,7 +399,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     /// ``maximumSpanLinks``), as OpenTelemetry's messaging conventions do for a batch publish. Each message still
     /// carries its own row's context, so a consumer continues the trace that wrote the event either way.
     private func withPublishSpan<Result>(
-        _ batch: [Prepared],
+        _ batch: [PreparedRow],
         _ body: () async throws -> Result
     ) async throws -> Result {
         var contexts: [ServiceContext] = []
@@ -447,39 +427,38 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     /// Sends through the sink, each event with the trace headers its row was enqueued with when the sink can
     /// (a `KafkaEventSink`, DeltaKitTesting's `InMemoryEventSink`), a payload that needs no decoding as it is; a
     /// sink that cannot gets the events alone (and then every row was decoded: ``forwardedFormat`` is `nil`).
-    private func send(_ items: [Prepared]) async throws {
-        let traced = items.contains { !$0.trace.isEmpty }
+    private func send(_ rows: [PreparedRow], events: [ChangeEvent<Sink.Record>]) async throws {
+        let traced = rows.contains { !$0.trace.isEmpty }
         if let forwarding = sink as? any EncodedEventSending<Sink.Record> {
-            guard traced else {
-                // As `send(contentsOf:)` does: the current context's headers (none without a span) on every message.
-                let current = TraceHeaders.current()
-                _ = try await forwarding.send(items.map { Self.outgoing($0.event, trace: current) })
-                return
+            // As `send(contentsOf:)` does when no row is traced: the current context's headers (none without a
+            // span) on every message.
+            let current = traced ? [] : TraceHeaders.current()
+            if rows.allSatisfy({ $0.encoded != nil }) {
+                _ = try await forwarding.send(
+                    encoded: rows.map { row in
+                        var encoded = row.encoded!
+                        if !current.isEmpty { encoded.trace = current }
+                        return encoded
+                    }
+                )
+            } else {
+                _ = try await forwarding.send(
+                    rows.map { row -> OutgoingEvent<Sink.Record> in
+                        let trace = traced ? row.trace : current
+                        guard var encoded = row.encoded else { return .event(events[row.event], trace: trace) }
+                        encoded.trace = trace
+                        return .encoded(encoded)
+                    }
+                )
             }
-            _ = try await forwarding.send(items.map(\.event))
             return
         }
-        let events = items.compactMap { item -> ChangeEvent<Sink.Record>? in
-            if case .event(let event, _) = item.event { return event }
-            return nil
-        }
+        // Every row was decoded: only a forwarding sink gets rows that were not.
+        let selected = rows.map { events[$0.event] }
         if let tracing = sink as? any TraceHeaderSending<Sink.Record>, traced {
-            _ = try await tracing.send(contentsOf: events, traceHeaders: items.map(\.trace))
+            _ = try await tracing.send(contentsOf: selected, traceHeaders: rows.map(\.trace))
         } else {
-            try await sink.send(contentsOf: events)
-        }
-    }
-
-    /// `event` with `trace` as its trace headers.
-    private static func outgoing(_ event: OutgoingEvent<Sink.Record>, trace: [TraceHeader]) -> OutgoingEvent<
-        Sink.Record
-    > {
-        guard !trace.isEmpty else { return event }
-        switch event {
-        case .event(let event, _): return .event(event, trace: trace)
-        case .encoded(var encoded):
-            encoded.trace = trace
-            return .encoded(encoded)
+            try await sink.send(contentsOf: selected)
         }
     }
 
@@ -551,6 +530,33 @@ extension Optional {
         }
         return self
     }
+}
+
+/// A row read, ready to be sent: its payload as it is (``encoded``), or the index of its decoded event in its
+/// ``PreparedBatch``. Not generic over the record type, so that the relay's per-row bookkeeping needs no generic
+/// metadata (the relay is generic over its sink, and an application's instance of it is not specialized).
+private struct PreparedRow: Sendable {
+    var id: Int64
+    var key: String
+    var enqueuedMicros: Int64
+    var trace: [TraceHeader]
+    /// The payload, sent as it is; `nil` when the row was decoded.
+    var encoded: EncodedEvent?
+    /// The decoded event's index in the batch's `events` (when ``encoded`` is `nil`).
+    var event = 0
+
+    init(id: Int64, key: String, enqueuedMicros: Int64, trace: [TraceHeader]) {
+        self.id = id
+        self.key = key
+        self.enqueuedMicros = enqueuedMicros
+        self.trace = trace
+    }
+}
+
+/// A batch ready to be sent: its rows in id order, and the events of those that were decoded.
+private struct PreparedBatch<Record: ChangeRecord>: Sendable {
+    var rows: [PreparedRow] = []
+    var events: [ChangeEvent<Record>] = []
 }
 
 /// The relay's metrics, labelled with the outbox table and topic.

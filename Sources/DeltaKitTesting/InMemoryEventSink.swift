@@ -132,6 +132,12 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink, EncodedEv
         return receipt
     }
 
+    /// Sends `events`, all already encoded, as ``send(_:)`` does. Package API: the outbox relay's send.
+    @discardableResult
+    package func send(encoded events: [EncodedEvent]) async throws -> EventReceipt {
+        try await send(events.map { OutgoingEvent<Record>.encoded($0) })
+    }
+
     /// Returns at once: recorded events are already durable.
     public func flush() async throws {
         state.withLock { $0.flushCount += 1 }
