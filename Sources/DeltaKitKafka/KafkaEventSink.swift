@@ -21,7 +21,7 @@ public import ServiceLifecycle
 /// try await sink.send(.insert(User(id: 1, name: "Alice", age: 25), order: clock.next()))
 /// try await sink.close()
 /// ```
-public final class KafkaEventSink<Record: ChangeRecord>: EventSink, TraceHeaderSending, Service {
+public final class KafkaEventSink<Record: ChangeRecord>: EventSink, EncodedEventSending, Service {
     /// The topic events go to.
     public let topic: String
     let core: SinkCore
@@ -149,6 +149,38 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, TraceHeaderS
                 trace: index < traceHeaders.count ? traceHeaders[index] : []
             )
         }
+    }
+
+    /// Sends `events` in order: each event to encode with its own trace headers, as
+    /// `send(contentsOf:traceHeaders:)` does, and each event already encoded as it is (its key, its JSON, its trace
+    /// headers, a delete's tombstone): the outbox relay's send, which forwards the payloads DeltaKit's enqueue wrote.
+    package func send(_ events: [OutgoingEvent<Record>]) async throws -> EventReceipt {
+        try core.checkOpen()
+        let writer = WireEventWriter(layout: try WireLayout.of(Record.self))
+        let tombstones = sendsTombstones
+        let headers = tombstoneHeaders
+        return try await core.send(count: events.count) { index, messages in
+            switch events[index] {
+            case .event(let event, let trace):
+                try messages.append(event, writer: writer, tombstone: tombstones, trace: trace)
+            case .encoded(let encoded):
+                messages.append(encoded, tombstoneHeaders: headers)
+            }
+        }
+    }
+
+    /// Sends `events`, all already encoded, in order, as ``send(_:)`` sends them.
+    package func send(encoded events: [EncodedEvent]) async throws -> EventReceipt {
+        try core.checkOpen()
+        let headers = tombstoneHeaders
+        return try await core.send(count: events.count) { index, messages in
+            messages.append(events[index], tombstoneHeaders: headers)
+        }
+    }
+
+    /// The names of a tombstone's order and timestamp headers when this sink sends tombstones, `nil` otherwise.
+    private var tombstoneHeaders: (order: String, timestamp: String)? {
+        sendsTombstones ? (Configuration.tombstoneOrderHeader, Configuration.tombstoneTimestampHeader) : nil
     }
 
     /// How often a sender waited because librdkafka's queue was full (``Configuration/queueMaxMessages``).

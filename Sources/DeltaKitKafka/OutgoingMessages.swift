@@ -80,6 +80,31 @@ struct OutgoingMessages {
         )
     }
 
+    /// Appends the message of an event already encoded — its key, its JSON as the value, its trace headers — and,
+    /// for a delete when `tombstoneHeaders` are given (the names `KafkaEventSink.Configuration` gives a tombstone's
+    /// order and timestamp headers, when the sink sends tombstones), its tombstone: the messages
+    /// ``append(_:writer:tombstone:trace:)`` makes for the event the JSON holds.
+    mutating func append(_ event: EncodedEvent, tombstoneHeaders: (order: String, timestamp: String)?) {
+        let keyStart = bytes.count
+        bytes += event.key.utf8
+        let key = keyStart..<bytes.count
+        bytes += event.json.utf8
+        let traceHeaders: [(name: String, value: [UInt8])] =
+            event.trace.isEmpty ? [] : event.trace.map { ($0.name, Array($0.value.utf8)) }
+        messages.append(Message(key: key, value: key.upperBound..<bytes.count, headers: traceHeaders))
+        guard let tombstoneHeaders, event.isDelete else { return }
+        messages.append(
+            Message(
+                key: key,
+                value: nil,
+                headers: [
+                    (tombstoneHeaders.order, Array(String(event.order).utf8)),
+                    (tombstoneHeaders.timestamp, Array(event.timestamp.utf8)),
+                ] + traceHeaders
+            )
+        )
+    }
+
     /// The key of message `index` as text, for errors.
     func keyText(_ index: Int) -> String {
         messages[index].key.map { String(decoding: bytes[$0], as: UTF8.self) } ?? "(none)"

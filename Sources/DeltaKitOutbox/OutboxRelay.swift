@@ -80,6 +80,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
 
     private struct Counters {
         var published = 0
+        var forwarded = 0
         var isLeader = false
         var blockedKeys: Set<String> = []
         var heldBack: [String: HeldBackRow] = [:]
@@ -92,6 +93,9 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     private let logger: Logger
     private let counters = Mutex(Counters())
     private let metrics: RelayMetrics
+    /// The mark of rows whose payload this relay's sink can send as it is (``PostgresOutbox/payloadFormat(of:)``
+    /// of its record type); `nil` when the sink sends only events it encodes itself.
+    private let forwardedFormat: String?
 
     /// A relay of `configuration.topic`'s rows of `outbox` to `sink`, reading PostgreSQL at `connection`.
     ///
@@ -126,10 +130,16 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.metrics = RelayMetrics(table: outbox.table, topic: configuration.topic, factory: metricsFactory)
+        self.forwardedFormat =
+            sink is any EncodedEventSending<Sink.Record> ? PostgresOutbox.payloadFormat(of: Sink.Record.self) : nil
     }
 
     /// Events published and deleted so far by this relay.
     public var published: Int { counters.withLock { $0.published } }
+
+    /// Events sent as their rows' payloads hold them, without decoding (rows DeltaKit's enqueue marked), so far;
+    /// the others were decoded. For tests.
+    package var forwarded: Int { counters.withLock { $0.forwarded } }
 
     /// Whether this relay currently holds the outbox's leadership.
     public var isLeader: Bool { counters.withLock { $0.isLeader } }
@@ -206,15 +216,6 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         return false
     }
 
-    /// A row read and decoded, ready to be sent.
-    private struct Prepared: Sendable {
-        var id: Int64
-        var key: String
-        var event: ChangeEvent<Sink.Record>
-        var enqueuedMicros: Int64
-        var trace: [TraceHeader]
-    }
-
     /// What a batch's send ended with: the ids the sink acknowledged and the keys newly held back.
     private typealias Outcome = (published: [Int64], blocked: Set<String>)
 
@@ -241,7 +242,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
             let rows = try await connection.query(
                 """
                 SELECT id, message_key, event_order, payload, traceparent, trace_headers,
-                    (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us
+                    (extract(epoch FROM created_at) * 1000000)::bigint AS enqueued_us, payload_format
                 FROM \(outbox.table)
                 WHERE topic = $1 AND NOT (message_key = ANY($2::text[]))
                 ORDER BY id LIMIT $3
@@ -287,17 +288,42 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
 
     /// Decodes `rows` (in id order) into events with the order the outbox assigned them; a row that does not
     /// decode holds back its key (returned), and the key's later rows of this batch are left out.
-    private func prepare(_ rows: [SQLRow]) -> (batch: [Prepared], blocked: Set<String>) {
+    ///
+    /// A row that DeltaKit's enqueue marked with the sink's record type's wire format, and whose payload holds the
+    /// order the outbox assigned, is not decoded: its payload is what the sink would encode for the decoded event,
+    /// so it is sent as it is.
+    private func prepare(_ rows: [SQLRow]) -> (batch: PreparedBatch<Sink.Record>, blocked: Set<String>) {
         var blocked: Set<String> = []
-        var batch: [Prepared] = []
-        batch.reserveCapacity(rows.count)
+        var batch = PreparedBatch<Sink.Record>()
+        batch.rows.reserveCapacity(rows.count)
+        // One schema lookup for the batch rather than one per row.
+        let schema = try? Sink.Record.schema
         for row in rows {
-            let key = row["message_key"] ?? ""
+            // The columns in the order the SELECT names them.
+            let values = row.values
+            let key = values[1] ?? ""
             if blocked.contains(key) { continue }
-            guard let id = row["id"].flatMap({ Int64($0) }) else { continue }
+            guard let id = values[0].flatMap({ Int64($0) }) else { continue }
             do {
-                let order = try Int64(row["event_order"] ?? "").orThrow("event_order")
-                let decoded = try ChangeEvent<Sink.Record>(jsonData: Data((row["payload"] ?? "").utf8))
+                let order = try values[2].flatMap { Int64($0) }.orThrow("event_order")
+                let payload = values[3] ?? ""
+                var prepared = PreparedRow(
+                    id: id,
+                    key: key,
+                    enqueuedMicros: values[6].flatMap { Int64($0) } ?? 0,
+                    trace: Self.traceHeaders(traceparent: values[4], headers: values[5])
+                )
+                if let forwardedFormat, values[7] == forwardedFormat,
+                    let encoded = EncodedEvent(key: key, json: payload, order: order, trace: prepared.trace)
+                {
+                    prepared.encoded = encoded
+                    batch.rows.append(prepared)
+                    continue
+                }
+                let decoded =
+                    try payload.utf8.withContiguousStorageIfAvailable {
+                        try ChangeEvent<Sink.Record>.decodeWire(UnsafeRawBufferPointer($0), schema: schema)
+                    } ?? ChangeEvent<Sink.Record>(jsonData: Array(payload.utf8))
                 let event =
                     decoded.record.map {
                         ChangeEvent(
@@ -308,15 +334,9 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                         )
                     }
                     ?? .delete(key: decoded.key, order: order, timestamp: decoded.timestamp)
-                batch.append(
-                    Prepared(
-                        id: id,
-                        key: key,
-                        event: event,
-                        enqueuedMicros: row["enqueued_us"].flatMap { Int64($0) } ?? 0,
-                        trace: Self.traceHeaders(of: row)
-                    )
-                )
+                prepared.event = batch.events.count
+                batch.events.append(event)
+                batch.rows.append(prepared)
             } catch {
                 blocked.insert(key)
                 holdBack(id: id, key: key, reason: "\(error)")
@@ -328,11 +348,12 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
         return (batch, blocked)
     }
 
-    /// Publishes `pending` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
-    private func publish(_ pending: [Prepared]) async throws -> Outcome {
-        try await withPublishSpan(pending) {
+    /// Publishes `batch` (in id order) and returns the ids the sink acknowledged and the keys newly held back.
+    private func publish(_ batch: PreparedBatch<Sink.Record>) async throws -> Outcome {
+        let pending = batch.rows
+        return try await withPublishSpan(pending) {
             do {
-                try await send(pending.map(\.event), traceHeaders: pending.map(\.trace))
+                try await send(pending, events: batch.events)
             } catch let error as DeltaKitError where error.code == .serializationFailed {
                 // One event the sink refuses must not hold back the others: find it by sending one at a time, in
                 // order.
@@ -340,7 +361,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                 var sent: [Int64] = []
                 for item in pending where !blocked.contains(item.key) {
                     do {
-                        try await send([item.event], traceHeaders: [item.trace])
+                        try await send([item], events: batch.events)
                         sent.append(item.id)
                     } catch let error as DeltaKitError where error.code == .serializationFailed {
                         blocked.insert(item.key)
@@ -351,12 +372,20 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
                     }
                 }
                 let sentIDs = Set(sent)
-                recordLatency(pending.filter { sentIDs.contains($0.id) }.map(\.enqueuedMicros))
+                let acknowledged = pending.filter { sentIDs.contains($0.id) }
+                recordLatency(acknowledged.map(\.enqueuedMicros))
+                countForwarded(acknowledged)
                 return (sent, blocked)
             }
             recordLatency(pending.map(\.enqueuedMicros))
+            countForwarded(pending)
             return (pending.map(\.id), [])
         }
+    }
+
+    private func countForwarded(_ rows: [PreparedRow]) {
+        let forwarded = rows.reduce(0) { $0 + ($1.encoded == nil ? 0 : 1) }
+        if forwarded > 0 { counters.withLock { $0.forwarded += forwarded } }
     }
 
     /// Runs `body`, a batch's send, in a span of its own when rows of the batch were enqueued in a trace that the
@@ -370,7 +399,7 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     /// ``maximumSpanLinks``), as OpenTelemetry's messaging conventions do for a batch publish. Each message still
     /// carries its own row's context, so a consumer continues the trace that wrote the event either way.
     private func withPublishSpan<Result>(
-        _ batch: [Prepared],
+        _ batch: [PreparedRow],
         _ body: () async throws -> Result
     ) async throws -> Result {
         var contexts: [ServiceContext] = []
@@ -396,20 +425,48 @@ public final class OutboxRelay<Sink: EventSink>: Service, Sendable {
     static var maximumSpanLinks: Int { 128 }
 
     /// Sends through the sink, each event with the trace headers its row was enqueued with when the sink can
-    /// (a `KafkaEventSink`, DeltaKitTesting's `InMemoryEventSink`); a sink that cannot gets the events alone.
-    private func send(_ events: [ChangeEvent<Sink.Record>], traceHeaders: [[TraceHeader]]) async throws {
-        if let traced = sink as? any TraceHeaderSending<Sink.Record>, traceHeaders.contains(where: { !$0.isEmpty }) {
-            _ = try await traced.send(contentsOf: events, traceHeaders: traceHeaders)
+    /// (a `KafkaEventSink`, DeltaKitTesting's `InMemoryEventSink`), a payload that needs no decoding as it is; a
+    /// sink that cannot gets the events alone (and then every row was decoded: ``forwardedFormat`` is `nil`).
+    private func send(_ rows: [PreparedRow], events: [ChangeEvent<Sink.Record>]) async throws {
+        let traced = rows.contains { !$0.trace.isEmpty }
+        if let forwarding = sink as? any EncodedEventSending<Sink.Record> {
+            // As `send(contentsOf:)` does when no row is traced: the current context's headers (none without a
+            // span) on every message.
+            let current = traced ? [] : TraceHeaders.current()
+            if rows.allSatisfy({ $0.encoded != nil }) {
+                _ = try await forwarding.send(
+                    encoded: rows.map { row in
+                        var encoded = row.encoded!
+                        if !current.isEmpty { encoded.trace = current }
+                        return encoded
+                    }
+                )
+            } else {
+                _ = try await forwarding.send(
+                    rows.map { row -> OutgoingEvent<Sink.Record> in
+                        let trace = traced ? row.trace : current
+                        guard var encoded = row.encoded else { return .event(events[row.event], trace: trace) }
+                        encoded.trace = trace
+                        return .encoded(encoded)
+                    }
+                )
+            }
+            return
+        }
+        // Every row was decoded: only a forwarding sink gets rows that were not.
+        let selected = rows.map { events[$0.event] }
+        if let tracing = sink as? any TraceHeaderSending<Sink.Record>, traced {
+            _ = try await tracing.send(contentsOf: selected, traceHeaders: rows.map(\.trace))
         } else {
-            try await sink.send(contentsOf: events)
+            try await sink.send(contentsOf: selected)
         }
     }
 
     /// The trace headers a row was enqueued with: its `trace_headers`, or a `traceparent` alone (rows written by
     /// a statement that set only that column).
-    private static func traceHeaders(of row: SQLRow) -> [TraceHeader] {
-        if let text = row["trace_headers"], !text.isEmpty { return TraceHeaders.headers(text: text) }
-        if let parent = row["traceparent"], !parent.isEmpty { return [TraceHeader(name: "traceparent", value: parent)] }
+    private static func traceHeaders(traceparent: String?, headers: String?) -> [TraceHeader] {
+        if let text = headers, !text.isEmpty { return TraceHeaders.headers(text: text) }
+        if let parent = traceparent, !parent.isEmpty { return [TraceHeader(name: "traceparent", value: parent)] }
         return []
     }
 
@@ -473,6 +530,33 @@ extension Optional {
         }
         return self
     }
+}
+
+/// A row read, ready to be sent: its payload as it is (``encoded``), or the index of its decoded event in its
+/// ``PreparedBatch``. Not generic over the record type, so that the relay's per-row bookkeeping needs no generic
+/// metadata (the relay is generic over its sink, and an application's instance of it is not specialized).
+private struct PreparedRow: Sendable {
+    var id: Int64
+    var key: String
+    var enqueuedMicros: Int64
+    var trace: [TraceHeader]
+    /// The payload, sent as it is; `nil` when the row was decoded.
+    var encoded: EncodedEvent?
+    /// The decoded event's index in the batch's `events` (when ``encoded`` is `nil`).
+    var event = 0
+
+    init(id: Int64, key: String, enqueuedMicros: Int64, trace: [TraceHeader]) {
+        self.id = id
+        self.key = key
+        self.enqueuedMicros = enqueuedMicros
+        self.trace = trace
+    }
+}
+
+/// A batch ready to be sent: its rows in id order, and the events of those that were decoded.
+private struct PreparedBatch<Record: ChangeRecord>: Sendable {
+    var rows: [PreparedRow] = []
+    var events: [ChangeEvent<Record>] = []
 }
 
 /// The relay's metrics, labelled with the outbox table and topic.

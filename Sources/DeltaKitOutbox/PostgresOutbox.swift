@@ -1,6 +1,7 @@
 public import DeltaKit
 public import DeltaKitRisingWave
 import Foundation
+import Synchronization
 
 /// A transactional outbox in PostgreSQL: a change event is written in the same transaction as the application's
 /// own write, so it is published exactly when that transaction commits (by an ``OutboxRelay``), never for a
@@ -57,9 +58,11 @@ public struct PostgresOutbox: Sendable, Hashable {
             payload text NOT NULL,
             traceparent text,
             trace_headers text,
-            created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+            created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            payload_format text
         );
         ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS trace_headers text;
+        ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS payload_format text;
         CREATE INDEX IF NOT EXISTS \(table)_topic_id ON \(table) (topic, id);
         CREATE TABLE IF NOT EXISTS \(table)_keys (
             topic text NOT NULL,
@@ -92,7 +95,8 @@ public struct PostgresOutbox: Sendable, Hashable {
     ///
     /// The event is published with the `event_order` the statement returns, not necessarily `event.order`: the
     /// greater of `event.order` and one more than the key's previous order, so that per key the order follows the
-    /// order in which PostgreSQL committed the writes, whatever clock the application used.
+    /// order in which PostgreSQL committed the writes, whatever clock the application used. The statement writes
+    /// that order into the stored payload too, so that a relay can send the payload as it is.
     ///
     /// - Parameters:
     ///   - event: The change event, as the application's write left the row.
@@ -113,23 +117,68 @@ public struct PostgresOutbox: Sendable, Hashable {
             trace.append(TraceHeader(name: "traceparent", value: traceparent))
         }
         let storedParent = trace.first { $0.name.lowercased() == "traceparent" }?.value
-        let payload = String(decoding: try event.jsonData(), as: UTF8.self)
-        let key = String(decoding: try event.keyBytes, as: UTF8.self)
+        let json = try event.jsonData()
+        let payload = String(decoding: json, as: UTF8.self)
+        let keyBytes = try event.keyBytes
+        let key = String(decoding: keyBytes, as: UTF8.self)
+        // The statement writes the order it assigns into the payload, in place of the event's own, and marks the
+        // row with the record type's wire format, so that a relay of that type forwards the payload as it is
+        // instead of decoding and encoding it again. Only when the payload ends as the encoder ends every event
+        // and the key's text is its bytes; otherwise the row is written as any other code writes it, unmarked,
+        // and the relay decodes it.
+        var digitsAndAfter: String?
+        var afterDigits: String?
+        var format: String?
+        if let wireFormat = Self.payloadFormat(of: Record.self), Array(key.utf8).elementsEqual(keyBytes),
+            let end = EncodedEvent.orderDigitsFromEnd(of: Array(json), order: event.order)
+        {
+            digitsAndAfter = String(end.digits + end.after)
+            format = wireFormat
+            afterDigits = String(end.after)
+        }
         let sql = """
             WITH next AS (
                 INSERT INTO \(table)_keys AS k (topic, message_key, last_order) VALUES ($1, $2, GREATEST($3::bigint, 1))
                 ON CONFLICT (topic, message_key) DO UPDATE SET last_order = GREATEST(k.last_order + 1, $3::bigint)
                 RETURNING last_order
             )
-            INSERT INTO \(table) (topic, message_key, event_order, payload, traceparent, trace_headers)
-            SELECT $1, $2, last_order, $4, $5, $6 FROM next
+            INSERT INTO \(table) (topic, message_key, event_order, payload, traceparent, trace_headers, payload_format)
+            SELECT $1, $2, last_order,
+                CASE WHEN $7::int IS NULL THEN $4
+                    ELSE left($4, -$7::int) || last_order::text || right($4, $8::int) END,
+                $5, $6, $9
+            FROM next
             RETURNING id, event_order
             """
         return OutboxStatement(
             sql: sql,
-            bindings: [topic, key, String(event.order), payload, storedParent, TraceHeaders.text(trace)]
+            bindings: [
+                topic, key, String(event.order), payload, storedParent, TraceHeaders.text(trace), digitsAndAfter,
+                afterDigits, format,
+            ]
         )
     }
+
+    /// The mark of a row whose payload is `Record`'s wire JSON as DeltaKit's encoder wrote it, with the order the
+    /// outbox assigned: the record type's name and its schema, hashed. A relay whose sink's record type has the same
+    /// mark forwards such a payload as it is; any other row it decodes. `nil` (no row marked) for a type without a
+    /// schema, or one that checks its values after decoding (its decoding may refuse what its encoding wrote).
+    package static func payloadFormat<Record: ChangeRecord>(of _: Record.Type) -> String? {
+        if let cached = formats.withLock({ $0[ObjectIdentifier(Record.self)] }) { return cached }
+        var format: String?
+        if let schema = try? Record.schema, !schema.checksValuesAfterDecoding {
+            // FNV-1a, 64 bits: stable across processes and builds, unlike `Hasher`.
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in "\(String(reflecting: Record.self))\n\(schema)".utf8 {
+                hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+            }
+            format = "deltakit-wire-1:" + String(hash, radix: 16)
+        }
+        formats.withLock { $0[ObjectIdentifier(Record.self)] = format }
+        return format
+    }
+
+    private static let formats = Mutex<[ObjectIdentifier: String?]>([:])
 }
 
 /// One SQL statement and its parameters (`$1`, `$2`, …) in PostgreSQL's text format; `nil` is NULL.

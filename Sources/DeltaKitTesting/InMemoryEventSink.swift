@@ -12,7 +12,7 @@ import Synchronization
 /// It records what was sent (``events``), and can be told to fail on demand so that tests can
 /// exercise their error paths (``failNextSends(_:with:)``). A failed event is not recorded: like a
 /// real sink, nothing is silently kept or dropped.
-public final class InMemoryEventSink<Record: ChangeRecord>: EventSink, TraceHeaderSending {
+public final class InMemoryEventSink<Record: ChangeRecord>: EventSink, EncodedEventSending {
     private struct State {
         var events: [ChangeEvent<Record>] = []
         /// The trace headers each event of `events` was sent with (at the same index).
@@ -103,6 +103,39 @@ public final class InMemoryEventSink<Record: ChangeRecord>: EventSink, TraceHead
             receipt = receipt.merging(try await record(event, trace: trace))
         }
         return receipt
+    }
+
+    /// Sends `events` in order, each with its own trace headers; an event already encoded is read back from its
+    /// JSON and recorded as the event it holds (JSON that does not decode is refused as unserializable, as
+    /// `KafkaEventSink` refuses an event it cannot encode). Package API: the outbox relay's send.
+    @discardableResult
+    package func send(_ events: [OutgoingEvent<Record>]) async throws -> EventReceipt {
+        var receipt = EventReceipt()
+        for event in events {
+            switch event {
+            case .event(let event, let trace):
+                receipt = receipt.merging(try await record(event, trace: trace))
+            case .encoded(let encoded):
+                let decoded: ChangeEvent<Record>
+                do {
+                    decoded = try ChangeEvent<Record>(jsonData: Array(encoded.json.utf8))
+                } catch {
+                    throw DeltaKitError(
+                        code: .serializationFailed,
+                        message: "an encoded \(Record.self) with key \(encoded.key) does not decode: \(error)",
+                        underlying: error
+                    )
+                }
+                receipt = receipt.merging(try await record(decoded, trace: encoded.trace))
+            }
+        }
+        return receipt
+    }
+
+    /// Sends `events`, all already encoded, as ``send(_:)`` does. Package API: the outbox relay's send.
+    @discardableResult
+    package func send(encoded events: [EncodedEvent]) async throws -> EventReceipt {
+        try await send(events.map { OutgoingEvent<Record>.encoded($0) })
     }
 
     /// Returns at once: recorded events are already durable.

@@ -471,7 +471,7 @@ struct OutboxStatementTests {
         let outbox = try PostgresOutbox()
         let event = ChangeEvent<DemoUser>.update(DemoUser(id: 42, name: "Ada", age: 36), order: 7)
         let statement = try outbox.enqueueStatement(event, topic: "user-events", traceparent: "00-abc-def-01")
-        #expect(statement.bindings.count == 6)
+        #expect(statement.bindings.count == 9)
         #expect(statement.bindings[0] == "user-events")
         #expect(statement.bindings[1] == "42")
         #expect(statement.bindings[2] == "7")
@@ -481,6 +481,39 @@ struct OutboxStatementTests {
         #expect(statement.bindings[5] == "traceparent: 00-abc-def-01")
         let untraced = try outbox.enqueueStatement(event, topic: "t")
         #expect(untraced.bindings[4] == nil && untraced.bindings[5] == nil, "no span, no trace context")
+        // Where the payload's order is, counted from its end (`7,"ts":"…"}`), and the record type's mark.
+        let payload = try #require(statement.bindings[3])
+        let after = try #require(statement.bindings[7].flatMap { Int($0) })
+        #expect(statement.bindings[6] == String(after + 1))
+        #expect(payload.hasSuffix(#""event_order":7"# + String(payload.suffix(after))))
+        #expect(String(payload.suffix(after)).hasPrefix(#","ts":""#))
+        #expect(statement.bindings[8] == PostgresOutbox.payloadFormat(of: DemoUser.self))
+        #expect(statement.bindings[8]?.hasPrefix("deltakit-wire-1:") == true)
+    }
+
+    @Test("an encoded event is recognized only when its JSON ends as the encoder ends it, with the given order")
+    func encodedEventTail() throws {
+        let timestamp = Date(timeIntervalSince1970: 1_796_000_000.123456)
+        for event: ChangeEvent<DemoUser> in [
+            .insert(DemoUser(id: 1, name: "a \"quoted\" name", age: 3), order: 12, timestamp: timestamp),
+            .update(DemoUser(id: 2, name: "ünï", age: 4), order: 0, timestamp: timestamp),
+            .update(DemoUser(id: 2, name: "x", age: 4), order: -40, timestamp: timestamp),
+            .delete(key: 3, order: 9_223_372_036_854_775_807, timestamp: timestamp),
+        ] {
+            let json = String(decoding: try event.jsonData(), as: UTF8.self)
+            let encoded = try #require(EncodedEvent(key: "k", json: json, order: event.order))
+            #expect(encoded.isDelete == (event.operation == .delete))
+            #expect(String(encoded.timestamp) == EventTimestamp.format(timestamp))
+            #expect(EncodedEvent(key: "k", json: json, order: event.order &- 1) == nil, "another order")
+            #expect(EncodedEvent(key: "k", json: json + " ", order: event.order) == nil)
+        }
+        #expect(EncodedEvent(key: "k", json: "not an event", order: 1) == nil)
+        #expect(EncodedEvent(key: "k", json: #"{"id":1,"op":"insert","event_order":01,"ts":"x"}"#, order: 1) == nil)
+        // json_build_object's spacing is not the encoder's.
+        #expect(
+            EncodedEvent(key: "k", json: #"{"id" : 1, "op" : "insert", "event_order" : 1, "ts" : "x"}"#, order: 1)
+                == nil
+        )
     }
 
     @Test("an outbox table name that would need quoting is refused", arguments: ["", "A", "1a", "a-b", "a b", "a;b"])
