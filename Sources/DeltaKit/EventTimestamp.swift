@@ -172,7 +172,7 @@ public enum EventTimestamp {
     /// ``parse(_:)`` on the text's UTF-8 bytes, without a copy: the microseconds since 1970 of the `Date` it returns
     /// (`date(fromMicroseconds:)` of the result), or `nil` when the bytes are not such a timestamp.
     package static func parseMicroseconds(_ bytes: UnsafeRawBufferPointer) -> Int64? {
-        if bytes.count == 32, let micros = canonicalMicroseconds(at: bytes.baseAddress!) { return micros }
+        if bytes.count == 32, let micros = microsecondsOfCanonicalForm(at: bytes.baseAddress!) { return micros }
         return parseAnyForm(bytes)
     }
 
@@ -252,7 +252,7 @@ public enum EventTimestamp {
     /// event's timestamp — a word at a time; `nil` when they are not in that form or not a valid time of years
     /// 0001–9999 (then the general parser decides, with the same answer for what it accepts).
     @inline(__always)
-    package static func canonicalMicroseconds(at p: UnsafeRawPointer) -> Int64? {
+    package static func microsecondsOfCanonicalForm(at p: UnsafeRawPointer) -> Int64? {
         // Little-endian words: byte k of a word is bits 8k..<8k+8.
         let w0 = UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))  // YYYY-MM-
         let w1 = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))  // DDTHH:MM

@@ -64,29 +64,39 @@ struct EventRowTests {
             #"{"id":3,"op":"delete","event_order":8,"ts":"2024-01-01T00:00:00Z","more":null}"#,
         ]
 
-    @Test("the row decoder accepts what the Codable path accepts, as the same canonical event", arguments: inputs)
-    func decoderAgrees(text: String) throws {
-        let layout = try #require(RowLayout.of(Rich.self))
-        let bytes = Array(text.utf8)
-        try bytes.withUnsafeBytes { raw in
+    /// Decodes `bytes` both ways — the one-pass row decoder (with the slow path behind it) and the `Codable` path —
+    /// and records an issue unless they agree: the same canonical event, or the same error. Returns whether the
+    /// one-pass decoder took the event itself and whether the `Codable` path accepted it.
+    @discardableResult
+    static func pathsAgree(_ bytes: [UInt8], layout: RowLayout) throws -> (fast: Bool, accepted: Bool) {
+        let shown = String(decoding: bytes, as: UTF8.self)
+        return try bytes.withUnsafeBytes { raw in
             let codable = Result { try ChangeEvent<Rich>.decodeWire(raw, schema: try Rich.schema) }
             var rows = layout.makeRows()
-            if layout.decode(raw, into: &rows) {
+            let fast = layout.decode(raw, into: &rows)
+            if fast {
                 let event = try codable.get()
-                #expect(try ChangeEvent<Rich>(row: 0, of: rows, layout: layout) == event.canonicalized())
+                #expect(try ChangeEvent<Rich>(row: 0, of: rows, layout: layout) == event.canonicalized(), "\(shown)")
             }
             // With the slow path behind it: the same outcome, the same error.
             var all = layout.makeRows()
             let rowOutcome = Result { try layout.appendRow(decoding: raw, Rich.self, into: &all) }
             switch (codable, rowOutcome) {
             case (.success(let event), .success):
-                #expect(try ChangeEvent<Rich>(row: 0, of: all, layout: layout) == event.canonicalized())
+                #expect(try ChangeEvent<Rich>(row: 0, of: all, layout: layout) == event.canonicalized(), "\(shown)")
             case (.failure(let expected), .failure(let error)):
-                #expect("\(error)" == "\(expected)")
+                #expect("\(error)" == "\(expected)", "\(shown)")
             default:
-                Issue.record("Codable: \(codable), rows: \(rowOutcome)")
+                Issue.record("\(shown): Codable: \(codable), rows: \(rowOutcome)")
             }
+            if case .success = codable { return (fast, true) }
+            return (fast, false)
         }
+    }
+
+    @Test("the row decoder accepts what the Codable path accepts, as the same canonical event", arguments: inputs)
+    func decoderAgrees(text: String) throws {
+        try Self.pathsAgree(Array(text.utf8), layout: try #require(RowLayout.of(Rich.self)))
     }
 
     @Test("strings read eight bytes at a time end, escape and refuse where the Codable path does, at any position")
@@ -106,23 +116,7 @@ struct EventRowTests {
                     let bytes =
                         Array(#"{"id":1,"small":1,"unsigned":1,"flag":true,"text":""#.utf8) + text
                         + Array(#"","ratio":2,\#(Self.envelope)}"#.utf8)
-                    try bytes.withUnsafeBytes { raw in
-                        let codable = Result { try ChangeEvent<Rich>.decodeWire(raw, schema: try Rich.schema) }
-                        var rows = layout.makeRows()
-                        if layout.decode(raw, into: &rows) {
-                            decodedFast += 1
-                            let event = try codable.get()
-                            #expect(try ChangeEvent<Rich>(row: 0, of: rows, layout: layout) == event.canonicalized())
-                        }
-                        var all = layout.makeRows()
-                        let rowOutcome = Result { try layout.appendRow(decoding: raw, Rich.self, into: &all) }
-                        switch (codable, rowOutcome) {
-                        case (.success(let event), .success):
-                            #expect(try ChangeEvent<Rich>(row: 0, of: all, layout: layout) == event.canonicalized())
-                        case (.failure, .failure): break
-                        default: Issue.record("\(String(decoding: bytes, as: UTF8.self)): \(codable), \(rowOutcome)")
-                        }
-                    }
+                    if try Self.pathsAgree(bytes, layout: layout).fast { decodedFast += 1 }
                 }
             }
         }
@@ -152,20 +146,11 @@ struct EventRowTests {
                 #"{"id":\#(number),\#(Self.base),"op":"insert","event_order":1,"ts":"2024-01-01T00:00:00Z"}"#,
                 #"{"id":1,\#(Self.base),"op":"insert","event_order":\#(number),"ts":"2024-01-01T00:00:00Z"}"#,
             ] {
-                let bytes = Array(text.utf8)
-                try bytes.withUnsafeBytes { raw in
-                    let codable = Result { try ChangeEvent<Rich>.decodeWire(raw, schema: try Rich.schema) }
-                    var rows = layout.makeRows()
-                    if layout.decode(raw, into: &rows) {
-                        decodedFast += 1
-                        let event = try codable.get()
-                        #expect(
-                            try ChangeEvent<Rich>(row: 0, of: rows, layout: layout) == event.canonicalized(),
-                            "\(text)"
-                        )
-                    } else if case .success = codable, !number.hasPrefix("-0"), !number.hasPrefix("0") {
-                        Issue.record("an integer the one-pass decoder should read: \(text)")
-                    }
+                let (fast, accepted) = try Self.pathsAgree(Array(text.utf8), layout: layout)
+                if fast {
+                    decodedFast += 1
+                } else if accepted, !number.hasPrefix("-0"), !number.hasPrefix("0") {
+                    Issue.record("an integer the one-pass decoder should read: \(text)")
                 }
             }
         }
