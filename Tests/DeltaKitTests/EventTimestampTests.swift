@@ -132,7 +132,9 @@ struct EventTimestampTests {
                 text.utf8.dropFirst(10).first == UInt8(ascii: "T")
             {
                 // The canonical form is read by the word-at-a-time path, not only by the general one.
-                #expect(bytes.withUnsafeBytes { EventTimestamp.microsecondsOfCanonicalForm(at: $0.baseAddress!) } == general)
+                #expect(
+                    bytes.withUnsafeBytes { EventTimestamp.microsecondsOfCanonicalForm(at: $0.baseAddress!) } == general
+                )
             }
             for variant in 0...64 {
                 var changed = bytes
