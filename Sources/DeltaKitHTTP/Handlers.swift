@@ -62,7 +62,8 @@ struct Handlers: Sendable {
             return Response(status: .notModified, headers: headers)
         }
         var response = json(row.json)
-        response.headers[.eTag] = tag
+        // Appended, not set: the JSON headers have no tag to replace, and the subscript's setter searches for one.
+        response.headers.append(HTTPField(name: .eTag, value: tag))
         return response
     }
 
@@ -253,14 +254,36 @@ enum ETag {
             }
             return hash
         }
-        var tag = "\""
-        if let order {
-            tag += String(order)
-            tag += "-"
+        // Written into one string's storage: a quote, the order and a dash, 16 hex digits at most, a quote.
+        return String(unsafeUninitializedCapacity: 48) { bytes in
+            var count = 0
+            func put(_ byte: UInt8) {
+                bytes[count] = byte
+                count += 1
+            }
+            put(UInt8(ascii: "\""))
+            if let order {
+                if order < 0 { put(UInt8(ascii: "-")) }
+                let start = count
+                var rest = order.magnitude
+                repeat {
+                    put(UInt8(ascii: "0") + UInt8(rest % 10))
+                    rest /= 10
+                } while rest > 0
+                bytes[start..<count].reverse()
+                put(UInt8(ascii: "-"))
+            }
+            let start = count
+            var rest = hash
+            repeat {
+                let digit = UInt8(rest & 0xF)
+                put(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
+                rest >>= 4
+            } while rest > 0
+            bytes[start..<count].reverse()
+            put(UInt8(ascii: "\""))
+            return count
         }
-        tag += String(hash, radix: 16)
-        tag += "\""
-        return tag
     }
 
     /// Whether an `If-None-Match` value matches `tag` under the weak comparison RFC 9110 prescribes for it:

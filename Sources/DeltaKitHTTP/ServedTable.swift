@@ -200,6 +200,19 @@ enum KeyText {
         for type: Key.Type
     ) -> @Sendable (_ text: String, _ parameter: String) throws -> Key {
         if type == String.self { return { text, _ in text as! Key } }
+        if type == Int.self {
+            // The usual key type, parsed without a runtime cast per request (a cast costs more than the parsing).
+            return { text, parameter in
+                guard let value = Int(text, radix: 10) else {
+                    throw Problem.badParameter(
+                        parameter,
+                        "'\(text.prefix(100))' is not a key of this table (a whole number)"
+                    )
+                }
+                // `Key` is `Int` (checked above): the bit cast is the identity.
+                return unsafeBitCast(value, to: Key.self)
+            }
+        }
         if let integer = Key.self as? any (FixedWidthInteger & Sendable).Type {
             return { text, parameter in
                 if let value = integer.init(text, radix: 10) as? Key { return value }

@@ -24,6 +24,24 @@ struct ETagTests {
         #expect(!unordered.contains("-") && unordered.hasPrefix("\"") && unordered.count > 2)
     }
 
+    @Test("the tag's text: the order in decimal (any Int64), a dash, the body's FNV-1a hash in lowercase hex")
+    func tagText() {
+        var generator = SystemRandomNumberGenerator()
+        let orders: [Int64?] =
+            [nil, 0, 1, 9, 10, -1, -10, .max, .min]
+            + (0..<200).map { _ in Int64.random(in: .min ... .max, using: &generator) }
+        for (index, order) in orders.enumerated() {
+            let body = Data((0..<(index % 40)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in body {
+                hash ^= UInt64(byte)
+                hash &*= 0x0000_0100_0000_01b3
+            }
+            let expected = "\"" + (order.map { "\($0)-" } ?? "") + String(hash, radix: 16) + "\""
+            #expect(ETag.of(body, order: order) == expected, "order \(String(describing: order)), \(body.count) bytes")
+        }
+    }
+
     @Test("If-None-Match: weak comparison, *, lists, commas inside tags, malformed lists")
     func matching() {
         let tag = #""7-abc""#

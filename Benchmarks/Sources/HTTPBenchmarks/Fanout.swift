@@ -18,7 +18,7 @@ import Glibc
 struct Fanout: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Fan-out to N SSE clients; prints `p50_ms p99_ms max_ms delivered expected peak_rss_mib achieved_rate stalled_achieved_rate apply_us stalled_apply_us client_cpu_percent`."
+            "Fan-out to N SSE clients; prints `p50_ms p99_ms max_ms delivered expected peak_rss_mib achieved_rate stalled_achieved_rate apply_us stalled_apply_us client_cpu_percent server_cpu_us_per_delivery`."
     )
     @Option var clients = 1_000
     @Option(help: "Changes applied per second.") var rate = 100
@@ -72,10 +72,12 @@ struct Fanout: AsyncParsableCommand {
 
         // Run 1: every client reads.
         let cpuBefore = processCPUSeconds()
+        let serverCPUBefore = processCPUSeconds(of: server.pid)
         let wallBefore = clock.now
         let normal = try await server.command("paced \(rate) \(seconds)")
         try await Task.sleep(for: .seconds(1))  // the last changes' deliveries
         let cpu = (processCPUSeconds() - cpuBefore) / Fanout.seconds(clock.now - wallBefore) * 100
+        let serverCPU = processCPUSeconds(of: server.pid) - serverCPUBefore
         var latencies = buckets.flatMap { $0.drain() }
         latencies.sort()
         let applied = Int(normal[1]) ?? 0
@@ -101,6 +103,7 @@ struct Fanout: AsyncParsableCommand {
             String(format: "%.2f %.2f %.2f", percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1_000),
             "\(latencies.count) \(applied * clients)", String(format: "%.1f", memory.peak),
             "\(normal[2]) \(withStall[2]) \(normal[3]) \(withStall[3])", String(format: "%.0f", cpu),
+            String(format: "%.2f", serverCPU * 1e6 / Double(max(1, latencies.count))),
         ]
         print(figures.joined(separator: " "))
     }
@@ -135,6 +138,17 @@ func processCPUSeconds() -> Double {
     getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
     return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
         + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+/// Another process's CPU time (user + system, every thread), in seconds: `/proc/PID/stat`'s `utime` and `stime`.
+func processCPUSeconds(of pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let end = stat.lastIndex(of: ")")
+    else { return 0 }
+    // After the command's closing parenthesis: field 3 (state) first, so utime (14) and stime (15) are 11 and 12.
+    let fields = stat[stat.index(after: end)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 /// This executable run as a child process (`serve --control`): commands on its standard input, answers on its
