@@ -25,7 +25,9 @@ extension KafkaEventSink {
         /// so the cost is one round trip between requests to a broker. At most 5 with ``idempotence``.
         public var maxInFlightRequests: Int
         /// How long to wait to fill a batch (`linger.ms`). Default: 5 ms. ``KafkaEventSink/flush()`` and
-        /// ``KafkaEventSink/close()`` do not wait for it: they send what is lingering at once.
+        /// ``KafkaEventSink/close()`` do not wait for it: they send what is lingering at once. Nor do the batches
+        /// of an outbox relay (DeltaKitOutbox), which waits for their acknowledgements and nothing else: each is
+        /// sent as soon as its last message is enqueued.
         public var linger: Duration
         /// Maximum batch size in bytes (`batch.size`). Default: 1,000,000.
         public var batchBytes: Int

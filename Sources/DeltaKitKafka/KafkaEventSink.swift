@@ -141,7 +141,8 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, EncodedEvent
         try core.checkOpen()
         let writer = WireEventWriter(layout: try WireLayout.of(Record.self))
         let tombstones = sendsTombstones
-        return try await core.send(count: events.count) { index, messages in
+        // Immediate, as the relay's sends are: it waits for nothing but the batch's acknowledgements.
+        return try await core.send(count: events.count, immediate: true) { index, messages in
             try messages.append(
                 events[index],
                 writer: writer,
@@ -159,7 +160,9 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, EncodedEvent
         let writer = WireEventWriter(layout: try WireLayout.of(Record.self))
         let tombstones = sendsTombstones
         let headers = tombstoneHeaders
-        return try await core.send(count: events.count) { index, messages in
+        // Immediate: the relay waits for the batch's acknowledgements before anything else (it deletes the rows
+        // then), so lingering after its last message would only delay it (and every row committed meanwhile).
+        return try await core.send(count: events.count, immediate: true) { index, messages in
             switch events[index] {
             case .event(let event, let trace):
                 try messages.append(event, writer: writer, tombstone: tombstones, trace: trace)
@@ -173,7 +176,7 @@ public final class KafkaEventSink<Record: ChangeRecord>: EventSink, EncodedEvent
     package func send(encoded events: [EncodedEvent]) async throws -> EventReceipt {
         try core.checkOpen()
         let headers = tombstoneHeaders
-        return try await core.send(count: events.count) { index, messages in
+        return try await core.send(count: events.count, immediate: true) { index, messages in
             messages.append(events[index], tombstoneHeaders: headers)
         }
     }

@@ -111,7 +111,13 @@ final class SinkCore: Sendable {
     /// queue is full the caller waits for the next poll. The first failure — an item that cannot be encoded, a
     /// message librdkafka refuses, a failed delivery — ends the send: the messages enqueued before it are still
     /// awaited, the rest are not produced, and it is thrown.
-    func send(count: Int, encode: (Int, inout OutgoingMessages) throws -> Void) async throws -> EventReceipt {
+    /// `immediate`: the caller waits for nothing but these reports, so what lingers of the send is sent as soon as
+    /// its last message is enqueued rather than after `linger.ms` (``SinkStateMachine/seal(_:waiter:immediate:)``).
+    func send(
+        count: Int,
+        immediate: Bool = false,
+        encode: (Int, inout OutgoingMessages) throws -> Void
+    ) async throws -> EventReceipt {
         try checkOpen()
         if count == 0 { return EventReceipt() }
         let batch = DeliveryBatch(core: self, id: machine.withLock { $0.startSend() })
@@ -130,8 +136,11 @@ final class SinkCore: Sendable {
             failure = await produce(messages, for: batch) ?? encodingFailure
             start = end
         }
-        let (deliveryError, receipt) = await withCheckedContinuation { continuation in
-            perform(machine.withLock { $0.seal(batch.id, waiter: continuation) })
+        let (deliveryError, receipt) = await withCheckedContinuation {
+            (continuation: CheckedContinuation<SendOutcome, Never>) in
+            perform(machine.withLock { $0.seal(batch.id, waiter: continuation, immediate: immediate) })
+            // The poll thread may wait in rd_kafka_poll for up to its timeout: make it return and see the send.
+            if immediate { handle.wakePoll() }
         }
         if let deliveryError { throw deliveryError }
         if let failure { throw failure }

@@ -32,6 +32,8 @@ struct SinkStateMachine<Waiter, SendWaiter> {
         var error: DeltaKitError?
         var receipt = EventReceipt()
         var waiter: SendWaiter?
+        /// Sealed by a caller that waits for nothing but its reports: what lingers of it is sent at once.
+        var immediate = false
     }
 
     /// The first failure: it stops the sink, and every later send is refused with it.
@@ -46,6 +48,8 @@ struct SinkStateMachine<Waiter, SendWaiter> {
     private var spaceWaiters: [Waiter] = []
     /// Each `flush()` waits for the sends in progress when it was called.
     private var flushes: [(sends: Set<SendID>, waiter: Waiter)] = []
+    /// Sealed immediate sends that still await reports.
+    private var immediateSends = 0
     /// How often a sender waited for queue space (for tests and tooling).
     private(set) var queueFullWaits = 0
     /// How many flushes took their set of sends in progress (for tests).
@@ -60,8 +64,8 @@ struct SinkStateMachine<Waiter, SendWaiter> {
     var sendsInProgress: Int { sends.count }
 
     /// Whether the poll thread should serve reports through librdkafka's flush, which sends what is lingering at
-    /// once: while a `flush()` or `close()` waits.
-    var wantsImmediateSend: Bool { !flushes.isEmpty || !idleWaiters.isEmpty }
+    /// once: while a `flush()` or `close()` waits, or an immediate send (``seal(_:waiter:immediate:)``) awaits reports.
+    var wantsImmediateSend: Bool { !flushes.isEmpty || !idleWaiters.isEmpty || immediateSends > 0 }
 
     /// Whether actions are held (the poll thread is in librdkafka's flush) and some are waiting.
     var holdsActions: Bool { held?.isEmpty == false }
@@ -121,10 +125,18 @@ struct SinkStateMachine<Waiter, SendWaiter> {
     }
 
     /// No more messages will be added to `id`; `waiter` gets its outcome once every report is in.
-    mutating func seal(_ id: SendID, waiter: SendWaiter) -> [Action] {
+    ///
+    /// `immediate`: the caller does nothing but wait for this send's reports (the outbox relay, which deletes its
+    /// batch once acknowledged), so the messages of it still lingering (`linger.ms`) are sent at once: the poll
+    /// thread serves reports through librdkafka's flush until the send is over (``wantsImmediateSend``).
+    mutating func seal(_ id: SendID, waiter: SendWaiter, immediate: Bool = false) -> [Action] {
         guard sends[id] != nil else { return [] }
         sends[id]!.sealed = true
         sends[id]!.waiter = waiter
+        if immediate {
+            sends[id]!.immediate = true
+            immediateSends += 1
+        }
         var actions: [Action] = []
         completeIfDone(id, &actions)
         return emit(actions)
@@ -133,6 +145,7 @@ struct SinkStateMachine<Waiter, SendWaiter> {
     private mutating func completeIfDone(_ id: SendID, _ actions: inout [Action]) {
         guard let send = sends[id], send.sealed, send.pending == 0 else { return }
         sends[id] = nil
+        if send.immediate { immediateSends -= 1 }
         if let waiter = send.waiter { actions.append(.completeSend(waiter, send.error, send.receipt)) }
         var remaining: [(sends: Set<SendID>, waiter: Waiter)] = []
         for var flush in flushes {

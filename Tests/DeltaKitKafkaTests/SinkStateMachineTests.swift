@@ -223,4 +223,39 @@ struct SinkStateMachineTests {
         let again = machine.immediateSendEnded()
         #expect(again.isEmpty)
     }
+
+    @Test(
+        "an immediate send wants librdkafka's flush from its seal until its last report, whatever else is in flight; a normal send lingers"
+    )
+    func immediateSendWantsFlush() {
+        var machine = Machine()
+        let normal = machine.startSend()
+        machine.reserve(1, for: normal)
+        let sealedNormal = machine.seal(normal, waiter: "normal")
+        #expect(sealedNormal.isEmpty)
+        #expect(!machine.wantsImmediateSend, "a normal send's messages linger")
+        let relay = machine.startSend()
+        machine.reserve(2, for: relay)
+        #expect(!machine.wantsImmediateSend, "not before its seal: more messages may come")
+        let sealed = machine.seal(relay, waiter: "relay", immediate: true)
+        #expect(sealed.isEmpty)
+        #expect(machine.wantsImmediateSend)
+        let entered = machine.startImmediateSendIfWanted()
+        #expect(entered)
+        let first = machine.delivered(for: relay, failure: nil, partition: 0, offset: 1)
+        #expect(first.isEmpty)
+        #expect(machine.wantsImmediateSend, "one report still awaited")
+        let last = machine.delivered(for: relay, failure: nil, partition: 0, offset: 2)
+        #expect(last.isEmpty)
+        #expect(!machine.wantsImmediateSend, "the immediate send is over; the normal one lingers again")
+        #expect(Self.resumed(machine.immediateSendEnded()) == ["relay:ok:EventReceipt(0@2)"])
+        // An immediate send complete at its seal (every report already in) wants nothing.
+        let early = machine.startSend()
+        machine.reserve(1, for: early)
+        let report = machine.delivered(for: early, failure: nil, partition: 3, offset: 0)
+        #expect(report.isEmpty)
+        let sealedEarly = machine.seal(early, waiter: "early", immediate: true)
+        #expect(Self.resumed(sealedEarly) == ["early:ok:EventReceipt(3@0)"])
+        #expect(!machine.wantsImmediateSend)
+    }
 }

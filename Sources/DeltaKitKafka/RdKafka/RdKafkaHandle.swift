@@ -96,6 +96,14 @@ final class RdKafkaHandle: @unchecked Sendable {
     /// meaningful inside a callback on the polling thread).
     func yield() { rd_kafka_yield(pointer) }
 
+    /// Makes an `rd_kafka_poll` waiting on another thread return now (or the next one, when none waits): the main
+    /// queue's `rd_kafka_queue_yield`.
+    func wakePoll() {
+        guard let queue = rd_kafka_queue_get_main(pointer) else { return }
+        rd_kafka_queue_yield(queue)
+        rd_kafka_queue_destroy(queue)
+    }
+
     /// Purges queued and in-flight messages; their delivery reports then carry `_PURGE_*` errors.
     func purgeAll() {
         _ = rd_kafka_purge(pointer, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
