@@ -83,6 +83,7 @@ let package = Package(
                 .target(name: "DeltaKit"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -193,7 +194,14 @@ let package = Package(
             ],
             path: "Tests/HTTPTestSupport"
         ),
-        .testTarget(name: "DeltaKitSQLiteTests", dependencies: ["DeltaKit", "DeltaKitSQLite", "DeltaKitTesting"]),
+        .testTarget(
+            name: "DeltaKitSQLiteTests",
+            dependencies: [
+                "DeltaKit", "DeltaKitSQLite", "DeltaKitTesting",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+            ]
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -83,7 +83,8 @@ public struct ChangeFeedElement<Record: ChangeRecord>: Hashable, Sendable {
     public var position: ChangeFeedPosition?
     /// The trace context of the event that caused the change, when the store has it: the in-memory store sets it
     /// for a change it applies while a context is current — inside the span `KafkaMaterializer` opens for an event
-    /// that carried one. `nil` otherwise (snapshot elements, replayed history, stores that do not keep it).
+    /// that carried one — and so does the SQLite store for its own feeds. `nil` otherwise (snapshot elements,
+    /// replayed history, stores that do not keep it).
     ///
     /// Not part of the element's equality: two elements for the same change at the same position are equal
     /// whatever trace they belong to.

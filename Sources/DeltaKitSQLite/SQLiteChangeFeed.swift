@@ -18,6 +18,10 @@ extension SQLiteStateStore: ChangeFeedStore {
     /// - `.now`: changes after the call.
     /// - `.after(position)`: changes after a position an earlier feed delivered.
     ///
+    /// A change this store applied while a trace context was current (the materializer's span for an event that
+    /// carried one) has that context as its element's `traceContext`, for the last 4,096 such batches; the file
+    /// keeps no context, so the feed of another store object (or process) reading the same file gives none.
+    ///
     /// - Throws: `DeltaKitError` (`changesUnavailable`) for a position of another file, one older than the
     ///   changes the file keeps, or one after which events were applied while no feed was open (also thrown by the
     ///   feed when it falls that far behind, and when the file is rebuilt — ``removeAll()`` — or deleted and created
@@ -243,7 +247,8 @@ public struct SQLiteChangeFeed<Record: ChangeRecord>: AsyncSequence, Sendable {
                     ChangeFeedElement(
                         change: StateChange(kind: kind, key: event.key, record: event.record),
                         isSnapshot: false,
-                        position: store.position(sequence)
+                        position: store.position(sequence),
+                        traceContext: store.changeTraces.context(of: sequence)
                     )
                 )
                 self.after = sequence

@@ -1,6 +1,7 @@
 public import DeltaKit
 public import Foundation
 import GRDB
+import Instrumentation
 import Synchronization
 
 // The write path: events merged into the state table under `LatestStateMerge`, with their history, positions
@@ -17,19 +18,30 @@ extension SQLiteStateStore {
         let event = try event.canonicalized(schema: schema)
         let batch = try prepare([event])
         let keyValue = try Self.keyValue(event.key, schema: schema)
-        return try await write { db, recording in
+        let trace = ServiceContext.current
+        let (change, recorded) = try await write { db, recording -> (StateChange<Record>?, ClosedRange<Int64>?) in
             let previous = try self.current(keyValue: keyValue, db)
-            guard try self.writeBatch(batch, [event], positions: [:], recording: recording, db) == [true] else {
-                return nil
-            }
+            var recorded: ClosedRange<Int64>?
+            let won = try self.writeBatch(
+                batch,
+                [event],
+                positions: [:],
+                recording: recording,
+                traced: trace != nil,
+                recorded: &recorded,
+                db
+            )
+            guard won == [true] else { return (nil, recorded) }
             switch (previous?.record, event.record) {
-            case (nil, nil): return nil
-            case (nil, let new?): return StateChange(kind: .insert, key: event.key, record: new)
-            case (let old?, nil): return StateChange(kind: .delete, key: event.key, record: old)
+            case (nil, nil): return (nil, recorded)
+            case (nil, let new?): return (StateChange(kind: .insert, key: event.key, record: new), recorded)
+            case (let old?, nil): return (StateChange(kind: .delete, key: event.key, record: old), recorded)
             case (let old?, let new?):
-                return old == new ? nil : StateChange(kind: .update, key: event.key, record: new)
+                return (old == new ? nil : StateChange(kind: .update, key: event.key, record: new), recorded)
             }
         }
+        if let trace, let recorded { changeTraces.record(recorded, trace) }
+        return change
     }
 
     /// Applies the events in order in one transaction: all of them, or — when one is invalid — none.
@@ -70,15 +82,29 @@ extension SQLiteStateStore {
             schema.changesInRoundTrip ? try events.map { try $0.canonicalized(schema: schema) } : events
         let batch = try prepare(canonical)
         guard !events.isEmpty || !positions.isEmpty else { return }
-        try await write { db, recording in
-            _ = try self.writeBatch(batch, canonical, positions: positions, recording: recording, db)
+        // Inside a span (the materializer's, for events that carried a trace context), the feeds of this store
+        // give the changes that context: the sequences the triggers gave them are read in the transaction.
+        let trace = ServiceContext.current
+        let recorded = try await write { db, recording -> ClosedRange<Int64>? in
+            var recorded: ClosedRange<Int64>?
+            _ = try self.writeBatch(
+                batch,
+                canonical,
+                positions: positions,
+                recording: recording,
+                traced: trace != nil,
+                recorded: &recorded,
+                db
+            )
             let statement = try db.cachedStatement(sql: self.sql.upsertFingerprint)
             for (partition, fingerprint) in fingerprints {
                 try statement.execute(arguments: [
                     Int64(partition), fingerprint.offset, fingerprint.timestamp, Int64(bitPattern: fingerprint.digest),
                 ])
             }
+            return recorded
         }
+        if let trace, let recorded { changeTraces.record(recorded, trace) }
     }
 
     /// Removes every key, the history, the changes, the positions and the fingerprints in one transaction, and
@@ -92,6 +118,7 @@ extension SQLiteStateStore {
             try db.execute(sql: SQLiteSchema.updateStoreID, arguments: [newID])
         }
         currentStoreID.withLock { $0 = newID }
+        changeTraces.removeAll()
     }
 
     /// Removes the rows of deleted keys whose delete is older than `order`, making room (a later insert of an
@@ -157,15 +184,20 @@ extension SQLiteStateStore {
     /// `positions`, in the caller's transaction; returns whether each event won (superseded the stored winner).
     ///
     /// With `recording`, the capture triggers record each visible change; without, they are dropped and a `gap`
-    /// row marks that changes went unrecorded.
+    /// row marks that changes went unrecorded. With `recording` and `traced`, `recorded` is set to the sequences
+    /// of the changes recorded (none: `nil`).
     private func writeBatch(
         _ batch: PreparedBatch,
         _ events: [ChangeEvent<Record>],
         positions: [Int32: Int64],
         recording: Bool,
+        traced: Bool = false,
+        recorded: inout ClosedRange<Int64>?,
         _ db: Database
     ) throws -> [Bool] {
         if !batch.entries.isEmpty { try prepareCapture(recording: recording, db) }
+        let tracing = recording && traced && !batch.entries.isEmpty
+        let sequenceBefore = tracing ? try Self.lastChangeSequence(db) : 0
         var won: [Bool] = []
         won.reserveCapacity(batch.entries.count)
         let types = schema.fields.map(\.type)
@@ -211,12 +243,23 @@ extension SQLiteStateStore {
         if configuration.historyLimit > 0, !batch.entries.isEmpty {
             try HistoryChunks.trim(db, limit: configuration.historyLimit)
         }
+        if tracing {
+            let sequenceAfter = try Self.lastChangeSequence(db)
+            if sequenceAfter > sequenceBefore { recorded = (sequenceBefore + 1)...sequenceAfter }
+        }
         if recording, !batch.entries.isEmpty { try trimChanges(db) }
         let statement = try db.cachedStatement(sql: sql.upsertPosition)
         for (partition, offset) in positions {
             try statement.execute(arguments: [Int64(partition), offset])
         }
         return won
+    }
+
+    /// The last sequence the changes table gave out (0 before its first change): AUTOINCREMENT's counter, which
+    /// trimming the table does not lower.
+    private static func lastChangeSequence(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = ?", arguments: [SQLiteSchema.changes])
+            ?? 0
     }
 
     /// Makes the writer's connection record changes (`recording`) or not, and marks unrecorded changes.

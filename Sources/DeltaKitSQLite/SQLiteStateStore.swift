@@ -47,6 +47,8 @@ public final class SQLiteStateStore<Record: ChangeRecord>: PositionedStateStore 
     private let writerLock: WriterLock?
     /// A writable store's side of the feeds' lock: whether a transaction records changes.
     let capture: ChangeCapture.Writer?
+    /// The trace contexts of the changes this store recorded, for its own feeds' elements.
+    let changeTraces = ChangeTraces()
     /// Whether the file records changes only while a feed is open (every file a writer of this version opened);
     /// a feed then registers itself (``ChangeCapture/Registration``).
     let recordsChangesOnDemand: Bool
