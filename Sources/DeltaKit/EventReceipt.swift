@@ -22,7 +22,12 @@ public struct EventReceipt: Hashable, Sendable, CustomStringConvertible {
 
     /// Records one more acknowledged message.
     public mutating func record(partition: Int32, offset: Int64) {
-        offsets[partition] = max(offsets[partition] ?? offset, offset)
+        // One hash lookup for a partition already in the receipt (a sink records every acknowledged message).
+        if let index = offsets.index(forKey: partition) {
+            if offsets.values[index] < offset { offsets.values[index] = offset }
+        } else {
+            offsets[partition] = offset
+        }
     }
 
     public var description: String {

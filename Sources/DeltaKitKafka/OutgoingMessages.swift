@@ -113,17 +113,17 @@ struct OutgoingMessages {
     /// Enqueues message `index` on `handle` for `topic`; on `.enqueued`, `receiver` gets its delivery report.
     func produce(
         _ index: Int,
-        topic: String,
+        topic: RdKafkaHandle.TopicPointer,
         on handle: RdKafkaHandle,
         receiver: DeliveryReceiver
-    ) throws -> RdKafkaHandle.ProduceResult {
+    ) -> RdKafkaHandle.ProduceResult {
         let message = messages[index]
-        return try bytes.withUnsafeBytes { bytes in
+        return bytes.withUnsafeBytes { bytes in
             let key = message.key.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
             let value = message.value.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
             // The common message, with a value and no header, takes librdkafka's plain call.
             guard let value, message.headers.isEmpty else {
-                return try handle.produce(
+                return handle.produce(
                     topic: topic,
                     key: key,
                     value: value,
@@ -131,7 +131,7 @@ struct OutgoingMessages {
                     receiver: receiver
                 )
             }
-            return try handle.produce(topic: topic, key: key, value: value, receiver: receiver)
+            return handle.produce(topic: topic, key: key, value: value, receiver: receiver)
         }
     }
 }

@@ -156,11 +156,18 @@ final class SinkCore: Sendable {
             if enqueued > 0 { metrics?.sent.increment(by: Int64(enqueued)) }
             perform(machine.withLock { $0.release(messages.count - enqueued, for: batch.id) })
         }
+        // The topic's handle once for the chunk, not looked up by name for each message.
+        let topicHandle: RdKafkaHandle.TopicPointer
+        do {
+            topicHandle = try handle.topic(topic)
+        } catch {
+            return error
+        }
         while enqueued < messages.count {
             let result: RdKafkaHandle.ProduceResult
             do {
                 if stopped.load(ordering: .relaxed) { try checkOpen() }
-                result = try messages.produce(enqueued, topic: topic, on: handle, receiver: batch)
+                result = messages.produce(enqueued, topic: topicHandle, on: handle, receiver: batch)
             } catch {
                 return error
             }

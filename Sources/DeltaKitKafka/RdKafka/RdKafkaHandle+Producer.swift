@@ -35,11 +35,20 @@ extension RdKafkaHandle {
         }
     }
 
+    /// The topic's handle, created at its first use: resolve it once for many messages rather than by name for each
+    /// (a lock and a string hash per message).
+    func topic(_ name: String) throws -> TopicPointer {
+        TopicPointer(pointer: try topicPointer(name))
+    }
+
     /// Enqueues one message (payload copied). On `.enqueued` the receiver gets exactly one delivery report.
-    func produce(topic: String, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, receiver: DeliveryReceiver)
-        throws -> ProduceResult
-    {
-        let rkt = try topicPointer(topic)
+    func produce(
+        topic: TopicPointer,
+        key: UnsafeRawBufferPointer?,
+        value: UnsafeRawBufferPointer,
+        receiver: DeliveryReceiver
+    ) -> ProduceResult {
+        let rkt = topic.pointer
         let opaque = Unmanaged.passRetained(receiver).toOpaque()
         let status = rd_kafka_produce(
             rkt,
@@ -61,13 +70,13 @@ extension RdKafkaHandle {
     /// Enqueues a message with headers: `key`, `value` (`nil`: a null value, a tombstone) and `headers` (payload
     /// and headers copied). On `.enqueued` the receiver gets exactly one delivery report.
     func produce(
-        topic: String,
+        topic: TopicPointer,
         key: UnsafeRawBufferPointer?,
         value: UnsafeRawBufferPointer?,
         headers: [(name: String, value: [UInt8])],
         receiver: DeliveryReceiver
-    ) throws -> ProduceResult {
-        let rkt = try topicPointer(topic)
+    ) -> ProduceResult {
+        let rkt = topic.pointer
         let opaque = Unmanaged.passRetained(receiver).toOpaque()
         let names = headers.map { strdup($0.name) }
         defer { names.forEach { free($0) } }
