@@ -18,30 +18,19 @@ extension SQLiteStateStore {
         let event = try event.canonicalized(schema: schema)
         let batch = try prepare([event])
         let keyValue = try Self.keyValue(event.key, schema: schema)
-        let trace = ServiceContext.current
-        let (change, recorded) = try await write { db, recording -> (StateChange<Record>?, ClosedRange<Int64>?) in
+        return try await writeEvents { db, recording in
             let previous = try self.current(keyValue: keyValue, db)
-            var recorded: ClosedRange<Int64>?
-            let won = try self.writeBatch(
-                batch,
-                [event],
-                positions: [:],
-                recording: recording,
-                traced: trace != nil,
-                recorded: &recorded,
-                db
-            )
-            guard won == [true] else { return (nil, recorded) }
+            guard try self.writeBatch(batch, [event], positions: [:], recording: recording, db) == [true] else {
+                return nil
+            }
             switch (previous?.record, event.record) {
-            case (nil, nil): return (nil, recorded)
-            case (nil, let new?): return (StateChange(kind: .insert, key: event.key, record: new), recorded)
-            case (let old?, nil): return (StateChange(kind: .delete, key: event.key, record: old), recorded)
+            case (nil, nil): return nil
+            case (nil, let new?): return StateChange(kind: .insert, key: event.key, record: new)
+            case (let old?, nil): return StateChange(kind: .delete, key: event.key, record: old)
             case (let old?, let new?):
-                return (old == new ? nil : StateChange(kind: .update, key: event.key, record: new), recorded)
+                return old == new ? nil : StateChange(kind: .update, key: event.key, record: new)
             }
         }
-        if let trace, let recorded { changeTraces.record(recorded, trace) }
-        return change
     }
 
     /// Applies the events in order in one transaction: all of them, or — when one is invalid — none.
@@ -82,29 +71,15 @@ extension SQLiteStateStore {
             schema.changesInRoundTrip ? try events.map { try $0.canonicalized(schema: schema) } : events
         let batch = try prepare(canonical)
         guard !events.isEmpty || !positions.isEmpty else { return }
-        // Inside a span (the materializer's, for events that carried a trace context), the feeds of this store
-        // give the changes that context: the sequences the triggers gave them are read in the transaction.
-        let trace = ServiceContext.current
-        let recorded = try await write { db, recording -> ClosedRange<Int64>? in
-            var recorded: ClosedRange<Int64>?
-            _ = try self.writeBatch(
-                batch,
-                canonical,
-                positions: positions,
-                recording: recording,
-                traced: trace != nil,
-                recorded: &recorded,
-                db
-            )
+        try await writeEvents { db, recording in
+            _ = try self.writeBatch(batch, canonical, positions: positions, recording: recording, db)
             let statement = try db.cachedStatement(sql: self.sql.upsertFingerprint)
             for (partition, fingerprint) in fingerprints {
                 try statement.execute(arguments: [
                     Int64(partition), fingerprint.offset, fingerprint.timestamp, Int64(bitPattern: fingerprint.digest),
                 ])
             }
-            return recorded
         }
-        if let trace, let recorded { changeTraces.record(recorded, trace) }
     }
 
     /// Removes every key, the history, the changes, the positions and the fingerprints in one transaction, and
@@ -184,20 +159,15 @@ extension SQLiteStateStore {
     /// `positions`, in the caller's transaction; returns whether each event won (superseded the stored winner).
     ///
     /// With `recording`, the capture triggers record each visible change; without, they are dropped and a `gap`
-    /// row marks that changes went unrecorded. With `recording` and `traced`, `recorded` is set to the sequences
-    /// of the changes recorded (none: `nil`).
+    /// row marks that changes went unrecorded.
     private func writeBatch(
         _ batch: PreparedBatch,
         _ events: [ChangeEvent<Record>],
         positions: [Int32: Int64],
         recording: Bool,
-        traced: Bool = false,
-        recorded: inout ClosedRange<Int64>?,
         _ db: Database
     ) throws -> [Bool] {
         if !batch.entries.isEmpty { try prepareCapture(recording: recording, db) }
-        let tracing = recording && traced && !batch.entries.isEmpty
-        let sequenceBefore = tracing ? try Self.lastChangeSequence(db) : 0
         var won: [Bool] = []
         won.reserveCapacity(batch.entries.count)
         let types = schema.fields.map(\.type)
@@ -243,16 +213,30 @@ extension SQLiteStateStore {
         if configuration.historyLimit > 0, !batch.entries.isEmpty {
             try HistoryChunks.trim(db, limit: configuration.historyLimit)
         }
-        if tracing {
-            let sequenceAfter = try Self.lastChangeSequence(db)
-            if sequenceAfter > sequenceBefore { recorded = (sequenceBefore + 1)...sequenceAfter }
-        }
         if recording, !batch.entries.isEmpty { try trimChanges(db) }
         let statement = try db.cachedStatement(sql: sql.upsertPosition)
         for (partition, offset) in positions {
             try statement.execute(arguments: [Int64(partition), offset])
         }
         return won
+    }
+
+    /// ``write(_:)`` for a body that applies events. Inside a trace context (the materializer's span for events that
+    /// carried one) the sequences of the changes the transaction recorded are read around `body`, and kept with the
+    /// context once it committed (``ChangeTraces``), for this store's own feeds. Without a context: no query.
+    private func writeEvents<T: Sendable>(
+        _ body: @escaping @Sendable (Database, _ recording: Bool) throws -> T
+    ) async throws -> T {
+        guard let trace = ServiceContext.current else { return try await write(body) }
+        let (result, recorded) = try await write { db, recording -> (T, ClosedRange<Int64>?) in
+            guard recording else { return (try body(db, recording), nil) }
+            let before = try Self.lastChangeSequence(db)
+            let result = try body(db, recording)
+            let after = try Self.lastChangeSequence(db)
+            return (result, after > before ? (before + 1)...after : nil)
+        }
+        if let recorded { changeTraces.record(recorded, trace) }
+        return result
     }
 
     /// The last sequence the changes table gave out (0 before its first change): AUTOINCREMENT's counter, which

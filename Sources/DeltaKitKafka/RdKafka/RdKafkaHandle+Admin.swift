@@ -14,7 +14,7 @@ extension RdKafkaHandle {
         timeoutMs: Int32,
         _ body: (rd_kafka_metadata) throws -> T
     ) throws -> T {
-        let rkt = try topic.map(topicPointer)
+        let rkt = try topic.map { try self.topic($0).pointer }
         var metadata: UnsafePointer<rd_kafka_metadata>?
         let err = rd_kafka_metadata(pointer, rkt == nil ? 1 : 0, rkt, &metadata, timeoutMs)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = metadata else { throw RdKafka.error(err) }

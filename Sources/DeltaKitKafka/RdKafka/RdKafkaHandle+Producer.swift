@@ -19,9 +19,11 @@ extension RdKafkaHandle {
         let pointer: OpaquePointer
     }
 
-    func topicPointer(_ name: String) throws -> OpaquePointer {
+    /// The topic's handle, created at its first use: resolve it once for many messages rather than by name for each
+    /// (a lock and a string hash per message).
+    func topic(_ name: String) throws -> TopicPointer {
         try topics.withLock { topics in
-            if let existing = topics[name] { return existing.pointer }
+            if let existing = topics[name] { return existing }
             guard let rkt = rd_kafka_topic_new(pointer, name, nil) else {
                 let err = rd_kafka_last_error()
                 throw DeltaKitError(
@@ -30,15 +32,10 @@ extension RdKafkaHandle {
                     underlying: RdKafka.error(err)
                 )
             }
-            topics[name] = TopicPointer(pointer: rkt)
-            return rkt
+            let topic = TopicPointer(pointer: rkt)
+            topics[name] = topic
+            return topic
         }
-    }
-
-    /// The topic's handle, created at its first use: resolve it once for many messages rather than by name for each
-    /// (a lock and a string hash per message).
-    func topic(_ name: String) throws -> TopicPointer {
-        TopicPointer(pointer: try topicPointer(name))
     }
 
     /// Enqueues one message (payload copied). On `.enqueued` the receiver gets exactly one delivery report.
